@@ -1,0 +1,25 @@
+// The Store port (Ceph's MonitorDBStore): keys are `prefix + '\0' + key`, values are bytes, and
+// every write is one atomic, durable Transaction. Two implementations stand behind it:
+// RocksDBStore (production; storage/rocksdb-store.ts) and MemoryStore (the simulator, with
+// crash semantics; storage/memory-store.ts).
+import type { Transaction } from './transaction.ts';
+
+export interface IterateOptions {
+  /** First key to yield (inclusive), within the prefix. */
+  start?: string;
+  /** Key to stop before (exclusive), within the prefix. */
+  end?: string;
+}
+
+export interface Store {
+  /** The value at prefix/key, or undefined. */
+  get(prefix: string, key: string): Promise<Uint8Array | undefined>;
+  /** A version_t-style number at prefix/key; a missing key reads as 0 (Ceph's get(prefix, key) → version_t). */
+  getNumber(prefix: string, key: string): Promise<number>;
+  exists(prefix: string, key: string): Promise<boolean>;
+  /** Keys of one prefix in byte order, with their values. */
+  iterate(prefix: string, options?: IterateOptions): AsyncIterable<[key: string, value: Uint8Array]>;
+  /** Apply a transaction atomically and durably (one synced write batch). Rejects, applying nothing, on failure. */
+  apply(tx: Transaction): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,307 @@
+// The message catalogue: every wire message paxmon speaks is one member of the `Message`
+// discriminated union below, with its TypeBox schema defined once and its static type derived
+// from that schema. Field meanings follow Ceph's src/messages/MMon*.h (DESIGN.md §3), in
+// TypeScript casing. Machines may `import type` from here; the compiled validators are for the
+// transport boundary, where every received message is checked (TigerBeetle's invalid_header():
+// a reason string, never an exception).
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+
+/** Bounds on everything that arrives from the network (TigerBeetle: put a limit on everything). */
+export const limits = {
+  monitorsMax: 64,
+  nameBytesMax: 64,
+  commandWordsMax: 256,
+  commandWordBytesMax: 64 * 1024,
+  paxosValuesMax: 10_000,
+} as const;
+
+const Version = Type.Integer({ minimum: 0 });
+const Epoch = Type.Integer({ minimum: 0 });
+const Rank = Type.Integer({ minimum: 0, maximum: limits.monitorsMax - 1 });
+const Fsid = Type.String({
+  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+});
+/** A monitor's short name (`a`, `b`, `mon-3`); its entity name is `mon.<name>`. */
+const MonName = Type.String({ pattern: '^[A-Za-z0-9_-]+$', minLength: 1, maxLength: limits.nameBytesMax });
+/** `host:port`, IPv4 or a host name (IPv6 in brackets). */
+const Addr = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', maxLength: 300 });
+const Bytes = Type.Uint8Array();
+const Quorum = Type.Array(Rank, { maxItems: limits.monitorsMax });
+
+export const ElectionStrategySchema = Type.Union([
+  Type.Literal('classic'),
+  Type.Literal('disallow'),
+  Type.Literal('connectivity'),
+]);
+export type ElectionStrategy = Static<typeof ElectionStrategySchema>;
+
+export const MonInfoSchema = Type.Object({ name: MonName, rank: Rank, addr: Addr }, { additionalProperties: false });
+export type MonInfo = Static<typeof MonInfoSchema>;
+
+/** Ceph's MonMap: fsid, epoch and the monitors in rank order (a lower rank has priority). */
+export const MonMapSchema = Type.Object(
+  {
+    fsid: Fsid,
+    epoch: Epoch,
+    mons: Type.Array(MonInfoSchema, { minItems: 1, maxItems: limits.monitorsMax }),
+    electionStrategy: ElectionStrategySchema,
+    disallowedLeaders: Type.Array(MonName, { maxItems: limits.monitorsMax }),
+    /** Milliseconds since the epoch when epoch 1 was created (Ceph's `created`). */
+    created: Type.Integer({ minimum: 0 }),
+    /** Milliseconds since the epoch of the last change (Ceph's `last_changed`). */
+    lastChanged: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type MonMap = Static<typeof MonMapSchema>;
+
+// --- mon.probe (MMonProbe) -------------------------------------------------------------------
+export const MonProbeSchema = Type.Object(
+  {
+    type: Type.Literal('mon.probe'),
+    op: Type.Union([Type.Literal('probe'), Type.Literal('reply'), Type.Literal('missing_features')]),
+    fsid: Fsid,
+    name: MonName,
+    quorum: Quorum,
+    monmap: MonMapSchema,
+    paxosFirstVersion: Version,
+    paxosLastVersion: Version,
+    hasEverJoined: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+
+// --- mon.sync (MMonSync) ---------------------------------------------------------------------
+const StoreKey = Type.Object({ prefix: Type.String({ maxLength: 256 }), key: Type.String({ maxLength: 4096 }) });
+export const MonSyncSchema = Type.Object(
+  {
+    type: Type.Literal('mon.sync'),
+    op: Type.Union([
+      Type.Literal('get_cookie_full'),
+      Type.Literal('get_cookie_recent'),
+      Type.Literal('cookie'),
+      Type.Literal('get_chunk'),
+      Type.Literal('chunk'),
+      Type.Literal('last_chunk'),
+      Type.Literal('no_cookie'),
+    ]),
+    cookie: Type.Integer({ minimum: 0 }),
+    lastCommitted: Version,
+    lastKey: Type.Optional(StoreKey),
+    /** An encoded storage Transaction (storage/transaction.ts), applied atomically by the requester. */
+    chunk: Type.Optional(Bytes),
+    /** Keys and bytes the provider expects to send in all, when it knows (progress). */
+    totalKeys: Type.Optional(Type.Integer({ minimum: 0 })),
+    totalBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+// --- mon.election (MMonElection) -------------------------------------------------------------
+export const MonElectionSchema = Type.Object(
+  {
+    type: Type.Literal('mon.election'),
+    op: Type.Union([Type.Literal('propose'), Type.Literal('ack'), Type.Literal('nak'), Type.Literal('victory')]),
+    fsid: Fsid,
+    epoch: Epoch,
+    monmapEpoch: Epoch,
+    quorum: Quorum,
+    strategy: ElectionStrategySchema,
+    /** Connectivity scores by rank (connectivity strategy only). */
+    scores: Type.Optional(Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { maxItems: limits.monitorsMax })),
+  },
+  { additionalProperties: false },
+);
+
+// --- mon.ping (MMonPing) ---------------------------------------------------------------------
+export const MonPingSchema = Type.Object(
+  {
+    type: Type.Literal('mon.ping'),
+    op: Type.Union([Type.Literal('ping'), Type.Literal('reply')]),
+    /** Sender's clock in milliseconds, echoed in the reply (round trip and skew estimates). */
+    stamp: Type.Number(),
+    /** The sender's encoded connectivity tracker (Ceph's ConnectionTracker). */
+    tracker: Type.Optional(Bytes),
+  },
+  { additionalProperties: false },
+);
+
+// --- mon.paxos (MMonPaxos) -------------------------------------------------------------------
+export const PaxosValueSchema = Type.Object({ version: Version, value: Bytes }, { additionalProperties: false });
+export type PaxosValue = Static<typeof PaxosValueSchema>;
+export const MonPaxosSchema = Type.Object(
+  {
+    type: Type.Literal('mon.paxos'),
+    op: Type.Union([
+      Type.Literal('collect'),
+      Type.Literal('last'),
+      Type.Literal('begin'),
+      Type.Literal('accept'),
+      Type.Literal('commit'),
+      Type.Literal('lease'),
+      Type.Literal('lease_ack'),
+    ]),
+    electionEpoch: Epoch,
+    pn: Version,
+    uncommittedPn: Version,
+    firstCommitted: Version,
+    lastCommitted: Version,
+    /** Values by version: committed ones (share_state) or the uncommitted one at lc+1. */
+    values: Type.Array(PaxosValueSchema, { maxItems: limits.paxosValuesMax }),
+    /** Lease length granted by the leader, in milliseconds (op lease). */
+    leaseMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+// --- mon.join (MMonJoin) ---------------------------------------------------------------------
+export const MonJoinSchema = Type.Object(
+  { type: Type.Literal('mon.join'), name: MonName, addr: Addr },
+  { additionalProperties: false },
+);
+
+// --- commands: mon.command / mon.command_ack (MMonCommand), mon.forward / mon.route --------------
+export const CommandSchema = Type.Array(Type.String({ maxLength: limits.commandWordBytesMax }), {
+  minItems: 1,
+  maxItems: limits.commandWordsMax,
+});
+export const CommandReplySchema = Type.Object(
+  { r: Type.Integer(), rs: Type.String(), data: Bytes },
+  { additionalProperties: false },
+);
+export type CommandReply = Static<typeof CommandReplySchema>;
+
+export const MonCommandSchema = Type.Object(
+  {
+    type: Type.Literal('mon.command'),
+    tid: Type.Integer({ minimum: 0 }),
+    cmd: CommandSchema,
+    /** Input buffer (`-i FILE`). */
+    inbuf: Type.Optional(Bytes),
+  },
+  { additionalProperties: false },
+);
+export const MonCommandAckSchema = Type.Object(
+  {
+    type: Type.Literal('mon.command_ack'),
+    tid: Type.Integer({ minimum: 0 }),
+    cmd: CommandSchema,
+    r: Type.Integer(),
+    rs: Type.String(),
+    data: Bytes,
+  },
+  { additionalProperties: false },
+);
+export const MonForwardSchema = Type.Object(
+  {
+    type: Type.Literal('mon.forward'),
+    /** Forwarding monitor's own tid for this request (Ceph's MForward::tid). */
+    tid: Type.Integer({ minimum: 0 }),
+    /** The original client and its tid: the leader's dedupe key (client id + tid). */
+    client: Type.String({ maxLength: 128 }),
+    clientTid: Type.Integer({ minimum: 0 }),
+    electionEpoch: Epoch,
+    request: Type.Object({ cmd: CommandSchema, inbuf: Type.Optional(Bytes) }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+export const MonRouteSchema = Type.Object(
+  {
+    type: Type.Literal('mon.route'),
+    tid: Type.Integer({ minimum: 0 }),
+    reply: CommandReplySchema,
+  },
+  { additionalProperties: false },
+);
+
+export const MessageSchema = Type.Union([
+  MonProbeSchema,
+  MonSyncSchema,
+  MonElectionSchema,
+  MonPingSchema,
+  MonPaxosSchema,
+  MonJoinSchema,
+  MonCommandSchema,
+  MonCommandAckSchema,
+  MonForwardSchema,
+  MonRouteSchema,
+]);
+
+export type MonProbe = Static<typeof MonProbeSchema>;
+export type MonSync = Static<typeof MonSyncSchema>;
+export type MonElection = Static<typeof MonElectionSchema>;
+export type MonPing = Static<typeof MonPingSchema>;
+export type MonPaxos = Static<typeof MonPaxosSchema>;
+export type MonJoin = Static<typeof MonJoinSchema>;
+export type MonCommand = Static<typeof MonCommandSchema>;
+export type MonCommandAck = Static<typeof MonCommandAckSchema>;
+export type MonForward = Static<typeof MonForwardSchema>;
+export type MonRoute = Static<typeof MonRouteSchema>;
+export type Message = Static<typeof MessageSchema>;
+export type MessageType = Message['type'];
+
+/** Narrow the union to one member by its `type`. */
+export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
+
+/** An entity name as Ceph writes it: `mon.a` or `client.<id>`. */
+export type EntityName = `mon.${string}` | `client.${string}`;
+
+const schemasByType: Record<MessageType, TSchema> = {
+  'mon.probe': MonProbeSchema,
+  'mon.sync': MonSyncSchema,
+  'mon.election': MonElectionSchema,
+  'mon.ping': MonPingSchema,
+  'mon.paxos': MonPaxosSchema,
+  'mon.join': MonJoinSchema,
+  'mon.command': MonCommandSchema,
+  'mon.command_ack': MonCommandAckSchema,
+  'mon.forward': MonForwardSchema,
+  'mon.route': MonRouteSchema,
+};
+
+export const messageTypes = Object.keys(schemasByType) as MessageType[];
+
+const compiled = new Map(
+  Object.entries(schemasByType).map(([type, schema]) => [type, TypeCompiler.Compile(schema)] as const),
+);
+const compiledMonMap = TypeCompiler.Compile(MonMapSchema);
+
+/**
+ * Check a decoded value against the catalogue. Returns null when it is a valid `Message`, or a
+ * short reason naming the first offending field (for the log line; the message is dropped).
+ */
+export function validate(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'message is not an object';
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string') return 'message has no type';
+  const check = compiled.get(type);
+  if (!check) return `unknown message type ${JSON.stringify(type).slice(0, 80)}`;
+  if (check.Check(value)) return null;
+  const first = check.Errors(value).First();
+  return first ? `${type}: ${first.path || '/'} ${first.message}` : `${type}: invalid`;
+}
+
+/** Type guard form of `validate`. */
+export function isMessage(value: unknown): value is Message {
+  return validate(value) === null;
+}
+
+/** Validate a monmap (from a store or a peer). Returns a reason or null. */
+export function validateMonMap(value: unknown): string | null {
+  if (compiledMonMap.Check(value)) {
+    const map = value as MonMap;
+    const names = new Set<string>();
+    const addrs = new Set<string>();
+    for (const [index, mon] of map.mons.entries()) {
+      if (mon.rank !== index) return `monmap: mon.${mon.name} has rank ${mon.rank}, expected ${index}`;
+      if (names.has(mon.name)) return `monmap: duplicate name ${mon.name}`;
+      if (addrs.has(mon.addr)) return `monmap: duplicate address ${mon.addr}`;
+      names.add(mon.name);
+      addrs.add(mon.addr);
+    }
+    return null;
+  }
+  const first = compiledMonMap.Errors(value).First();
+  return `monmap: ${first ? `${first.path || '/'} ${first.message}` : 'invalid'}`;
+}

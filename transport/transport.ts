@@ -1,0 +1,23 @@
+// The Transport port: typed messages to and from named peers. TCP (transport/messenger.ts) and the
+// simulator's in-memory network (transport/memory-network.ts) both implement it.
+import type { EntityName, Message } from './messages.ts';
+
+export interface TransportHandlers {
+  /** A validated message from an authenticated peer. */
+  onMessage(from: EntityName, message: Message): void;
+  /** The connection to a peer was lost (Ceph's ms_handle_reset); pending requests to it may be lost. */
+  onReset?(peer: EntityName): void;
+}
+
+export interface Transport {
+  /** Own entity name (`mon.a`, `client.x`). */
+  readonly name: EntityName;
+  /**
+   * Send to a peer. A monitor is dialled lazily at `addr` (reconnecting with backoff); a client is
+   * reached over the connection it opened. Never throws: what cannot be delivered is dropped and
+   * counted, as Ceph's lossy monitor connections do.
+   */
+  send(to: EntityName, message: Message, addr?: string): void;
+  setHandlers(handlers: TransportHandlers): void;
+  close(): Promise<void>;
+}
