@@ -1,0 +1,79 @@
+// Reading a monitor's persisted state at start-up (Monitor::preinit, Paxos::init,
+// Elector::init): everything the machines need as input, from the layout of DESIGN.md §4.
+import type { MonitorInput } from '../machines/monitor.ts';
+import type { Uncommitted } from '../machines/paxos.ts';
+import type { Store } from '../storage/store.ts';
+import { type MonMap, validateMonMap } from '../transport/messages.ts';
+
+const utf8 = new TextDecoder();
+
+export class MonitorStateError extends Error {
+  readonly code = 'EINVAL';
+}
+
+export function encodeMonMap(monmap: MonMap): string {
+  return JSON.stringify(monmap);
+}
+
+export function decodeMonMap(bytes: Uint8Array): MonMap {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(bytes));
+  } catch (error) {
+    throw new MonitorStateError(`monmap is not valid JSON: ${(error as Error).message}`);
+  }
+  const reason = validateMonMap(value);
+  if (reason) throw new MonitorStateError(reason);
+  return value as MonMap;
+}
+
+export async function loadMonMap(store: Store): Promise<MonMap> {
+  const epoch = await store.getNumber('monmap', 'last_committed');
+  const bytes = epoch ? await store.get('monmap', String(epoch)) : undefined;
+  if (!bytes) throw new MonitorStateError('store has no monmap (was it created with paxmon mkfs?)');
+  return decodeMonMap(bytes);
+}
+
+export interface LoadedMonitor {
+  name: string;
+  fsid: string;
+  input: Omit<MonitorInput, 'config'>;
+}
+
+export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
+  const nameBytes = await store.get('monitor', 'name');
+  const fsidBytes = await store.get('monitor', 'fsid');
+  if (!nameBytes || !fsidBytes) throw new MonitorStateError('store has no monitor name/fsid (was it created with paxmon mkfs?)');
+  const name = utf8.decode(nameBytes);
+  const fsid = utf8.decode(fsidBytes);
+  const monmap = await loadMonMap(store);
+  if (monmap.fsid !== fsid) throw new MonitorStateError(`monmap fsid ${monmap.fsid} differs from the store's fsid ${fsid}`);
+
+  const firstCommitted = await store.getNumber('paxos', 'first_committed');
+  const lastCommitted = await store.getNumber('paxos', 'last_committed');
+  let uncommitted: Uncommitted | null = null;
+  // Paxos::init: an accepted value at lc+1 is still uncommitted; its pn is pending_pn.
+  const pendingValue = await store.get('paxos', String(lastCommitted + 1));
+  if (pendingValue) {
+    const pendingV = await store.getNumber('paxos', 'pending_v');
+    const pendingPn = await store.getNumber('paxos', 'pending_pn');
+    uncommitted = { version: lastCommitted + 1, pn: pendingV === lastCommitted + 1 ? pendingPn : 0, value: pendingValue };
+  }
+  return {
+    name,
+    fsid,
+    input: {
+      name,
+      monmap,
+      hasEverJoined: (await store.getNumber('monitor', 'joined')) > 0,
+      electionEpoch: await store.getNumber('monitor', 'election_epoch'),
+      paxos: {
+        firstCommitted,
+        lastCommitted,
+        acceptedPn: await store.getNumber('paxos', 'accepted_pn'),
+        lastPn: await store.getNumber('paxos', 'last_pn'),
+        uncommitted,
+      },
+    },
+  };
+}

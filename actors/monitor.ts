@@ -1,0 +1,229 @@
+// Running a monitor: the pure monitor statechart, given its world. `createMonitor` takes any Store
+// and Transport (the simulator's in-memory ones, or an app's own); `startMonitor` (actors/daemon.ts)
+// opens RocksDB and TCP and calls it.
+import { type ActorOptions, type AnyActorLogic, type AnyActorRef, createActor, type InspectionEvent } from 'xstate';
+import { type MonConfig, defaultConfig } from '../machines/config.ts';
+import { monitorMachine } from '../machines/monitor.ts';
+import { isReadable, isWriteable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
+import type { Store } from '../storage/store.ts';
+import type { CommandReply, EntityName, MonCommand } from '../transport/messages.ts';
+import type { Transport } from '../transport/transport.ts';
+import { ioLogic } from './io.ts';
+import { type Logger, silentLogger } from './log.ts';
+import { loadMonitorState } from './monitor-state.ts';
+
+/** XState's clock interface (setTimeout/clearTimeout), e.g. its SimulatedClock. */
+export type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
+
+export interface CreateMonitorOptions {
+  store: Store;
+  transport: Transport;
+  config?: Partial<MonConfig>;
+  /** XState clock for every timer of the monitor's actor tree (SimulatedClock in the simulator). */
+  clock?: Clock;
+  /** Wall-clock milliseconds for quorum_age and log stamps (simulated time in the simulator). */
+  now?: () => number;
+  logger?: Logger;
+  /** Receives every inspection event of the whole actor tree (XState's `inspect`). */
+  inspect?: (event: InspectionEvent) => void;
+  /** A durable write failed; default: log and stop the monitor. */
+  onFatal?: (error: Error) => void;
+  /** Handle a client command the monitor itself does not know (services plug in here). */
+  onCommand?: (from: EntityName, msg: MonCommand, reply: (r: CommandReply) => void) => boolean;
+}
+
+export type MonitorStateName = 'probing' | 'synchronizing' | 'electing' | 'leader' | 'peon' | 'shutdown';
+
+export interface MonitorHandle {
+  readonly name: string;
+  readonly fsid: string;
+  /** The root XState actor (the monitor statechart). */
+  readonly actor: AnyActorRef;
+  /** Current Ceph state name of the monitor. */
+  state(): MonitorStateName;
+  /** Ceph's `mon_status` (DESIGN.md §6). */
+  monStatus(): Record<string, unknown>;
+  /** Ceph's `quorum_status`. */
+  quorumStatus(): Record<string, unknown>;
+  isReadable(): boolean;
+  isWriteable(): boolean;
+  /** Resolves once a shutdown (stop() or a fatal store error) has completed. */
+  readonly stopped: Promise<void>;
+  /** Stop the actor tree; the store and transport are the caller's to close. */
+  stop(): Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+export async function createMonitor(options: CreateMonitorOptions): Promise<MonitorHandle> {
+  const logger = options.logger ?? silentLogger;
+  const now = options.now ?? (() => Date.now());
+  const config: MonConfig = { ...defaultConfig, ...(options.config ?? {}) };
+  const loaded = await loadMonitorState(options.store);
+  let quorumSince = 0;
+  let stopping = false;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    resolveStopped = resolve;
+  });
+
+  const fatal = (error: Error) => {
+    logger.fatal({ err: error.message, code: (error as { code?: string }).code }, 'store write failed; stopping the monitor');
+    if (options.onFatal) options.onFatal(error);
+    void handle.stop();
+  };
+
+  const io = ioLogic({
+    store: options.store,
+    transport: options.transport,
+    onFatal: fatal,
+    onCommand: (from, msg) => {
+      const reply = (r: CommandReply) =>
+        options.transport.send(from, { type: 'mon.command_ack', tid: msg.tid, cmd: msg.cmd, r: r.r, rs: r.rs, data: r.data });
+      const builtin = handleStatusCommand(handle, msg);
+      if (builtin) return reply(builtin);
+      if (options.onCommand?.(from, msg, reply)) return;
+      reply({ r: -22, rs: `unknown command '${msg.cmd.join(' ')}' (valid: quorum_status, mon_status)`, data: new Uint8Array() });
+    },
+  });
+
+  const machine = monitorMachine.provide({ actors: { io } });
+  const actor = createActor(machine, {
+    input: { ...loaded.input, config },
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
+
+  let lastState = '';
+  let lastQuorum = '';
+  actor.subscribe({
+    next(snapshot) {
+      const state = String(typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0]);
+      const quorum = snapshot.context.quorum.join(',');
+      if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
+        if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) quorumSince = now();
+        logger.info(
+          { mon: loaded.name, state, election_epoch: snapshot.context.electionEpoch, quorum: snapshot.context.quorum, reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined },
+          `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
+        );
+        lastState = state;
+        lastQuorum = quorum;
+      }
+      if (snapshot.status === 'done') resolveStopped();
+    },
+    error(error) {
+      logger.error({ err: String(error) }, 'monitor actor failed');
+      resolveStopped();
+    },
+  });
+
+  const paxosSnapshot = () => {
+    const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
+    return paxos?.getSnapshot() as ({ matches(v: unknown): boolean; context: PaxosContext; value: unknown } | undefined);
+  };
+
+  const handle: MonitorHandle = {
+    name: loaded.name,
+    fsid: loaded.fsid,
+    actor,
+    stopped,
+    state() {
+      const value = actor.getSnapshot().value;
+      return (typeof value === 'string' ? value : Object.keys(value)[0]) as MonitorStateName;
+    },
+    isReadable() {
+      const snap = paxosSnapshot();
+      return snap ? isReadable(snap) : false;
+    },
+    isWriteable() {
+      const snap = paxosSnapshot();
+      return snap ? isWriteable(snap) : false;
+    },
+    monStatus() {
+      const ctx = actor.getSnapshot().context;
+      const snap = paxosSnapshot();
+      return {
+        name: ctx.name,
+        rank: ctx.rank,
+        state: handle.state(),
+        election_epoch: ctx.electionEpoch,
+        quorum: ctx.quorum,
+        quorum_age: quorumAge(handle, quorumSince, now),
+        outside_quorum: ctx.outsideQuorum,
+        extra_probe_peers: [],
+        sync_provider: [],
+        sync_decision: ctx.syncDecision,
+        last_bootstrap_reason: ctx.lastBootstrapReason,
+        paxos: snap
+          ? {
+              state: paxosStateName(snap),
+              first_committed: snap.context.firstCommitted,
+              last_committed: snap.context.lastCommitted,
+              accepted_pn: snap.context.acceptedPn,
+              readable: isReadable(snap),
+              writeable: isWriteable(snap),
+            }
+          : null,
+        monmap: monmapJson(ctx.monmap),
+      };
+    },
+    quorumStatus() {
+      const ctx = actor.getSnapshot().context;
+      const leader = ctx.monmap.mons[ctx.leader];
+      return {
+        election_epoch: ctx.electionEpoch,
+        quorum: ctx.quorum,
+        quorum_names: ctx.quorum.map((r) => ctx.monmap.mons[r]?.name ?? `?${r}`),
+        quorum_leader_name: leader?.name ?? '',
+        quorum_age: quorumAge(handle, quorumSince, now),
+        monmap: monmapJson(ctx.monmap),
+      };
+    },
+    async stop() {
+      if (stopping) return stopped;
+      stopping = true;
+      actor.send({ type: 'monitor.shutdown' });
+      actor.stop();
+      resolveStopped();
+      return stopped;
+    },
+  };
+
+  actor.start();
+  return handle;
+}
+
+function quorumAge(handle: MonitorHandle, since: number, now: () => number): number {
+  const state = handle.state();
+  if ((state !== 'leader' && state !== 'peon') || since === 0) return 0;
+  return Math.max(0, Math.floor((now() - since) / 1000));
+}
+
+export function monmapJson(monmap: import('../transport/messages.ts').MonMap) {
+  return {
+    epoch: monmap.epoch,
+    fsid: monmap.fsid,
+    modified: new Date(monmap.lastChanged).toISOString(),
+    created: new Date(monmap.created).toISOString(),
+    election_strategy: monmap.electionStrategy,
+    disallowed_leaders: monmap.disallowedLeaders,
+    min_quorum_size: Math.floor(monmap.mons.length / 2) + 1,
+    mons: monmap.mons.map((m) => ({ rank: m.rank, name: m.name, addr: m.addr, public_addr: m.addr })),
+  };
+}
+
+/** Monitor::handle_command for the status commands the monitor answers itself. */
+function handleStatusCommand(handle: MonitorHandle, msg: MonCommand): CommandReply | null {
+  const words = msg.cmd;
+  const json = (value: unknown): CommandReply => ({ r: 0, rs: '', data: encoder.encode(JSON.stringify(value)) });
+  if (words.length === 1 && words[0] === 'mon_status') return json(handle.monStatus());
+  if (words.length === 1 && words[0] === 'quorum_status') {
+    const state = handle.state();
+    // Ceph answers quorum_status from a monitor in the quorum; one outside it cannot know it.
+    if (state !== 'leader' && state !== 'peon') {
+      return { r: -11, rs: `mon.${handle.name} is not in quorum (state ${state})`, data: new Uint8Array() };
+    }
+    return json(handle.quorumStatus());
+  }
+  return null;
+}

@@ -1,0 +1,92 @@
+// Monitor options, named after Ceph's (src/common/options/mon.yaml.in, DESIGN.md §5), in
+// milliseconds. Ceph's defaults are sized for big cluster maps and slow disks; paxmon defaults to
+// faster timing, like etcd's 100 ms heartbeat / 1 s election timeout, because its values are
+// small and a monitor that is gone should be noticed in about a second, not in 10. Every option
+// stays configurable, and `cephDefaults` gives Ceph's own values.
+export interface MonConfig {
+  /** mon_lease: how long a peon may serve reads after a lease (Ceph 5 s). */
+  monLeaseMs: number;
+  /** mon_lease_renew_interval_factor: the leader renews every lease × this (Ceph 0.6). */
+  monLeaseRenewIntervalFactor: number;
+  /** mon_lease_ack_timeout_factor: leader waits lease × this for lease acks; a peon waits as long for a lease (Ceph 2). */
+  monLeaseAckTimeoutFactor: number;
+  /** mon_accept_timeout_factor: collect and begin wait lease × this for the quorum (Ceph 2). */
+  monAcceptTimeoutFactor: number;
+  /** mon_election_timeout (Ceph 5 s). */
+  monElectionTimeoutMs: number;
+  /** Extra time a deferring monitor gives the one it acked to declare victory (Ceph's reset_timer(1.0)). */
+  monElectionDeferExtraMs: number;
+  /** mon_probe_timeout (Ceph 2 s). */
+  monProbeTimeoutMs: number;
+  /** paxos_max_join_drift: versions a monitor may lag before it must sync rather than catch up (Ceph 10). */
+  paxosMaxJoinDrift: number;
+  /** paxos_propose_interval: 0 proposes at once when idle and batches what arrives during a round (Ceph 1 s). */
+  paxosProposeIntervalMs: number;
+  /** paxos_min: versions kept after a trim (Ceph 500). */
+  paxosMin: number;
+  /** paxos_trim_min: trim only when this many versions beyond paxos_min can go (Ceph 250). */
+  paxosTrimMin: number;
+  /** paxos_trim_max: at most this many versions trimmed in one proposal (Ceph 500). */
+  paxosTrimMax: number;
+}
+
+export const defaultConfig: MonConfig = {
+  monLeaseMs: 1000,
+  monLeaseRenewIntervalFactor: 0.6,
+  monLeaseAckTimeoutFactor: 2,
+  monAcceptTimeoutFactor: 2,
+  monElectionTimeoutMs: 1000,
+  monElectionDeferExtraMs: 200,
+  monProbeTimeoutMs: 500,
+  paxosMaxJoinDrift: 10,
+  paxosProposeIntervalMs: 0,
+  paxosMin: 500,
+  paxosTrimMin: 250,
+  paxosTrimMax: 500,
+};
+
+export const cephDefaults: MonConfig = {
+  monLeaseMs: 5000,
+  monLeaseRenewIntervalFactor: 0.6,
+  monLeaseAckTimeoutFactor: 2,
+  monAcceptTimeoutFactor: 2,
+  monElectionTimeoutMs: 5000,
+  monElectionDeferExtraMs: 1000,
+  monProbeTimeoutMs: 2000,
+  paxosMaxJoinDrift: 10,
+  paxosProposeIntervalMs: 1000,
+  paxosMin: 500,
+  paxosTrimMin: 250,
+  paxosTrimMax: 500,
+};
+
+/** Ceph option name (`mon_lease`) → field, for `--set mon_lease=5` style overrides (seconds, as Ceph). */
+export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: boolean }> = {
+  mon_lease: { field: 'monLeaseMs', seconds: true },
+  mon_lease_renew_interval_factor: { field: 'monLeaseRenewIntervalFactor', seconds: false },
+  mon_lease_ack_timeout_factor: { field: 'monLeaseAckTimeoutFactor', seconds: false },
+  mon_accept_timeout_factor: { field: 'monAcceptTimeoutFactor', seconds: false },
+  mon_election_timeout: { field: 'monElectionTimeoutMs', seconds: true },
+  mon_probe_timeout: { field: 'monProbeTimeoutMs', seconds: true },
+  paxos_max_join_drift: { field: 'paxosMaxJoinDrift', seconds: false },
+  paxos_propose_interval: { field: 'paxosProposeIntervalMs', seconds: true },
+  paxos_min: { field: 'paxosMin', seconds: false },
+  paxos_trim_min: { field: 'paxosTrimMin', seconds: false },
+  paxos_trim_max: { field: 'paxosTrimMax', seconds: false },
+};
+
+/** Parse `name=value` overrides in Ceph's units into a config; returns a reason on error. */
+export function applyCephOptions(base: MonConfig, pairs: string[]): MonConfig | string {
+  const config = { ...base };
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) return `option '${pair}' is not name=value`;
+    const name = pair.slice(0, eq).replace(/-/g, '_');
+    const option = cephOptionNames[name];
+    if (!option) return `unknown option '${name}' (known: ${Object.keys(cephOptionNames).join(', ')})`;
+    const value = Number(pair.slice(eq + 1));
+    if (!Number.isFinite(value) || value < 0) return `option '${name}' needs a non-negative number`;
+    config[option.field] = option.seconds ? Math.round(value * 1000) : value;
+  }
+  return config;
+}

@@ -1,0 +1,408 @@
+// The monitor: the root statechart of one paxmon monitor (Ceph's Monitor.cc, seed 004).
+//
+//   probing → (synchronizing) → electing → leader | peon        (+ shutdown)
+//
+// Children: `io` (provided by the runtime: TCP + RocksDB, or the simulator's network and store),
+// `elector` and `paxos`. Received messages arrive as events typed by message type and are routed
+// as Ceph's Monitor::dispatch_op routes them: election messages to the elector (not while
+// probing or synchronizing), paxos messages to paxos, probes handled here.
+import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import type { EntityName, MonMap, MonProbe } from '../transport/messages.ts';
+import type { MonConfig } from './config.ts';
+import { effects, type IoEffectsEvent, type MessageEvent, type Outgoing, type StoreOp } from './effects.ts';
+import { electorMachine, type ElectorParentEvent, rankOf } from './elector.ts';
+import { type PaxosParentEvent, paxosMachine, type Uncommitted } from './paxos.ts';
+
+export interface MonitorInput {
+  name: string;
+  monmap: MonMap;
+  config: MonConfig;
+  hasEverJoined: boolean;
+  electionEpoch: number;
+  paxos: {
+    firstCommitted: number;
+    lastCommitted: number;
+    acceptedPn: number;
+    lastPn: number;
+    uncommitted: Uncommitted | null;
+  };
+}
+
+/** Why and from whom this monitor would sync (Monitor::handle_probe_reply), kept visible in the state. */
+export interface SyncDecision {
+  kind: 'full' | 'recent';
+  provider: string;
+  reason: string;
+}
+
+export interface MonitorContext {
+  name: string;
+  rank: number;
+  monmap: MonMap;
+  config: MonConfig;
+  hasEverJoined: boolean;
+  electionEpoch: number;
+  quorum: number[];
+  leader: number;
+  /** Monitors (by name) heard from while probing that are not in a quorum either. */
+  outsideQuorum: string[];
+  firstCommitted: number;
+  lastCommitted: number;
+  syncDecision: SyncDecision | null;
+  /**
+   * Store sync arrives with its own issue; until then a monitor that would sync goes back to
+   * probing once and catches up through Paxos recovery (share_state) instead.
+   */
+  syncDeferred: boolean;
+  /** Why the last bootstrap happened (shown by mon_status and the logs). */
+  lastBootstrapReason: string;
+  /** What paxos loaded from the store at start-up; handed to the paxos child once. */
+  paxosBoot: { acceptedPn: number; lastPn: number; uncommitted: Uncommitted | null };
+}
+
+export type MonitorEvent =
+  | MessageEvent
+  | ElectorParentEvent
+  | PaxosParentEvent
+  | { type: 'monitor.bootstrap'; reason: string }
+  | { type: 'monitor.start_election' }
+  | { type: 'monitor.sync'; decision: SyncDecision }
+  | { type: 'monitor.shutdown' }
+  /** Forwarded to paxos (from services, or specs): one encoded Transaction to commit. */
+  | { type: 'paxos.propose'; id: string; value: Uint8Array };
+
+/** MonMap::min_quorum_size. */
+export const minQuorumSize = (monmap: MonMap) => Math.floor(monmap.mons.length / 2) + 1;
+
+function probeMessage(context: MonitorContext, op: MonProbe['op']): MonProbe {
+  return {
+    type: 'mon.probe',
+    op,
+    fsid: context.monmap.fsid,
+    name: context.name,
+    quorum: context.quorum,
+    monmap: context.monmap,
+    paxosFirstVersion: context.firstCommitted,
+    paxosLastVersion: context.lastCommitted,
+    hasEverJoined: context.hasEverJoined,
+  };
+}
+
+/** Persist a monmap as the monmap service stores it: the full map at its epoch. */
+export function monmapWrites(monmap: MonMap): StoreOp[] {
+  return [
+    { op: 'put', prefix: 'monmap', key: String(monmap.epoch), value: JSON.stringify(monmap) },
+    { op: 'put_number', prefix: 'monmap', key: 'last_committed', value: monmap.epoch },
+  ];
+}
+
+type ProbeOutcome =
+  | { kind: 'ignore' }
+  | { kind: 'adopt_monmap'; monmap: MonMap }
+  | { kind: 'sync'; decision: SyncDecision }
+  | { kind: 'start_election' }
+  | { kind: 'join'; to: EntityName; addr?: string }
+  | { kind: 'wait'; outsideQuorum: string[] };
+
+/** Monitor::handle_probe_reply, while probing. Pure: the machine acts on the outcome. */
+export function handleProbeReply(context: MonitorContext, from: EntityName, msg: MonProbe): ProbeOutcome {
+  if (msg.fsid !== context.monmap.fsid) return { kind: 'ignore' };
+  // A newer monmap from a monitor that has been in a quorum: adopt it and start over.
+  if (msg.hasEverJoined && (msg.monmap.epoch > context.monmap.epoch || !context.hasEverJoined) && msg.monmap.epoch !== context.monmap.epoch) {
+    if (msg.monmap.epoch > context.monmap.epoch) return { kind: 'adopt_monmap', monmap: msg.monmap };
+  }
+  if (!context.syncDeferred) {
+    if (context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1) {
+      return {
+        kind: 'sync',
+        decision: { kind: 'full', provider: from, reason: `my last_committed ${context.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}` },
+      };
+    }
+    if (context.lastCommitted + context.config.paxosMaxJoinDrift < msg.paxosLastVersion) {
+      return {
+        kind: 'sync',
+        decision: {
+          kind: 'recent',
+          provider: from,
+          reason: `my last_committed ${context.lastCommitted} + paxos_max_join_drift ${context.config.paxosMaxJoinDrift} < peer last_committed ${msg.paxosLastVersion}`,
+        },
+      };
+    }
+  }
+  if (msg.quorum.length > 0) {
+    // There is a quorum: if I am in the map, an election pulls me in; otherwise ask to join.
+    if (context.rank >= 0) return { kind: 'start_election' };
+    const leader = msg.monmap.mons[Math.min(...msg.quorum)];
+    const mine = context.monmap.mons.find((m) => m.name === context.name);
+    if (!leader || !mine) return { kind: 'ignore' };
+    return { kind: 'join', to: `mon.${leader.name}`, addr: leader.addr };
+  }
+  if (rankOf(context.monmap, from) < 0) return { kind: 'ignore' }; // not part of my monmap
+  const name = from.slice(4);
+  const outsideQuorum = context.outsideQuorum.includes(name) ? context.outsideQuorum : [...context.outsideQuorum, name];
+  if (outsideQuorum.length >= minQuorumSize(context.monmap) && outsideQuorum.includes(context.name)) {
+    return { kind: 'start_election' };
+  }
+  return { kind: 'wait', outsideQuorum };
+}
+
+export const monitorMachine = setup({
+  types: {
+    context: {} as MonitorContext,
+    events: {} as MonitorEvent,
+    input: {} as MonitorInput,
+  },
+  actors: {
+    elector: electorMachine,
+    paxos: paxosMachine,
+    // The runtime provides the real one (actors/io.ts: TCP + RocksDB, or the simulator's
+    // network and store) with monitorMachine.provide({ actors: { io } }).
+    io: fromCallback(() => {
+      throw new Error('monitorMachine needs an io actor: monitorMachine.provide({ actors: { io } })');
+    }),
+  },
+  delays: {
+    probeTimeout: ({ context }) => context.config.monProbeTimeoutMs,
+    // Waiting a probe timeout before probing again keeps a would-be sync from spinning.
+    syncNotYet: ({ context }) => context.config.monProbeTimeoutMs,
+  },
+  actions: {
+    /** Monitor::win_election / lose_election: remember that I have been in a quorum (monitor/joined). */
+    joined: enqueueActions(({ enqueue, context }) => {
+      if (context.hasEverJoined) return;
+      enqueue.assign({ hasEverJoined: true });
+      enqueue.sendTo('elector', { type: 'elector.joined' });
+      enqueue.sendTo(({ system }) => system.get('io'), effects([{ op: 'put_number', prefix: 'monitor', key: 'joined', value: 1 }], []));
+    }),
+    io: sendTo(({ system }) => system.get('io'), (_, params: IoEffectsEvent) => params),
+    /** Monitor::_reset: forget the quorum; Paxos and the elector restart. */
+    reset: enqueueActions(({ enqueue, context }) => {
+      enqueue.assign({ quorum: [], leader: -1, outsideQuorum: [context.name] });
+      enqueue.sendTo('paxos', { type: 'paxos.restart' });
+      enqueue.sendTo('elector', { type: 'elector.reset' });
+    }),
+    /** Monitor::bootstrap: probe every other rank (a one-monitor map wins at once instead). */
+    probeAll: enqueueActions(({ enqueue, context }) => {
+      if (context.rank < 0) return;
+      if (context.monmap.mons.length === 1) {
+        enqueue.raise({ type: 'monitor.start_election' });
+        return;
+      }
+      const messages: Outgoing[] = context.monmap.mons
+        .filter((m) => m.rank !== context.rank)
+        .map((m) => ({ to: `mon.${m.name}` as EntityName, addr: m.addr, msg: probeMessage(context, 'probe') }));
+      enqueue.sendTo(({ system }) => system.get('io'), effects([], messages));
+    }),
+    /** Monitor::handle_probe_probe: answer with what I know, in any state. */
+    replyProbe: enqueueActions(({ enqueue, context, event }) => {
+      if (event.type !== 'mon.probe' || event.msg.op !== 'probe') return;
+      if (event.msg.fsid !== context.monmap.fsid) return;
+      const mon = context.monmap.mons.find((m) => m.name === event.msg.name);
+      const reply: Outgoing = { to: event.from, msg: probeMessage(context, 'reply') };
+      if (mon) reply.addr = mon.addr;
+      enqueue.sendTo(({ system }) => system.get('io'), effects([], [reply]));
+    }),
+  },
+  guards: {
+    probeFromBeyondMe: ({ context, event }) =>
+      event.type === 'mon.probe' && event.msg.op === 'probe' && event.msg.paxosFirstVersion > context.lastCommitted + 1,
+  },
+}).createMachine({
+  id: 'monitor',
+  context: ({ input }) => ({
+    name: input.name,
+    rank: input.monmap.mons.findIndex((m) => m.name === input.name),
+    monmap: input.monmap,
+    config: input.config,
+    hasEverJoined: input.hasEverJoined,
+    electionEpoch: input.electionEpoch,
+    quorum: [],
+    leader: -1,
+    outsideQuorum: [],
+    firstCommitted: input.paxos.firstCommitted,
+    lastCommitted: input.paxos.lastCommitted,
+    syncDecision: null,
+    syncDeferred: false,
+    lastBootstrapReason: 'startup',
+    paxosBoot: { acceptedPn: input.paxos.acceptedPn, lastPn: input.paxos.lastPn, uncommitted: input.paxos.uncommitted },
+  }),
+  invoke: [
+    { id: 'io', systemId: 'io', src: 'io' },
+    {
+      id: 'elector',
+      systemId: 'elector',
+      src: 'elector',
+      input: ({ context }) => ({
+        rank: context.rank,
+        monmap: context.monmap,
+        persistedEpoch: context.electionEpoch,
+        hasEverJoined: context.hasEverJoined,
+        electionTimeoutMs: context.config.monElectionTimeoutMs,
+        deferExtraMs: context.config.monElectionDeferExtraMs,
+      }),
+    },
+    {
+      id: 'paxos',
+      systemId: 'paxos',
+      src: 'paxos',
+      input: ({ context }) => ({
+        rank: context.rank,
+        monmap: context.monmap,
+        firstCommitted: context.firstCommitted,
+        lastCommitted: context.lastCommitted,
+        acceptedPn: context.paxosBoot.acceptedPn,
+        lastPn: context.paxosBoot.lastPn,
+        uncommitted: context.paxosBoot.uncommitted,
+        timeouts: context.config,
+      }),
+    },
+  ],
+  initial: 'probing',
+  on: {
+    'elector.epoch': { actions: assign(({ event }) => ({ electionEpoch: event.epoch })) },
+    'paxos.status': {
+      actions: assign(({ event }) => ({ firstCommitted: event.firstCommitted, lastCommitted: event.lastCommitted })),
+    },
+    'paxos.propose': { actions: sendTo('paxos', ({ event }) => event) },
+    'mon.paxos': { actions: sendTo('paxos', ({ event }) => event) },
+    'mon.probe': { actions: 'replyProbe' },
+    'monitor.bootstrap': {
+      target: '.probing',
+      reenter: true,
+      actions: assign(({ event }) => ({ lastBootstrapReason: event.reason })),
+    },
+    'paxos.bootstrap': {
+      target: '.probing',
+      reenter: true,
+      actions: assign(({ event }) => ({ lastBootstrapReason: event.reason })),
+    },
+    'elector.reset_election': {
+      target: '.probing',
+      reenter: true,
+      actions: assign({ lastBootstrapReason: 'election expired without a quorum' }),
+    },
+    'monitor.shutdown': { target: '.shutdown' },
+  },
+  states: {
+    probing: {
+      entry: ['reset', 'probeAll'],
+      after: {
+        probeTimeout: {
+          target: 'probing',
+          reenter: true,
+          actions: assign({ lastBootstrapReason: 'probe timeout', syncDeferred: false }),
+        },
+      },
+      on: {
+        'mon.probe': [
+          {
+            guard: ({ event }) => event.type === 'mon.probe' && event.msg.op === 'probe',
+            actions: 'replyProbe',
+          },
+          {
+            guard: ({ event }) => event.type === 'mon.probe' && event.msg.op === 'reply',
+            actions: enqueueActions(({ enqueue, context, event }) => {
+              const e = event as MessageEvent<MonProbe>;
+              const outcome = handleProbeReply(context, e.from, e.msg);
+              switch (outcome.kind) {
+                case 'adopt_monmap': {
+                  const rank = outcome.monmap.mons.findIndex((m) => m.name === context.name);
+                  enqueue.assign({ monmap: outcome.monmap, rank });
+                  enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
+                  enqueue.sendTo('elector', { type: 'elector.monmap', monmap: outcome.monmap, rank });
+                  enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: outcome.monmap, rank });
+                  enqueue.raise({ type: 'monitor.bootstrap', reason: `adopted monmap epoch ${outcome.monmap.epoch} from ${e.from}` });
+                  return;
+                }
+                case 'sync':
+                  enqueue.raise({ type: 'monitor.sync', decision: outcome.decision });
+                  return;
+                case 'start_election':
+                  enqueue.raise({ type: 'monitor.start_election' });
+                  return;
+                case 'join': {
+                  const me = context.monmap.mons.find((m) => m.name === context.name);
+                  if (!me) return;
+                  const join: Outgoing = { to: outcome.to, msg: { type: 'mon.join', name: context.name, addr: me.addr } };
+                  if (outcome.addr) join.addr = outcome.addr;
+                  enqueue({ type: 'io', params: effects([], [join]) });
+                  return;
+                }
+                case 'wait':
+                  enqueue.assign({ outsideQuorum: outcome.outsideQuorum });
+                  return;
+                case 'ignore':
+                  return;
+              }
+            }),
+          },
+        ],
+        'monitor.sync': {
+          target: 'synchronizing',
+          actions: assign(({ event }) => ({ syncDecision: event.decision })),
+        },
+        'monitor.start_election': { target: 'electing', actions: sendTo('elector', { type: 'elector.start' }) },
+        // Elector::dispatch is not reached while probing (Monitor::dispatch_op drops election messages).
+      },
+    },
+    synchronizing: {
+      // Store sync (Monitor::sync_start) arrives with the sync issue. Until then the decision is
+      // recorded here, and the monitor probes again and catches up through Paxos recovery,
+      // which works while the leader still holds every version this monitor misses.
+      after: {
+        syncNotYet: { target: 'probing', actions: assign({ syncDeferred: true, lastBootstrapReason: 'store sync not available yet: catching up through paxos recovery' }) },
+      },
+    },
+    electing: {
+      entry: sendTo('paxos', { type: 'paxos.restart' }),
+      on: {
+        'mon.election': { actions: sendTo('elector', ({ event }) => event) },
+        'monitor.start_election': { actions: sendTo('elector', { type: 'elector.start' }) },
+        'elector.win': {
+          target: 'leader',
+          actions: assign(({ context, event }) => ({ quorum: event.quorum, leader: context.rank, electionEpoch: event.epoch, outsideQuorum: [], syncDeferred: false })),
+        },
+        'elector.lose': {
+          target: 'peon',
+          actions: assign(({ event }) => ({ quorum: event.quorum, leader: event.leader, electionEpoch: event.epoch, outsideQuorum: [], syncDeferred: false })),
+        },
+      },
+    },
+    leader: {
+      // Monitor::win_election
+      entry: [
+        sendTo('paxos', ({ context }) => ({ type: 'paxos.leader_init', electionEpoch: context.electionEpoch, quorum: context.quorum })),
+        'joined',
+      ],
+      on: {
+        'mon.election': { actions: sendTo('elector', ({ event }) => event) },
+        'elector.join_election': { target: 'electing' },
+        'monitor.start_election': { target: 'electing', actions: sendTo('elector', { type: 'elector.start' }) },
+        'mon.probe': [
+          { guard: 'probeFromBeyondMe', target: 'probing', actions: ['replyProbe', assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' })] },
+          { actions: 'replyProbe' },
+        ],
+      },
+    },
+    peon: {
+      // Monitor::lose_election
+      entry: [
+        sendTo('paxos', ({ context }) => ({ type: 'paxos.peon_init', electionEpoch: context.electionEpoch, quorum: context.quorum, leader: context.leader })),
+        'joined',
+      ],
+      on: {
+        'mon.election': { actions: sendTo('elector', ({ event }) => event) },
+        'elector.join_election': { target: 'electing' },
+        'monitor.start_election': { target: 'electing', actions: sendTo('elector', { type: 'elector.start' }) },
+        'mon.probe': [
+          { guard: 'probeFromBeyondMe', target: 'probing', actions: ['replyProbe', assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' })] },
+          { actions: 'replyProbe' },
+        ],
+      },
+    },
+    shutdown: {
+      entry: [sendTo('paxos', { type: 'paxos.restart' }), sendTo('elector', { type: 'elector.reset' })],
+      type: 'final',
+    },
+  },
+});

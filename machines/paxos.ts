@@ -1,0 +1,778 @@
+// The Paxos core: Ceph's src/mon/Paxos.cc as a child actor of the monitor (DESIGN.md §2).
+//
+// `idle` is Ceph's Paxos outside a quorum (restart() has run). In a quorum the actor is either
+// `leader` or `peon`, each a parallel state: `round` holds Ceph's states (recovering, active,
+// updating, updating_previous, writing, writing_previous, refresh), `lease` whether reads may be
+// served, and a timer region (lease-ack timeout on the leader, lease timeout on a peon). Every
+// timeout that Ceph answers with mon->bootstrap() sends `paxos.bootstrap` to the monitor.
+//
+// Durability is ordered as data: every step's writes go to the I/O actor in one Transaction and
+// the step's messages are sent only after it is durable. So a peon's `accept` leaves only once
+// the begin value is on disk (Ceph's handle_begin applies before replying), and the leader's own
+// accept counts only when its `io.written` for the begin arrives.
+import { and, assign, enqueueActions, sendParent, setup, stateIn } from 'xstate';
+import type { EntityName, MonMap, MonPaxos, PaxosValue } from '../transport/messages.ts';
+import { effects, type IoEffectsEvent, type IoWrittenEvent, type MessageEvent, type Outgoing, type StoreOp } from './effects.ts';
+import { rankOf } from './elector.ts';
+
+export interface PaxosTimeouts {
+  monLeaseMs: number;
+  monLeaseRenewIntervalFactor: number;
+  monLeaseAckTimeoutFactor: number;
+  monAcceptTimeoutFactor: number;
+}
+
+/** An accepted but uncommitted value on disk at `version` (= last_committed + 1), with its pn. */
+export interface Uncommitted {
+  version: number;
+  pn: number;
+  value: Uint8Array;
+}
+
+export interface PaxosInput {
+  rank: number;
+  monmap: MonMap;
+  firstCommitted: number;
+  lastCommitted: number;
+  acceptedPn: number;
+  lastPn: number;
+  uncommitted: Uncommitted | null;
+  timeouts: PaxosTimeouts;
+}
+
+export interface Proposal {
+  id: string;
+  value: Uint8Array;
+}
+
+export interface PaxosContext {
+  rank: number;
+  monmap: MonMap;
+  electionEpoch: number;
+  quorum: number[];
+  leader: number;
+  firstCommitted: number;
+  lastCommitted: number;
+  acceptedPn: number;
+  lastPn: number;
+  uncommitted: Uncommitted | null;
+  timeouts: PaxosTimeouts;
+  /** Leader, recovering: how many `last` replies carried my pn (num_last; I count). */
+  numLast: number;
+  /** Leader, recovering: the best uncommitted value reported so far (uncommitted_v/pn/value). */
+  recovered: Uncommitted | null;
+  /** Leader, updating: ranks that accepted the value in flight. */
+  accepted: number[];
+  /** Leader: the value in flight (new_value) and the proposals it carries. */
+  inFlight: { value: Uint8Array; ids: string[] } | null;
+  /** Leader: proposals waiting for the next round (Ceph's pending finishers). */
+  queue: Proposal[];
+  /** Leader: ranks that acked the current lease. */
+  ackedLease: number[];
+}
+
+export type PaxosEvent =
+  | { type: 'paxos.leader_init'; electionEpoch: number; quorum: number[] }
+  | { type: 'paxos.peon_init'; electionEpoch: number; quorum: number[]; leader: number }
+  /** Paxos::restart (bootstrap or a new election): forget the round, fail what was proposed. */
+  | { type: 'paxos.restart' }
+  | { type: 'paxos.monmap'; monmap: MonMap; rank: number }
+  /** PaxosService::propose_pending → Paxos::trigger_propose: one encoded Transaction. */
+  | { type: 'paxos.propose'; id: string; value: Uint8Array }
+  | MessageEvent<MonPaxos>
+  | IoWrittenEvent
+  /** Internal transitions raised by the message handlers. */
+  | { type: 'paxos.recovered'; begin: boolean }
+  | { type: 'paxos.collect_again' }
+  | { type: 'paxos.begin' }
+  | { type: 'paxos.commit_start' }
+  | { type: 'paxos.peon_updating' }
+  | { type: 'paxos.peon_recovering' }
+  | { type: 'paxos.lease_granted' }
+  | { type: 'paxos.lease_all_acked' }
+  | { type: 'paxos.fail'; reason: string };
+
+export type PaxosParentEvent =
+  | { type: 'paxos.bootstrap'; reason: string }
+  | { type: 'paxos.status'; firstCommitted: number; lastCommitted: number }
+  /** A round committed `version`; its proposals are durable on the leader and sent to the quorum. */
+  | { type: 'paxos.committed'; version: number; ids: string[] }
+  /** Proposals that will not be committed by this leader (the round was abandoned). */
+  | { type: 'paxos.aborted'; ids: string[]; reason: string }
+  | { type: 'paxos.active' };
+
+const PREFIX = 'paxos';
+
+/** Paxos::get_new_proposal_number: unique per rank, above anything seen. */
+export function newProposalNumber(lastPn: number, greaterThan: number, rank: number): number {
+  const base = Math.max(lastPn, greaterThan);
+  return (Math.floor(base / 100) + 1) * 100 + rank;
+}
+
+type Step = {
+  context?: Partial<PaxosContext>;
+  writes?: StoreOp[];
+  messages?: Outgoing[];
+  notify?: string;
+  parent?: PaxosParentEvent[];
+  raise?: PaxosEvent;
+};
+
+const nothing: Step = {};
+
+function peer(context: PaxosContext, rank: number): { to: EntityName; addr?: string } {
+  const mon = context.monmap.mons[rank];
+  return mon ? { to: `mon.${mon.name}`, addr: mon.addr } : { to: 'mon.?' };
+}
+
+function paxosMessage(context: PaxosContext, op: MonPaxos['op'], fields: Partial<MonPaxos> = {}): MonPaxos {
+  return {
+    type: 'mon.paxos',
+    op,
+    electionEpoch: context.electionEpoch,
+    pn: context.acceptedPn,
+    uncommittedPn: 0,
+    firstCommitted: context.firstCommitted,
+    lastCommitted: context.lastCommitted,
+    values: [],
+    ...fields,
+  };
+}
+
+const peons = (context: PaxosContext) => context.quorum.filter((r) => r !== context.rank);
+
+/**
+ * Paxos::store_state: persist the committed values a peer shared (and apply their transactions),
+ * moving last_committed forward. Values must continue my history without a gap.
+ */
+export function storeState(context: PaxosContext, lastCommitted: number, values: PaxosValue[]): Step {
+  if (lastCommitted <= context.lastCommitted) return nothing;
+  const fresh = values
+    .filter((v) => v.version > context.lastCommitted && v.version <= lastCommitted)
+    .sort((a, b) => a.version - b.version);
+  let expected = context.lastCommitted + 1;
+  for (const v of fresh) {
+    if (v.version !== expected) return nothing; // a gap: the peer must share from my lc+1 on
+    expected += 1;
+  }
+  if (fresh.length === 0) return nothing;
+  const newLc = expected - 1;
+  const writes: StoreOp[] = [];
+  for (const v of fresh) {
+    writes.push({ op: 'put', prefix: PREFIX, key: String(v.version), value: v.value });
+    writes.push({ op: 'apply_value', value: v.value });
+  }
+  writes.push({ op: 'put_number', prefix: PREFIX, key: 'last_committed', value: newLc });
+  let firstCommitted = context.firstCommitted;
+  if (firstCommitted === 0) {
+    firstCommitted = fresh[0]?.version ?? 1;
+    writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: firstCommitted });
+  }
+  // An uncommitted value at or below the new last_committed is obsolete.
+  const uncommitted = context.uncommitted && context.uncommitted.version > newLc ? context.uncommitted : null;
+  return {
+    context: { lastCommitted: newLc, firstCommitted, uncommitted },
+    writes,
+    parent: [{ type: 'paxos.status', firstCommitted, lastCommitted: newLc }],
+  };
+}
+
+/** Paxos::collect: a new pn, then ask every peon what it has. */
+function collect(context: PaxosContext, oldPn: number): Step {
+  const pn = newProposalNumber(context.lastPn, Math.max(context.acceptedPn, oldPn), context.rank);
+  const mine = context.uncommitted?.version === context.lastCommitted + 1 ? context.uncommitted : null;
+  const next: PaxosContext = { ...context, acceptedPn: pn, lastPn: pn };
+  return {
+    context: { acceptedPn: pn, lastPn: pn, numLast: 1, recovered: mine, accepted: [], ackedLease: [] },
+    writes: [
+      { op: 'put_number', prefix: PREFIX, key: 'last_pn', value: pn },
+      { op: 'put_number', prefix: PREFIX, key: 'accepted_pn', value: pn },
+    ],
+    messages: peons(context).map((r) => ({ ...peer(context, r), msg: paxosMessage(next, 'collect', { pn }) })),
+    // Alone in the quorum there is nobody to hear from: recovery is already complete.
+    ...(context.quorum.length === 1 ? { raise: { type: 'paxos.recovered', begin: mine !== null } } : {}),
+  };
+}
+
+/** Paxos::handle_last (leader, recovering). */
+function handleLast(context: PaxosContext, from: number, msg: MonPaxos): Step {
+  if (msg.firstCommitted > context.lastCommitted + 1) {
+    // The peon trimmed beyond what I have: I am the one who must sync.
+    return { parent: [{ type: 'paxos.bootstrap', reason: `peon ${from} first_committed ${msg.firstCommitted} is beyond my last_committed ${context.lastCommitted}` }] };
+  }
+  const stored = storeState(context, msg.lastCommitted, msg.values);
+  const c: PaxosContext = { ...context, ...stored.context };
+  const step: Step = { context: { ...stored.context }, writes: [...(stored.writes ?? [])], messages: [], parent: [...(stored.parent ?? [])] };
+  // A lagging peon gets the commits it lacks (share_state); one behind my trimmed history must sync.
+  if (msg.lastCommitted + 1 < c.firstCommitted && c.firstCommitted > 1) {
+    return { ...step, parent: [...(step.parent ?? []), { type: 'paxos.bootstrap', reason: `peon ${from} last_committed ${msg.lastCommitted} is below my first_committed ${c.firstCommitted}` }] };
+  }
+  if (msg.lastCommitted < c.lastCommitted) {
+    step.messages?.push({
+      ...peer(c, from),
+      msg: paxosMessage(c, 'commit'),
+      shareValues: { from: msg.lastCommitted + 1, to: c.lastCommitted },
+    });
+  }
+  if (msg.pn > c.acceptedPn) {
+    // They promised a higher pn to someone else: try again above it.
+    const again = collect(c, msg.pn);
+    return {
+      context: { ...step.context, ...again.context },
+      writes: [...(step.writes ?? []), ...(again.writes ?? [])],
+      messages: [...(step.messages ?? []), ...(again.messages ?? [])],
+      parent: step.parent ?? [],
+      raise: { type: 'paxos.collect_again' },
+    };
+  }
+  if (msg.pn < c.acceptedPn) return step; // an old message
+  let recovered = c.recovered;
+  if (msg.uncommittedPn > 0) {
+    const version = msg.lastCommitted + 1;
+    const value = msg.values.find((v) => v.version === version)?.value;
+    if (
+      value &&
+      msg.uncommittedPn >= (recovered?.pn ?? 0) &&
+      msg.lastCommitted >= c.lastCommitted &&
+      version >= (recovered?.version ?? 0)
+    ) {
+      recovered = { version, pn: msg.uncommittedPn, value };
+    }
+  }
+  const numLast = c.numLast + 1;
+  step.context = { ...step.context, recovered, numLast };
+  if (numLast === c.quorum.length) {
+    step.raise = { type: 'paxos.recovered', begin: recovered !== null && recovered.version === c.lastCommitted + 1 };
+  }
+  return step;
+}
+
+/** Paxos::begin (leader): store the value at lc+1 as pending, then ask the peons to accept it. */
+function begin(context: PaxosContext, value: Uint8Array): Step {
+  const version = context.lastCommitted + 1;
+  const writes: StoreOp[] = [
+    { op: 'put', prefix: PREFIX, key: String(version), value },
+    { op: 'put_number', prefix: PREFIX, key: 'pending_v', value: version },
+    { op: 'put_number', prefix: PREFIX, key: 'pending_pn', value: context.acceptedPn },
+  ];
+  let firstCommitted = context.firstCommitted;
+  if (context.lastCommitted === 0) {
+    firstCommitted = 1;
+    writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: 1 });
+  }
+  return {
+    context: { accepted: [], uncommitted: { version, pn: context.acceptedPn, value } },
+    writes,
+    messages: peons(context).map((r) => ({
+      ...peer(context, r),
+      msg: paxosMessage({ ...context, firstCommitted }, 'begin', { values: [{ version, value }] }),
+    })),
+    notify: `begin:${version}`,
+  };
+}
+
+/** Paxos::commit_start: commit locally; the peons hear of it once it is durable. */
+function commitStart(context: PaxosContext): Step {
+  const version = context.lastCommitted + 1;
+  const value = context.inFlight?.value ?? context.uncommitted?.value;
+  if (!value) return { parent: [{ type: 'paxos.bootstrap', reason: 'commit with no value in flight' }] };
+  return {
+    writes: [
+      { op: 'put_number', prefix: PREFIX, key: 'last_committed', value: version },
+      { op: 'apply_value', value },
+    ],
+    notify: `commit:${version}`,
+  };
+}
+
+/** Paxos::commit_finish: last_committed moves, the peons are told, the proposers answered. */
+function commitFinish(context: PaxosContext): Step {
+  const version = context.lastCommitted + 1;
+  const value = context.inFlight?.value ?? context.uncommitted?.value ?? new Uint8Array();
+  const c = { ...context, lastCommitted: version, firstCommitted: context.firstCommitted || 1 };
+  return {
+    context: { lastCommitted: version, firstCommitted: c.firstCommitted, uncommitted: null, inFlight: null, accepted: [] },
+    messages: peons(context).map((r) => ({
+      ...peer(context, r),
+      msg: paxosMessage(c, 'commit', { values: [{ version, value }] }),
+    })),
+    parent: [
+      { type: 'paxos.status', firstCommitted: c.firstCommitted, lastCommitted: version },
+      { type: 'paxos.committed', version, ids: context.inFlight?.ids ?? [] },
+    ],
+  };
+}
+
+/** Paxos::extend_lease (leader). */
+function extendLease(context: PaxosContext): Step {
+  return {
+    context: { ackedLease: [context.rank] },
+    messages: peons(context).map((r) => ({
+      ...peer(context, r),
+      msg: paxosMessage(context, 'lease', { leaseMs: context.timeouts.monLeaseMs }),
+    })),
+    raise: { type: 'paxos.lease_granted' },
+  };
+}
+
+/** Paxos::handle_collect (peon). */
+function handleCollect(context: PaxosContext, msg: MonPaxos): Step {
+  if (msg.firstCommitted > context.lastCommitted + 1) {
+    return { parent: [{ type: 'paxos.bootstrap', reason: `leader first_committed ${msg.firstCommitted} is beyond my last_committed ${context.lastCommitted}: need sync` }] };
+  }
+  const previousPn = context.acceptedPn;
+  const step: Step = { context: {}, writes: [], raise: { type: 'paxos.peon_recovering' } };
+  let acceptedPn = context.acceptedPn;
+  if (msg.pn > acceptedPn) {
+    acceptedPn = msg.pn;
+    step.context = { acceptedPn };
+    step.writes?.push({ op: 'put_number', prefix: PREFIX, key: 'accepted_pn', value: acceptedPn });
+  }
+  const values: PaxosValue[] = [];
+  let uncommittedPn = 0;
+  const u = context.uncommitted;
+  if (msg.lastCommitted <= context.lastCommitted && u && u.version === context.lastCommitted + 1) {
+    values.push({ version: u.version, value: u.value });
+    uncommittedPn = u.pn || previousPn;
+  }
+  const reply: Outgoing = {
+    ...peer(context, rankOfLeader(context)),
+    msg: paxosMessage(context, 'last', { pn: acceptedPn, uncommittedPn, values }),
+  };
+  if (msg.lastCommitted < context.lastCommitted) {
+    reply.shareValues = { from: msg.lastCommitted + 1, to: context.lastCommitted };
+  }
+  step.messages = [reply];
+  return step;
+}
+
+const rankOfLeader = (context: PaxosContext) => context.leader;
+
+/** Paxos::handle_begin (peon): store the value, then accept — only once it is durable. */
+function handleBegin(context: PaxosContext, msg: MonPaxos): Step {
+  if (msg.pn < context.acceptedPn) return nothing; // I promised a higher pn
+  if (msg.pn !== context.acceptedPn || msg.lastCommitted !== context.lastCommitted) {
+    // Ceph asserts here; from the network it is invalid input: drop it, the leader's accept
+    // timeout will restart the round.
+    return nothing;
+  }
+  const version = context.lastCommitted + 1;
+  const value = msg.values.find((v) => v.version === version)?.value;
+  if (!value) return nothing;
+  return {
+    context: { uncommitted: { version, pn: msg.pn, value } },
+    writes: [
+      { op: 'put', prefix: PREFIX, key: String(version), value },
+      { op: 'put_number', prefix: PREFIX, key: 'pending_v', value: version },
+      { op: 'put_number', prefix: PREFIX, key: 'pending_pn', value: msg.pn },
+    ],
+    messages: [{ ...peer(context, context.leader), msg: paxosMessage(context, 'accept', { pn: msg.pn }) }],
+    raise: { type: 'paxos.peon_updating' },
+  };
+}
+
+/** Paxos::handle_lease (peon). */
+function handleLease(context: PaxosContext, msg: MonPaxos): Step {
+  if (msg.lastCommitted !== context.lastCommitted) return nothing;
+  // Holding an accepted value for lc+1 of this pn means a commit may already have happened
+  // elsewhere: a lease for lc (sent before the begin) must not make me readable again.
+  const u = context.uncommitted;
+  if (u && u.version === context.lastCommitted + 1 && u.pn === context.acceptedPn) return nothing;
+  return {
+    messages: [{ ...peer(context, context.leader), msg: paxosMessage(context, 'lease_ack') }],
+    raise: { type: 'paxos.lease_granted' },
+  };
+}
+
+function failProposals(context: PaxosContext, reason: string): PaxosParentEvent[] {
+  const ids = [...(context.inFlight?.ids ?? []), ...context.queue.map((p) => p.id)];
+  return ids.length ? [{ type: 'paxos.aborted', ids, reason }] : [];
+}
+
+/** Take every queued proposal into one round (all services share one pending transaction). */
+function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } | null {
+  if (context.queue.length === 0) return null;
+  if (context.queue.length === 1) {
+    const only = context.queue[0] as Proposal;
+    return { value: only.value, ids: [only.id] };
+  }
+  // Encoded transactions concatenate into one valid encoded transaction (storage/transaction.ts
+  // decodes a sequence of blocks), so a batch is simply their bytes end to end.
+  const total = context.queue.reduce((n, p) => n + p.value.length, 0);
+  const value = new Uint8Array(total);
+  let offset = 0;
+  for (const p of context.queue) {
+    value.set(p.value, offset);
+    offset += p.value.length;
+  }
+  return { value, ids: context.queue.map((p) => p.id) };
+}
+
+
+export const paxosMachine = setup({
+  types: {
+    context: {} as PaxosContext,
+    events: {} as PaxosEvent,
+    input: {} as PaxosInput,
+  },
+  delays: {
+    acceptTimeout: ({ context }) => context.timeouts.monAcceptTimeoutFactor * context.timeouts.monLeaseMs,
+    leaseMs: ({ context }) => context.timeouts.monLeaseMs,
+    leaseRenew: ({ context }) => context.timeouts.monLeaseMs * context.timeouts.monLeaseRenewIntervalFactor,
+    leaseAckTimeout: ({ context }) => context.timeouts.monLeaseAckTimeoutFactor * context.timeouts.monLeaseMs,
+  },
+  actions: {
+    bootstrap: sendParent((_, params: { reason: string }): PaxosParentEvent => ({ type: 'paxos.bootstrap', reason: params.reason })),
+    step: enqueueActions(({ enqueue }, step: Step) => {
+      if (step.context && Object.keys(step.context).length) enqueue.assign(step.context);
+      if (step.writes?.length || step.messages?.length || step.notify) {
+        const io: IoEffectsEvent = effects(
+          step.writes ?? [],
+          step.messages ?? [],
+          step.notify ? { systemId: 'paxos', token: step.notify } : undefined,
+        );
+        enqueue.sendTo(({ system }) => system.get('io'), io);
+      }
+      for (const event of step.parent ?? []) enqueue.sendParent(event);
+      if (step.raise) enqueue.raise(step.raise);
+    }),
+    abortAll: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
+      for (const event of failProposals(context, params.reason)) enqueue.sendParent(event);
+      enqueue.assign({ queue: [], inFlight: null, accepted: [], ackedLease: [], numLast: 0, recovered: null });
+    }),
+    // Paxos::begin counts the leader's own accept; paxmon counts it once its begin write is durable.
+    countSelfAccept: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'io.written' || event.token !== `begin:${context.lastCommitted + 1}`) return;
+      const accepted = context.accepted.includes(context.rank) ? context.accepted : [...context.accepted, context.rank];
+      enqueue.assign({ accepted });
+      if (context.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
+    }),
+    // Paxos::handle_accept: commit only when every quorum member accepted, so that any readable
+    // peon is up to date (DESIGN.md §2).
+    handleAccept: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'mon.paxos' || event.msg.op !== 'accept') return;
+      if (event.msg.pn !== context.acceptedPn || event.msg.lastCommitted !== context.lastCommitted) return;
+      const from = rankOf(context.monmap, event.from);
+      const accepted = context.accepted.includes(from) ? context.accepted : [...context.accepted, from];
+      enqueue.assign({ accepted });
+      if (context.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
+    }),
+    enqueueProposal: assign(({ context, event }) =>
+      event.type === 'paxos.propose' ? { queue: [...context.queue, { id: event.id, value: event.value }] } : {},
+    ),
+  },
+  guards: {
+    fromQuorum: ({ context, event }) => {
+      if (event.type !== 'mon.paxos') return false;
+      // Monitor::dispatch_op: paxos messages from another election epoch are discarded.
+      if (event.msg.electionEpoch !== context.electionEpoch) return false;
+      const from = rankOf(context.monmap, event.from);
+      return from >= 0 && context.quorum.includes(from);
+    },
+    fromLeader: ({ context, event }) =>
+      event.type === 'mon.paxos' &&
+      event.msg.electionEpoch === context.electionEpoch &&
+      rankOf(context.monmap, event.from) === context.leader,
+  },
+}).createMachine({
+  id: 'paxos',
+  context: ({ input }) => ({
+    rank: input.rank,
+    monmap: input.monmap,
+    electionEpoch: 0,
+    quorum: [],
+    leader: -1,
+    firstCommitted: input.firstCommitted,
+    lastCommitted: input.lastCommitted,
+    acceptedPn: input.acceptedPn,
+    lastPn: input.lastPn,
+    uncommitted: input.uncommitted,
+    timeouts: input.timeouts,
+    numLast: 0,
+    recovered: null,
+    accepted: [],
+    inFlight: null,
+    queue: [],
+    ackedLease: [],
+  }),
+  entry: sendParent(({ context }) => ({
+    type: 'paxos.status',
+    firstCommitted: context.firstCommitted,
+    lastCommitted: context.lastCommitted,
+  })),
+  initial: 'idle',
+  on: {
+    'paxos.restart': { target: '.idle', actions: { type: 'abortAll', params: { reason: 'paxos restarted (bootstrap or election)' } } },
+    'paxos.monmap': { actions: assign(({ event }) => ({ monmap: event.monmap, rank: event.rank })) },
+    'paxos.leader_init': {
+      target: '.leader',
+      actions: [
+        { type: 'abortAll', params: { reason: 'new election' } },
+        assign(({ event }) => ({ electionEpoch: event.electionEpoch, quorum: event.quorum, leader: -1 })),
+        assign(({ context }) => ({ leader: context.rank })),
+      ],
+    },
+    'paxos.peon_init': {
+      target: '.peon',
+      actions: [
+        { type: 'abortAll', params: { reason: 'new election' } },
+        assign(({ event }) => ({ electionEpoch: event.electionEpoch, quorum: event.quorum, leader: event.leader })),
+      ],
+    },
+    'paxos.fail': { actions: sendParent(({ event }) => ({ type: 'paxos.bootstrap', reason: event.reason })) },
+  },
+  states: {
+    idle: {
+      // Outside a quorum nothing is proposed; a service asking now is told so at once.
+      on: {
+        'paxos.propose': {
+          actions: sendParent(({ event }) => ({ type: 'paxos.aborted', ids: [event.id], reason: 'not in quorum' })),
+        },
+      },
+    },
+    leader: {
+      type: 'parallel',
+      on: {
+        'paxos.propose': [
+          {
+            // Propose at once when idle (paxmon's default); otherwise it rides the next round.
+            guard: stateIn({ leader: { round: 'active' } }),
+            actions: ['enqueueProposal', { type: 'step', params: { raise: { type: 'paxos.begin' } } }],
+          },
+          { actions: 'enqueueProposal' },
+        ],
+      },
+      states: {
+        round: {
+          initial: 'recovering',
+          states: {
+            recovering: {
+              entry: { type: 'step', params: ({ context }) => collect(context, 0) },
+              after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'collect timeout' } } } },
+              on: {
+                'mon.paxos': {
+                  guard: and(['fromQuorum', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'last']),
+                  actions: {
+                    type: 'step',
+                    params: ({ context, event }) => {
+                      const e = event as MessageEvent<MonPaxos>;
+                      return handleLast(context, rankOf(context.monmap, e.from), e.msg);
+                    },
+                  },
+                },
+                'paxos.collect_again': { target: 'recovering', reenter: true, actions: assign({ numLast: 1 }) },
+                'paxos.recovered': [
+                  {
+                    // Paxos::handle_last: an old value was accepted somewhere: finish it first.
+                    guard: ({ event }) => event.type === 'paxos.recovered' && event.begin,
+                    target: 'updating_previous',
+                  },
+                  { target: 'active' },
+                ],
+              },
+            },
+            updating_previous: {
+              entry: {
+                type: 'step',
+                params: ({ context }) => {
+                  const value = context.recovered?.value ?? new Uint8Array();
+                  const s = begin({ ...context }, value);
+                  return { ...s, context: { ...s.context, inFlight: { value, ids: [] } } };
+                },
+              },
+              after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'accept timeout (updating_previous)' } } } },
+              on: {
+                'io.written': { actions: 'countSelfAccept' },
+                'mon.paxos': { guard: 'fromQuorum', actions: 'handleAccept' },
+                'paxos.commit_start': { target: 'writing_previous' },
+              },
+            },
+            writing_previous: {
+              entry: { type: 'step', params: ({ context }) => commitStart(context) },
+              on: {
+                'io.written': {
+                  guard: ({ context, event }) => event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
+                  target: 'refresh',
+                  actions: { type: 'step', params: ({ context }) => commitFinish(context) },
+                },
+              },
+            },
+            active: {
+              entry: [
+                { type: 'step', params: ({ context }) => (context.quorum.length > 1 ? extendLease(context) : { raise: { type: 'paxos.lease_granted' } }) },
+                sendParent({ type: 'paxos.active' }),
+                // Paxos::finish_round: what queued during the last round goes out now.
+                { type: 'step', params: ({ context }) => (context.queue.length ? { raise: { type: 'paxos.begin' } } : nothing) },
+              ],
+              after: { leaseRenew: { target: 'active', reenter: true } },
+              on: { 'paxos.begin': { target: 'updating' } },
+            },
+            updating: {
+              entry: {
+                type: 'step',
+                params: ({ context }) => {
+                  const batch = takeQueue(context);
+                  if (!batch) return { raise: { type: 'paxos.fail', reason: 'begin with nothing queued' } };
+                  const s = begin(context, batch.value);
+                  return { ...s, context: { ...s.context, inFlight: batch, queue: [] } };
+                },
+              },
+              after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'accept timeout' } } } },
+              on: {
+                'io.written': { actions: 'countSelfAccept' },
+                'mon.paxos': { guard: 'fromQuorum', actions: 'handleAccept' },
+                'paxos.commit_start': { target: 'writing' },
+              },
+            },
+            writing: {
+              entry: { type: 'step', params: ({ context }) => commitStart(context) },
+              on: {
+                'io.written': {
+                  guard: ({ context, event }) => event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
+                  target: 'refresh',
+                  actions: { type: 'step', params: ({ context }) => commitFinish(context) },
+                },
+              },
+            },
+            // Ceph's STATE_REFRESH: services reload from the store (update_from_paxos) before the
+            // round is finished. The services hear of the commit through `paxos.committed`.
+            refresh: { always: { target: 'active' } },
+          },
+        },
+        lease: {
+          initial: 'expired',
+          states: {
+            expired: { on: { 'paxos.lease_granted': { target: 'valid' } } },
+            valid: {
+              after: { leaseMs: { target: 'expired' } },
+              on: { 'paxos.lease_granted': { target: 'valid', reenter: true } },
+            },
+          },
+        },
+        leaseAck: {
+          // Paxos::extend_lease arms the lease-ack timeout only if none is pending; all acks cancel it.
+          initial: 'idle',
+          states: {
+            idle: {
+              on: { 'paxos.lease_granted': { guard: ({ context }) => context.quorum.length > 1, target: 'waiting' } },
+            },
+            waiting: {
+              after: { leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease ack timeout' } } } },
+              on: {
+                'mon.paxos': {
+                  guard: and(['fromQuorum', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack']),
+                  actions: enqueueActions(({ context, event, enqueue }) => {
+                    const from = rankOf(context.monmap, (event as MessageEvent<MonPaxos>).from);
+                    const ackedLease = context.ackedLease.includes(from) ? context.ackedLease : [...context.ackedLease, from];
+                    enqueue.assign({ ackedLease });
+                    if (context.quorum.every((r) => ackedLease.includes(r))) enqueue.raise({ type: 'paxos.lease_all_acked' });
+                  }),
+                },
+                'paxos.lease_all_acked': { target: 'idle' },
+              },
+            },
+          },
+        },
+      },
+    },
+    peon: {
+      type: 'parallel',
+      on: {
+        'paxos.propose': {
+          actions: sendParent(({ event }) => ({ type: 'paxos.aborted', ids: [event.id], reason: 'not the leader' })),
+        },
+      },
+      states: {
+        round: {
+          initial: 'recovering',
+          on: {
+            'mon.paxos': [
+              {
+                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'collect']),
+                actions: { type: 'step', params: ({ context, event }) => handleCollect(context, (event as MessageEvent<MonPaxos>).msg) },
+              },
+              {
+                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'begin']),
+                actions: { type: 'step', params: ({ context, event }) => handleBegin(context, (event as MessageEvent<MonPaxos>).msg) },
+              },
+              {
+                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'commit']),
+                actions: {
+                  type: 'step',
+                  params: ({ context, event }) => {
+                    const msg = (event as MessageEvent<MonPaxos>).msg;
+                    return storeState(context, msg.lastCommitted, msg.values);
+                  },
+                },
+              },
+              {
+                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease']),
+                actions: { type: 'step', params: ({ context, event }) => handleLease(context, (event as MessageEvent<MonPaxos>).msg) },
+              },
+            ],
+            'paxos.peon_recovering': { target: '.recovering' },
+            'paxos.peon_updating': { target: '.updating' },
+            'paxos.lease_granted': { target: '.active' },
+          },
+          states: {
+            recovering: {},
+            active: {},
+            updating: {},
+          },
+        },
+        lease: {
+          initial: 'expired',
+          states: {
+            expired: { on: { 'paxos.lease_granted': { target: 'valid' } } },
+            valid: {
+              after: { leaseMs: { target: 'expired' } },
+              on: {
+                'paxos.lease_granted': { target: 'valid', reenter: true },
+                // Paxos::handle_begin and handle_collect clear the peon's lease.
+                'paxos.peon_updating': { target: 'expired' },
+                'paxos.peon_recovering': { target: 'expired' },
+              },
+            },
+          },
+        },
+        watchdog: {
+          // Paxos::reset_lease_timeout: armed at peon_init and on every lease.
+          initial: 'waiting',
+          states: {
+            waiting: {
+              after: { leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease timeout' } } } },
+              on: { 'paxos.lease_granted': { target: 'waiting', reenter: true } },
+            },
+          },
+        },
+      },
+    },
+  },
+});
+
+/** Ceph's Paxos::is_readable: active/updating/writing, something committed, lease valid. */
+export function isReadable(snapshot: { matches(value: unknown): boolean; context: PaxosContext }): boolean {
+  if (snapshot.context.lastCommitted === 0) return false;
+  const role = snapshot.matches('leader') ? 'leader' : snapshot.matches('peon') ? 'peon' : null;
+  if (!role) return false;
+  const round = ['active', 'updating', 'writing', 'updating_previous', 'writing_previous'].some((s) =>
+    snapshot.matches({ [role]: { round: s } }),
+  );
+  return round && snapshot.matches({ [role]: { lease: 'valid' } });
+}
+
+/** Ceph's Paxos::is_writeable: the leader, active, with a valid lease. */
+export function isWriteable(snapshot: { matches(value: unknown): boolean }): boolean {
+  return snapshot.matches({ leader: { round: 'active', lease: 'valid' } });
+}
+
+/** The Ceph state name of a paxos snapshot (for mon_status and logs). */
+export function paxosStateName(snapshot: { matches(value: unknown): boolean; value: unknown }): string {
+  for (const role of ['leader', 'peon'] as const) {
+    if (!snapshot.matches(role)) continue;
+    const value = snapshot.value as Record<string, { round?: string }>;
+    return value[role]?.round ?? 'unknown';
+  }
+  return snapshot.matches('idle') ? 'idle' : 'shutdown';
+}
+

@@ -1,0 +1,179 @@
+// A whole paxmon cluster in one process, deterministic: the real monitor statecharts and the real
+// I/O actor over the in-memory network and stores, all driven by one XState SimulatedClock and
+// one seeded PRNG. The specs use it for scenarios; the simulator (issue 5) builds on it.
+import { SimulatedClock } from 'xstate';
+import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
+import { createMonitor, type MonitorHandle } from '../actors/monitor.ts';
+import type { MonConfig } from '../machines/config.ts';
+import { MemoryStore } from '../storage/memory-store.ts';
+import { MemoryNetwork, type NetworkEvent, type NetworkFaults } from '../transport/memory-network.ts';
+import type { EntityName, MonMap } from '../transport/messages.ts';
+import { Prng } from './prng.ts';
+
+export interface SimClusterOptions {
+  size: number;
+  seed?: number | string;
+  config?: Partial<MonConfig>;
+  faults?: Partial<NetworkFaults>;
+  /** Simulated fsync latency of every store. */
+  syncDelayMs?: number;
+  onNetworkEvent?: (event: NetworkEvent) => void;
+}
+
+export interface SimNode {
+  name: string;
+  store: MemoryStore;
+  monitor: MonitorHandle | null;
+}
+
+export const simFsid = '6f0c4a4e-1d5e-4a51-9f8c-2b7d3e1a0c11';
+const names = 'abcdefghijklmnopqrstuvwxyz';
+
+/** Flush every pending promise continuation (the I/O actor's store writes are async). */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i += 1) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+export class SimCluster {
+  readonly clock = new SimulatedClock();
+  readonly prng: Prng;
+  readonly network: MemoryNetwork;
+  readonly monmap: MonMap;
+  readonly nodes: SimNode[];
+  readonly config: Partial<MonConfig>;
+
+  constructor(options: SimClusterOptions) {
+    this.prng = new Prng(options.seed ?? 1);
+    this.config = options.config ?? {};
+    const netRandom = this.prng.fork('network');
+    this.network = new MemoryNetwork({
+      clock: this.clock,
+      random: () => netRandom.next(),
+      faults: { delayMs: [1, 3], dropRate: 0, duplicateRate: 0, reorder: false, ...(options.faults ?? {}) },
+      ...(options.onNetworkEvent ? { onEvent: options.onNetworkEvent } : {}),
+    });
+    const mons = Array.from({ length: options.size }, (_, i) => ({ name: names[i] as string, addr: `10.0.0.${i + 1}:6789` }));
+    this.monmap = buildMonMap(simFsid, mons, 0);
+    this.nodes = mons.map((m) => {
+      const storeRandom = this.prng.fork(`store.${m.name}`);
+      return {
+        name: m.name,
+        store: new MemoryStore({ clock: this.clock, syncDelayMs: options.syncDelayMs ?? 1, random: () => storeRandom.next(), name: `mon.${m.name}` }),
+        monitor: null,
+      };
+    });
+  }
+
+  node(name: string): SimNode {
+    const node = this.nodes.find((n) => n.name === name);
+    if (!node) throw new Error(`no monitor ${name}`);
+    return node;
+  }
+
+  /** mkfs every store (durably) without starting anything. */
+  async mkfs(): Promise<void> {
+    for (const node of this.nodes) {
+      const applied = node.store.apply(mkfsTransaction(node.name, this.monmap));
+      await this.run(5);
+      await applied;
+    }
+  }
+
+  async start(name: string): Promise<MonitorHandle> {
+    const node = this.node(name);
+    if (node.monitor) throw new Error(`mon.${name} is already running`);
+    const transport = this.network.endpoint(`mon.${name}` as EntityName);
+    const monitor = await createMonitor({
+      store: node.store,
+      transport,
+      config: this.config,
+      clock: this.clock,
+      now: () => this.clock.now(),
+    });
+    node.monitor = monitor;
+    return monitor;
+  }
+
+  async startAll(): Promise<void> {
+    for (const node of this.nodes) await this.start(node.name);
+  }
+
+  /** kill -9: the actor tree stops, its endpoint closes, unsynced writes may be lost. */
+  async crash(name: string): Promise<void> {
+    const node = this.node(name);
+    if (!node.monitor) return;
+    const monitor = node.monitor;
+    node.monitor = null;
+    await this.network.endpoint(`mon.${name}` as EntityName).close();
+    monitor.actor.stop();
+    node.store.crash();
+  }
+
+  /** Advance simulated time by `ms`, in small steps so async I/O interleaves as it would. */
+  async run(ms: number, stepMs = 1): Promise<void> {
+    const end = this.clock.now() + ms;
+    while (this.clock.now() < end) {
+      this.clock.increment(Math.min(stepMs, end - this.clock.now()));
+      await settle();
+    }
+  }
+
+  /** Run until `predicate` holds, at most `maxMs` of simulated time; returns the time it took. */
+  async runUntil(predicate: () => boolean, maxMs: number, stepMs = 1): Promise<number> {
+    const start = this.clock.now();
+    while (!predicate()) {
+      if (this.clock.now() - start >= maxMs) {
+        throw new Error(`condition not reached within ${maxMs} simulated ms; ${this.describe()}`);
+      }
+      this.clock.increment(stepMs);
+      await settle();
+    }
+    return this.clock.now() - start;
+  }
+
+  running(): MonitorHandle[] {
+    return this.nodes.flatMap((n) => (n.monitor ? [n.monitor] : []));
+  }
+
+  leaders(): MonitorHandle[] {
+    return this.running().filter((m) => m.state() === 'leader');
+  }
+
+  /** Every running monitor in the quorum named by one leader, all agreeing on it and its epoch. */
+  stableQuorum(expectedSize?: number): boolean {
+    const leaders = this.leaders();
+    if (leaders.length !== 1) return false;
+    const leader = leaders[0] as MonitorHandle;
+    const q = leader.quorumStatus() as { quorum: number[]; election_epoch: number; quorum_leader_name: string };
+    if (expectedSize !== undefined && q.quorum.length !== expectedSize) return false;
+    if (!leader.isWriteable()) return false;
+    for (const rank of q.quorum) {
+      const mon = this.nodes[rank]?.monitor;
+      if (!mon) return false;
+      const s = mon.quorumStatus() as { election_epoch: number; quorum_leader_name: string };
+      const state = mon.state();
+      if (state !== 'leader' && state !== 'peon') return false;
+      if (s.election_epoch !== q.election_epoch || s.quorum_leader_name !== q.quorum_leader_name) return false;
+      const paxos = (mon.monStatus() as { paxos: { state: string } | null }).paxos;
+      if (paxos?.state !== 'active') return false;
+    }
+    return true;
+  }
+
+  describe(): string {
+    return this.nodes
+      .map((n) => {
+        if (!n.monitor) return `${n.name}:down`;
+        const s = n.monitor.monStatus() as { state: string; election_epoch: number; quorum: number[]; paxos: { state: string; last_committed: number } | null };
+        return `${n.name}:${s.state}/e${s.election_epoch}/q[${s.quorum.join(',')}]/paxos ${s.paxos?.state}@${s.paxos?.last_committed}`;
+      })
+      .join(' ');
+  }
+
+  async stopAll(): Promise<void> {
+    for (const node of this.nodes) {
+      if (node.monitor) await node.monitor.stop();
+      node.monitor = null;
+    }
+  }
+}

@@ -1,0 +1,227 @@
+// The Elector's rules, one by one, as Ceph's ElectionLogic states them (seed 003).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { electorMachine, initialEpoch } from '../machines/elector.ts';
+import type { MonElection, MonMap } from '../transport/messages.ts';
+import { runChild } from './support/child-harness.ts';
+
+const fsid = '11111111-2222-3333-4444-555555555555';
+const monmap = (size: number): MonMap => ({
+  fsid,
+  epoch: 1,
+  mons: Array.from({ length: size }, (_, rank) => ({ name: 'abcdefg'[rank] as string, rank, addr: `127.0.0.1:${6789 + rank}` })),
+  electionStrategy: 'classic',
+  disallowedLeaders: [],
+  created: 0,
+  lastChanged: 0,
+});
+
+const TIMEOUT = 1000;
+function elector(rank: number, size = 5, persistedEpoch = 0, hasEverJoined = true) {
+  return runChild(electorMachine, {
+    rank,
+    monmap: monmap(size),
+    persistedEpoch,
+    hasEverJoined,
+    electionTimeoutMs: TIMEOUT,
+    deferExtraMs: 200,
+  });
+}
+
+function election(from: number, op: MonElection['op'], epoch: number, extra: Partial<MonElection> = {}) {
+  return {
+    type: 'mon.election',
+    from: `mon.${'abcdefg'[from]}`,
+    msg: { type: 'mon.election', op, fsid, epoch, monmapEpoch: 1, quorum: [], strategy: 'classic', ...extra },
+  };
+}
+
+const epochOf = (h: ReturnType<typeof elector>) => (h.child().getSnapshot().context as { epoch: number }).epoch;
+const stateOf = (h: ReturnType<typeof elector>) => String(h.child().getSnapshot().value);
+const persistedEpochs = (h: ReturnType<typeof elector>) =>
+  h.io.flatMap((e) => e.writes.filter((w) => w.op === 'put_number' && w.key === 'election_epoch').map((w) => (w as { value: number }).value));
+
+test('init: a missing epoch starts at 1, an odd persisted epoch moves to the next even one and is persisted', () => {
+  assert.is(initialEpoch(0), 1);
+  assert.is(initialEpoch(5), 6);
+  assert.is(initialEpoch(8), 8);
+  const h = elector(1, 5, 5);
+  assert.is(epochOf(h), 6);
+  assert.equal(persistedEpochs(h), [6]);
+  h.stop();
+});
+
+test('start: bumps to an odd epoch, persists it, proposes to every other rank, acks itself', () => {
+  const h = elector(2, 5, 4);
+  h.takeMessages();
+  h.send({ type: 'elector.start' });
+  assert.is(epochOf(h), 5);
+  assert.is(stateOf(h), 'electingMe');
+  const msgs = h.takeMessages();
+  assert.equal(msgs.map((m) => `${m.to} ${m.op} ${m.msg.epoch}`).sort(), ['mon.a propose 5', 'mon.b propose 5', 'mon.d propose 5', 'mon.e propose 5']);
+  assert.ok(persistedEpochs(h).includes(5));
+  assert.ok(h.takeParent().some((e) => e.type === 'elector.join_election' && e.epoch === 5));
+  h.stop();
+});
+
+test('propose from a higher epoch: bump to it and defer to the better rank (ack)', () => {
+  const h = elector(3, 5, 4);
+  h.send(election(1, 'propose', 9));
+  assert.is(epochOf(h), 9);
+  assert.is(stateOf(h), 'deferring');
+  const acks = h.takeMessages().filter((m) => m.op === 'ack');
+  assert.equal(acks.map((m) => `${m.to} ${m.msg.epoch}`), ['mon.b 9']);
+  h.stop();
+});
+
+test('propose from a worse rank: I outrank it, so I stand myself', () => {
+  const h = elector(0, 5, 4);
+  h.send(election(3, 'propose', 5));
+  assert.is(stateOf(h), 'electingMe');
+  const proposes = h.takeMessages().filter((m) => m.op === 'propose');
+  assert.is(proposes.length, 4);
+  h.stop();
+});
+
+test('defer: having acked rank 1, a propose from rank 2 is ignored and one from rank 0 is acked', () => {
+  const h = elector(3, 5, 4);
+  h.send(election(1, 'propose', 5));
+  h.takeMessages();
+  h.send(election(2, 'propose', 5));
+  assert.equal(h.takeMessages(), []);
+  h.send(election(0, 'propose', 5));
+  assert.equal(h.takeMessages().map((m) => `${m.to} ${m.op}`), ['mon.a ack']);
+  h.stop();
+});
+
+test('lower epoch from outside a stable quorum calls a new election; from inside it is ignored', () => {
+  const h = elector(1, 5, 4);
+  // Win a quorum {1, 2} ... as a peon of rank 0: victory at epoch 6 after electing at 5.
+  h.send(election(0, 'propose', 5));
+  h.send(election(0, 'victory', 6, { quorum: [0, 1, 2] }));
+  assert.is(epochOf(h), 6);
+  assert.is(stateOf(h), 'stable');
+  h.takeMessages();
+  h.send(election(2, 'propose', 3)); // a quorum member with an old epoch: stale
+  assert.equal(h.takeMessages(), []);
+  h.send(election(4, 'propose', 3)); // outside the quorum: it just started, let it rejoin
+  assert.is(epochOf(h), 7);
+  const sent = h.takeMessages();
+  assert.ok(sent.some((m) => m.op === 'propose' && m.msg.epoch === 7));
+  h.stop();
+});
+
+test('victory at once when every monitor acked', () => {
+  const h = elector(0, 3, 4);
+  h.send({ type: 'elector.start' });
+  h.send(election(1, 'ack', 5));
+  assert.is(stateOf(h), 'electingMe');
+  h.send(election(2, 'ack', 5));
+  assert.is(stateOf(h), 'stable');
+  assert.is(epochOf(h), 6);
+  const win = h.takeParent().find((e) => e.type === 'elector.win');
+  assert.equal(win, { type: 'elector.win', epoch: 6, quorum: [0, 1, 2] });
+  const victories = h.takeMessages().filter((m) => m.op === 'victory');
+  assert.equal(victories.map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  h.stop();
+});
+
+test('victory on expiry with a majority of acks; no victory before the timeout', () => {
+  const h = elector(0, 5, 4);
+  h.send({ type: 'elector.start' });
+  h.send(election(1, 'ack', 5));
+  h.send(election(3, 'ack', 5));
+  h.advance(TIMEOUT - 1);
+  assert.is(stateOf(h), 'electingMe');
+  h.advance(1);
+  assert.is(epochOf(h), 6);
+  assert.equal(h.takeParent().find((e) => e.type === 'elector.win'), { type: 'elector.win', epoch: 6, quorum: [0, 1, 3] });
+  h.stop();
+});
+
+test('expiry without a majority starts again (joined before) or bootstraps (never joined)', () => {
+  const joined = elector(0, 5, 4, true);
+  joined.send({ type: 'elector.start' });
+  joined.send(election(1, 'ack', 5));
+  joined.advance(TIMEOUT);
+  assert.is(epochOf(joined), 5); // still odd: the same election goes on
+  assert.is(stateOf(joined), 'electingMe');
+  joined.stop();
+  const fresh = elector(0, 5, 4, false);
+  fresh.send({ type: 'elector.start' });
+  fresh.advance(TIMEOUT);
+  assert.ok(fresh.takeParent().some((e) => e.type === 'elector.reset_election'));
+  fresh.stop();
+});
+
+test('deferring waits the election timeout plus the extra time for the victory', () => {
+  const h = elector(2, 5, 4);
+  h.send(election(0, 'propose', 5));
+  h.takeMessages();
+  h.advance(TIMEOUT + 199);
+  assert.is(stateOf(h), 'deferring');
+  h.advance(1);
+  assert.is(stateOf(h), 'electingMe');
+  assert.ok(h.takeMessages().some((m) => m.op === 'propose'));
+  h.stop();
+});
+
+test('victory must be for my epoch + 1: a matching one makes me peon, a mismatch bumps and restarts', () => {
+  const ok = elector(2, 5, 4);
+  ok.send(election(0, 'propose', 5));
+  ok.send(election(0, 'victory', 6, { quorum: [0, 1, 2] }));
+  assert.equal(ok.takeParent().find((e) => e.type === 'elector.lose'), { type: 'elector.lose', epoch: 6, quorum: [0, 1, 2], leader: 0 });
+  ok.stop();
+  const behind = elector(2, 5, 2);
+  behind.send(election(0, 'victory', 8, { quorum: [0, 1, 2] }));
+  assert.is(epochOf(behind), 9);
+  assert.is(stateOf(behind), 'electingMe');
+  assert.not.ok(behind.takeParent().some((e) => e.type === 'elector.lose'));
+  behind.stop();
+});
+
+test('an ack from a newer epoch bumps to it and stands again', () => {
+  const h = elector(0, 5, 4);
+  h.send({ type: 'elector.start' });
+  h.send(election(1, 'ack', 9));
+  assert.is(epochOf(h), 9);
+  assert.is(stateOf(h), 'electingMe');
+  h.stop();
+});
+
+test('messages with a wrong fsid, an unknown rank or another strategy are dropped', () => {
+  const h = elector(2, 5, 4);
+  h.takeMessages();
+  h.send({ ...election(0, 'propose', 9), msg: { ...election(0, 'propose', 9).msg, fsid: '99999999-2222-3333-4444-555555555555' } });
+  h.send({ ...election(0, 'propose', 9), from: 'mon.zz' });
+  assert.is(epochOf(h), 4);
+  h.send(election(0, 'propose', 9, { strategy: 'connectivity' }));
+  assert.is(epochOf(h), 4);
+  assert.equal(h.takeMessages().map((m) => m.op), ['nak']);
+  h.stop();
+});
+
+test('a one-monitor monmap wins at once (win_standalone_election)', () => {
+  const h = elector(0, 1, 2);
+  h.send({ type: 'elector.start' });
+  assert.is(epochOf(h), 4);
+  assert.is(stateOf(h), 'stable');
+  assert.ok(h.takeParent().some((e) => e.type === 'elector.win' && e.epoch === 4));
+  h.advance(TIMEOUT * 3);
+  assert.is(epochOf(h), 4);
+  h.stop();
+});
+
+test('every bump is persisted before the messages of that step go out', () => {
+  const h = elector(1, 3, 4);
+  h.send(election(0, 'propose', 7));
+  const step = h.io.find((e) => e.messages.some((m) => (m.msg as MonElection).op === 'ack'));
+  assert.ok(step, 'ack sent');
+  // The ack travels in the same effect as (or after) the write of epoch 7.
+  const index = h.io.indexOf(step as never);
+  const written = h.io.slice(0, index + 1).some((e) => e.writes.some((w) => w.op === 'put_number' && (w as { value: number }).value === 7));
+  assert.ok(written);
+  h.stop();
+});
+
+test.run();
