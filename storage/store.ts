@@ -23,3 +23,22 @@ export interface Store {
   apply(tx: Transaction): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * Why a store operation failed, as the errno Ceph would log (MonitorDBStore aborts on a failed
+ * submit_transaction_sync; paxmon reports the error and lets the monitor decide).
+ * EBUSY: another monitor holds the store's LOCK. ENOENT: no store (run `paxmon mkfs`).
+ * EIO: corruption or an I/O error. ENOSPC: the disk is full. ESHUTDOWN: the store is closed.
+ * EAGAIN: too many writes queued.
+ */
+export type StoreErrorCode = 'EBUSY' | 'ENOENT' | 'ENOTDIR' | 'EIO' | 'ENOSPC' | 'ESHUTDOWN' | 'EAGAIN';
+
+/** A failed store operation; the message names the store's directory. */
+export class StoreError extends Error {
+  readonly code: StoreErrorCode;
+  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}

@@ -12,7 +12,7 @@ export interface Harness {
   send(event: { type: string; [key: string]: unknown }): void;
   advance(ms: number): void;
   /** Messages sent since the last take, flattened. */
-  takeMessages(): { to: string; op?: string; type: string; msg: Record<string, unknown> }[];
+  takeMessages(): { to: string; op?: string | undefined; type: string; msg: Record<string, unknown> }[];
   takeParent(): { type: string; [key: string]: unknown }[];
   stop(): void;
 }
