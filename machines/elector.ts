@@ -298,11 +298,12 @@ export const electorMachine = setup({
     'elector.joined': { actions: assign({ hasEverJoined: true }) },
     // start() itself says where to go: electingMe, or stable after a standalone victory.
     'elector.start': { actions: { type: 'dispatch', params: ({ context }) => start(context) } },
-    // Every start() and defer() re-arms the election timer (Elector::reset_timer): re-entering the
-    // state restarts its `after` delay.
+    // Every start() and defer() re-arms the election timer (Elector::reset_timer): a transition
+    // from the root to a child state exits and re-enters that child, restarting its `after`
+    // delay. (`reenter: true` here would re-enter the root itself.)
     'elector.goto.stable': { target: '.stable' },
-    'elector.goto.electingMe': { target: '.electingMe', reenter: true },
-    'elector.goto.deferring': { target: '.deferring', reenter: true },
+    'elector.goto.electingMe': { target: '.electingMe' },
+    'elector.goto.deferring': { target: '.deferring' },
   },
   states: {
     stable: {

@@ -258,6 +258,9 @@ export const monitorMachine = setup({
     },
   ],
   initial: 'probing',
+  // Root transitions never use `reenter: true`: that would re-enter the root and restart its
+  // children (elector, paxos, io), losing their state. A root transition to '.probing' already
+  // exits and re-enters probing (Monitor::bootstrap from any state).
   on: {
     'elector.epoch': { actions: assign(({ event }) => ({ electionEpoch: event.epoch })) },
     'paxos.status': {
@@ -268,17 +271,14 @@ export const monitorMachine = setup({
     'mon.probe': { actions: 'replyProbe' },
     'monitor.bootstrap': {
       target: '.probing',
-      reenter: true,
       actions: assign(({ event }) => ({ lastBootstrapReason: event.reason })),
     },
     'paxos.bootstrap': {
       target: '.probing',
-      reenter: true,
       actions: assign(({ event }) => ({ lastBootstrapReason: event.reason })),
     },
     'elector.reset_election': {
       target: '.probing',
-      reenter: true,
       actions: assign({ lastBootstrapReason: 'election expired without a quorum' }),
     },
     'monitor.shutdown': { target: '.shutdown' },

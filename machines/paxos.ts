@@ -57,6 +57,8 @@ export interface PaxosContext {
   lastPn: number;
   uncommitted: Uncommitted | null;
   timeouts: PaxosTimeouts;
+  /** Leader, recovering: the next collect must use a pn above this (a peon promised it elsewhere). */
+  collectAbovePn: number;
   /** Leader, recovering: how many `last` replies carried my pn (num_last; I count). */
   numLast: number;
   /** Leader, recovering: the best uncommitted value reported so far (uncommitted_v/pn/value). */
@@ -83,7 +85,7 @@ export type PaxosEvent =
   | IoWrittenEvent
   /** Internal transitions raised by the message handlers. */
   | { type: 'paxos.recovered'; begin: boolean }
-  | { type: 'paxos.collect_again' }
+  | { type: 'paxos.collect_again'; abovePn: number }
   | { type: 'paxos.begin' }
   | { type: 'paxos.commit_start' }
   | { type: 'paxos.peon_updating' }
@@ -215,15 +217,8 @@ function handleLast(context: PaxosContext, from: number, msg: MonPaxos): Step {
     });
   }
   if (msg.pn > c.acceptedPn) {
-    // They promised a higher pn to someone else: try again above it.
-    const again = collect(c, msg.pn);
-    return {
-      context: { ...step.context, ...again.context },
-      writes: [...(step.writes ?? []), ...(again.writes ?? [])],
-      messages: [...(step.messages ?? []), ...(again.messages ?? [])],
-      parent: step.parent ?? [],
-      raise: { type: 'paxos.collect_again' },
-    };
+    // They promised a higher pn to someone else: collect again above it (re-entering recovering).
+    return { ...step, raise: { type: 'paxos.collect_again', abovePn: msg.pn } };
   }
   if (msg.pn < c.acceptedPn) return step; // an old message
   let recovered = c.recovered;
@@ -488,6 +483,7 @@ export const paxosMachine = setup({
     lastPn: input.lastPn,
     uncommitted: input.uncommitted,
     timeouts: input.timeouts,
+    collectAbovePn: 0,
     numLast: 0,
     recovered: null,
     accepted: [],
@@ -508,8 +504,7 @@ export const paxosMachine = setup({
       target: '.leader',
       actions: [
         { type: 'abortAll', params: { reason: 'new election' } },
-        assign(({ event }) => ({ electionEpoch: event.electionEpoch, quorum: event.quorum, leader: -1 })),
-        assign(({ context }) => ({ leader: context.rank })),
+        assign(({ context, event }) => ({ electionEpoch: event.electionEpoch, quorum: event.quorum, leader: context.rank, collectAbovePn: 0 })),
       ],
     },
     'paxos.peon_init': {
@@ -547,7 +542,7 @@ export const paxosMachine = setup({
           initial: 'recovering',
           states: {
             recovering: {
-              entry: { type: 'step', params: ({ context }) => collect(context, 0) },
+              entry: { type: 'step', params: ({ context }) => collect(context, context.collectAbovePn) },
               after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'collect timeout' } } } },
               on: {
                 'mon.paxos': {
@@ -560,7 +555,11 @@ export const paxosMachine = setup({
                     },
                   },
                 },
-                'paxos.collect_again': { target: 'recovering', reenter: true, actions: assign({ numLast: 1 }) },
+                'paxos.collect_again': {
+                  target: 'recovering',
+                  reenter: true,
+                  actions: assign(({ event }) => ({ collectAbovePn: event.abovePn })),
+                },
                 'paxos.recovered': [
                   {
                     // Paxos::handle_last: an old value was accepted somewhere: finish it first.

@@ -8,6 +8,7 @@ import type { MonConfig } from '../machines/config.ts';
 import { MemoryStore } from '../storage/memory-store.ts';
 import { MemoryNetwork, type NetworkEvent, type NetworkFaults } from '../transport/memory-network.ts';
 import type { EntityName, MonMap } from '../transport/messages.ts';
+import type { Transport } from '../transport/transport.ts';
 import { Prng } from './prng.ts';
 
 export interface SimClusterOptions {
@@ -24,6 +25,7 @@ export interface SimNode {
   name: string;
   store: MemoryStore;
   monitor: MonitorHandle | null;
+  transport: Transport | null;
 }
 
 export const simFsid = '6f0c4a4e-1d5e-4a51-9f8c-2b7d3e1a0c11';
@@ -60,6 +62,7 @@ export class SimCluster {
         name: m.name,
         store: new MemoryStore({ clock: this.clock, syncDelayMs: options.syncDelayMs ?? 1, random: () => storeRandom.next(), name: `mon.${m.name}` }),
         monitor: null,
+        transport: null,
       };
     });
   }
@@ -91,6 +94,7 @@ export class SimCluster {
       now: () => this.clock.now(),
     });
     node.monitor = monitor;
+    node.transport = transport;
     return monitor;
   }
 
@@ -104,8 +108,9 @@ export class SimCluster {
     if (!node.monitor) return;
     const monitor = node.monitor;
     node.monitor = null;
-    await this.network.endpoint(`mon.${name}` as EntityName).close();
     monitor.actor.stop();
+    await node.transport?.close();
+    node.transport = null;
     node.store.crash();
   }
 
@@ -173,7 +178,9 @@ export class SimCluster {
   async stopAll(): Promise<void> {
     for (const node of this.nodes) {
       if (node.monitor) await node.monitor.stop();
+      await node.transport?.close();
       node.monitor = null;
+      node.transport = null;
     }
   }
 }

@@ -17,15 +17,28 @@ export interface Harness {
   stop(): void;
 }
 
-export function runChild(machine: AnyStateMachine, input: unknown): Harness {
+export interface HarnessOptions {
+  /** The child's systemId (its io.written notifications are addressed by it). */
+  systemId?: string;
+  /** Answer every write notification with io.written at once, as a store whose writes are durable immediately. */
+  autoWritten?: boolean;
+}
+
+export function runChild(machine: AnyStateMachine, input: unknown, options: HarnessOptions = {}): Harness {
   const io: IoEffectsEvent[] = [];
   const parent: { type: string; [key: string]: unknown }[] = [];
   const clock = new SimulatedClock();
   const host = setup({
     actors: {
-      io: fromCallback(({ receive }) => {
+      io: fromCallback(({ receive, system }) => {
         receive((event) => {
-          io.push(event as IoEffectsEvent);
+          const effects = event as IoEffectsEvent;
+          io.push(effects);
+          if (options.autoWritten && effects.notify) {
+            const target = system.get(effects.notify.systemId);
+            const token = effects.notify.token;
+            target?.send({ type: 'io.written', token });
+          }
         });
       }),
       child: machine,
@@ -33,7 +46,7 @@ export function runChild(machine: AnyStateMachine, input: unknown): Harness {
   }).createMachine({
     invoke: [
       { id: 'io', systemId: 'io', src: 'io' },
-      { id: 'child', systemId: 'child', src: 'child', input: () => input },
+      { id: 'child', systemId: options.systemId ?? 'child', src: 'child', input: () => input },
     ],
     on: {
       forward: { actions: sendTo('child', ({ event }) => (event as unknown as { event: never }).event) },

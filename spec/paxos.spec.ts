@@ -1,0 +1,215 @@
+// Paxos core rules (Ceph's Paxos.cc), driven message by message on a SimulatedClock.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { newProposalNumber, paxosMachine } from '../machines/paxos.ts';
+import type { MonMap, MonPaxos } from '../transport/messages.ts';
+import { runChild } from './support/child-harness.ts';
+
+const fsid = '11111111-2222-3333-4444-555555555555';
+const monmap: MonMap = {
+  fsid,
+  epoch: 1,
+  mons: ['a', 'b', 'c'].map((name, rank) => ({ name, rank, addr: `127.0.0.1:${6789 + rank}` })),
+  electionStrategy: 'classic',
+  disallowedLeaders: [],
+  created: 0,
+  lastChanged: 0,
+};
+const LEASE = 1000;
+const timeouts = { monLeaseMs: LEASE, monLeaseRenewIntervalFactor: 0.6, monLeaseAckTimeoutFactor: 2, monAcceptTimeoutFactor: 2 };
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+function paxos(rank: number, state: Partial<{ firstCommitted: number; lastCommitted: number; acceptedPn: number; lastPn: number; uncommitted: unknown }> = {}) {
+  return runChild(
+    paxosMachine,
+    { rank, monmap, firstCommitted: 0, lastCommitted: 0, acceptedPn: 0, lastPn: 0, uncommitted: null, timeouts, ...state },
+    { systemId: 'paxos', autoWritten: true },
+  );
+}
+
+function msg(from: string, op: MonPaxos['op'], fields: Partial<MonPaxos> = {}) {
+  return {
+    type: 'mon.paxos',
+    from: `mon.${from}`,
+    msg: { type: 'mon.paxos', op, electionEpoch: 2, pn: 0, uncommittedPn: 0, firstCommitted: 0, lastCommitted: 0, values: [], ...fields },
+  };
+}
+
+const ctx = (h: ReturnType<typeof paxos>) => h.child().getSnapshot().context as { acceptedPn: number; lastCommitted: number; uncommitted: { version: number; pn: number } | null };
+const matches = (h: ReturnType<typeof paxos>, value: unknown) => h.child().getSnapshot().matches(value) as boolean;
+
+test('proposal numbers: (max/100 + 1) * 100 + rank, always above what was seen', () => {
+  assert.is(newProposalNumber(0, 0, 1), 101);
+  assert.is(newProposalNumber(101, 0, 2), 202);
+  assert.is(newProposalNumber(101, 350, 0), 400);
+});
+
+test('leader: collect with a new persisted pn, then active with a lease once the whole quorum answered', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
+  const collects = h.takeMessages().filter((m) => m.op === 'collect');
+  assert.equal(collects.map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  assert.is(collects[0]?.msg.pn, 100);
+  assert.ok(h.io.some((e) => e.writes.some((w) => w.op === 'put_number' && w.key === 'last_pn' && w.value === 100)));
+  h.send(msg('b', 'last', { pn: 100 }));
+  assert.ok(matches(h, { leader: { round: 'recovering' } }), 'still waiting for c');
+  h.send(msg('c', 'last', { pn: 100 }));
+  assert.ok(matches(h, { leader: { round: 'active', lease: 'valid' } }));
+  assert.equal(h.takeMessages().filter((m) => m.op === 'lease').map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  h.stop();
+});
+
+test('leader: a last with a higher pn makes it collect again above it', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
+  h.takeMessages();
+  h.send(msg('b', 'last', { pn: 301 }));
+  assert.is(ctx(h).acceptedPn, 400);
+  assert.equal(h.takeMessages().filter((m) => m.op === 'collect').map((m) => m.msg.pn), [400, 400]);
+  h.stop();
+});
+
+test('leader: commits only when every quorum member accepted', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
+  h.send(msg('b', 'last', { pn: 100 }));
+  h.send(msg('c', 'last', { pn: 100 }));
+  h.takeMessages();
+  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  assert.ok(matches(h, { leader: { round: 'updating' } }));
+  assert.equal(h.takeMessages().filter((m) => m.op === 'begin').map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  h.send(msg('b', 'accept', { pn: 100, lastCommitted: 0 }));
+  assert.ok(matches(h, { leader: { round: 'updating' } }), 'a majority is not enough: Ceph waits for the whole quorum');
+  h.send(msg('c', 'accept', { pn: 100, lastCommitted: 0 }));
+  assert.is(ctx(h).lastCommitted, 1);
+  assert.ok(h.takeParent().some((e) => e.type === 'paxos.committed' && (e.ids as string[])[0] === 'x'));
+  assert.equal(h.takeMessages().filter((m) => m.op === 'commit').map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  h.stop();
+});
+
+test('leader: recovers an uncommitted value reported by a peon and re-proposes it first (updating_previous)', () => {
+  const h = paxos(1, { lastCommitted: 3, firstCommitted: 1, acceptedPn: 100, lastPn: 100 });
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [1, 2] });
+  h.takeMessages();
+  // c accepted v4 under the old leader's pn 100 but never learnt of its commit.
+  h.send(msg('c', 'last', { pn: 201, lastCommitted: 3, firstCommitted: 1, uncommittedPn: 100, values: [{ version: 4, value: bytes('old') }] }));
+  assert.ok(matches(h, { leader: { round: 'updating_previous' } }));
+  const begins = h.takeMessages().filter((m) => m.op === 'begin');
+  assert.equal(begins.length, 1);
+  const values = begins[0]?.msg.values as { version: number; value: Uint8Array }[];
+  assert.is(values[0]?.version, 4);
+  assert.is(new TextDecoder().decode(values[0]?.value), 'old');
+  h.send(msg('c', 'accept', { pn: 201, lastCommitted: 3 }));
+  assert.is(ctx(h).lastCommitted, 4);
+  h.stop();
+});
+
+test('leader: a lagging peon is sent the commits it lacks (share_state)', () => {
+  const h = paxos(0, { lastCommitted: 7, firstCommitted: 1 });
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
+  h.takeMessages();
+  h.send(msg('b', 'last', { pn: 100, lastCommitted: 4, firstCommitted: 1 }));
+  const shares = h.io.flatMap((e) => e.messages).filter((m) => m.shareValues);
+  assert.equal(shares.map((m) => [m.to, m.shareValues?.from, m.shareValues?.to]), [['mon.b', 5, 7]]);
+  h.stop();
+});
+
+test('leader: accept timeout sends the monitor back to bootstrap', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
+  h.send(msg('b', 'last', { pn: 100 }));
+  h.send(msg('b', 'lease_ack', { pn: 100 }));
+  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  h.takeParent();
+  h.advance(2 * LEASE - 1);
+  assert.not.ok(h.takeParent().some((e) => e.type === 'paxos.bootstrap'));
+  h.advance(1);
+  const boot = h.takeParent().find((e) => e.type === 'paxos.bootstrap');
+  assert.is(boot?.reason, 'accept timeout');
+  h.stop();
+});
+
+test('leader: collect timeout and lease-ack timeout send the monitor back to bootstrap', () => {
+  const collect = paxos(0);
+  collect.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
+  collect.advance(2 * LEASE);
+  assert.is(collect.takeParent().find((e) => e.type === 'paxos.bootstrap')?.reason, 'collect timeout');
+  collect.stop();
+  const ack = paxos(0);
+  ack.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
+  ack.send(msg('b', 'last', { pn: 100 }));
+  ack.advance(2 * LEASE);
+  assert.is(ack.takeParent().find((e) => e.type === 'paxos.bootstrap')?.reason, 'lease ack timeout');
+  ack.stop();
+});
+
+test('peon: promises a higher pn durably, reports its uncommitted value, shares commits the leader lacks', () => {
+  const h = paxos(1, { lastCommitted: 5, firstCommitted: 1, acceptedPn: 100, uncommitted: { version: 6, pn: 100, value: bytes('u') } });
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 200, lastCommitted: 3, firstCommitted: 1 }));
+  assert.is(ctx(h).acceptedPn, 200);
+  const effect = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'last'));
+  assert.ok(effect?.writes.some((w) => w.op === 'put_number' && w.key === 'accepted_pn' && w.value === 200), 'promise persisted with the reply');
+  const last = effect?.messages[0];
+  // Paxos::handle_collect: the leader's lc (3) <= mine, so my value at lc+1 goes along with its pn.
+  assert.is((last?.msg as MonPaxos).uncommittedPn, 100);
+  assert.equal((last?.msg as MonPaxos).values.map((v) => v.version), [6]);
+  assert.equal(last?.shareValues, { from: 4, to: 5 });
+  h.stop();
+});
+
+test('peon: accepts a begin only after storing it, and clears its lease until the commit', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 100 }));
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE }));
+  assert.ok(matches(h, { peon: { round: 'active', lease: 'valid' } }));
+  h.takeMessages();
+  h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
+  assert.ok(matches(h, { peon: { round: 'updating', lease: 'expired' } }));
+  const effect = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'accept'));
+  assert.ok(effect?.writes.some((w) => w.op === 'put' && w.key === '1'), 'the accept leaves with the write of the value');
+  // A lease for the old version does not make it readable while it holds the uncommitted value.
+  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 0, leaseMs: LEASE }));
+  assert.ok(matches(h, { peon: { lease: 'expired' } }));
+  h.send(msg('a', 'commit', { pn: 100, lastCommitted: 1, values: [{ version: 1, value: bytes('v1') }] }));
+  assert.is(ctx(h).lastCommitted, 1);
+  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 1, leaseMs: LEASE }));
+  assert.ok(matches(h, { peon: { round: 'active', lease: 'valid' } }));
+  h.stop();
+});
+
+test('peon: the lease expires after mon_lease and the lease timeout sends it to bootstrap', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 100 }));
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE }));
+  h.advance(LEASE);
+  assert.ok(matches(h, { peon: { lease: 'expired' } }));
+  assert.not.ok(h.takeParent().some((e) => e.type === 'paxos.bootstrap'));
+  h.advance(LEASE);
+  assert.is(h.takeParent().find((e) => e.type === 'paxos.bootstrap')?.reason, 'lease timeout');
+  h.stop();
+});
+
+test('peon: messages from another election epoch or from a non-leader are ignored', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1, 2], leader: 0 });
+  h.send({ ...msg('a', 'collect', { pn: 900 }), msg: { ...msg('a', 'collect', { pn: 900 }).msg, electionEpoch: 4 } });
+  h.send(msg('c', 'collect', { pn: 900 }));
+  assert.is(ctx(h).acceptedPn, 0);
+  h.stop();
+});
+
+test('outside a quorum, proposals are refused at once; a restart fails what was queued', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.propose', id: 'early', value: bytes('x') });
+  assert.ok(h.takeParent().some((e) => e.type === 'paxos.aborted' && (e.ids as string[])[0] === 'early'));
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
+  h.send({ type: 'paxos.propose', id: 'queued', value: bytes('y') });
+  h.send({ type: 'paxos.restart' });
+  assert.ok(h.takeParent().some((e) => e.type === 'paxos.aborted' && (e.ids as string[]).includes('queued')));
+  h.stop();
+});
+
+test.run();
