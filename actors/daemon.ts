@@ -1,0 +1,83 @@
+// startMonitor: a monitor over RocksDB and TCP — what `paxmon mon` runs and what an app embeds.
+import { join } from 'node:path';
+import type { InspectionEvent } from 'xstate';
+import type { MonConfig } from '../machines/config.ts';
+import { RocksDBStore } from '../storage/rocksdb-store.ts';
+import { Messenger } from '../transport/messenger.ts';
+import type { Logger } from './log.ts';
+import { silentLogger } from './log.ts';
+import { type Clock, type CreateMonitorOptions, createMonitor, type MonitorHandle } from './monitor.ts';
+import { loadMonitorState } from './monitor-state.ts';
+
+export interface StartMonitorOptions {
+  /** The monitor's store, created by `paxmon mkfs` (or mkfsTransaction). */
+  dir: string;
+  config?: Partial<MonConfig>;
+  clock?: Clock;
+  logger?: Logger;
+  inspect?: (event: InspectionEvent) => void;
+  /** Listen here instead of the monitor's monmap address (e.g. 0.0.0.0:6789 behind NAT). */
+  bindAddr?: string;
+  onFatal?: (error: Error) => void;
+  onCommand?: CreateMonitorOptions['onCommand'];
+}
+
+export interface DaemonHandle extends MonitorHandle {
+  /** The address the messenger is listening on. */
+  readonly addr: string;
+  readonly messenger: Messenger;
+  readonly store: RocksDBStore;
+}
+
+/**
+ * Open the store in `dir`, listen on the monitor's address and start its actor tree.
+ *
+ * @example
+ * const mon = await startMonitor({ dir: '.paxmon/a' });
+ * console.log(mon.quorumStatus());
+ * await mon.stop();
+ */
+export async function startMonitor(options: StartMonitorOptions): Promise<DaemonHandle> {
+  const logger = options.logger ?? silentLogger;
+  // Ceph keeps the store in <mon_data>/store.db; the pid file and log sit beside it.
+  const store = await RocksDBStore.open(join(options.dir, 'store.db'));
+  let messenger: Messenger | undefined;
+  try {
+    const loaded = await loadMonitorState(store);
+    const me = loaded.input.monmap.mons.find((m) => m.name === loaded.name);
+    if (!me) throw new Error(`mon.${loaded.name} is not in its own monmap (epoch ${loaded.input.monmap.epoch})`);
+    messenger = new Messenger({
+      name: `mon.${loaded.name}`,
+      fsid: loaded.fsid,
+      rank: me.rank,
+      listenAddr: options.bindAddr ?? me.addr,
+      logger: logger.child({ subsystem: 'ms' }),
+    });
+    const addr = await messenger.listen();
+    const monitor = await createMonitor({
+      store,
+      transport: messenger,
+      logger,
+      ...(options.config ? { config: options.config } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+      ...(options.onCommand ? { onCommand: options.onCommand } : {}),
+    });
+    const ms = messenger;
+    let closing: Promise<void> | undefined;
+    const stop = () => {
+      closing ??= (async () => {
+        await monitor.stop();
+        await ms.close();
+        await store.close();
+      })();
+      return closing;
+    };
+    return Object.assign(Object.create(monitor) as MonitorHandle, monitor, { addr, messenger: ms, store, stop });
+  } catch (error) {
+    await messenger?.close().catch(() => {});
+    await store.close().catch(() => {});
+    throw error;
+  }
+}

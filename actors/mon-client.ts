@@ -1,0 +1,132 @@
+// MonClient (Ceph's src/mon/MonClient.cc): sends commands to any monitor of a list and fails over.
+// Each command carries a unique tid; a timeout, a lost connection or "not in quorum" (EAGAIN)
+// moves it to the next monitor, until an overall deadline, after which it fails with ETIMEDOUT.
+import { nanoid } from 'nanoid';
+import type { CommandReply, EntityName, Message } from '../transport/messages.ts';
+import { Messenger } from '../transport/messenger.ts';
+
+export interface MonAddress {
+  /** The monitor's name when known (`a`); otherwise it is learnt from the handshake. */
+  name?: string;
+  addr: string;
+}
+
+export interface MonClientOptions {
+  mons: MonAddress[];
+  /** The cluster fsid when known; otherwise any cluster's monitor is accepted. */
+  fsid?: string;
+  /** Time for one attempt at one monitor (default 2 s). */
+  attemptTimeoutMs?: number;
+  /** Time for the whole command across monitors (default 10 s). */
+  timeoutMs?: number;
+}
+
+export class MonClientError extends Error {
+  constructor(
+    readonly errno: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const ETIMEDOUT = 110;
+export const EAGAIN = 11;
+/** Any-cluster fsid: the client does not know the cluster yet (like a Ceph client before auth). */
+export const anyFsid = '00000000-0000-0000-0000-000000000000';
+
+interface Pending {
+  resolve: (reply: CommandReply) => void;
+  monitor: EntityName;
+}
+
+export class MonClient {
+  readonly name: EntityName = `client.${nanoid(10).replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  readonly #messenger: Messenger;
+  readonly #mons: MonAddress[];
+  readonly #attemptTimeoutMs: number;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<number, Pending>();
+  #tid = 0;
+  #next = 0;
+
+  constructor(options: MonClientOptions) {
+    if (options.mons.length === 0) throw new MonClientError(22, 'EINVAL', 'no monitor address given');
+    this.#mons = options.mons;
+    this.#attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#messenger = new Messenger({ name: this.name, fsid: options.fsid ?? anyFsid, reconnectMs: { initial: 50, max: 500 } });
+    this.#messenger.setHandlers({
+      onMessage: (from: EntityName, message: Message) => {
+        if (message.type !== 'mon.command_ack') return;
+        const pending = this.#pending.get(message.tid);
+        if (!pending) return; // a late reply to an attempt we gave up on
+        this.#pending.delete(message.tid);
+        pending.resolve({ r: message.r, rs: message.rs, data: message.data });
+      },
+      onReset: (peer: EntityName) => {
+        for (const [tid, pending] of this.#pending) {
+          if (pending.monitor !== peer) continue;
+          this.#pending.delete(tid);
+          pending.resolve({ r: -EAGAIN, rs: `connection to ${peer} lost`, data: new Uint8Array() });
+        }
+      },
+    });
+  }
+
+  /**
+   * Run one command (its words, as on the command line) and return Ceph's `{ r, rs, data }`.
+   * Rejects with MonClientError ETIMEDOUT when no monitor answered in time.
+   *
+   * @example
+   * const client = new MonClient({ mons: [{ addr: '127.0.0.1:6789' }] });
+   * const { data } = await client.command(['quorum_status']);
+   */
+  async command(cmd: string[], inbuf?: Uint8Array): Promise<CommandReply> {
+    const deadline = Date.now() + this.#timeoutMs;
+    let lastError = 'no monitor answered';
+    for (let attempt = 0; Date.now() < deadline; attempt += 1) {
+      const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
+      const name = await this.#resolve(mon, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
+      if (!name) {
+        lastError = `no answer from ${mon.addr}`;
+        this.#next += 1;
+        continue;
+      }
+      const tid = ++this.#tid;
+      const reply = await new Promise<CommandReply | null>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#pending.delete(tid);
+          resolve(null);
+        }, Math.max(1, Math.min(this.#attemptTimeoutMs, deadline - Date.now())));
+        this.#pending.set(tid, {
+          monitor: name,
+          resolve: (r) => {
+            clearTimeout(timer);
+            resolve(r);
+          },
+        });
+        this.#messenger.send(name, { type: 'mon.command', tid, cmd, ...(inbuf ? { inbuf } : {}) }, mon.addr);
+      });
+      if (reply && reply.r !== -EAGAIN) return reply;
+      lastError = reply ? reply.rs : `${name} (${mon.addr}) did not answer within ${this.#attemptTimeoutMs} ms`;
+      this.#next += 1;
+    }
+    throw new MonClientError(ETIMEDOUT, 'ETIMEDOUT', `no monitor answered within ${this.#timeoutMs} ms (last: ${lastError})`);
+  }
+
+  /** The monitor's entity name: given, or learnt by connecting to its address. */
+  async #resolve(mon: MonAddress, timeoutMs: number): Promise<EntityName | null> {
+    if (mon.name) return `mon.${mon.name}`;
+    const learnt = await this.#messenger.connect(mon.addr, timeoutMs).catch(() => null);
+    if (learnt) mon.name = learnt.slice(4);
+    return learnt;
+  }
+
+  async close(): Promise<void> {
+    for (const pending of this.#pending.values()) pending.resolve({ r: -EAGAIN, rs: 'client closed', data: new Uint8Array() });
+    this.#pending.clear();
+    await this.#messenger.close();
+  }
+}

@@ -1,0 +1,55 @@
+// Ceph's error habit: `Error EXXX: message` on stderr and the errno as the exit code.
+export const errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  EAGAIN: 11,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENOTDIR: 20,
+  EINVAL: 22,
+  EFBIG: 27,
+  ENOSPC: 28,
+  EADDRINUSE: 98,
+  ETIMEDOUT: 110,
+  ESHUTDOWN: 108,
+} as const;
+
+export type ErrnoName = keyof typeof errno;
+
+export class CliError extends Error {
+  constructor(
+    readonly code: ErrnoName,
+    message: string,
+  ) {
+    super(message);
+  }
+  get exitCode(): number {
+    return errno[this.code];
+  }
+}
+
+export const fail = (code: ErrnoName, message: string): never => {
+  throw new CliError(code, message);
+};
+
+/** The errno name for a negative Ceph return code (r = -errno). */
+export function errnoName(r: number): string {
+  const found = Object.entries(errno).find(([, n]) => n === -r);
+  return found ? found[0] : `E${-r}`;
+}
+
+/** Print and exit for any error: CliError keeps its errno; a store error keeps its code. */
+export function exitWithError(error: unknown): never {
+  if (error instanceof CliError) {
+    process.stderr.write(`Error ${error.code}: ${error.message}\n`);
+    process.exit(error.exitCode);
+  }
+  const code = (error as { code?: string }).code;
+  if (typeof code === 'string' && code in errno) {
+    process.stderr.write(`Error ${code}: ${(error as Error).message}\n`);
+    process.exit(errno[code as ErrnoName]);
+  }
+  process.stderr.write(`Error EIO: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(errno.EIO);
+}
