@@ -45,7 +45,8 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
   try {
     const loaded = await loadMonitorState(store);
     const me = loaded.input.monmap.mons.find((m) => m.name === loaded.name);
-    if (!me) throw new Error(`mon.${loaded.name} is not in its own monmap (epoch ${loaded.input.monmap.epoch})`);
+    if (!me)
+      throw new Error(`mon.${loaded.name} is not in its own monmap (epoch ${loaded.input.monmap.epoch})`);
     messenger = new Messenger({
       name: `mon.${loaded.name}`,
       fsid: loaded.fsid,
@@ -74,7 +75,12 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       })();
       return closing;
     };
-    return Object.assign(Object.create(monitor) as MonitorHandle, monitor, { addr, messenger: ms, store, stop });
+    return Object.assign(Object.create(monitor) as MonitorHandle, monitor, {
+      addr,
+      messenger: ms,
+      store,
+      stop,
+    });
   } catch (error) {
     await messenger?.close().catch(() => {});
     await store.close().catch(() => {});

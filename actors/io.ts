@@ -56,7 +56,13 @@ export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transacti
   return tx;
 }
 
-const routedToMonitor = new Set<Message['type']>(['mon.probe', 'mon.election', 'mon.paxos', 'mon.sync', 'mon.join']);
+const routedToMonitor = new Set<Message['type']>([
+  'mon.probe',
+  'mon.election',
+  'mon.paxos',
+  'mon.sync',
+  'mon.join',
+]);
 
 export function ioLogic(deps: IoDeps) {
   return fromCallback<EventObject>(({ sendBack, receive, system }) => {
@@ -82,7 +88,9 @@ export function ioLogic(deps: IoDeps) {
         const value = await deps.store.get('paxos', String(v));
         if (value) values.push({ version: v, value });
       }
-      const lastShared = values.length ? (values[values.length - 1] as PaxosValue).version : out.msg.lastCommitted;
+      const lastShared = values.length
+        ? (values[values.length - 1] as PaxosValue).version
+        : out.msg.lastCommitted;
       return {
         ...out.msg,
         values: [...values, ...out.msg.values],

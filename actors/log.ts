@@ -17,14 +17,20 @@ export function createLogger(options: LogOptions = {}): Logger {
   const level = options.level ?? process.env.PAXMON_LOG_LEVEL ?? 'info';
   const base = { ...(options.bindings ?? {}) };
   if (options.file) {
-    return pino({ level, base }, pino.destination({ dest: options.file, append: true, sync: false, mkdir: true }));
+    return pino(
+      { level, base },
+      pino.destination({ dest: options.file, append: true, sync: false, mkdir: true }),
+    );
   }
   const pretty = options.pretty ?? Boolean(process.stderr.isTTY);
   if (pretty) {
     return pino({
       level,
       base,
-      transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, ignore: 'pid,hostname' } },
+      transport: {
+        target: 'pino-pretty',
+        options: { destination: 2, colorize: true, ignore: 'pid,hostname' },
+      },
     });
   }
   return pino({ level, base }, pino.destination(2));

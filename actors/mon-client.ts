@@ -56,9 +56,13 @@ export class MonClient {
     this.#mons = options.mons;
     this.#attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
-    this.#messenger = new Messenger({ name: this.name, fsid: options.fsid ?? anyFsid, reconnectMs: { initial: 50, max: 500 } });
+    this.#messenger = new Messenger({
+      name: this.name,
+      fsid: options.fsid ?? anyFsid,
+      reconnectMs: { initial: 50, max: 500 },
+    });
     this.#messenger.setHandlers({
-      onMessage: (from: EntityName, message: Message) => {
+      onMessage: (_from: EntityName, message: Message) => {
         if (message.type !== 'mon.command_ack') return;
         const pending = this.#pending.get(message.tid);
         if (!pending) return; // a late reply to an attempt we gave up on
@@ -86,7 +90,7 @@ export class MonClient {
   async command(cmd: string[], inbuf?: Uint8Array): Promise<CommandReply> {
     const deadline = Date.now() + this.#timeoutMs;
     let lastError = 'no monitor answered';
-    for (let attempt = 0; Date.now() < deadline; attempt += 1) {
+    while (Date.now() < deadline) {
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
       const name = await this.#resolve(mon, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
       if (!name) {
@@ -96,10 +100,13 @@ export class MonClient {
       }
       const tid = ++this.#tid;
       const reply = await new Promise<CommandReply | null>((resolve) => {
-        const timer = setTimeout(() => {
-          this.#pending.delete(tid);
-          resolve(null);
-        }, Math.max(1, Math.min(this.#attemptTimeoutMs, deadline - Date.now())));
+        const timer = setTimeout(
+          () => {
+            this.#pending.delete(tid);
+            resolve(null);
+          },
+          Math.max(1, Math.min(this.#attemptTimeoutMs, deadline - Date.now())),
+        );
         this.#pending.set(tid, {
           monitor: name,
           resolve: (r) => {
@@ -110,10 +117,16 @@ export class MonClient {
         this.#messenger.send(name, { type: 'mon.command', tid, cmd, ...(inbuf ? { inbuf } : {}) }, mon.addr);
       });
       if (reply && reply.r !== -EAGAIN) return reply;
-      lastError = reply ? reply.rs : `${name} (${mon.addr}) did not answer within ${this.#attemptTimeoutMs} ms`;
+      lastError = reply
+        ? reply.rs
+        : `${name} (${mon.addr}) did not answer within ${this.#attemptTimeoutMs} ms`;
       this.#next += 1;
     }
-    throw new MonClientError(ETIMEDOUT, 'ETIMEDOUT', `no monitor answered within ${this.#timeoutMs} ms (last: ${lastError})`);
+    throw new MonClientError(
+      ETIMEDOUT,
+      'ETIMEDOUT',
+      `no monitor answered within ${this.#timeoutMs} ms (last: ${lastError})`,
+    );
   }
 
   /** The monitor's entity name: given, or learnt by connecting to its address. */
@@ -125,7 +138,8 @@ export class MonClient {
   }
 
   async close(): Promise<void> {
-    for (const pending of this.#pending.values()) pending.resolve({ r: -EAGAIN, rs: 'client closed', data: new Uint8Array() });
+    for (const pending of this.#pending.values())
+      pending.resolve({ r: -EAGAIN, rs: 'client closed', data: new Uint8Array() });
     this.#pending.clear();
     await this.#messenger.close();
   }

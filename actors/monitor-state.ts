@@ -43,11 +43,13 @@ export interface LoadedMonitor {
 export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   const nameBytes = await store.get('monitor', 'name');
   const fsidBytes = await store.get('monitor', 'fsid');
-  if (!nameBytes || !fsidBytes) throw new MonitorStateError('store has no monitor name/fsid (was it created with paxmon mkfs?)');
+  if (!nameBytes || !fsidBytes)
+    throw new MonitorStateError('store has no monitor name/fsid (was it created with paxmon mkfs?)');
   const name = utf8.decode(nameBytes);
   const fsid = utf8.decode(fsidBytes);
   const monmap = await loadMonMap(store);
-  if (monmap.fsid !== fsid) throw new MonitorStateError(`monmap fsid ${monmap.fsid} differs from the store's fsid ${fsid}`);
+  if (monmap.fsid !== fsid)
+    throw new MonitorStateError(`monmap fsid ${monmap.fsid} differs from the store's fsid ${fsid}`);
 
   const firstCommitted = await store.getNumber('paxos', 'first_committed');
   const lastCommitted = await store.getNumber('paxos', 'last_committed');
@@ -57,7 +59,11 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   if (pendingValue) {
     const pendingV = await store.getNumber('paxos', 'pending_v');
     const pendingPn = await store.getNumber('paxos', 'pending_pn');
-    uncommitted = { version: lastCommitted + 1, pn: pendingV === lastCommitted + 1 ? pendingPn : 0, value: pendingValue };
+    uncommitted = {
+      version: lastCommitted + 1,
+      pn: pendingV === lastCommitted + 1 ? pendingPn : 0,
+      value: pendingValue,
+    };
   }
   return {
     name,

@@ -1,8 +1,14 @@
 // Running a monitor: the pure monitor statechart, given its world. `createMonitor` takes any Store
 // and Transport (the simulator's in-memory ones, or an app's own); `startMonitor` (actors/daemon.ts)
 // opens RocksDB and TCP and calls it.
-import { type ActorOptions, type AnyActorLogic, type AnyActorRef, createActor, type InspectionEvent } from 'xstate';
-import { type MonConfig, defaultConfig } from '../machines/config.ts';
+import {
+  type ActorOptions,
+  type AnyActorLogic,
+  type AnyActorRef,
+  createActor,
+  type InspectionEvent,
+} from 'xstate';
+import { defaultConfig, type MonConfig } from '../machines/config.ts';
 import { monitorMachine } from '../machines/monitor.ts';
 import { isReadable, isWriteable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
 import type { Store } from '../storage/store.ts';
@@ -68,7 +74,10 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   });
 
   const fatal = (error: Error) => {
-    logger.fatal({ err: error.message, code: (error as { code?: string }).code }, 'store write failed; stopping the monitor');
+    logger.fatal(
+      { err: error.message, code: (error as { code?: string }).code },
+      'store write failed; stopping the monitor',
+    );
     if (options.onFatal) options.onFatal(error);
     void handle.stop();
   };
@@ -79,11 +88,22 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     onFatal: fatal,
     onCommand: (from, msg) => {
       const reply = (r: CommandReply) =>
-        options.transport.send(from, { type: 'mon.command_ack', tid: msg.tid, cmd: msg.cmd, r: r.r, rs: r.rs, data: r.data });
+        options.transport.send(from, {
+          type: 'mon.command_ack',
+          tid: msg.tid,
+          cmd: msg.cmd,
+          r: r.r,
+          rs: r.rs,
+          data: r.data,
+        });
       const builtin = handleStatusCommand(handle, msg);
       if (builtin) return reply(builtin);
       if (options.onCommand?.(from, msg, reply)) return;
-      reply({ r: -22, rs: `unknown command '${msg.cmd.join(' ')}' (valid: quorum_status, mon_status)`, data: new Uint8Array() });
+      reply({
+        r: -22,
+        rs: `unknown command '${msg.cmd.join(' ')}' (valid: quorum_status, mon_status)`,
+        data: new Uint8Array(),
+      });
     },
   });
 
@@ -98,12 +118,21 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   let lastQuorum = '';
   actor.subscribe({
     next(snapshot) {
-      const state = String(typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0]);
+      const state = String(
+        typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0],
+      );
       const quorum = snapshot.context.quorum.join(',');
       if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
-        if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) quorumSince = now();
+        if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum))
+          quorumSince = now();
         logger.info(
-          { mon: loaded.name, state, election_epoch: snapshot.context.electionEpoch, quorum: snapshot.context.quorum, reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined },
+          {
+            mon: loaded.name,
+            state,
+            election_epoch: snapshot.context.electionEpoch,
+            quorum: snapshot.context.quorum,
+            reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined,
+          },
           `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
         );
         lastState = state;
@@ -119,7 +148,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
 
   const paxosSnapshot = () => {
     const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
-    return paxos?.getSnapshot() as ({ matches(v: unknown): boolean; context: PaxosContext; value: unknown } | undefined);
+    return paxos?.getSnapshot() as
+      | { matches(v: unknown): boolean; context: PaxosContext; value: unknown }
+      | undefined;
   };
 
   const handle: MonitorHandle = {
@@ -215,7 +246,11 @@ export function monmapJson(monmap: import('../transport/messages.ts').MonMap) {
 /** Monitor::handle_command for the status commands the monitor answers itself. */
 function handleStatusCommand(handle: MonitorHandle, msg: MonCommand): CommandReply | null {
   const words = msg.cmd;
-  const json = (value: unknown): CommandReply => ({ r: 0, rs: '', data: encoder.encode(JSON.stringify(value)) });
+  const json = (value: unknown): CommandReply => ({
+    r: 0,
+    rs: '',
+    data: encoder.encode(JSON.stringify(value)),
+  });
   if (words.length === 1 && words[0] === 'mon_status') return json(handle.monStatus());
   if (words.length === 1 && words[0] === 'quorum_status') {
     const state = handle.state();

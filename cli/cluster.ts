@@ -20,7 +20,8 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 const namePattern = /^[A-Za-z0-9_-]{1,64}$/;
 const addrPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
 
-export const monNames = (n: number) => Array.from({ length: n }, (_, i) => (i < 26 ? String.fromCharCode(97 + i) : `m${i}`));
+export const monNames = (n: number) =>
+  Array.from({ length: n }, (_, i) => (i < 26 ? String.fromCharCode(97 + i) : `m${i}`));
 
 export function readClusterFile(dir: string): ClusterFile | null {
   const file = join(dir, 'cluster.json');
@@ -39,9 +40,11 @@ export function parseMonSpecs(specs: string[]): { name: string; addr: string }[]
     if (eq <= 0) return fail('EINVAL', `--mon '${spec}' is not NAME=HOST:PORT`);
     const name = spec.slice(0, eq);
     const addr = spec.slice(eq + 1);
-    if (!namePattern.test(name)) return fail('EINVAL', `monitor name '${name}' must be letters, digits, '-' or '_'`);
+    if (!namePattern.test(name))
+      return fail('EINVAL', `monitor name '${name}' must be letters, digits, '-' or '_'`);
     const m = addrPattern.exec(addr);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return fail('EINVAL', `address '${addr}' of mon.${name} is not HOST:PORT`);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      return fail('EINVAL', `address '${addr}' of mon.${name} is not HOST:PORT`);
     return { name, addr };
   });
   const names = new Set<string>();
@@ -56,16 +59,23 @@ export function parseMonSpecs(specs: string[]): { name: string; addr: string }[]
 }
 
 /** paxmon mkfs: create one monitor's store with the initial monmap. */
-export async function mkfs(options: { dir: string; name: string; fsid: string; mons: string[] }): Promise<void> {
+export async function mkfs(options: {
+  dir: string;
+  name: string;
+  fsid: string;
+  mons: string[];
+}): Promise<void> {
   if (!uuidPattern.test(options.fsid)) fail('EINVAL', `fsid '${options.fsid}' is not a UUID`);
-  if (!namePattern.test(options.name)) fail('EINVAL', `name '${options.name}' must be letters, digits, '-' or '_'`);
+  if (!namePattern.test(options.name))
+    fail('EINVAL', `name '${options.name}' must be letters, digits, '-' or '_'`);
   const mons = parseMonSpecs(options.mons);
   if (mons.length === 0) fail('EINVAL', 'at least one --mon NAME=HOST:PORT is needed');
   if (!mons.some((m) => m.name === options.name)) {
     fail('EINVAL', `mon.${options.name} is not in the monmap (${mons.map((m) => m.name).join(', ')})`);
   }
   if (existsSync(options.dir)) {
-    if (readdirSync(options.dir).length > 0) fail('EEXIST', `${options.dir} is not empty (is a monitor there already?)`);
+    if (readdirSync(options.dir).length > 0)
+      fail('EEXIST', `${options.dir} is not empty (is a monitor there already?)`);
   }
   const monmap = buildMonMap(options.fsid.toLowerCase(), mons, Date.now());
   const reason = validateMonMap(monmap);
@@ -106,7 +116,8 @@ export async function checkPortFree(addr: string, option: string): Promise<void>
   await new Promise<void>((resolvePromise, reject) => {
     const server = createServer();
     server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') reject(new Error(`port ${port} on ${host} is in use (choose another with ${option})`));
+      if (error.code === 'EADDRINUSE')
+        reject(new Error(`port ${port} on ${host} is in use (choose another with ${option})`));
       else reject(error);
     });
     server.listen(port, host, () => server.close(() => resolvePromise()));
@@ -118,22 +129,33 @@ const cliMain = fileURLToPath(new URL('./main.ts', import.meta.url));
 /** Start `paxmon mon --dir monDir` as a detached process logging to monDir/log. */
 export function spawnMonitor(monDir: string, extraArgs: string[] = []): number {
   const log = openSync(join(monDir, 'log'), 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', cliMain, 'mon', '--dir', monDir, '--log-file', join(monDir, 'log'), ...extraArgs], {
-    detached: true,
-    stdio: ['ignore', log, log],
-    cwd: resolve(fileURLToPath(new URL('..', import.meta.url))),
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', cliMain, 'mon', '--dir', monDir, '--log-file', join(monDir, 'log'), ...extraArgs],
+    {
+      detached: true,
+      stdio: ['ignore', log, log],
+      cwd: resolve(fileURLToPath(new URL('..', import.meta.url))),
+    },
+  );
   child.unref();
   if (!child.pid) fail('EIO', `could not start the monitor in ${monDir}`);
   return child.pid as number;
 }
 
 /** Create the cluster's directories and stores if they are not there yet. */
-export async function ensureCluster(dir: string, size: number, basePort: number, host = '127.0.0.1'): Promise<ClusterFile> {
+export async function ensureCluster(
+  dir: string,
+  size: number,
+  basePort: number,
+  host = '127.0.0.1',
+): Promise<ClusterFile> {
   const existing = readClusterFile(dir);
   if (existing) return existing;
-  if (!Number.isInteger(size) || size < 1 || size > 64) fail('EINVAL', `--size ${size}: a cluster has 1 to 64 monitors (3, 5 or 7 are usual)`);
-  if (!Number.isInteger(basePort) || basePort < 1 || basePort + size - 1 > 65535) fail('EINVAL', `--port ${basePort} is not a usable port`);
+  if (!Number.isInteger(size) || size < 1 || size > 64)
+    fail('EINVAL', `--size ${size}: a cluster has 1 to 64 monitors (3, 5 or 7 are usual)`);
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort + size - 1 > 65535)
+    fail('EINVAL', `--port ${basePort} is not a usable port`);
   const cluster: ClusterFile = {
     fsid: randomUUID(),
     mons: monNames(size).map((name, i) => ({ name, addr: `${host}:${basePort + i}` })),
@@ -141,7 +163,12 @@ export async function ensureCluster(dir: string, size: number, basePort: number,
   for (const m of cluster.mons) await checkPortFree(m.addr, '--port');
   mkdirSync(dir, { recursive: true });
   for (const m of cluster.mons) {
-    await mkfs({ dir: join(dir, m.name), name: m.name, fsid: cluster.fsid, mons: cluster.mons.map((x) => `${x.name}=${x.addr}`) });
+    await mkfs({
+      dir: join(dir, m.name),
+      name: m.name,
+      fsid: cluster.fsid,
+      mons: cluster.mons.map((x) => `${x.name}=${x.addr}`),
+    });
   }
   writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
   return cluster;

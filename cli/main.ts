@@ -27,7 +27,8 @@ function monitorsFor(options: { monHost?: string; dir: string }): { mons: MonAdd
       .map((s) => s.trim())
       .filter(Boolean)
       .map((addr) => {
-        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(addr)) fail('EINVAL', `-m '${addr}' is not HOST:PORT`);
+        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(addr))
+          fail('EINVAL', `-m '${addr}' is not HOST:PORT`);
         return { addr };
       });
     if (mons.length === 0) fail('EINVAL', '-m needs at least one HOST:PORT');
@@ -35,7 +36,10 @@ function monitorsFor(options: { monHost?: string; dir: string }): { mons: MonAdd
   }
   const cluster = readClusterFile(options.dir);
   if (!cluster) {
-    return fail('EINVAL', `no monitor given: use -m HOST:PORT or start a local cluster in ${options.dir} (paxmon up)`);
+    return fail(
+      'EINVAL',
+      `no monitor given: use -m HOST:PORT or start a local cluster in ${options.dir} (paxmon up)`,
+    );
   }
   return { mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })), fsid: cluster.fsid };
 }
@@ -61,18 +65,29 @@ const plainQuorum = (q: QuorumStatus) =>
     `monmap e${q.monmap.epoch} fsid ${q.monmap.fsid}: ${q.monmap.mons.map((m) => `${m.rank}:${m.name}@${m.addr}`).join(' ')}`,
   ].join('\n');
 
-async function runCommand(words: string[], globals: { monHost?: string; dir: string; format: Format; timeout: string }, target?: string) {
+async function runCommand(
+  words: string[],
+  globals: { monHost?: string; dir: string; format: Format; timeout: string },
+  target?: string,
+) {
   const { mons, fsid } = monitorsFor(globals);
   let chosen = mons;
   if (target) {
     const name = target.replace(/^mon\./, '');
     const found = mons.find((m) => m.name === name);
-    if (!found && mons.every((m) => m.name)) fail('ENOENT', `mon.${name} is not one of ${mons.map((m) => `mon.${m.name}`).join(', ')}`);
+    if (!found && mons.every((m) => m.name))
+      fail('ENOENT', `mon.${name} is not one of ${mons.map((m) => `mon.${m.name}`).join(', ')}`);
     chosen = found ? [found] : mons;
   }
   const timeoutMs = Number(globals.timeout) * 1000;
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
-  const client = new MonClient({ mons: chosen, ...(fsid ? { fsid } : {}), timeoutMs, attemptTimeoutMs: Math.min(2000, timeoutMs) });
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
+  const client = new MonClient({
+    mons: chosen,
+    ...(fsid ? { fsid } : {}),
+    timeoutMs,
+    attemptTimeoutMs: Math.min(2000, timeoutMs),
+  });
   try {
     const reply = await client.command(words);
     if (reply.r < 0) throw new CliError(errnoName(reply.r) as never, reply.rs);
@@ -87,10 +102,19 @@ async function runCommand(words: string[], globals: { monHost?: string; dir: str
 
 export function buildProgram(): Command {
   const program = new Command('paxmon')
-    .description("The Ceph monitor's core (Elector, Paxos, PaxosService, MonitorDBStore) as XState statecharts")
-    .option('-m, --mon-host <addrs>', 'monitor addresses HOST:PORT[,HOST:PORT…] (default: the local cluster in --dir)')
+    .description(
+      "The Ceph monitor's core (Elector, Paxos, PaxosService, MonitorDBStore) as XState statecharts",
+    )
+    .option(
+      '-m, --mon-host <addrs>',
+      'monitor addresses HOST:PORT[,HOST:PORT…] (default: the local cluster in --dir)',
+    )
     .option('--dir <dir>', 'local cluster directory (paxmon up)', '.paxmon')
-    .addOption(new Option('--format <format>', 'output format').choices(['plain', 'json', 'json-pretty']).default('plain'))
+    .addOption(
+      new Option('--format <format>', 'output format')
+        .choices(['plain', 'json', 'json-pretty'])
+        .default('plain'),
+    )
     .option('--timeout <seconds>', 'give up on the monitors after this long', '10')
     .enablePositionalOptions()
     .showHelpAfterError()
@@ -117,9 +141,13 @@ export function buildProgram(): Command {
     .option('--set <option=value>', "a Ceph option, e.g. mon_lease=5 (seconds, as Ceph's)", collect, [])
     .action(async (options: { dir: string; logLevel: string; logFile?: string; set: string[] }) => {
       const config = configFrom(options.set);
-      const logger = createLogger({ level: options.logLevel, ...(options.logFile ? { file: options.logFile } : {}) });
+      const logger = createLogger({
+        level: options.logLevel,
+        ...(options.logFile ? { file: options.logFile } : {}),
+      });
       const dir = resolve(options.dir);
-      if (!existsSync(join(dir, 'store.db'))) fail('ENOENT', `no monitor store in ${dir} (create one with paxmon mkfs)`);
+      if (!existsSync(join(dir, 'store.db')))
+        fail('ENOENT', `no monitor store in ${dir} (create one with paxmon mkfs)`);
       const mon = await startMonitor({
         dir,
         config,
@@ -130,7 +158,10 @@ export function buildProgram(): Command {
         },
       });
       writeFileSync(join(dir, 'pid'), `${process.pid}\n`);
-      logger.info({ mon: mon.name, addr: mon.addr, fsid: mon.fsid }, `mon.${mon.name} listening on ${mon.addr}`);
+      logger.info(
+        { mon: mon.name, addr: mon.addr, fsid: mon.fsid },
+        `mon.${mon.name} listening on ${mon.addr}`,
+      );
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
@@ -155,11 +186,20 @@ export function buildProgram(): Command {
     .option('--detach', 'start the monitors and return')
     .option('--dir <dir>', 'cluster directory (default: .paxmon)')
     .option('--set <option=value>', 'a Ceph option passed to every monitor', collect, [])
-    .action(async (options: { size: string; port: string; detach?: boolean; set: string[]; dir?: string }) => {
-      const dir = resolve(options.dir ?? program.opts<{ dir: string }>().dir);
-      configFrom(options.set);
-      await up(dir, Number(options.size), Number(options.port), Boolean(options.detach), options.set, program.opts());
-    });
+    .action(
+      async (options: { size: string; port: string; detach?: boolean; set: string[]; dir?: string }) => {
+        const dir = resolve(options.dir ?? program.opts<{ dir: string }>().dir);
+        configFrom(options.set);
+        await up(
+          dir,
+          Number(options.size),
+          Number(options.port),
+          Boolean(options.detach),
+          options.set,
+          program.opts(),
+        );
+      },
+    );
 
   program
     .command('down')
@@ -193,7 +233,14 @@ export function buildProgram(): Command {
   return program;
 }
 
-async function up(dir: string, size: number, port: number, detach: boolean, sets: string[], globals: { timeout: string }) {
+async function up(
+  dir: string,
+  size: number,
+  port: number,
+  detach: boolean,
+  sets: string[],
+  globals: { timeout: string },
+) {
   const existing = readClusterFile(dir);
   if (existing) {
     const running = existing.mons.filter((m) => {
@@ -201,18 +248,28 @@ async function up(dir: string, size: number, port: number, detach: boolean, sets
       return pid !== null && alive(pid);
     });
     if (running.length > 0) {
-      fail('EBUSY', `a cluster is already running in ${dir} (${running.map((m) => `mon.${m.name} pid ${pidOf(join(dir, m.name))}`).join(', ')}); stop it with: paxmon down --dir ${dir}`);
+      fail(
+        'EBUSY',
+        `a cluster is already running in ${dir} (${running.map((m) => `mon.${m.name} pid ${pidOf(join(dir, m.name))}`).join(', ')}); stop it with: paxmon down --dir ${dir}`,
+      );
     }
   }
   const cluster = await ensureCluster(dir, size, port);
   if (existing) {
     const { checkPortFree } = await import('./cluster.ts');
-    for (const m of cluster.mons) await checkPortFree(m.addr, `--port (or remove ${dir} to create a new cluster)`);
+    for (const m of cluster.mons)
+      await checkPortFree(m.addr, `--port (or remove ${dir} to create a new cluster)`);
   }
   const setArgs = sets.flatMap((s) => ['--set', s]);
   for (const m of cluster.mons) spawnMonitor(join(dir, m.name), setArgs);
-  process.stdout.write(`starting ${cluster.mons.length} monitors in ${dir}: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`);
-  const client = new MonClient({ mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })), fsid: cluster.fsid, timeoutMs: Number(globals.timeout) * 1000 });
+  process.stdout.write(
+    `starting ${cluster.mons.length} monitors in ${dir}: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`,
+  );
+  const client = new MonClient({
+    mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
+    fsid: cluster.fsid,
+    timeoutMs: Number(globals.timeout) * 1000,
+  });
   let last = '';
   const poll = async (): Promise<QuorumStatus | null> => {
     try {
@@ -231,7 +288,9 @@ async function up(dir: string, size: number, port: number, detach: boolean, sets
   }
   last = `${first.election_epoch} ${first.quorum_names.join(',')}`;
   process.stdout.write(`${plainQuorum(first)}\n`);
-  process.stdout.write(`next: paxmon --dir ${dir} quorum_status · paxmon --dir ${dir} tell mon.a mon_status · paxmon down --dir ${dir}\n`);
+  process.stdout.write(
+    `next: paxmon --dir ${dir} quorum_status · paxmon --dir ${dir} tell mon.a mon_status · paxmon down --dir ${dir}\n`,
+  );
   if (detach) {
     await client.close();
     return;
@@ -255,7 +314,11 @@ async function up(dir: string, size: number, port: number, detach: boolean, sets
     const now = q ? `${q.election_epoch} ${q.quorum_names.join(',')}` : 'no quorum';
     if (now !== last) {
       last = now;
-      process.stdout.write(q ? `quorum changed: election epoch ${q.election_epoch}, leader ${q.quorum_leader_name}, quorum ${q.quorum_names.join(',')}\n` : 'no quorum reachable\n');
+      process.stdout.write(
+        q
+          ? `quorum changed: election epoch ${q.election_epoch}, leader ${q.quorum_leader_name}, quorum ${q.quorum_names.join(',')}\n`
+          : 'no quorum reachable\n',
+      );
     }
   }
 }
@@ -270,7 +333,8 @@ async function down(dir: string) {
   for (const { pid } of pids) process.kill(pid, 'SIGTERM');
   // Bounded wait for a clean exit, then SIGKILL what is left.
   const deadline = Date.now() + 10_000;
-  while (pids.some(({ pid }) => alive(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (pids.some(({ pid }) => alive(pid)) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
   for (const { name, pid } of pids) {
     if (alive(pid)) {
       process.kill(pid, 'SIGKILL');
@@ -287,7 +351,12 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) process.exit(0);
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.exitCode === 0
+      )
+        process.exit(0);
       // commander already printed its message; say it Ceph's way too.
       if (error.code === 'commander.unknownCommand') {
         const valid = program.commands.map((c) => c.name()).join(', ');

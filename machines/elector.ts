@@ -155,11 +155,14 @@ function start(context: ElectorContext, epochIn = context.epoch): Step {
 }
 
 /** ElectionLogic::bump_epoch: adopt a higher epoch, persist it, drop whatever I was doing. */
-function bump(context: ElectorContext, epoch: number): Step {
+function bump(epoch: number): Step {
   return {
     context: { epoch, ackedMe: [], leaderAcked: -1 },
     io: effects([persistEpoch(epoch)], []),
-    parent: [{ type: 'elector.join_election', epoch }, { type: 'elector.epoch', epoch }],
+    parent: [
+      { type: 'elector.join_election', epoch },
+      { type: 'elector.epoch', epoch },
+    ],
     next: 'stable',
   };
 }
@@ -200,7 +203,10 @@ function declareVictory(context: ElectorContext): Step {
   return {
     context: { epoch, ackedMe: [], leaderAcked: -1, quorum, hasEverJoined: true },
     io: effects([persistEpoch(epoch)], messages),
-    parent: [{ type: 'elector.epoch', epoch }, { type: 'elector.win', epoch, quorum }],
+    parent: [
+      { type: 'elector.epoch', epoch },
+      { type: 'elector.win', epoch, quorum },
+    ],
     next: 'stable',
   };
 }
@@ -210,7 +216,7 @@ function receivePropose(context: ElectorContext, from: number, msg: MonElection,
   let step: Step = { context: {}, parent: [] };
   let c = context;
   if (msg.epoch > c.epoch) {
-    step = bump(c, msg.epoch);
+    step = bump(msg.epoch);
     c = { ...c, ...step.context };
     electingMe = false;
   } else if (msg.epoch < c.epoch) {
@@ -285,7 +291,10 @@ export const electorMachine = setup({
   }),
   entry: [
     // ElectionLogic::init persists the bumped epoch so a restart never reuses an election epoch.
-    sendTo(({ system }) => system.get('io'), ({ context }) => effects([persistEpoch(context.epoch)], [])),
+    sendTo(
+      ({ system }) => system.get('io'),
+      ({ context }) => effects([persistEpoch(context.epoch)], []),
+    ),
     sendParent(({ context }) => ({ type: 'elector.epoch', epoch: context.epoch })),
   ],
   initial: 'stable',
@@ -293,7 +302,13 @@ export const electorMachine = setup({
     'elector.reset': { target: '.stable', actions: assign({ quorum: [], ackedMe: [], leaderAcked: -1 }) },
     'elector.monmap': {
       target: '.stable',
-      actions: assign(({ event }) => ({ monmap: event.monmap, rank: event.rank, quorum: [], ackedMe: [], leaderAcked: -1 })),
+      actions: assign(({ event }) => ({
+        monmap: event.monmap,
+        rank: event.rank,
+        quorum: [],
+        ackedMe: [],
+        leaderAcked: -1,
+      })),
     },
     'elector.joined': { actions: assign({ hasEverJoined: true }) },
     // start() itself says where to go: electingMe, or stable after a standalone victory.
@@ -310,7 +325,10 @@ export const electorMachine = setup({
       on: {
         'mon.election': {
           guard: 'validElectionMessage',
-          actions: { type: 'dispatch', params: ({ context, event }) => dispatchStep(context, event as MessageEvent<MonElection>, false) },
+          actions: {
+            type: 'dispatch',
+            params: ({ context, event }) => dispatchStep(context, event as MessageEvent<MonElection>, false),
+          },
         },
       },
     },
@@ -336,7 +354,10 @@ export const electorMachine = setup({
       on: {
         'mon.election': {
           guard: 'validElectionMessage',
-          actions: { type: 'dispatch', params: ({ context, event }) => dispatchStep(context, event as MessageEvent<MonElection>, true) },
+          actions: {
+            type: 'dispatch',
+            params: ({ context, event }) => dispatchStep(context, event as MessageEvent<MonElection>, true),
+          },
         },
       },
     },
@@ -354,7 +375,10 @@ export const electorMachine = setup({
       on: {
         'mon.election': {
           guard: 'validElectionMessage',
-          actions: { type: 'dispatch', params: ({ context, event }) => dispatchStep(context, event as MessageEvent<MonElection>, false) },
+          actions: {
+            type: 'dispatch',
+            params: ({ context, event }) => dispatchStep(context, event as MessageEvent<MonElection>, false),
+          },
         },
       },
     },
@@ -366,14 +390,22 @@ export const electorMachine = setup({
  * elector raises `elector.goto.*` (see the `dispatch` action) rather than guards per case, so the
  * Ceph logic reads as one function per message, like ElectionLogic's receive_* methods.
  */
-export function dispatchStep(context: ElectorContext, event: MessageEvent<MonElection>, electingMe: boolean): Step {
+export function dispatchStep(
+  context: ElectorContext,
+  event: MessageEvent<MonElection>,
+  electingMe: boolean,
+): Step {
   const from = rankOf(context.monmap, event.from);
   const msg = event.msg;
   if (msg.strategy !== context.monmap.electionStrategy) {
     // Ceph drops a strategy mismatch; paxmon also tells the proposer (nak) so the operator sees
     // why a monitor never joins: one of the two runs with an older monmap.
     if (msg.op !== 'propose') return { context: {}, parent: [] };
-    return { context: {}, parent: [], io: effects([], [to(context, from, electionMessage(context, 'nak', context.epoch))]) };
+    return {
+      context: {},
+      parent: [],
+      io: effects([], [to(context, from, electionMessage(context, 'nak', context.epoch))]),
+    };
   }
   switch (msg.op) {
     case 'propose':
@@ -391,7 +423,7 @@ export function dispatchStep(context: ElectorContext, event: MessageEvent<MonEle
 function receiveAck(context: ElectorContext, from: number, msg: MonElection, electingMe: boolean): Step {
   if (msg.epoch > context.epoch) {
     // They are in a newer election than me: join it and stand for it.
-    return then(bump(context, msg.epoch), context, (c) => start(c));
+    return then(bump(msg.epoch), context, (c) => start(c));
   }
   if (msg.epoch < context.epoch || !electingMe) return { context: {}, parent: [] };
   const ackedMe = context.ackedMe.includes(from) ? context.ackedMe : [...context.ackedMe, from];
@@ -406,7 +438,7 @@ function receiveVictory(context: ElectorContext, from: number, msg: MonElection)
   if (msg.epoch % 2 === 1 || msg.epoch <= context.epoch - 1) return { context: {}, parent: [] };
   if (msg.epoch !== context.epoch + 1) {
     // I missed that election (or part of it): take the epoch and stand again.
-    return then(bump(context, msg.epoch), context, (c) => start(c));
+    return then(bump(msg.epoch), context, (c) => start(c));
   }
   const quorum = [...msg.quorum].sort((a, b) => a - b);
   return {

@@ -10,7 +10,7 @@ import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import type { EntityName, MonMap, MonProbe } from '../transport/messages.ts';
 import type { MonConfig } from './config.ts';
 import { effects, type IoEffectsEvent, type MessageEvent, type Outgoing, type StoreOp } from './effects.ts';
-import { electorMachine, type ElectorParentEvent, rankOf } from './elector.ts';
+import { type ElectorParentEvent, electorMachine, rankOf } from './elector.ts';
 import { type PaxosParentEvent, paxosMachine, type Uncommitted } from './paxos.ts';
 
 export interface MonitorInput {
@@ -108,14 +108,22 @@ type ProbeOutcome =
 export function handleProbeReply(context: MonitorContext, from: EntityName, msg: MonProbe): ProbeOutcome {
   if (msg.fsid !== context.monmap.fsid) return { kind: 'ignore' };
   // A newer monmap from a monitor that has been in a quorum: adopt it and start over.
-  if (msg.hasEverJoined && (msg.monmap.epoch > context.monmap.epoch || !context.hasEverJoined) && msg.monmap.epoch !== context.monmap.epoch) {
+  if (
+    msg.hasEverJoined &&
+    (msg.monmap.epoch > context.monmap.epoch || !context.hasEverJoined) &&
+    msg.monmap.epoch !== context.monmap.epoch
+  ) {
     if (msg.monmap.epoch > context.monmap.epoch) return { kind: 'adopt_monmap', monmap: msg.monmap };
   }
   if (!context.syncDeferred) {
     if (context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1) {
       return {
         kind: 'sync',
-        decision: { kind: 'full', provider: from, reason: `my last_committed ${context.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}` },
+        decision: {
+          kind: 'full',
+          provider: from,
+          reason: `my last_committed ${context.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}`,
+        },
       };
     }
     if (context.lastCommitted + context.config.paxosMaxJoinDrift < msg.paxosLastVersion) {
@@ -139,7 +147,9 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
   }
   if (rankOf(context.monmap, from) < 0) return { kind: 'ignore' }; // not part of my monmap
   const name = from.slice(4);
-  const outsideQuorum = context.outsideQuorum.includes(name) ? context.outsideQuorum : [...context.outsideQuorum, name];
+  const outsideQuorum = context.outsideQuorum.includes(name)
+    ? context.outsideQuorum
+    : [...context.outsideQuorum, name];
   if (outsideQuorum.length >= minQuorumSize(context.monmap) && outsideQuorum.includes(context.name)) {
     return { kind: 'start_election' };
   }
@@ -172,9 +182,15 @@ export const monitorMachine = setup({
       if (context.hasEverJoined) return;
       enqueue.assign({ hasEverJoined: true });
       enqueue.sendTo('elector', { type: 'elector.joined' });
-      enqueue.sendTo(({ system }) => system.get('io'), effects([{ op: 'put_number', prefix: 'monitor', key: 'joined', value: 1 }], []));
+      enqueue.sendTo(
+        ({ system }) => system.get('io'),
+        effects([{ op: 'put_number', prefix: 'monitor', key: 'joined', value: 1 }], []),
+      );
     }),
-    io: sendTo(({ system }) => system.get('io'), (_, params: IoEffectsEvent) => params),
+    io: sendTo(
+      ({ system }) => system.get('io'),
+      (_, params: IoEffectsEvent) => params,
+    ),
     /** Monitor::_reset: forget the quorum; Paxos and the elector restart. */
     reset: enqueueActions(({ enqueue, context }) => {
       enqueue.assign({ quorum: [], leader: -1, outsideQuorum: [context.name] });
@@ -190,7 +206,11 @@ export const monitorMachine = setup({
       }
       const messages: Outgoing[] = context.monmap.mons
         .filter((m) => m.rank !== context.rank)
-        .map((m) => ({ to: `mon.${m.name}` as EntityName, addr: m.addr, msg: probeMessage(context, 'probe') }));
+        .map((m) => ({
+          to: `mon.${m.name}` as EntityName,
+          addr: m.addr,
+          msg: probeMessage(context, 'probe'),
+        }));
       enqueue.sendTo(({ system }) => system.get('io'), effects([], messages));
     }),
     /** Monitor::handle_probe_probe: answer with what I know, in any state. */
@@ -205,7 +225,9 @@ export const monitorMachine = setup({
   },
   guards: {
     probeFromBeyondMe: ({ context, event }) =>
-      event.type === 'mon.probe' && event.msg.op === 'probe' && event.msg.paxosFirstVersion > context.lastCommitted + 1,
+      event.type === 'mon.probe' &&
+      event.msg.op === 'probe' &&
+      event.msg.paxosFirstVersion > context.lastCommitted + 1,
   },
 }).createMachine({
   id: 'monitor',
@@ -224,7 +246,11 @@ export const monitorMachine = setup({
     syncDecision: null,
     syncDeferred: false,
     lastBootstrapReason: 'startup',
-    paxosBoot: { acceptedPn: input.paxos.acceptedPn, lastPn: input.paxos.lastPn, uncommitted: input.paxos.uncommitted },
+    paxosBoot: {
+      acceptedPn: input.paxos.acceptedPn,
+      lastPn: input.paxos.lastPn,
+      uncommitted: input.paxos.uncommitted,
+    },
   }),
   invoke: [
     { id: 'io', systemId: 'io', src: 'io' },
@@ -264,7 +290,10 @@ export const monitorMachine = setup({
   on: {
     'elector.epoch': { actions: assign(({ event }) => ({ electionEpoch: event.epoch })) },
     'paxos.status': {
-      actions: assign(({ event }) => ({ firstCommitted: event.firstCommitted, lastCommitted: event.lastCommitted })),
+      actions: assign(({ event }) => ({
+        firstCommitted: event.firstCommitted,
+        lastCommitted: event.lastCommitted,
+      })),
     },
     'paxos.propose': { actions: sendTo('paxos', ({ event }) => event) },
     'mon.paxos': { actions: sendTo('paxos', ({ event }) => event) },
@@ -311,7 +340,10 @@ export const monitorMachine = setup({
                   enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
                   enqueue.sendTo('elector', { type: 'elector.monmap', monmap: outcome.monmap, rank });
                   enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: outcome.monmap, rank });
-                  enqueue.raise({ type: 'monitor.bootstrap', reason: `adopted monmap epoch ${outcome.monmap.epoch} from ${e.from}` });
+                  enqueue.raise({
+                    type: 'monitor.bootstrap',
+                    reason: `adopted monmap epoch ${outcome.monmap.epoch} from ${e.from}`,
+                  });
                   return;
                 }
                 case 'sync':
@@ -323,7 +355,10 @@ export const monitorMachine = setup({
                 case 'join': {
                   const me = context.monmap.mons.find((m) => m.name === context.name);
                   if (!me) return;
-                  const join: Outgoing = { to: outcome.to, msg: { type: 'mon.join', name: context.name, addr: me.addr } };
+                  const join: Outgoing = {
+                    to: outcome.to,
+                    msg: { type: 'mon.join', name: context.name, addr: me.addr },
+                  };
                   if (outcome.addr) join.addr = outcome.addr;
                   enqueue({ type: 'io', params: effects([], [join]) });
                   return;
@@ -341,7 +376,10 @@ export const monitorMachine = setup({
           target: 'synchronizing',
           actions: assign(({ event }) => ({ syncDecision: event.decision })),
         },
-        'monitor.start_election': { target: 'electing', actions: sendTo('elector', { type: 'elector.start' }) },
+        'monitor.start_election': {
+          target: 'electing',
+          actions: sendTo('elector', { type: 'elector.start' }),
+        },
         // Elector::dispatch is not reached while probing (Monitor::dispatch_op drops election messages).
       },
     },
@@ -350,7 +388,13 @@ export const monitorMachine = setup({
       // recorded here, and the monitor probes again and catches up through Paxos recovery,
       // which works while the leader still holds every version this monitor misses.
       after: {
-        syncNotYet: { target: 'probing', actions: assign({ syncDeferred: true, lastBootstrapReason: 'store sync not available yet: catching up through paxos recovery' }) },
+        syncNotYet: {
+          target: 'probing',
+          actions: assign({
+            syncDeferred: true,
+            lastBootstrapReason: 'store sync not available yet: catching up through paxos recovery',
+          }),
+        },
       },
     },
     electing: {
@@ -360,26 +404,52 @@ export const monitorMachine = setup({
         'monitor.start_election': { actions: sendTo('elector', { type: 'elector.start' }) },
         'elector.win': {
           target: 'leader',
-          actions: assign(({ context, event }) => ({ quorum: event.quorum, leader: context.rank, electionEpoch: event.epoch, outsideQuorum: [], syncDeferred: false })),
+          actions: assign(({ context, event }) => ({
+            quorum: event.quorum,
+            leader: context.rank,
+            electionEpoch: event.epoch,
+            outsideQuorum: [],
+            syncDeferred: false,
+          })),
         },
         'elector.lose': {
           target: 'peon',
-          actions: assign(({ event }) => ({ quorum: event.quorum, leader: event.leader, electionEpoch: event.epoch, outsideQuorum: [], syncDeferred: false })),
+          actions: assign(({ event }) => ({
+            quorum: event.quorum,
+            leader: event.leader,
+            electionEpoch: event.epoch,
+            outsideQuorum: [],
+            syncDeferred: false,
+          })),
         },
       },
     },
     leader: {
       // Monitor::win_election
       entry: [
-        sendTo('paxos', ({ context }) => ({ type: 'paxos.leader_init', electionEpoch: context.electionEpoch, quorum: context.quorum })),
+        sendTo('paxos', ({ context }) => ({
+          type: 'paxos.leader_init',
+          electionEpoch: context.electionEpoch,
+          quorum: context.quorum,
+        })),
         'joined',
       ],
       on: {
         'mon.election': { actions: sendTo('elector', ({ event }) => event) },
         'elector.join_election': { target: 'electing' },
-        'monitor.start_election': { target: 'electing', actions: sendTo('elector', { type: 'elector.start' }) },
+        'monitor.start_election': {
+          target: 'electing',
+          actions: sendTo('elector', { type: 'elector.start' }),
+        },
         'mon.probe': [
-          { guard: 'probeFromBeyondMe', target: 'probing', actions: ['replyProbe', assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' })] },
+          {
+            guard: 'probeFromBeyondMe',
+            target: 'probing',
+            actions: [
+              'replyProbe',
+              assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' }),
+            ],
+          },
           { actions: 'replyProbe' },
         ],
       },
@@ -387,15 +457,30 @@ export const monitorMachine = setup({
     peon: {
       // Monitor::lose_election
       entry: [
-        sendTo('paxos', ({ context }) => ({ type: 'paxos.peon_init', electionEpoch: context.electionEpoch, quorum: context.quorum, leader: context.leader })),
+        sendTo('paxos', ({ context }) => ({
+          type: 'paxos.peon_init',
+          electionEpoch: context.electionEpoch,
+          quorum: context.quorum,
+          leader: context.leader,
+        })),
         'joined',
       ],
       on: {
         'mon.election': { actions: sendTo('elector', ({ event }) => event) },
         'elector.join_election': { target: 'electing' },
-        'monitor.start_election': { target: 'electing', actions: sendTo('elector', { type: 'elector.start' }) },
+        'monitor.start_election': {
+          target: 'electing',
+          actions: sendTo('elector', { type: 'elector.start' }),
+        },
         'mon.probe': [
-          { guard: 'probeFromBeyondMe', target: 'probing', actions: ['replyProbe', assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' })] },
+          {
+            guard: 'probeFromBeyondMe',
+            target: 'probing',
+            actions: [
+              'replyProbe',
+              assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' }),
+            ],
+          },
           { actions: 'replyProbe' },
         ],
       },

@@ -12,7 +12,14 @@
 // accept counts only when its `io.written` for the begin arrives.
 import { and, assign, enqueueActions, sendParent, setup, stateIn } from 'xstate';
 import type { EntityName, MonMap, MonPaxos, PaxosValue } from '../transport/messages.ts';
-import { effects, type IoEffectsEvent, type IoWrittenEvent, type MessageEvent, type Outgoing, type StoreOp } from './effects.ts';
+import {
+  effects,
+  type IoEffectsEvent,
+  type IoWrittenEvent,
+  type MessageEvent,
+  type Outgoing,
+  type StoreOp,
+} from './effects.ts';
 import { rankOf } from './elector.ts';
 
 export interface PaxosTimeouts {
@@ -190,7 +197,10 @@ function collect(context: PaxosContext, oldPn: number): Step {
       { op: 'put_number', prefix: PREFIX, key: 'last_pn', value: pn },
       { op: 'put_number', prefix: PREFIX, key: 'accepted_pn', value: pn },
     ],
-    messages: peons(context).map((r) => ({ ...peer(context, r), msg: paxosMessage(next, 'collect', { pn }) })),
+    messages: peons(context).map((r) => ({
+      ...peer(context, r),
+      msg: paxosMessage(next, 'collect', { pn }),
+    })),
     // Alone in the quorum there is nobody to hear from: recovery is already complete.
     ...(context.quorum.length === 1 ? { raise: { type: 'paxos.recovered', begin: mine !== null } } : {}),
   };
@@ -200,14 +210,35 @@ function collect(context: PaxosContext, oldPn: number): Step {
 function handleLast(context: PaxosContext, from: number, msg: MonPaxos): Step {
   if (msg.firstCommitted > context.lastCommitted + 1) {
     // The peon trimmed beyond what I have: I am the one who must sync.
-    return { parent: [{ type: 'paxos.bootstrap', reason: `peon ${from} first_committed ${msg.firstCommitted} is beyond my last_committed ${context.lastCommitted}` }] };
+    return {
+      parent: [
+        {
+          type: 'paxos.bootstrap',
+          reason: `peon ${from} first_committed ${msg.firstCommitted} is beyond my last_committed ${context.lastCommitted}`,
+        },
+      ],
+    };
   }
   const stored = storeState(context, msg.lastCommitted, msg.values);
   const c: PaxosContext = { ...context, ...stored.context };
-  const step: Step = { context: { ...stored.context }, writes: [...(stored.writes ?? [])], messages: [], parent: [...(stored.parent ?? [])] };
+  const step: Step = {
+    context: { ...stored.context },
+    writes: [...(stored.writes ?? [])],
+    messages: [],
+    parent: [...(stored.parent ?? [])],
+  };
   // A lagging peon gets the commits it lacks (share_state); one behind my trimmed history must sync.
   if (msg.lastCommitted + 1 < c.firstCommitted && c.firstCommitted > 1) {
-    return { ...step, parent: [...(step.parent ?? []), { type: 'paxos.bootstrap', reason: `peon ${from} last_committed ${msg.lastCommitted} is below my first_committed ${c.firstCommitted}` }] };
+    return {
+      ...step,
+      parent: [
+        ...(step.parent ?? []),
+        {
+          type: 'paxos.bootstrap',
+          reason: `peon ${from} last_committed ${msg.lastCommitted} is below my first_committed ${c.firstCommitted}`,
+        },
+      ],
+    };
   }
   if (msg.lastCommitted < c.lastCommitted) {
     step.messages?.push({
@@ -237,7 +268,10 @@ function handleLast(context: PaxosContext, from: number, msg: MonPaxos): Step {
   const numLast = c.numLast + 1;
   step.context = { ...step.context, recovered, numLast };
   if (numLast === c.quorum.length) {
-    step.raise = { type: 'paxos.recovered', begin: recovered !== null && recovered.version === c.lastCommitted + 1 };
+    step.raise = {
+      type: 'paxos.recovered',
+      begin: recovered !== null && recovered.version === c.lastCommitted + 1,
+    };
   }
   return step;
 }
@@ -286,7 +320,13 @@ function commitFinish(context: PaxosContext): Step {
   const value = context.inFlight?.value ?? context.uncommitted?.value ?? new Uint8Array();
   const c = { ...context, lastCommitted: version, firstCommitted: context.firstCommitted || 1 };
   return {
-    context: { lastCommitted: version, firstCommitted: c.firstCommitted, uncommitted: null, inFlight: null, accepted: [] },
+    context: {
+      lastCommitted: version,
+      firstCommitted: c.firstCommitted,
+      uncommitted: null,
+      inFlight: null,
+      accepted: [],
+    },
     messages: peons(context).map((r) => ({
       ...peer(context, r),
       msg: paxosMessage(c, 'commit', { values: [{ version, value }] }),
@@ -313,7 +353,14 @@ function extendLease(context: PaxosContext): Step {
 /** Paxos::handle_collect (peon). */
 function handleCollect(context: PaxosContext, msg: MonPaxos): Step {
   if (msg.firstCommitted > context.lastCommitted + 1) {
-    return { parent: [{ type: 'paxos.bootstrap', reason: `leader first_committed ${msg.firstCommitted} is beyond my last_committed ${context.lastCommitted}: need sync` }] };
+    return {
+      parent: [
+        {
+          type: 'paxos.bootstrap',
+          reason: `leader first_committed ${msg.firstCommitted} is beyond my last_committed ${context.lastCommitted}: need sync`,
+        },
+      ],
+    };
   }
   const previousPn = context.acceptedPn;
   const step: Step = { context: {}, writes: [], raise: { type: 'paxos.peon_recovering' } };
@@ -403,7 +450,6 @@ function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } 
   return { value, ids: context.queue.map((p) => p.id) };
 }
 
-
 export const paxosMachine = setup({
   types: {
     context: {} as PaxosContext,
@@ -417,7 +463,12 @@ export const paxosMachine = setup({
     leaseAckTimeout: ({ context }) => context.timeouts.monLeaseAckTimeoutFactor * context.timeouts.monLeaseMs,
   },
   actions: {
-    bootstrap: sendParent((_, params: { reason: string }): PaxosParentEvent => ({ type: 'paxos.bootstrap', reason: params.reason })),
+    bootstrap: sendParent(
+      (_, params: { reason: string }): PaxosParentEvent => ({
+        type: 'paxos.bootstrap',
+        reason: params.reason,
+      }),
+    ),
     step: enqueueActions(({ enqueue }, step: Step) => {
       if (step.context && Object.keys(step.context).length) enqueue.assign(step.context);
       if (step.writes?.length || step.messages?.length || step.notify) {
@@ -433,12 +484,21 @@ export const paxosMachine = setup({
     }),
     abortAll: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
       for (const event of failProposals(context, params.reason)) enqueue.sendParent(event);
-      enqueue.assign({ queue: [], inFlight: null, accepted: [], ackedLease: [], numLast: 0, recovered: null });
+      enqueue.assign({
+        queue: [],
+        inFlight: null,
+        accepted: [],
+        ackedLease: [],
+        numLast: 0,
+        recovered: null,
+      });
     }),
     // Paxos::begin counts the leader's own accept; paxmon counts it once its begin write is durable.
     countSelfAccept: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'io.written' || event.token !== `begin:${context.lastCommitted + 1}`) return;
-      const accepted = context.accepted.includes(context.rank) ? context.accepted : [...context.accepted, context.rank];
+      const accepted = context.accepted.includes(context.rank)
+        ? context.accepted
+        : [...context.accepted, context.rank];
       enqueue.assign({ accepted });
       if (context.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
     }),
@@ -453,7 +513,9 @@ export const paxosMachine = setup({
       if (context.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
     }),
     enqueueProposal: assign(({ context, event }) =>
-      event.type === 'paxos.propose' ? { queue: [...context.queue, { id: event.id, value: event.value }] } : {},
+      event.type === 'paxos.propose'
+        ? { queue: [...context.queue, { id: event.id, value: event.value }] }
+        : {},
     ),
   },
   guards: {
@@ -498,20 +560,32 @@ export const paxosMachine = setup({
   })),
   initial: 'idle',
   on: {
-    'paxos.restart': { target: '.idle', actions: { type: 'abortAll', params: { reason: 'paxos restarted (bootstrap or election)' } } },
+    'paxos.restart': {
+      target: '.idle',
+      actions: { type: 'abortAll', params: { reason: 'paxos restarted (bootstrap or election)' } },
+    },
     'paxos.monmap': { actions: assign(({ event }) => ({ monmap: event.monmap, rank: event.rank })) },
     'paxos.leader_init': {
       target: '.leader',
       actions: [
         { type: 'abortAll', params: { reason: 'new election' } },
-        assign(({ context, event }) => ({ electionEpoch: event.electionEpoch, quorum: event.quorum, leader: context.rank, collectAbovePn: 0 })),
+        assign(({ context, event }) => ({
+          electionEpoch: event.electionEpoch,
+          quorum: event.quorum,
+          leader: context.rank,
+          collectAbovePn: 0,
+        })),
       ],
     },
     'paxos.peon_init': {
       target: '.peon',
       actions: [
         { type: 'abortAll', params: { reason: 'new election' } },
-        assign(({ event }) => ({ electionEpoch: event.electionEpoch, quorum: event.quorum, leader: event.leader })),
+        assign(({ event }) => ({
+          electionEpoch: event.electionEpoch,
+          quorum: event.quorum,
+          leader: event.leader,
+        })),
       ],
     },
     'paxos.fail': { actions: sendParent(({ event }) => ({ type: 'paxos.bootstrap', reason: event.reason })) },
@@ -521,7 +595,11 @@ export const paxosMachine = setup({
       // Outside a quorum nothing is proposed; a service asking now is told so at once.
       on: {
         'paxos.propose': {
-          actions: sendParent(({ event }) => ({ type: 'paxos.aborted', ids: [event.id], reason: 'not in quorum' })),
+          actions: sendParent(({ event }) => ({
+            type: 'paxos.aborted',
+            ids: [event.id],
+            reason: 'not in quorum',
+          })),
         },
       },
     },
@@ -543,10 +621,15 @@ export const paxosMachine = setup({
           states: {
             recovering: {
               entry: { type: 'step', params: ({ context }) => collect(context, context.collectAbovePn) },
-              after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'collect timeout' } } } },
+              after: {
+                acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'collect timeout' } } },
+              },
               on: {
                 'mon.paxos': {
-                  guard: and(['fromQuorum', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'last']),
+                  guard: and([
+                    'fromQuorum',
+                    ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'last',
+                  ]),
                   actions: {
                     type: 'step',
                     params: ({ context, event }) => {
@@ -579,7 +662,11 @@ export const paxosMachine = setup({
                   return { ...s, context: { ...s.context, inFlight: { value, ids: [] } } };
                 },
               },
-              after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'accept timeout (updating_previous)' } } } },
+              after: {
+                acceptTimeout: {
+                  actions: { type: 'bootstrap', params: { reason: 'accept timeout (updating_previous)' } },
+                },
+              },
               on: {
                 'io.written': { actions: 'countSelfAccept' },
                 'mon.paxos': { guard: 'fromQuorum', actions: 'handleAccept' },
@@ -590,7 +677,8 @@ export const paxosMachine = setup({
               entry: { type: 'step', params: ({ context }) => commitStart(context) },
               on: {
                 'io.written': {
-                  guard: ({ context, event }) => event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
+                  guard: ({ context, event }) =>
+                    event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
                   target: 'refresh',
                   actions: { type: 'step', params: ({ context }) => commitFinish(context) },
                 },
@@ -598,10 +686,20 @@ export const paxosMachine = setup({
             },
             active: {
               entry: [
-                { type: 'step', params: ({ context }) => (context.quorum.length > 1 ? extendLease(context) : { raise: { type: 'paxos.lease_granted' } }) },
+                {
+                  type: 'step',
+                  params: ({ context }) =>
+                    context.quorum.length > 1
+                      ? extendLease(context)
+                      : { raise: { type: 'paxos.lease_granted' } },
+                },
                 sendParent({ type: 'paxos.active' }),
                 // Paxos::finish_round: what queued during the last round goes out now.
-                { type: 'step', params: ({ context }) => (context.queue.length ? { raise: { type: 'paxos.begin' } } : nothing) },
+                {
+                  type: 'step',
+                  params: ({ context }) =>
+                    context.queue.length ? { raise: { type: 'paxos.begin' } } : nothing,
+                },
               ],
               after: { leaseRenew: { target: 'active', reenter: true } },
               on: { 'paxos.begin': { target: 'updating' } },
@@ -616,7 +714,9 @@ export const paxosMachine = setup({
                   return { ...s, context: { ...s.context, inFlight: batch, queue: [] } };
                 },
               },
-              after: { acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'accept timeout' } } } },
+              after: {
+                acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'accept timeout' } } },
+              },
               on: {
                 'io.written': { actions: 'countSelfAccept' },
                 'mon.paxos': { guard: 'fromQuorum', actions: 'handleAccept' },
@@ -627,7 +727,8 @@ export const paxosMachine = setup({
               entry: { type: 'step', params: ({ context }) => commitStart(context) },
               on: {
                 'io.written': {
-                  guard: ({ context, event }) => event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
+                  guard: ({ context, event }) =>
+                    event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
                   target: 'refresh',
                   actions: { type: 'step', params: ({ context }) => commitFinish(context) },
                 },
@@ -653,18 +754,31 @@ export const paxosMachine = setup({
           initial: 'idle',
           states: {
             idle: {
-              on: { 'paxos.lease_granted': { guard: ({ context }) => context.quorum.length > 1, target: 'waiting' } },
+              on: {
+                'paxos.lease_granted': {
+                  guard: ({ context }) => context.quorum.length > 1,
+                  target: 'waiting',
+                },
+              },
             },
             waiting: {
-              after: { leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease ack timeout' } } } },
+              after: {
+                leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease ack timeout' } } },
+              },
               on: {
                 'mon.paxos': {
-                  guard: and(['fromQuorum', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack']),
+                  guard: and([
+                    'fromQuorum',
+                    ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
+                  ]),
                   actions: enqueueActions(({ context, event, enqueue }) => {
                     const from = rankOf(context.monmap, (event as MessageEvent<MonPaxos>).from);
-                    const ackedLease = context.ackedLease.includes(from) ? context.ackedLease : [...context.ackedLease, from];
+                    const ackedLease = context.ackedLease.includes(from)
+                      ? context.ackedLease
+                      : [...context.ackedLease, from];
                     enqueue.assign({ ackedLease });
-                    if (context.quorum.every((r) => ackedLease.includes(r))) enqueue.raise({ type: 'paxos.lease_all_acked' });
+                    if (context.quorum.every((r) => ackedLease.includes(r)))
+                      enqueue.raise({ type: 'paxos.lease_all_acked' });
                   }),
                 },
                 'paxos.lease_all_acked': { target: 'idle' },
@@ -678,7 +792,11 @@ export const paxosMachine = setup({
       type: 'parallel',
       on: {
         'paxos.propose': {
-          actions: sendParent(({ event }) => ({ type: 'paxos.aborted', ids: [event.id], reason: 'not the leader' })),
+          actions: sendParent(({ event }) => ({
+            type: 'paxos.aborted',
+            ids: [event.id],
+            reason: 'not the leader',
+          })),
         },
       },
       states: {
@@ -687,15 +805,31 @@ export const paxosMachine = setup({
           on: {
             'mon.paxos': [
               {
-                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'collect']),
-                actions: { type: 'step', params: ({ context, event }) => handleCollect(context, (event as MessageEvent<MonPaxos>).msg) },
+                guard: and([
+                  'fromLeader',
+                  ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'collect',
+                ]),
+                actions: {
+                  type: 'step',
+                  params: ({ context, event }) =>
+                    handleCollect(context, (event as MessageEvent<MonPaxos>).msg),
+                },
               },
               {
-                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'begin']),
-                actions: { type: 'step', params: ({ context, event }) => handleBegin(context, (event as MessageEvent<MonPaxos>).msg) },
+                guard: and([
+                  'fromLeader',
+                  ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'begin',
+                ]),
+                actions: {
+                  type: 'step',
+                  params: ({ context, event }) => handleBegin(context, (event as MessageEvent<MonPaxos>).msg),
+                },
               },
               {
-                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'commit']),
+                guard: and([
+                  'fromLeader',
+                  ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'commit',
+                ]),
                 actions: {
                   type: 'step',
                   params: ({ context, event }) => {
@@ -705,8 +839,14 @@ export const paxosMachine = setup({
                 },
               },
               {
-                guard: and(['fromLeader', ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease']),
-                actions: { type: 'step', params: ({ context, event }) => handleLease(context, (event as MessageEvent<MonPaxos>).msg) },
+                guard: and([
+                  'fromLeader',
+                  ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease',
+                ]),
+                actions: {
+                  type: 'step',
+                  params: ({ context, event }) => handleLease(context, (event as MessageEvent<MonPaxos>).msg),
+                },
               },
             ],
             'paxos.peon_recovering': { target: '.recovering' },
@@ -739,7 +879,9 @@ export const paxosMachine = setup({
           initial: 'waiting',
           states: {
             waiting: {
-              after: { leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease timeout' } } } },
+              after: {
+                leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease timeout' } } },
+              },
               on: { 'paxos.lease_granted': { target: 'waiting', reenter: true } },
             },
           },
@@ -774,4 +916,3 @@ export function paxosStateName(snapshot: { matches(value: unknown): boolean; val
   }
   return snapshot.matches('idle') ? 'idle' : 'shutdown';
 }
-

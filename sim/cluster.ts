@@ -54,13 +54,21 @@ export class SimCluster {
       faults: { delayMs: [1, 3], dropRate: 0, duplicateRate: 0, reorder: false, ...(options.faults ?? {}) },
       ...(options.onNetworkEvent ? { onEvent: options.onNetworkEvent } : {}),
     });
-    const mons = Array.from({ length: options.size }, (_, i) => ({ name: names[i] as string, addr: `10.0.0.${i + 1}:6789` }));
+    const mons = Array.from({ length: options.size }, (_, i) => ({
+      name: names[i] as string,
+      addr: `10.0.0.${i + 1}:6789`,
+    }));
     this.monmap = buildMonMap(simFsid, mons, 0);
     this.nodes = mons.map((m) => {
       const storeRandom = this.prng.fork(`store.${m.name}`);
       return {
         name: m.name,
-        store: new MemoryStore({ clock: this.clock, syncDelayMs: options.syncDelayMs ?? 1, random: () => storeRandom.next(), name: `mon.${m.name}` }),
+        store: new MemoryStore({
+          clock: this.clock,
+          syncDelayMs: options.syncDelayMs ?? 1,
+          random: () => storeRandom.next(),
+          name: `mon.${m.name}`,
+        }),
         monitor: null,
         transport: null,
       };
@@ -149,7 +157,11 @@ export class SimCluster {
     const leaders = this.leaders();
     if (leaders.length !== 1) return false;
     const leader = leaders[0] as MonitorHandle;
-    const q = leader.quorumStatus() as { quorum: number[]; election_epoch: number; quorum_leader_name: string };
+    const q = leader.quorumStatus() as {
+      quorum: number[];
+      election_epoch: number;
+      quorum_leader_name: string;
+    };
     if (expectedSize !== undefined && q.quorum.length !== expectedSize) return false;
     if (!leader.isWriteable()) return false;
     for (const rank of q.quorum) {
@@ -158,7 +170,8 @@ export class SimCluster {
       const s = mon.quorumStatus() as { election_epoch: number; quorum_leader_name: string };
       const state = mon.state();
       if (state !== 'leader' && state !== 'peon') return false;
-      if (s.election_epoch !== q.election_epoch || s.quorum_leader_name !== q.quorum_leader_name) return false;
+      if (s.election_epoch !== q.election_epoch || s.quorum_leader_name !== q.quorum_leader_name)
+        return false;
       const paxos = (mon.monStatus() as { paxos: { state: string } | null }).paxos;
       if (paxos?.state !== 'active') return false;
     }
@@ -169,7 +182,12 @@ export class SimCluster {
     return this.nodes
       .map((n) => {
         if (!n.monitor) return `${n.name}:down`;
-        const s = n.monitor.monStatus() as { state: string; election_epoch: number; quorum: number[]; paxos: { state: string; last_committed: number } | null };
+        const s = n.monitor.monStatus() as {
+          state: string;
+          election_epoch: number;
+          quorum: number[];
+          paxos: { state: string; last_committed: number } | null;
+        };
         return `${n.name}:${s.state}/e${s.election_epoch}/q[${s.quorum.join(',')}]/paxos ${s.paxos?.state}@${s.paxos?.last_committed}`;
       })
       .join(' ');

@@ -17,6 +17,19 @@ async function cluster(size: number, seed = 1) {
   return c;
 }
 
+interface PaxosStatus {
+  state: string;
+  last_committed: number;
+  readable: boolean;
+}
+
+/** mon_status's paxos section of a running monitor. */
+function paxosOf(c: SimCluster, name: string): PaxosStatus {
+  const monitor = c.node(name).monitor;
+  if (!monitor) throw new Error(`mon.${name} is down`);
+  return (monitor.monStatus() as { paxos: PaxosStatus }).paxos;
+}
+
 function quorumOf(c: SimCluster) {
   const leader = c.leaders()[0];
   assert.ok(leader, `a leader: ${c.describe()}`);
@@ -66,7 +79,11 @@ test('the leader cut off: the rest elect a new leader within the timeouts; heale
   const others = ['b', 'c', 'd', 'e'].map((n) => `mon.${n}` as EntityName);
   c.network.partition(['mon.a'], others);
   // The peons notice at the lease timeout (2 × mon_lease), then probe and elect.
-  const limit = defaultConfig.monLeaseAckTimeoutFactor * defaultConfig.monLeaseMs + defaultConfig.monProbeTimeoutMs + defaultConfig.monElectionTimeoutMs + 1000;
+  const limit =
+    defaultConfig.monLeaseAckTimeoutFactor * defaultConfig.monLeaseMs +
+    defaultConfig.monProbeTimeoutMs +
+    defaultConfig.monElectionTimeoutMs +
+    1000;
   const took = await c.runUntil(() => c.leaders().some((m) => m.name === 'b') && c.stableQuorum(4), limit);
   assert.ok(took <= limit);
   const q = quorumOf(c);
@@ -92,19 +109,23 @@ test('a committed value is identical on every monitor, and proposals during a ro
   assert.ok(leader);
   const committed: string[] = [];
   leader.actor.subscribe(() => {});
-  for (let i = 0; i < 10; i += 1) leader.actor.send({ type: 'paxos.propose', id: `p${i}`, value: value(`k${i}`, `v${i}`) });
+  for (let i = 0; i < 10; i += 1)
+    leader.actor.send({ type: 'paxos.propose', id: `p${i}`, value: value(`k${i}`, `v${i}`) });
   await c.runUntil(() => c.running().every((m) => text(undefined) === undefined && m.isReadable()), 5_000);
-  await c.runUntil(() => c.nodes.every((n) => (n.monitor?.monStatus() as { paxos: { last_committed: number } }).paxos.last_committed >= 2), 5_000);
+  await c.runUntil(() => c.nodes.every((n) => paxosOf(c, n.name).last_committed >= 2), 5_000);
   await c.run(50);
-  const lc = (c.nodes[0]?.monitor?.monStatus() as { paxos: { last_committed: number } }).paxos.last_committed;
+  const lc = paxosOf(c, 'a').last_committed;
   assert.ok(lc < 10, `10 proposals in ${lc} rounds`);
   for (let v = 1; v <= lc; v += 1) {
-    const values = await Promise.all(c.nodes.map(async (n) => Buffer.from((await n.store.get('paxos', String(v))) ?? []).toString('hex')));
+    const values = await Promise.all(
+      c.nodes.map(async (n) => Buffer.from((await n.store.get('paxos', String(v))) ?? []).toString('hex')),
+    );
     assert.is(new Set(values).size, 1, `paxos/${v} identical everywhere`);
     committed.push(values[0] as string);
   }
   for (const node of c.nodes) {
-    for (let i = 0; i < 10; i += 1) assert.is(text(await node.store.get('kv', `k${i}`)), `v${i}`, `mon.${node.name} applied k${i}`);
+    for (let i = 0; i < 10; i += 1)
+      assert.is(text(await node.store.get('kv', `k${i}`)), `v${i}`, `mon.${node.name} applied k${i}`);
   }
   await c.stopAll();
 });
@@ -117,15 +138,16 @@ test('the leader dies between begin and commit: the value is recovered and commi
   c.network.setLink('mon.b', 'mon.a', { blocked: true });
   c.network.setLink('mon.c', 'mon.a', { blocked: true });
   c.node('a').monitor?.actor.send({ type: 'paxos.propose', id: 'x', value: value('recovered', 'yes') });
-  await c.runUntil(() => ['b', 'c'].every((n) => c.node(n).monitor?.monStatus() && (c.node(n).monitor?.monStatus() as { paxos: { state: string } }).paxos.state === 'updating'), 1_000);
+  await c.runUntil(() => ['b', 'c'].every((n) => paxosOf(c, n).state === 'updating'), 1_000);
   await c.crash('a');
   c.network.heal();
   await c.runUntil(() => c.stableQuorum(2) && c.leaders()[0]?.name === 'b', 20_000);
-  await c.runUntil(() => ['b', 'c'].every((n) => (c.node(n).monitor?.monStatus() as { paxos: { last_committed: number } }).paxos.last_committed === 1), 5_000);
-  for (const n of ['b', 'c']) assert.is(text(await c.node(n).store.get('kv', 'recovered')), 'yes', `mon.${n}`);
+  await c.runUntil(() => ['b', 'c'].every((n) => paxosOf(c, n).last_committed === 1), 5_000);
+  for (const n of ['b', 'c'])
+    assert.is(text(await c.node(n).store.get('kv', 'recovered')), 'yes', `mon.${n}`);
   await c.start('a');
   await c.runUntil(() => c.stableQuorum(3), 20_000);
-  await c.runUntil(() => (c.node('a').monitor?.monStatus() as { paxos: { last_committed: number } }).paxos.last_committed === 1, 5_000);
+  await c.runUntil(() => paxosOf(c, 'a').last_committed === 1, 5_000);
   assert.is(text(await c.node('a').store.get('kv', 'recovered')), 'yes');
   await c.stopAll();
 });
@@ -137,10 +159,19 @@ test('a peon cut off from the leader loses its lease, then bootstraps at the lea
   const peon = c.node('c').monitor;
   assert.ok(peon);
   c.network.setLink('mon.a', 'mon.c', { blocked: true });
-  await c.runUntil(() => !(peon.monStatus() as { paxos: { readable: boolean } }).paxos.readable, defaultConfig.monLeaseMs + 10);
+  await c.runUntil(
+    () => !(peon.monStatus() as { paxos: { readable: boolean } }).paxos.readable,
+    defaultConfig.monLeaseMs + 10,
+  );
   assert.is(peon.state(), 'peon', 'still a peon: only its reads stop');
-  await c.runUntil(() => peon.state() !== 'peon', defaultConfig.monLeaseAckTimeoutFactor * defaultConfig.monLeaseMs + 10);
-  assert.match(String((peon.monStatus() as { last_bootstrap_reason: string }).last_bootstrap_reason), /lease timeout/);
+  await c.runUntil(
+    () => peon.state() !== 'peon',
+    defaultConfig.monLeaseAckTimeoutFactor * defaultConfig.monLeaseMs + 10,
+  );
+  assert.match(
+    String((peon.monStatus() as { last_bootstrap_reason: string }).last_bootstrap_reason),
+    /lease timeout/,
+  );
   c.network.heal();
   await c.runUntil(() => c.stableQuorum(3), 20_000);
   await c.stopAll();
@@ -149,7 +180,12 @@ test('a peon cut off from the leader loses its lease, then bootstraps at the lea
 test('the same seed gives the same run', async () => {
   const trace = async () => {
     const events: string[] = [];
-    const c = new SimCluster({ size: 5, seed: 42, faults: { delayMs: [1, 20] }, onNetworkEvent: (e) => events.push(`${e.at} ${e.kind} ${e.from}>${e.to} ${'type' in e ? e.type : ''}`) });
+    const c = new SimCluster({
+      size: 5,
+      seed: 42,
+      faults: { delayMs: [1, 20] },
+      onNetworkEvent: (e) => events.push(`${e.at} ${e.kind} ${e.from}>${e.to} ${'type' in e ? e.type : ''}`),
+    });
     await c.mkfs();
     await c.startAll();
     await c.runUntil(() => c.stableQuorum(5), 20_000);

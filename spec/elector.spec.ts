@@ -9,7 +9,11 @@ const fsid = '11111111-2222-3333-4444-555555555555';
 const monmap = (size: number): MonMap => ({
   fsid,
   epoch: 1,
-  mons: Array.from({ length: size }, (_, rank) => ({ name: 'abcdefg'[rank] as string, rank, addr: `127.0.0.1:${6789 + rank}` })),
+  mons: Array.from({ length: size }, (_, rank) => ({
+    name: 'abcdefg'[rank] as string,
+    rank,
+    addr: `127.0.0.1:${6789 + rank}`,
+  })),
   electionStrategy: 'classic',
   disallowedLeaders: [],
   created: 0,
@@ -36,10 +40,15 @@ function election(from: number, op: MonElection['op'], epoch: number, extra: Par
   };
 }
 
-const epochOf = (h: ReturnType<typeof elector>) => (h.child().getSnapshot().context as { epoch: number }).epoch;
+const epochOf = (h: ReturnType<typeof elector>) =>
+  (h.child().getSnapshot().context as { epoch: number }).epoch;
 const stateOf = (h: ReturnType<typeof elector>) => String(h.child().getSnapshot().value);
 const persistedEpochs = (h: ReturnType<typeof elector>) =>
-  h.io.flatMap((e) => e.writes.filter((w) => w.op === 'put_number' && w.key === 'election_epoch').map((w) => (w as { value: number }).value));
+  h.io.flatMap((e) =>
+    e.writes
+      .filter((w) => w.op === 'put_number' && w.key === 'election_epoch')
+      .map((w) => (w as { value: number }).value),
+  );
 
 test('init: a missing epoch starts at 1, an odd persisted epoch moves to the next even one and is persisted', () => {
   assert.is(initialEpoch(0), 1);
@@ -58,7 +67,12 @@ test('start: bumps to an odd epoch, persists it, proposes to every other rank, a
   assert.is(epochOf(h), 5);
   assert.is(stateOf(h), 'electingMe');
   const msgs = h.takeMessages();
-  assert.equal(msgs.map((m) => `${m.to} ${m.op} ${m.msg.epoch}`).sort(), ['mon.a propose 5', 'mon.b propose 5', 'mon.d propose 5', 'mon.e propose 5']);
+  assert.equal(msgs.map((m) => `${m.to} ${m.op} ${m.msg.epoch}`).sort(), [
+    'mon.a propose 5',
+    'mon.b propose 5',
+    'mon.d propose 5',
+    'mon.e propose 5',
+  ]);
   assert.ok(persistedEpochs(h).includes(5));
   assert.ok(h.takeParent().some((e) => e.type === 'elector.join_election' && e.epoch === 5));
   h.stop();
@@ -70,7 +84,10 @@ test('propose from a higher epoch: bump to it and defer to the better rank (ack)
   assert.is(epochOf(h), 9);
   assert.is(stateOf(h), 'deferring');
   const acks = h.takeMessages().filter((m) => m.op === 'ack');
-  assert.equal(acks.map((m) => `${m.to} ${m.msg.epoch}`), ['mon.b 9']);
+  assert.equal(
+    acks.map((m) => `${m.to} ${m.msg.epoch}`),
+    ['mon.b 9'],
+  );
   h.stop();
 });
 
@@ -90,7 +107,10 @@ test('defer: having acked rank 1, a propose from rank 2 is ignored and one from 
   h.send(election(2, 'propose', 5));
   assert.equal(h.takeMessages(), []);
   h.send(election(0, 'propose', 5));
-  assert.equal(h.takeMessages().map((m) => `${m.to} ${m.op}`), ['mon.a ack']);
+  assert.equal(
+    h.takeMessages().map((m) => `${m.to} ${m.op}`),
+    ['mon.a ack'],
+  );
   h.stop();
 });
 
@@ -135,7 +155,10 @@ test('victory on expiry with a majority of acks; no victory before the timeout',
   assert.is(stateOf(h), 'electingMe');
   h.advance(1);
   assert.is(epochOf(h), 6);
-  assert.equal(h.takeParent().find((e) => e.type === 'elector.win'), { type: 'elector.win', epoch: 6, quorum: [0, 1, 3] });
+  assert.equal(
+    h.takeParent().find((e) => e.type === 'elector.win'),
+    { type: 'elector.win', epoch: 6, quorum: [0, 1, 3] },
+  );
   h.stop();
 });
 
@@ -170,7 +193,10 @@ test('victory must be for my epoch + 1: a matching one makes me peon, a mismatch
   const ok = elector(2, 5, 4);
   ok.send(election(0, 'propose', 5));
   ok.send(election(0, 'victory', 6, { quorum: [0, 1, 2] }));
-  assert.equal(ok.takeParent().find((e) => e.type === 'elector.lose'), { type: 'elector.lose', epoch: 6, quorum: [0, 1, 2], leader: 0 });
+  assert.equal(
+    ok.takeParent().find((e) => e.type === 'elector.lose'),
+    { type: 'elector.lose', epoch: 6, quorum: [0, 1, 2], leader: 0 },
+  );
   ok.stop();
   const behind = elector(2, 5, 2);
   behind.send(election(0, 'victory', 8, { quorum: [0, 1, 2] }));
@@ -192,12 +218,18 @@ test('an ack from a newer epoch bumps to it and stands again', () => {
 test('messages with a wrong fsid, an unknown rank or another strategy are dropped', () => {
   const h = elector(2, 5, 4);
   h.takeMessages();
-  h.send({ ...election(0, 'propose', 9), msg: { ...election(0, 'propose', 9).msg, fsid: '99999999-2222-3333-4444-555555555555' } });
+  h.send({
+    ...election(0, 'propose', 9),
+    msg: { ...election(0, 'propose', 9).msg, fsid: '99999999-2222-3333-4444-555555555555' },
+  });
   h.send({ ...election(0, 'propose', 9), from: 'mon.zz' });
   assert.is(epochOf(h), 4);
   h.send(election(0, 'propose', 9, { strategy: 'connectivity' }));
   assert.is(epochOf(h), 4);
-  assert.equal(h.takeMessages().map((m) => m.op), ['nak']);
+  assert.equal(
+    h.takeMessages().map((m) => m.op),
+    ['nak'],
+  );
   h.stop();
 });
 
@@ -219,7 +251,9 @@ test('every bump is persisted before the messages of that step go out', () => {
   assert.ok(step, 'ack sent');
   // The ack travels in the same effect as (or after) the write of epoch 7.
   const index = h.io.indexOf(step as never);
-  const written = h.io.slice(0, index + 1).some((e) => e.writes.some((w) => w.op === 'put_number' && (w as { value: number }).value === 7));
+  const written = h.io
+    .slice(0, index + 1)
+    .some((e) => e.writes.some((w) => w.op === 'put_number' && (w as { value: number }).value === 7));
   assert.ok(written);
   h.stop();
 });

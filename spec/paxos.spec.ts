@@ -16,13 +16,37 @@ const monmap: MonMap = {
   lastChanged: 0,
 };
 const LEASE = 1000;
-const timeouts = { monLeaseMs: LEASE, monLeaseRenewIntervalFactor: 0.6, monLeaseAckTimeoutFactor: 2, monAcceptTimeoutFactor: 2 };
+const timeouts = {
+  monLeaseMs: LEASE,
+  monLeaseRenewIntervalFactor: 0.6,
+  monLeaseAckTimeoutFactor: 2,
+  monAcceptTimeoutFactor: 2,
+};
 const bytes = (text: string) => new TextEncoder().encode(text);
 
-function paxos(rank: number, state: Partial<{ firstCommitted: number; lastCommitted: number; acceptedPn: number; lastPn: number; uncommitted: unknown }> = {}) {
+function paxos(
+  rank: number,
+  state: Partial<{
+    firstCommitted: number;
+    lastCommitted: number;
+    acceptedPn: number;
+    lastPn: number;
+    uncommitted: unknown;
+  }> = {},
+) {
   return runChild(
     paxosMachine,
-    { rank, monmap, firstCommitted: 0, lastCommitted: 0, acceptedPn: 0, lastPn: 0, uncommitted: null, timeouts, ...state },
+    {
+      rank,
+      monmap,
+      firstCommitted: 0,
+      lastCommitted: 0,
+      acceptedPn: 0,
+      lastPn: 0,
+      uncommitted: null,
+      timeouts,
+      ...state,
+    },
     { systemId: 'paxos', autoWritten: true },
   );
 }
@@ -31,12 +55,28 @@ function msg(from: string, op: MonPaxos['op'], fields: Partial<MonPaxos> = {}) {
   return {
     type: 'mon.paxos',
     from: `mon.${from}`,
-    msg: { type: 'mon.paxos', op, electionEpoch: 2, pn: 0, uncommittedPn: 0, firstCommitted: 0, lastCommitted: 0, values: [], ...fields },
+    msg: {
+      type: 'mon.paxos',
+      op,
+      electionEpoch: 2,
+      pn: 0,
+      uncommittedPn: 0,
+      firstCommitted: 0,
+      lastCommitted: 0,
+      values: [],
+      ...fields,
+    },
   };
 }
 
-const ctx = (h: ReturnType<typeof paxos>) => h.child().getSnapshot().context as { acceptedPn: number; lastCommitted: number; uncommitted: { version: number; pn: number } | null };
-const matches = (h: ReturnType<typeof paxos>, value: unknown) => h.child().getSnapshot().matches(value) as boolean;
+const ctx = (h: ReturnType<typeof paxos>) =>
+  h.child().getSnapshot().context as {
+    acceptedPn: number;
+    lastCommitted: number;
+    uncommitted: { version: number; pn: number } | null;
+  };
+const matches = (h: ReturnType<typeof paxos>, value: unknown) =>
+  h.child().getSnapshot().matches(value) as boolean;
 
 test('proposal numbers: (max/100 + 1) * 100 + rank, always above what was seen', () => {
   assert.is(newProposalNumber(0, 0, 1), 101);
@@ -50,12 +90,21 @@ test('leader: collect with a new persisted pn, then active with a lease once the
   const collects = h.takeMessages().filter((m) => m.op === 'collect');
   assert.equal(collects.map((m) => m.to).sort(), ['mon.b', 'mon.c']);
   assert.is(collects[0]?.msg.pn, 100);
-  assert.ok(h.io.some((e) => e.writes.some((w) => w.op === 'put_number' && w.key === 'last_pn' && w.value === 100)));
+  assert.ok(
+    h.io.some((e) => e.writes.some((w) => w.op === 'put_number' && w.key === 'last_pn' && w.value === 100)),
+  );
   h.send(msg('b', 'last', { pn: 100 }));
   assert.ok(matches(h, { leader: { round: 'recovering' } }), 'still waiting for c');
   h.send(msg('c', 'last', { pn: 100 }));
   assert.ok(matches(h, { leader: { round: 'active', lease: 'valid' } }));
-  assert.equal(h.takeMessages().filter((m) => m.op === 'lease').map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  assert.equal(
+    h
+      .takeMessages()
+      .filter((m) => m.op === 'lease')
+      .map((m) => m.to)
+      .sort(),
+    ['mon.b', 'mon.c'],
+  );
   h.stop();
 });
 
@@ -65,7 +114,13 @@ test('leader: a last with a higher pn makes it collect again above it', () => {
   h.takeMessages();
   h.send(msg('b', 'last', { pn: 301 }));
   assert.is(ctx(h).acceptedPn, 400);
-  assert.equal(h.takeMessages().filter((m) => m.op === 'collect').map((m) => m.msg.pn), [400, 400]);
+  assert.equal(
+    h
+      .takeMessages()
+      .filter((m) => m.op === 'collect')
+      .map((m) => m.msg.pn),
+    [400, 400],
+  );
   h.stop();
 });
 
@@ -77,13 +132,30 @@ test('leader: commits only when every quorum member accepted', () => {
   h.takeMessages();
   h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
   assert.ok(matches(h, { leader: { round: 'updating' } }));
-  assert.equal(h.takeMessages().filter((m) => m.op === 'begin').map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  assert.equal(
+    h
+      .takeMessages()
+      .filter((m) => m.op === 'begin')
+      .map((m) => m.to)
+      .sort(),
+    ['mon.b', 'mon.c'],
+  );
   h.send(msg('b', 'accept', { pn: 100, lastCommitted: 0 }));
-  assert.ok(matches(h, { leader: { round: 'updating' } }), 'a majority is not enough: Ceph waits for the whole quorum');
+  assert.ok(
+    matches(h, { leader: { round: 'updating' } }),
+    'a majority is not enough: Ceph waits for the whole quorum',
+  );
   h.send(msg('c', 'accept', { pn: 100, lastCommitted: 0 }));
   assert.is(ctx(h).lastCommitted, 1);
   assert.ok(h.takeParent().some((e) => e.type === 'paxos.committed' && (e.ids as string[])[0] === 'x'));
-  assert.equal(h.takeMessages().filter((m) => m.op === 'commit').map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  assert.equal(
+    h
+      .takeMessages()
+      .filter((m) => m.op === 'commit')
+      .map((m) => m.to)
+      .sort(),
+    ['mon.b', 'mon.c'],
+  );
   h.stop();
 });
 
@@ -92,7 +164,15 @@ test('leader: recovers an uncommitted value reported by a peon and re-proposes i
   h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [1, 2] });
   h.takeMessages();
   // c accepted v4 under the old leader's pn 100 but never learnt of its commit.
-  h.send(msg('c', 'last', { pn: 201, lastCommitted: 3, firstCommitted: 1, uncommittedPn: 100, values: [{ version: 4, value: bytes('old') }] }));
+  h.send(
+    msg('c', 'last', {
+      pn: 201,
+      lastCommitted: 3,
+      firstCommitted: 1,
+      uncommittedPn: 100,
+      values: [{ version: 4, value: bytes('old') }],
+    }),
+  );
   assert.ok(matches(h, { leader: { round: 'updating_previous' } }));
   const begins = h.takeMessages().filter((m) => m.op === 'begin');
   assert.equal(begins.length, 1);
@@ -110,7 +190,10 @@ test('leader: a lagging peon is sent the commits it lacks (share_state)', () => 
   h.takeMessages();
   h.send(msg('b', 'last', { pn: 100, lastCommitted: 4, firstCommitted: 1 }));
   const shares = h.io.flatMap((e) => e.messages).filter((m) => m.shareValues);
-  assert.equal(shares.map((m) => [m.to, m.shareValues?.from, m.shareValues?.to]), [['mon.b', 5, 7]]);
+  assert.equal(
+    shares.map((m) => [m.to, m.shareValues?.from, m.shareValues?.to]),
+    [['mon.b', 5, 7]],
+  );
   h.stop();
 });
 
@@ -144,17 +227,29 @@ test('leader: collect timeout and lease-ack timeout send the monitor back to boo
 });
 
 test('peon: promises a higher pn durably, reports its uncommitted value, shares commits the leader lacks', () => {
-  const h = paxos(1, { lastCommitted: 5, firstCommitted: 1, acceptedPn: 100, uncommitted: { version: 6, pn: 100, value: bytes('u') } });
+  const h = paxos(1, {
+    lastCommitted: 5,
+    firstCommitted: 1,
+    acceptedPn: 100,
+    uncommitted: { version: 6, pn: 100, value: bytes('u') },
+  });
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 200, lastCommitted: 3, firstCommitted: 1 }));
   assert.is(ctx(h).acceptedPn, 200);
   const effect = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'last'));
-  assert.ok(effect?.writes.some((w) => w.op === 'put_number' && w.key === 'accepted_pn' && w.value === 200), 'promise persisted with the reply');
+  assert.ok(
+    effect?.writes.some((w) => w.op === 'put_number' && w.key === 'accepted_pn' && w.value === 200),
+    'promise persisted with the reply',
+  );
   const last = effect?.messages[0];
+  assert.ok(last, 'a last reply was sent');
   // Paxos::handle_collect: the leader's lc (3) <= mine, so my value at lc+1 goes along with its pn.
-  assert.is((last?.msg as MonPaxos).uncommittedPn, 100);
-  assert.equal((last?.msg as MonPaxos).values.map((v) => v.version), [6]);
-  assert.equal(last?.shareValues, { from: 4, to: 5 });
+  assert.is((last.msg as MonPaxos).uncommittedPn, 100);
+  assert.equal(
+    (last.msg as MonPaxos).values.map((v) => v.version),
+    [6],
+  );
+  assert.equal(last.shareValues, { from: 4, to: 5 });
   h.stop();
 });
 
@@ -168,7 +263,10 @@ test('peon: accepts a begin only after storing it, and clears its lease until th
   h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
   assert.ok(matches(h, { peon: { round: 'updating', lease: 'expired' } }));
   const effect = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'accept'));
-  assert.ok(effect?.writes.some((w) => w.op === 'put' && w.key === '1'), 'the accept leaves with the write of the value');
+  assert.ok(
+    effect?.writes.some((w) => w.op === 'put' && w.key === '1'),
+    'the accept leaves with the write of the value',
+  );
   // A lease for the old version does not make it readable while it holds the uncommitted value.
   h.send(msg('a', 'lease', { pn: 100, lastCommitted: 0, leaseMs: LEASE }));
   assert.ok(matches(h, { peon: { lease: 'expired' } }));
@@ -195,7 +293,10 @@ test('peon: the lease expires after mon_lease and the lease timeout sends it to 
 test('peon: messages from another election epoch or from a non-leader are ignored', () => {
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1, 2], leader: 0 });
-  h.send({ ...msg('a', 'collect', { pn: 900 }), msg: { ...msg('a', 'collect', { pn: 900 }).msg, electionEpoch: 4 } });
+  h.send({
+    ...msg('a', 'collect', { pn: 900 }),
+    msg: { ...msg('a', 'collect', { pn: 900 }).msg, electionEpoch: 4 },
+  });
   h.send(msg('c', 'collect', { pn: 900 }));
   assert.is(ctx(h).acceptedPn, 0);
   h.stop();

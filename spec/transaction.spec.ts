@@ -285,15 +285,27 @@ Batches('concatenated encodings decode into one transaction, in order', () => {
   const b = new Transaction().put('kv', 'x', '2');
   const joined = new Uint8Array([...a.encode(), ...b.encode()]);
   const all = Transaction.decodeAll(joined);
-  assert.equal(all.ops.map((op) => `${op.type} ${'key' in op ? op.key : ''}`), ['put x', 'erase y', 'put x']);
+  assert.equal(
+    all.ops.map((op) => `${op.type} ${'key' in op ? op.key : ''}`),
+    ['put x', 'erase y', 'put x'],
+  );
   assert.equal(Transaction.decodeAll(a.encode()).encode(), a.encode());
-  assert.throws(() => Transaction.decode(joined), (error: unknown) => error instanceof TransactionDecodeError);
+  assert.throws(
+    () => Transaction.decode(joined),
+    (error: unknown) => error instanceof TransactionDecodeError,
+  );
 });
 
 Batches('garbage after a valid block is a decode error', () => {
   const a = new Transaction().put('kv', 'x', '1').encode();
-  assert.throws(() => Transaction.decodeAll(new Uint8Array([...a, 7, 7])), (error: unknown) => error instanceof TransactionDecodeError);
-  assert.throws(() => Transaction.decodeAll(new Uint8Array()), (error: unknown) => error instanceof TransactionDecodeError);
+  assert.throws(
+    () => Transaction.decodeAll(new Uint8Array([...a, 7, 7])),
+    (error: unknown) => error instanceof TransactionDecodeError,
+  );
+  assert.throws(
+    () => Transaction.decodeAll(new Uint8Array()),
+    (error: unknown) => error instanceof TransactionDecodeError,
+  );
 });
 
 Batches.run();

@@ -36,7 +36,10 @@ export const ElectionStrategySchema = Type.Union([
 ]);
 export type ElectionStrategy = Static<typeof ElectionStrategySchema>;
 
-export const MonInfoSchema = Type.Object({ name: MonName, rank: Rank, addr: Addr }, { additionalProperties: false });
+export const MonInfoSchema = Type.Object(
+  { name: MonName, rank: Rank, addr: Addr },
+  { additionalProperties: false },
+);
 export type MonInfo = Static<typeof MonInfoSchema>;
 
 /** Ceph's MonMap: fsid, epoch and the monitors in rank order (a lower rank has priority). */
@@ -73,7 +76,10 @@ export const MonProbeSchema = Type.Object(
 );
 
 // --- mon.sync (MMonSync) ---------------------------------------------------------------------
-const StoreKey = Type.Object({ prefix: Type.String({ maxLength: 256 }), key: Type.String({ maxLength: 4096 }) });
+const StoreKey = Type.Object({
+  prefix: Type.String({ maxLength: 256 }),
+  key: Type.String({ maxLength: 4096 }),
+});
 export const MonSyncSchema = Type.Object(
   {
     type: Type.Literal('mon.sync'),
@@ -102,14 +108,21 @@ export const MonSyncSchema = Type.Object(
 export const MonElectionSchema = Type.Object(
   {
     type: Type.Literal('mon.election'),
-    op: Type.Union([Type.Literal('propose'), Type.Literal('ack'), Type.Literal('nak'), Type.Literal('victory')]),
+    op: Type.Union([
+      Type.Literal('propose'),
+      Type.Literal('ack'),
+      Type.Literal('nak'),
+      Type.Literal('victory'),
+    ]),
     fsid: Fsid,
     epoch: Epoch,
     monmapEpoch: Epoch,
     quorum: Quorum,
     strategy: ElectionStrategySchema,
     /** Connectivity scores by rank (connectivity strategy only). */
-    scores: Type.Optional(Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { maxItems: limits.monitorsMax })),
+    scores: Type.Optional(
+      Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { maxItems: limits.monitorsMax }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -128,7 +141,10 @@ export const MonPingSchema = Type.Object(
 );
 
 // --- mon.paxos (MMonPaxos) -------------------------------------------------------------------
-export const PaxosValueSchema = Type.Object({ version: Version, value: Bytes }, { additionalProperties: false });
+export const PaxosValueSchema = Type.Object(
+  { version: Version, value: Bytes },
+  { additionalProperties: false },
+);
 export type PaxosValue = Static<typeof PaxosValueSchema>;
 export const MonPaxosSchema = Type.Object(
   {
@@ -202,7 +218,10 @@ export const MonForwardSchema = Type.Object(
     client: Type.String({ maxLength: 128 }),
     clientTid: Type.Integer({ minimum: 0 }),
     electionEpoch: Epoch,
-    request: Type.Object({ cmd: CommandSchema, inbuf: Type.Optional(Bytes) }, { additionalProperties: false }),
+    request: Type.Object(
+      { cmd: CommandSchema, inbuf: Type.Optional(Bytes) },
+      { additionalProperties: false },
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,7 +1,16 @@
 // Runs one child machine (elector, paxos) under a tiny parent that records what the child asks of
 // the world: the I/O effects it sends to 'io' and the events it sends to its parent. Timers run
 // on a SimulatedClock, so specs advance time explicitly and deterministically.
-import { type AnyActorRef, type AnyStateMachine, assign, createActor, fromCallback, SimulatedClock, sendTo, setup } from 'xstate';
+import {
+  type AnyActorRef,
+  type AnyStateMachine,
+  assign,
+  createActor,
+  fromCallback,
+  SimulatedClock,
+  sendTo,
+  setup,
+} from 'xstate';
 import type { IoEffectsEvent } from '../../machines/effects.ts';
 
 export interface Harness {
@@ -50,7 +59,11 @@ export function runChild(machine: AnyStateMachine, input: unknown, options: Harn
     ],
     on: {
       forward: { actions: sendTo('child', ({ event }) => (event as unknown as { event: never }).event) },
-      '*': { actions: assign(({ event }) => (parent.push(event as never), {})) },
+      '*': {
+        actions: ({ event }) => {
+          parent.push(event as never);
+        },
+      },
     },
   });
   const actor = createActor(host, { clock });
@@ -68,7 +81,12 @@ export function runChild(machine: AnyStateMachine, input: unknown, options: Harn
       const fresh = io.slice(taken);
       taken = io.length;
       return fresh.flatMap((e) =>
-        e.messages.map((m) => ({ to: m.to, type: m.msg.type, op: (m.msg as { op?: string }).op, msg: m.msg as unknown as Record<string, unknown> })),
+        e.messages.map((m) => ({
+          to: m.to,
+          type: m.msg.type,
+          op: (m.msg as { op?: string }).op,
+          msg: m.msg as unknown as Record<string, unknown>,
+        })),
       );
     },
     takeParent() {

@@ -1,0 +1,190 @@
+// Property tests of the frame decoder, the first code to touch untrusted bytes: whatever arrives,
+// in whatever pieces, it never throws, returns exactly the frames that were sent when the stream
+// is valid, and never buffers more than one frame header and payload.
+import fc from 'fast-check';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { encodeFrame, FrameDecoder, frameHeaderBytes } from '../transport/frame.ts';
+
+const test = suite('frame');
+
+/** Cut `bytes` at the given (unsorted, possibly repeated) offsets. */
+function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const offsets = [...new Set(cuts.map((cut) => cut % (bytes.byteLength + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let previous = 0;
+  for (const offset of [...offsets, bytes.byteLength]) {
+    chunks.push(bytes.subarray(previous, offset));
+    previous = offset;
+  }
+  return chunks;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+interface Outcome {
+  frames: Uint8Array[];
+  error: string | undefined;
+  bufferedBytesMax: number;
+}
+
+/** Feed every chunk, checking the memory bound after each push and that errors are sticky. */
+function feed(decoder: FrameDecoder, chunks: Uint8Array[]): Outcome {
+  const frames: Uint8Array[] = [];
+  let error: string | undefined;
+  let bufferedBytesMax = 0;
+  for (const chunk of chunks) {
+    const result = decoder.push(chunk);
+    if (error !== undefined) {
+      assert.is(result.frames.length, 0, 'no frames after an error');
+      assert.is(result.error, error, 'the error is sticky');
+    }
+    frames.push(...result.frames.map((frame) => new Uint8Array(frame)));
+    error ??= result.error;
+    bufferedBytesMax = Math.max(bufferedBytesMax, decoder.bufferedBytes);
+    assert.ok(
+      decoder.bufferedBytes <= decoder.frameBytesMax + frameHeaderBytes,
+      `buffered ${decoder.bufferedBytes} > ${decoder.frameBytesMax} + header`,
+    );
+  }
+  return { frames, error, bufferedBytesMax };
+}
+
+const payloads = fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 12 });
+const cuts = fc.array(fc.nat(), { maxLength: 20 });
+
+test('valid streams, cut anywhere: the frames that went in come out', () => {
+  fc.assert(
+    fc.property(payloads, cuts, (sent, cutAt) => {
+      const decoder = new FrameDecoder({ frameBytesMax: 300 });
+      const outcome = feed(decoder, split(concat(sent.map(encodeFrame)), cutAt));
+      assert.is(outcome.error, undefined);
+      assert.equal(outcome.frames, sent);
+      assert.is(decoder.bufferedBytes, 0, 'nothing left over');
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('a truncated stream holds its partial frame and emits only the complete ones', () => {
+  fc.assert(
+    fc.property(payloads, fc.nat(), (sent, cut) => {
+      const stream = concat(sent.map(encodeFrame));
+      const length = cut % (stream.byteLength + 1);
+      const decoder = new FrameDecoder({ frameBytesMax: 300 });
+      const outcome = feed(decoder, [stream.subarray(0, length)]);
+      assert.is(outcome.error, undefined);
+      // Complete frames are a prefix of what was sent; the rest is buffered, within the bound.
+      assert.equal(outcome.frames, sent.slice(0, outcome.frames.length));
+      const consumed = outcome.frames.reduce(
+        (total, frame) => total + frameHeaderBytes + frame.byteLength,
+        0,
+      );
+      assert.is(decoder.bufferedBytes, length - consumed);
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('random bytes in random pieces: no exception, bounded memory, sticky errors', () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 4096 }),
+      cuts,
+      fc.integer({ min: 0, max: 512 }),
+      (bytes, cutAt, max) => {
+        const decoder = new FrameDecoder({ frameBytesMax: max });
+        const outcome = feed(decoder, split(bytes, cutAt));
+        for (const frame of outcome.frames) assert.ok(frame.byteLength <= max);
+        const delivered = outcome.frames.reduce(
+          (total, frame) => total + frameHeaderBytes + frame.byteLength,
+          0,
+        );
+        assert.ok(delivered <= bytes.byteLength);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('mutated valid streams: no exception, bounded memory, frames are what the bytes say', () => {
+  const mutation = fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) });
+  fc.assert(
+    fc.property(
+      payloads,
+      fc.array(mutation, { minLength: 1, maxLength: 4 }),
+      cuts,
+      (sent, mutations, cutAt) => {
+        const stream = concat(sent.map(encodeFrame));
+        if (stream.byteLength === 0) return;
+        for (const { at, value } of mutations) stream[at % stream.byteLength] = value;
+        const decoder = new FrameDecoder({ frameBytesMax: 300 });
+        const outcome = feed(decoder, split(stream, cutAt));
+        // Whatever came out must be exactly what a sequential reading of the mutated bytes yields.
+        let offset = 0;
+        for (const frame of outcome.frames) {
+          const length = new DataView(stream.buffer, stream.byteOffset + offset).getUint32(0);
+          assert.is(frame.byteLength, length);
+          assert.equal(frame, stream.slice(offset + frameHeaderBytes, offset + frameHeaderBytes + length));
+          offset += frameHeaderBytes + length;
+        }
+        if (outcome.error !== undefined) {
+          const length = new DataView(stream.buffer, stream.byteOffset + offset).getUint32(0);
+          assert.ok(length > 300, `error only for an oversized prefix, got ${length}`);
+        }
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('an oversized length prefix is an error the moment the header is complete', () => {
+  const decoder = new FrameDecoder();
+  assert.equal(decoder.push(new Uint8Array([0xff, 0xff])), { frames: [] });
+  const result = decoder.push(new Uint8Array([0xff, 0xff]));
+  assert.match(String(result.error), /frame of 4294967295 bytes exceeds the maximum of 67108864 bytes/);
+  assert.is(decoder.bufferedBytes, 0);
+  assert.equal(decoder.push(encodeFrame(new Uint8Array([1]))).frames, []);
+});
+
+test('frames before an error in the same chunk are still returned', () => {
+  const decoder = new FrameDecoder({ frameBytesMax: 4 });
+  const result = decoder.push(concat([encodeFrame(new Uint8Array([7])), encodeFrame(new Uint8Array(5))]));
+  assert.equal(result.frames, [new Uint8Array([7])]);
+  assert.match(String(result.error), /frame of 5 bytes exceeds the maximum of 4 bytes/);
+});
+
+test('the first frame has its own limit (the handshake), later frames the general one', () => {
+  const decoder = new FrameDecoder({ frameBytesMax: 1000, firstFrameBytesMax: 10 });
+  const ok = decoder.push(concat([encodeFrame(new Uint8Array(10)), encodeFrame(new Uint8Array(500))]));
+  assert.is(ok.error, undefined);
+  assert.is(ok.frames.length, 2);
+  const strict = new FrameDecoder({ frameBytesMax: 1000, firstFrameBytesMax: 10 });
+  assert.match(
+    String(strict.push(encodeFrame(new Uint8Array(11))).error),
+    /11 bytes exceeds the maximum of 10/,
+  );
+});
+
+test('zero-length frames, views into whole chunks, copies of partial ones', () => {
+  const decoder = new FrameDecoder();
+  const chunk = concat([encodeFrame(new Uint8Array(0)), encodeFrame(new Uint8Array([1, 2, 3]))]);
+  const whole = decoder.push(chunk);
+  assert.equal(whole.frames, [new Uint8Array(0), new Uint8Array([1, 2, 3])]);
+  assert.is(whole.frames[1]?.buffer, chunk.buffer, 'a frame whole in its chunk is a view, not a copy');
+  const partial = encodeFrame(new Uint8Array([4, 5, 6]));
+  assert.equal(decoder.push(partial.subarray(0, 5)).frames, []);
+  const rest = decoder.push(partial.subarray(5));
+  assert.equal(rest.frames, [new Uint8Array([4, 5, 6])]);
+  assert.is.not(rest.frames[0]?.buffer, partial.buffer);
+});
+
+test('limits are validated', () => {
+  assert.throws(() => new FrameDecoder({ frameBytesMax: -1 }), /frameBytesMax/);
+  assert.throws(() => new FrameDecoder({ frameBytesMax: 2 ** 32 }), /frameBytesMax/);
+  assert.throws(() => new FrameDecoder({ firstFrameBytesMax: 1.5 }), /firstFrameBytesMax/);
+});
+
+test.run();

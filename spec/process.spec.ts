@@ -1,0 +1,150 @@
+// Real processes: a 3-monitor cluster started by the CLI, over TCP and RocksDB; kill -9 of the
+// leader, restart, and a clean shutdown.
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { alive, freePorts, paxmon, pollUntil, spawnMon, tempDir } from './support/process.ts';
+
+interface QuorumStatus {
+  election_epoch: number;
+  quorum: number[];
+  quorum_names: string[];
+  quorum_leader_name: string;
+}
+
+const dir = tempDir('process');
+
+async function quorum(size: number, notLeader?: string): Promise<QuorumStatus> {
+  return pollUntil(`a quorum of ${size}`, 30_000, async () => {
+    const r = await paxmon(['--dir', dir, '--format', 'json', '--timeout', '3', 'quorum_status']);
+    if (r.code !== 0) return undefined;
+    const q = JSON.parse(r.stdout) as QuorumStatus;
+    if (q.quorum.length !== size || (notLeader && q.quorum_leader_name === notLeader)) return undefined;
+    return q;
+  });
+}
+
+const pidOf = (name: string) => Number(readFileSync(join(dir, name, 'pid'), 'utf8'));
+
+test.after(async () => {
+  await paxmon(['down', '--dir', dir]).catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('paxmon up --detach forms a quorum of 3; a second up refuses; kill -9 the leader; restart; down', async () => {
+  const port = await freePorts(3);
+  const started = await paxmon([
+    '--timeout',
+    '30',
+    'up',
+    '--dir',
+    dir,
+    '--size',
+    '3',
+    '--port',
+    String(port),
+    '--detach',
+  ]);
+  assert.is(started.code, 0, started.stderr);
+  const first = await quorum(3);
+  assert.equal(first.quorum_names, ['a', 'b', 'c']);
+  assert.is(first.election_epoch % 2, 0);
+
+  const again = await paxmon(['up', '--dir', dir, '--detach']);
+  assert.is(again.code, 16, 'EBUSY');
+  assert.match(again.stderr, /already running/);
+
+  const leader = first.quorum_leader_name;
+  const leaderPid = pidOf(leader);
+  process.kill(leaderPid, 'SIGKILL');
+  await pollUntil('the leader process gone', 10_000, async () => (alive(leaderPid) ? undefined : true), 50);
+  const two = await quorum(2, leader);
+  assert.ok(!two.quorum_names.includes(leader));
+  assert.ok(two.election_epoch > first.election_epoch);
+
+  spawnMon(join(dir, leader));
+  const three = await quorum(3);
+  assert.ok(three.election_epoch > two.election_epoch, 'a new election took it back');
+  assert.is(three.election_epoch % 2, 0);
+
+  const mon = await paxmon(['--dir', dir, '--format', 'json', 'tell', `mon.${leader}`, 'mon_status']);
+  assert.is(mon.code, 0, mon.stderr);
+  const status = JSON.parse(mon.stdout) as { name: string; state: string; election_epoch: number };
+  assert.is(status.name, leader);
+  assert.ok(['leader', 'peon'].includes(status.state));
+
+  // Only an address: the client learns the monitor's name and the cluster from the handshake.
+  const byAddr = await paxmon([
+    '-m',
+    `127.0.0.1:${port + 1},127.0.0.1:${port}`,
+    '--format',
+    'json',
+    'quorum_status',
+  ]);
+  assert.is(byAddr.code, 0, byAddr.stderr);
+  assert.is((JSON.parse(byAddr.stdout) as QuorumStatus).quorum.length, 3);
+
+  const pids = ['a', 'b', 'c'].map(pidOf);
+  const down = await paxmon(['down', '--dir', dir]);
+  assert.is(down.code, 0, down.stderr);
+  assert.ok(
+    pids.every((pid) => !alive(pid)),
+    'no monitor process left behind',
+  );
+});
+
+test('client errors: unreachable monitors time out with ETIMEDOUT; bad arguments exit EINVAL', async () => {
+  const port = await freePorts(1);
+  const r = await paxmon(['-m', `127.0.0.1:${port}`, '--timeout', '1', 'quorum_status']);
+  assert.is(r.code, 110);
+  assert.match(r.stderr, /^Error ETIMEDOUT: /m);
+  const bad = await paxmon(['-m', 'nonsense', 'quorum_status']);
+  assert.is(bad.code, 22);
+  assert.match(bad.stderr, /^Error EINVAL: /m);
+});
+
+test('mkfs refuses bad input with EINVAL (22) and a non-empty dir with EEXIST', async () => {
+  const base = tempDir('mkfs');
+  const fsid = '2f6b4c1e-8a7d-4e55-9c3b-1d2e3f4a5b6c';
+  const cases: [string[], RegExp][] = [
+    [['--fsid', 'not-a-uuid', '--mon', 'a=127.0.0.1:6789'], /not a UUID/],
+    [['--fsid', fsid, '--mon', 'b=127.0.0.1:6789'], /not in the monmap/],
+    [['--fsid', fsid, '--mon', 'a=127.0.0.1:6789', '--mon', 'a=127.0.0.1:6790'], /duplicate monitor name/],
+    [['--fsid', fsid, '--mon', 'a=127.0.0.1:6789', '--mon', 'b=127.0.0.1:6789'], /duplicate monitor address/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await paxmon(['mkfs', '--dir', join(base, 'x'), '--name', 'a', ...args]);
+    assert.is(r.code, 22, r.stderr);
+    assert.match(r.stderr, /^Error EINVAL: /m);
+    assert.match(r.stderr, message);
+  }
+  const ok = await paxmon([
+    'mkfs',
+    '--dir',
+    join(base, 'y'),
+    '--name',
+    'a',
+    '--fsid',
+    fsid,
+    '--mon',
+    'a=127.0.0.1:6789',
+  ]);
+  assert.is(ok.code, 0, ok.stderr);
+  const twice = await paxmon([
+    'mkfs',
+    '--dir',
+    join(base, 'y'),
+    '--name',
+    'a',
+    '--fsid',
+    fsid,
+    '--mon',
+    'a=127.0.0.1:6789',
+  ]);
+  assert.is(twice.code, 17);
+  assert.match(twice.stderr, /^Error EEXIST: /m);
+  rmSync(base, { recursive: true, force: true });
+});
+
+test.run();

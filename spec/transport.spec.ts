@@ -1,0 +1,526 @@
+// The TCP transport end to end on 127.0.0.1 (port 0): codec, framing, handshake, the Messenger's
+// routing, queueing and reconnects, and its survival of bad bytes. No sleeps: every wait is on an
+// event (a delivered message, a log line, a closed socket) with a bounded timeout.
+import net from 'node:net';
+import fc from 'fast-check';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decodeMessage, decodeValue, encodeMessage, encodeValue } from '../transport/codec.ts';
+import { encodeFrame, FrameDecoder } from '../transport/frame.ts';
+import { type EntityName, type Message, MessageSchema, validate } from '../transport/messages.ts';
+import { anyFsid, type Hello, Messenger, type MessengerOptions } from '../transport/messenger.ts';
+import { fsid, otherFsid, sampleMessages } from './fixtures/messages.ts';
+import { CaptureLogger, Inbox, Signal, within } from './fixtures/wait.ts';
+
+const test = suite('transport');
+
+// --- helpers ----------------------------------------------------------------------------------
+
+interface Node {
+  messenger: Messenger;
+  inbox: Inbox;
+  logger: CaptureLogger;
+  addr: string;
+}
+
+let open: Messenger[] = [];
+
+async function startNode(
+  name: EntityName,
+  options: Partial<MessengerOptions> = {},
+  listen = true,
+): Promise<Node> {
+  const logger = new CaptureLogger();
+  const inbox = new Inbox();
+  const messenger = new Messenger({ name, fsid, logger, reconnectMs: { initial: 10, max: 100 }, ...options });
+  messenger.setHandlers(inbox.handlers);
+  open.push(messenger);
+  const addr = listen ? await messenger.listen() : '';
+  return { messenger, inbox, logger, addr };
+}
+
+function command(tid: number, word = 'status'): Message {
+  return { type: 'mon.command', tid, cmd: [word] };
+}
+
+function tids(messages: Message[]): number[] {
+  return messages.map((message) => ('tid' in message ? message.tid : -1));
+}
+
+/** A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes. */
+class RawPeer {
+  readonly frames: unknown[] = [];
+  readonly signal = new Signal();
+  readonly #decoder = new FrameDecoder();
+  closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of this.#decoder.push(chunk).frames) {
+        const decoded = decodeValue(frame);
+        this.frames.push('error' in decoded ? decoded : decoded.value);
+      }
+      this.signal.notify();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+      this.signal.notify();
+    });
+  }
+
+  static connect(addr: string): Promise<RawPeer> {
+    const [host, port] = addr.split(':') as [string, string];
+    const socket = net.connect({ host, port: Number(port) });
+    return within(
+      new Promise((resolve) => socket.once('connect', () => resolve(new RawPeer(socket)))),
+      `raw connect to ${addr}`,
+    );
+  }
+
+  sendValue(value: unknown): void {
+    this.socket.write(encodeFrame(encodeValue(value)));
+  }
+
+  frameCount(count: number): Promise<void> {
+    return this.signal.until(() => this.frames.length >= count, `${count} frames on the raw socket`);
+  }
+
+  whenClosed(): Promise<void> {
+    return this.signal.until(() => this.closed, 'the raw socket to close');
+  }
+
+  /** Complete a handshake as `name`; resolves with the monitor's hello. */
+  async handshake(name: EntityName, overrides: Partial<Record<keyof Hello, unknown>> = {}): Promise<unknown> {
+    this.sendValue({ banner: 'paxmon', protocolVersion: 1, fsid, name, nonce: 42, ...overrides });
+    await this.frameCount(1);
+    return this.frames[0];
+  }
+}
+
+test.after.each(async () => {
+  await Promise.all(open.map((messenger) => messenger.close()));
+  open = [];
+});
+
+// --- the catalogue and the codec ------------------------------------------------------------------
+
+test('fixtures: one valid sample for every message type and op', () => {
+  for (const message of sampleMessages) assert.is(validate(message), null, JSON.stringify(message));
+  type SchemaView = { properties: { type: { const: string }; op?: { anyOf: { const: string }[] } } };
+  for (const schema of MessageSchema.anyOf as unknown as SchemaView[]) {
+    const type = schema.properties.type.const;
+    const ops = schema.properties.op?.anyOf.map((literal) => literal.const) ?? [undefined];
+    for (const op of ops) {
+      const found = sampleMessages.some(
+        (message) => message.type === type && (op === undefined || (message as { op?: string }).op === op),
+      );
+      assert.ok(found, `no sample for ${type}${op ? ` op ${op}` : ''}`);
+    }
+  }
+});
+
+test('codec: every sample round-trips, binary fields as plain Uint8Array', () => {
+  for (const message of sampleMessages) {
+    const decoded = decodeMessage(encodeMessage(message));
+    assert.ok('message' in decoded, JSON.stringify(decoded));
+    assert.equal(decoded.message, message);
+  }
+  const chunk = decodeMessage(
+    encodeMessage(sampleMessages.find((m) => m.type === 'mon.sync' && m.chunk) as Message),
+  );
+  assert.ok(
+    'message' in chunk &&
+      chunk.message.type === 'mon.sync' &&
+      chunk.message.chunk?.constructor === Uint8Array,
+  );
+});
+
+test('codec: undecodable versus invalid, and never a throw on arbitrary bytes', () => {
+  const trailing = decodeMessage(new Uint8Array([...encodeMessage(command(1)), 0x01]));
+  assert.ok('error' in trailing && trailing.kind === 'undecodable' && trailing.error.includes('trailing'));
+  const deep = decodeMessage(new Uint8Array(200_000).fill(0x91));
+  assert.ok('error' in deep && deep.kind === 'undecodable');
+  assert.ok('error' in decodeMessage(new Uint8Array([0xc1])));
+  const invalid = decodeMessage(encodeValue({ type: 'mon.ping', op: 'bogus', stamp: 1 }));
+  assert.ok(
+    'error' in invalid && invalid.kind === 'invalid' && invalid.error.startsWith('mon.ping'),
+    JSON.stringify(invalid),
+  );
+  const cyclic = decodeMessage(new Uint8Array([0xd6, 0x69, 0, 0, 0, 1, 0x91, 0xd6, 0x70, 0, 0, 0, 1]));
+  assert.ok('error' in cyclic);
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+      const result = decodeMessage(bytes);
+      return 'message' in result ? validate(result.message) === null : result.error.length > 0;
+    }),
+    { numRuns: 2000 },
+  );
+  // Still healthy after all that garbage.
+  const after = decodeMessage(encodeMessage(command(7)));
+  assert.ok('message' in after);
+});
+
+test('frame: a stream split at every byte boundary reassembles', () => {
+  const payloads = sampleMessages.map((message) => encodeMessage(message));
+  const stream = Buffer.concat(payloads.map((payload) => encodeFrame(payload)));
+  const check = (chunks: Uint8Array[]): void => {
+    const decoder = new FrameDecoder();
+    const frames: Uint8Array[] = [];
+    for (const chunk of chunks) {
+      const result = decoder.push(chunk);
+      assert.is(result.error, undefined);
+      frames.push(...result.frames);
+    }
+    assert.is(decoder.bufferedBytes, 0);
+    assert.equal(
+      frames.map((frame) => decodeMessage(frame)),
+      sampleMessages.map((message) => ({ message })),
+    );
+  };
+  for (let cut = 0; cut <= stream.byteLength; cut++) check([stream.subarray(0, cut), stream.subarray(cut)]);
+  check([...stream].map((byte) => new Uint8Array([byte])));
+});
+
+// --- the messenger: delivery ----------------------------------------------------------------------
+
+test('every message type round-trips over TCP, in order, from the handshake name', async () => {
+  const a = await startNode('mon.a', { rank: 0 });
+  const b = await startNode('mon.b', { rank: 1 });
+  for (const message of sampleMessages) b.messenger.send('mon.a', message, a.addr);
+  await a.inbox.count(sampleMessages.length);
+  assert.equal(a.inbox.from('mon.b'), sampleMessages);
+  assert.is(a.inbox.received.length, sampleMessages.length);
+  const stats = b.messenger.stats();
+  assert.is(stats.sent, sampleMessages.length);
+  assert.is(stats.dials, 1);
+  // Frames sent in one tick were coalesced: far fewer socket writes than messages is not observable
+  // directly, but every byte counted went out on one connection.
+  assert.is(a.messenger.stats().received, sampleMessages.length);
+});
+
+test('a message to oneself arrives through the codec', async () => {
+  const a = await startNode('mon.a');
+  a.messenger.send('mon.a', command(5));
+  await a.inbox.count(1);
+  assert.equal(a.inbox.received[0], { from: 'mon.a', message: command(5) });
+});
+
+test('client replies go over the connection the client opened', async () => {
+  const a = await startNode('mon.a');
+  const client = await startNode('client.x7Kp2', {}, false);
+  a.inbox.onMessage = (from, message) => {
+    if (message.type !== 'mon.command') return;
+    a.messenger.send(from, {
+      type: 'mon.command_ack',
+      tid: message.tid,
+      cmd: message.cmd,
+      r: 0,
+      rs: 'ok',
+      data: new Uint8Array([1]),
+    });
+  };
+  client.messenger.send('mon.a', command(9), a.addr);
+  await client.inbox.count(1);
+  assert.equal(client.inbox.received[0], {
+    from: 'mon.a',
+    message: { type: 'mon.command_ack', tid: 9, cmd: ['status'], r: 0, rs: 'ok', data: new Uint8Array([1]) },
+  });
+  assert.is(a.messenger.stats().dials, 0, 'the monitor never dials a client');
+
+  // Once the client is gone, a reply to it is dropped and counted, and the monitor heard the reset.
+  await client.messenger.close();
+  await a.inbox.reset('client.x7Kp2');
+  const dropped = a.messenger.stats().dropped;
+  a.messenger.send('client.x7Kp2', command(10));
+  assert.is(a.messenger.stats().dropped, dropped + 1);
+  a.messenger.send('client.never-seen', command(11));
+  assert.is(a.messenger.stats().dropped, dropped + 2);
+});
+
+test('the queue bound drops the oldest and counts it', async () => {
+  const a = await startNode('mon.a');
+  const b = await startNode('mon.b', { queueMessagesMax: 3 });
+  // All sent in one tick, before the lazy connection can exist: five messages, room for three.
+  for (let tid = 1; tid <= 5; tid++) b.messenger.send('mon.a', command(tid), a.addr);
+  assert.is(b.messenger.stats().dropped, 2);
+  assert.is(b.messenger.stats().queued, 3);
+  await a.inbox.count(3);
+  b.messenger.send('mon.a', command(6), a.addr);
+  await a.inbox.count(4);
+  assert.equal(tids(a.inbox.from('mon.b')), [3, 4, 5, 6]);
+});
+
+test('reconnect after the peer restarts on the same port; onReset on the loss', async () => {
+  const a = await startNode('mon.a');
+  const b = await startNode('mon.b');
+  b.messenger.send('mon.a', command(1), a.addr);
+  await a.inbox.count(1);
+
+  await a.messenger.close();
+  await b.inbox.reset('mon.a');
+  // Sent while mon.a is down: it waits in the queue while dials fail and back off.
+  b.messenger.send('mon.a', command(2), a.addr);
+  await b.logger.waitFor('connect failed', 'debug');
+
+  const restarted = await startNode('mon.a', { listenAddr: a.addr });
+  assert.is(restarted.addr, a.addr);
+  await restarted.inbox.count(1);
+  assert.equal(tids(restarted.inbox.from('mon.b')), [2]);
+  assert.ok(b.messenger.stats().dials >= 3, `dials ${b.messenger.stats().dials}`);
+  // And the restarted monitor can answer over the same connection (one connection per pair).
+  restarted.messenger.send('mon.b', command(3), b.addr);
+  await b.inbox.count(1);
+  assert.is(restarted.messenger.stats().dials, 0);
+});
+
+test('a new connection from a restarted peer (new nonce) replaces a stale session at once', async () => {
+  const a = await startNode('mon.a');
+  // Two incarnations of mon.b, the first one's socket still open as a crashed peer's may look.
+  const stale = await RawPeer.connect(a.addr);
+  await stale.handshake('mon.b', { nonce: 1 });
+  const fresh = await RawPeer.connect(a.addr);
+  await fresh.handshake('mon.b', { nonce: 2 });
+  await stale.whenClosed();
+  await a.inbox.reset('mon.b');
+  a.messenger.send('mon.b', command(1));
+  await fresh.frameCount(2);
+  assert.equal(fresh.frames[1], command(1));
+
+  // The same incarnation reconnecting: the newer connection wins quietly (no reset).
+  const again = await RawPeer.connect(a.addr);
+  await again.handshake('mon.b', { nonce: 2 });
+  await fresh.whenClosed();
+  assert.equal(a.inbox.resets, ['mon.b']);
+  a.messenger.send('mon.b', command(2));
+  await again.frameCount(2);
+  assert.equal(again.frames[1], command(2));
+  assert.is(a.messenger.stats().replaced, 2);
+  again.socket.destroy();
+});
+
+test('simultaneous connect of two monitors ends with one connection and loses nothing', async () => {
+  for (let round = 0; round < 5; round++) {
+    const a = await startNode('mon.a');
+    const b = await startNode('mon.b');
+    const count = 20;
+    for (let tid = 0; tid < count; tid++) {
+      a.messenger.send('mon.b', command(tid), b.addr);
+      b.messenger.send('mon.a', command(tid), a.addr);
+    }
+    await a.inbox.count(count, `round ${round}: mon.a receives ${count}`);
+    await b.inbox.count(count, `round ${round}: mon.b receives ${count}`);
+    // Each side logs every closed connection after counting it: re-check on each side's log.
+    await Promise.all(
+      [a, b].map((node) =>
+        node.logger.signal.until(
+          () => node.messenger.stats().connections === 1,
+          `round ${round}: ${node.messenger.name} down to one connection`,
+        ),
+      ),
+    );
+    assert.equal(
+      tids(a.inbox.from('mon.b')).sort((x, y) => x - y),
+      [...Array(count).keys()],
+    );
+    assert.equal(
+      tids(b.inbox.from('mon.a')).sort((x, y) => x - y),
+      [...Array(count).keys()],
+    );
+    assert.equal(a.inbox.resets, [], 'a replaced connection is not a reset');
+    assert.equal(b.inbox.resets, []);
+    assert.is(a.messenger.stats().dropped + b.messenger.stats().dropped, 0);
+    // There really were two connections, and each side closed one of them.
+    assert.is(a.messenger.stats().handshakes, 2);
+    assert.is(b.messenger.stats().handshakes, 2);
+    assert.is(a.messenger.stats().replaced + b.messenger.stats().replaced, 2);
+
+    // The surviving connection carries traffic both ways without new dials.
+    const dials = a.messenger.stats().dials + b.messenger.stats().dials;
+    a.messenger.send('mon.b', command(100), b.addr);
+    b.messenger.send('mon.a', command(100), a.addr);
+    await a.inbox.count(count + 1);
+    await b.inbox.count(count + 1);
+    assert.is(a.messenger.stats().dials + b.messenger.stats().dials, dials);
+    assert.is(a.messenger.stats().connections, 1);
+    await Promise.all([a.messenger.close(), b.messenger.close()]);
+  }
+});
+
+test('close() is idempotent and later sends are dropped and counted', async () => {
+  const a = await startNode('mon.a');
+  const b = await startNode('mon.b');
+  b.messenger.send('mon.a', command(1), a.addr);
+  await a.inbox.count(1);
+  const first = b.messenger.close();
+  assert.is(b.messenger.close(), first);
+  await first;
+  assert.is(b.messenger.stats().connections, 0);
+  const dropped = b.messenger.stats().dropped;
+  b.messenger.send('mon.a', command(2), a.addr);
+  assert.is(b.messenger.stats().dropped, dropped + 1);
+  await a.inbox.reset('mon.b');
+});
+
+// --- the messenger: bad peers -----------------------------------------------------------------------
+
+/** After each bad peer, the server must still serve a well-behaved client. */
+async function assertStillServing(server: Node): Promise<void> {
+  const client = await startNode(`client.check${Math.floor(Math.random() * 1e9)}`, {}, false);
+  const before = server.inbox.received.length;
+  client.messenger.send('mon.a', command(77), server.addr);
+  await server.inbox.count(before + 1, 'a message from a well-behaved client');
+  await client.messenger.close();
+}
+
+test('garbage before the handshake: logged reason, connection closed, server keeps serving', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  raw.socket.write('GET / HTTP/1.1\r\nHost: paxmon\r\n\r\n');
+  await raw.whenClosed();
+  const line = await a.logger.waitFor('exceeds the maximum', 'warn');
+  assert.match(String(line.fields.reason), /framing error/);
+  assert.is(a.messenger.stats().framingErrors, 1);
+  await assertStillServing(a);
+});
+
+test('an undecodable frame after the handshake closes that connection only', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  const reply = (await raw.handshake('client.raw')) as Hello;
+  assert.is(reply.name, 'mon.a');
+  raw.socket.write(encodeFrame(new Uint8Array([0xc1, 0x00])));
+  await raw.whenClosed();
+  await a.logger.waitFor('undecodable payload', 'warn');
+  assert.is(a.messenger.stats().undecodable, 1);
+  await assertStillServing(a);
+});
+
+test('a 4 GiB length prefix is refused at once, without waiting for its payload', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.raw');
+  raw.socket.write(new Uint8Array([0xff, 0xff, 0xff, 0xff]));
+  await raw.whenClosed();
+  const line = await a.logger.waitFor('frame of 4294967295 bytes exceeds the maximum', 'warn');
+  assert.is(line.fields.peer, 'client.raw');
+  await assertStillServing(a);
+});
+
+test('an invalid message is logged and dropped; the connection stays', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.raw');
+  raw.sendValue({ type: 'mon.ping', op: 'bogus', stamp: 1 });
+  raw.sendValue({ type: 'mon.nonsense' });
+  raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 2 });
+  await a.inbox.count(1);
+  assert.equal(a.inbox.received[0], {
+    from: 'client.raw',
+    message: { type: 'mon.ping', op: 'ping', stamp: 2 },
+  });
+  const invalid = a.logger.matching('invalid message dropped', 'warn');
+  assert.is(invalid.length, 2);
+  assert.match(String(invalid[0]?.fields.reason), /^mon\.ping: \/op/);
+  assert.match(String(invalid[1]?.fields.reason), /unknown message type/);
+  assert.is(a.messenger.stats().invalid, 2);
+  assert.not.ok(raw.closed);
+  raw.socket.destroy();
+});
+
+test('bad hellos are refused with a reason frame, logged, and closed', async () => {
+  const a = await startNode('mon.a');
+  const cases: [Partial<Record<keyof Hello, unknown>>, RegExp][] = [
+    [{ banner: 'ceph v2' }, /wrong banner "ceph v2"/],
+    [{ protocolVersion: 2 }, /unsupported protocol version 2/],
+    [{ fsid: otherFsid }, /fsid mismatch/],
+    [{ name: 'osd.3' }, /malformed entity name/],
+    [{ name: 'mon.a' }, /my own name/],
+  ];
+  for (const [overrides, reason] of cases) {
+    const raw = await RawPeer.connect(a.addr);
+    const reply = await raw.handshake('client.raw', overrides);
+    assert.match(String((reply as { refused?: string }).refused), reason);
+    await raw.whenClosed();
+    assert.ok(
+      a.logger
+        .matching('refusing connection', 'warn')
+        .some((entry) => reason.test(String(entry.fields.reason))),
+      `logged ${reason}`,
+    );
+  }
+  assert.is(a.messenger.stats().refused, cases.length);
+  await assertStillServing(a);
+});
+
+test('a monitor of another cluster (wrong fsid): both sides log, nothing delivered', async () => {
+  const a = await startNode('mon.a');
+  const stranger = await startNode('mon.z', { fsid: otherFsid });
+  stranger.messenger.send('mon.a', command(1), a.addr);
+  await a.logger.waitFor('fsid mismatch', 'warn');
+  const line = await stranger.logger.waitFor('refused by mon.a', 'warn');
+  assert.match(String(line.fields.reason), /fsid mismatch/);
+  assert.ok(stranger.messenger.stats().refused >= 1);
+  await assertStillServing(a);
+  assert.equal(tids(a.inbox.from('mon.z')), []);
+});
+
+test('a client that does not know the fsid yet (nil UUID) may talk to any monitor; a monitor may not', async () => {
+  const a = await startNode('mon.a');
+  const client = await startNode('client.nofsid', { fsid: anyFsid }, false);
+  a.inbox.onMessage = (from) => a.messenger.send(from, command(2));
+  client.messenger.send('mon.a', command(1), a.addr);
+  await client.inbox.count(1);
+  assert.equal(tids(client.inbox.from('mon.a')), [2]);
+  assert.throws(() => new Messenger({ name: 'mon.z', fsid: anyFsid }), /only a client/);
+  const raw = await RawPeer.connect(a.addr);
+  const reply = await raw.handshake('mon.z', { fsid: anyFsid });
+  assert.match(String((reply as { refused?: string }).refused), /fsid mismatch/);
+  await raw.whenClosed();
+});
+
+test('dialling an address that answers with another name is refused', async () => {
+  const a = await startNode('mon.a');
+  const b = await startNode('mon.b');
+  b.messenger.send('mon.c', command(1), a.addr);
+  const line = await b.logger.waitFor('but reached mon.a', 'warn');
+  assert.is(line.fields.peer, 'mon.c');
+  assert.equal(a.inbox.received, []);
+});
+
+test('a silent connection is closed when the handshake times out', async () => {
+  const a = await startNode('mon.a', { handshakeTimeoutMs: 50 });
+  const raw = await RawPeer.connect(a.addr);
+  await raw.whenClosed();
+  await a.logger.waitFor('handshake timed out', 'warn');
+  await assertStillServing(a);
+});
+
+test('frame size limits: too big to send is dropped at the sender; too big to receive resets', async () => {
+  const a = await startNode('mon.a', { frameBytesMax: 1024 });
+  const b = await startNode('mon.b');
+  const big: Message = { type: 'mon.command', tid: 1, cmd: ['x'.repeat(2000)] };
+  a.messenger.send('mon.b', big, b.addr);
+  assert.is(a.messenger.stats().dropped, 1);
+  await a.logger.waitFor('exceeds the maximum frame size', 'error');
+
+  b.messenger.send('mon.a', command(1), a.addr);
+  b.messenger.send('mon.a', big, a.addr);
+  await a.logger.waitFor('exceeds the maximum of 1024 bytes', 'warn');
+  await b.inbox.reset('mon.a');
+  assert.equal(tids(a.inbox.from('mon.b')), [1]);
+  // The next message redials and gets through.
+  b.messenger.send('mon.a', command(2), a.addr);
+  await a.inbox.count(2);
+});
+
+test('nothing left open: all servers and sockets of this suite are closed', async () => {
+  await Promise.all(open.map((messenger) => messenger.close()));
+  open = [];
+  // 'close' is emitted before libuv runs the handle's close callback; one loop turn finishes it.
+  await new Promise((resolve) => setImmediate(resolve));
+  const handles = process.getActiveResourcesInfo().filter((kind) => kind.startsWith('TCP'));
+  assert.equal(handles, []);
+});
+
+test.run();

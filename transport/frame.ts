@@ -1,0 +1,165 @@
+// Framing on a byte stream: each frame is a 4-byte big-endian payload length, then the payload.
+// The decoder is where untrusted bytes first meet paxmon, so it never throws, rejects an
+// oversized length prefix the moment it is read (a 4 GiB prefix costs nothing), and never holds
+// more than one frame's header and payload, received so far, in memory.
+import { Buffer } from 'node:buffer';
+
+export const frameHeaderBytes = 4;
+/** Default maximum payload of one frame: larger than any sync chunk or Paxos value batch paxmon sends. */
+export const frameBytesMaxDefault = 64 * 1024 * 1024;
+/** The largest payload a 4-byte length prefix can describe. */
+export const frameBytesLimit = 0xffff_ffff;
+
+/** Prefix a payload with its length. Throws RangeError beyond what 4 bytes can describe (a caller bug). */
+export function encodeFrame(payload: Uint8Array): Uint8Array {
+  if (payload.byteLength > frameBytesLimit) {
+    throw new RangeError(`frame payload of ${payload.byteLength} bytes exceeds ${frameBytesLimit}`);
+  }
+  const frame = Buffer.allocUnsafe(frameHeaderBytes + payload.byteLength);
+  frame.writeUInt32BE(payload.byteLength, 0);
+  frame.set(payload, frameHeaderBytes);
+  return frame;
+}
+
+export interface FrameDecoderOptions {
+  /** Largest payload accepted, in bytes (default 64 MiB). */
+  frameBytesMax?: number;
+  /**
+   * Largest payload accepted for the first frame only. The messenger's first frame is the
+   * handshake, sent before the peer is authenticated: a stranger must not get to make us buffer
+   * 64 MiB (default: frameBytesMax).
+   */
+  firstFrameBytesMax?: number;
+}
+
+export interface FramePushResult {
+  /** Complete payloads in arrival order (views into the pushed chunk where a frame lay whole in it). */
+  frames: Uint8Array[];
+  /** Set once the stream is broken; every later push returns it again with no frames. */
+  error?: string;
+}
+
+export class FrameDecoder {
+  readonly frameBytesMax: number;
+  readonly firstFrameBytesMax: number;
+  readonly #header = new Uint8Array(frameHeaderBytes);
+  #headerFilled = 0;
+  /** Payload length of the frame being read, or -1 while reading a header. */
+  #bodyBytes = -1;
+  /** Copies of the partial payload received so far (copies, so we never pin a caller's larger chunk). */
+  #bodyPieces: Uint8Array[] = [];
+  #bodyFilled = 0;
+  #framesStarted = 0;
+  #error: string | undefined;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.frameBytesMax = checkedLimit('frameBytesMax', options.frameBytesMax ?? frameBytesMaxDefault);
+    this.firstFrameBytesMax = checkedLimit(
+      'firstFrameBytesMax',
+      options.firstFrameBytesMax ?? this.frameBytesMax,
+    );
+  }
+
+  /** Bytes taken in for a frame not yet returned: never more than frameHeaderBytes + frameBytesMax. */
+  get bufferedBytes(): number {
+    return this.#bodyBytes < 0 ? this.#headerFilled : frameHeaderBytes + this.#bodyFilled;
+  }
+
+  get error(): string | undefined {
+    return this.#error;
+  }
+
+  push(chunk: Uint8Array): FramePushResult {
+    const frames: Uint8Array[] = [];
+    if (this.#error !== undefined) return { frames, error: this.#error };
+    let offset = 0;
+    const end = chunk.byteLength;
+    while (offset < end) {
+      if (this.#bodyBytes < 0) {
+        let length: number;
+        if (this.#headerFilled === 0 && end - offset >= frameHeaderBytes) {
+          // Fast path: the whole header is in this chunk.
+          length = readLength(chunk, offset);
+          offset += frameHeaderBytes;
+        } else {
+          const take = Math.min(frameHeaderBytes - this.#headerFilled, end - offset);
+          this.#header.set(chunk.subarray(offset, offset + take), this.#headerFilled);
+          this.#headerFilled += take;
+          offset += take;
+          if (this.#headerFilled < frameHeaderBytes) break;
+          length = readLength(this.#header, 0);
+          this.#headerFilled = 0;
+        }
+        const limit = this.#framesStarted === 0 ? this.firstFrameBytesMax : this.frameBytesMax;
+        if (length > limit) {
+          return {
+            frames,
+            error: this.#fail(`frame of ${length} bytes exceeds the maximum of ${limit} bytes`),
+          };
+        }
+        this.#framesStarted++;
+        this.#bodyBytes = length;
+        this.#bodyFilled = 0;
+      }
+
+      const needed = this.#bodyBytes - this.#bodyFilled;
+      const available = end - offset;
+      if (this.#bodyFilled === 0 && available >= needed) {
+        // Fast path: the whole payload is in this chunk; hand out a view, no copy.
+        frames.push(chunk.subarray(offset, offset + needed));
+        offset += needed;
+        this.#bodyBytes = -1;
+        continue;
+      }
+      const take = Math.min(needed, available);
+      // Uint8Array.prototype.slice copies even for a Buffer, whose own slice() is a view.
+      this.#bodyPieces.push(Uint8Array.prototype.slice.call(chunk, offset, offset + take));
+      this.#bodyFilled += take;
+      offset += take;
+      if (this.#bodyFilled === this.#bodyBytes) {
+        frames.push(this.#joinBody());
+        this.#bodyBytes = -1;
+      }
+    }
+    return { frames };
+  }
+
+  #joinBody(): Uint8Array {
+    const pieces = this.#bodyPieces;
+    this.#bodyPieces = [];
+    this.#bodyFilled = 0;
+    if (pieces.length === 1) return pieces[0] as Uint8Array;
+    const body = new Uint8Array(this.#bodyBytes);
+    let at = 0;
+    for (const piece of pieces) {
+      body.set(piece, at);
+      at += piece.byteLength;
+    }
+    return body;
+  }
+
+  #fail(reason: string): string {
+    this.#error = reason;
+    // Release whatever was buffered: the stream is dead and its bytes are no use.
+    this.#bodyPieces = [];
+    this.#bodyFilled = 0;
+    this.#headerFilled = 0;
+    this.#bodyBytes = -1;
+    return reason;
+  }
+}
+
+/** The big-endian uint32 at `at` (multiplying the top byte keeps it unsigned). */
+function readLength(bytes: Uint8Array, at: number): number {
+  return (
+    (bytes[at] as number) * 0x100_0000 +
+    (((bytes[at + 1] as number) << 16) | ((bytes[at + 2] as number) << 8) | (bytes[at + 3] as number))
+  );
+}
+
+function checkedLimit(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > frameBytesLimit) {
+    throw new RangeError(`${name} must be an integer in [0, ${frameBytesLimit}], got ${value}`);
+  }
+  return value;
+}

@@ -1,0 +1,961 @@
+// The TCP Messenger (Ceph's AsyncMessenger, reduced to what monitors need): length-prefixed
+// MessagePack frames over node:net, a handshake naming both ends, one connection per peer pair,
+// lazy dialling with bounded exponential backoff, a bounded outgoing queue per peer, and
+// ms_handle_reset-style notification when a session is lost. Monitor connections are lossy, as in
+// Ceph: what was written to a connection that then dies is gone, and the monitor protocols
+// (probe, election, Paxos timeouts) recover from that. Bytes from the network never make this
+// module throw: a bad frame costs its connection, never the process or the other connections.
+import { Buffer } from 'node:buffer';
+import { randomInt } from 'node:crypto';
+import net from 'node:net';
+import { decodeMessage, decodeValue, encodeMessage, encodeValue } from './codec.ts';
+import { encodeFrame, FrameDecoder, frameBytesMaxDefault } from './frame.ts';
+import { type EntityName, limits, type Message } from './messages.ts';
+import type { Transport, TransportHandlers } from './transport.ts';
+
+// --- handshake ------------------------------------------------------------------------------
+
+export const protocolBanner = 'paxmon';
+export const protocolVersion = 1;
+/** The handshake frame is tiny; before a peer is authenticated it may not make us buffer more. */
+export const helloBytesMax = 4096;
+
+/** First frame each way on every connection, before any message (Ceph's banner + connect). */
+export interface Hello {
+  banner: typeof protocolBanner;
+  protocolVersion: typeof protocolVersion;
+  fsid: string;
+  name: EntityName;
+  rank?: number;
+  /**
+   * Random per Messenger instance (Ceph's entity_addr nonce): a connection from the same name with
+   * a new nonce comes from a restarted peer, so it replaces the old session at once rather than
+   * losing the one-connection-per-pair tie-break to a stale half-open socket.
+   */
+  nonce: number;
+  /** Reserved for shared-secret authentication (a later issue); always absent for now. */
+  auth?: undefined;
+}
+
+/** The accepting side's answer to a hello it will not take; the connection closes after it. */
+export interface Refusal {
+  refused: string;
+}
+
+/**
+ * The nil UUID as a client's fsid: "I do not know the cluster yet" (a client given only `-m
+ * HOST:PORT`, as a Ceph client is before it reads the monmap). A monitor accepts it from a
+ * `client.*` only, and such a client accepts whatever fsid the monitor answers with.
+ */
+export const anyFsid = '00000000-0000-0000-0000-000000000000';
+
+const entityNamePattern = new RegExp(`^(mon|client)\\.[A-Za-z0-9_-]{1,${limits.nameBytesMax}}$`);
+const fsidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const refusalReasonBytesMax = 200;
+
+/**
+ * ============================ AUTHENTICATION HOOK ============================
+ * Decide whether a peer's hello is acceptable: null to accept, or the reason to refuse.
+ * For now it checks banner, protocol version, fsid and name syntax only. Shared-secret
+ * authentication (a later issue) belongs here and nowhere else: both the accepting side (on the
+ * dialler's hello) and the dialling side (on the reply) call this one function.
+ * =============================================================================
+ */
+export function authenticate(hello: unknown, local: { fsid: string; name: EntityName }): string | null {
+  if (typeof hello !== 'object' || hello === null || Array.isArray(hello)) {
+    return 'handshake is not an object';
+  }
+  const fields = hello as Record<string, unknown>;
+  if (fields.banner !== protocolBanner) return `wrong banner ${quote(fields.banner)}`;
+  if (fields.protocolVersion !== protocolVersion) {
+    return `unsupported protocol version ${quote(fields.protocolVersion)} (speaking ${protocolVersion})`;
+  }
+  if (typeof fields.fsid !== 'string' || !fsidPattern.test(fields.fsid)) {
+    return `malformed fsid ${quote(fields.fsid)}`;
+  }
+  if (typeof fields.name !== 'string' || !entityNamePattern.test(fields.name)) {
+    return `malformed entity name ${quote(fields.name)}`;
+  }
+  const clientWithoutFsid = fields.fsid === anyFsid && fields.name.startsWith('client.');
+  const localWithoutFsid = local.fsid === anyFsid && local.name.startsWith('client.');
+  if (fields.fsid.toLowerCase() !== local.fsid.toLowerCase() && !clientWithoutFsid && !localWithoutFsid) {
+    // The reason goes back to the peer; it names the fsid the peer sent, never ours.
+    return `fsid mismatch: peer sent ${fields.fsid}`;
+  }
+  if (fields.rank !== undefined && !(Number.isInteger(fields.rank) && (fields.rank as number) >= 0)) {
+    return `malformed rank ${quote(fields.rank)}`;
+  }
+  if (typeof fields.nonce !== 'number' || !Number.isSafeInteger(fields.nonce)) {
+    return `malformed nonce ${quote(fields.nonce)}`;
+  }
+  if (fields.auth !== undefined) return 'authentication is not supported yet';
+  return null;
+}
+
+function isRefusal(value: unknown): value is Refusal {
+  return typeof value === 'object' && value !== null && typeof (value as Refusal).refused === 'string';
+}
+
+function quote(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = typeof value;
+  }
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+// --- addresses ------------------------------------------------------------------------------
+
+/** Split `host:port` (IPv6 in brackets); null when malformed. Port 0 is allowed (listen anywhere). */
+export function parseAddr(addr: string): { host: string; port: number } | null {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5})$/.exec(addr);
+  if (!match) return null;
+  const port = Number(match[3]);
+  if (port > 65_535) return null;
+  return { host: match[1] ?? match[2] ?? '', port };
+}
+
+function formatAddr(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// --- options, stats, logger -----------------------------------------------------------------
+
+/** The subset of pino's API the messenger uses: (fields, message). */
+export interface Logger {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface MessengerOptions {
+  name: EntityName;
+  fsid: string;
+  rank?: number;
+  /** `host:port` to listen on (port 0: any free port); default 127.0.0.1:0. */
+  listenAddr?: string;
+  /** Largest frame payload sent or accepted, in bytes (default 64 MiB). */
+  frameBytesMax?: number;
+  /** Messages waiting per peer before the oldest is dropped (default 4096). */
+  queueMessagesMax?: number;
+  /** Bytes waiting per peer before the oldest is dropped (default 4 × frameBytesMax). */
+  queueBytesMax?: number;
+  logger?: Logger;
+  /** Delay before re-dialling a monitor, doubling per failure from initial up to max (default 50…5000). */
+  reconnectMs?: { initial: number; max: number };
+  /** Time allowed from connect to a completed handshake (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Time a deliberately closed connection may take to flush before it is destroyed (default 5 s). */
+  lingerMs?: number;
+  /** Simultaneous accepted connections (default 1024). */
+  connectionsMax?: number;
+  /** Bytes coalesced into one socket write (default 1 MiB). */
+  writeBatchBytesMax?: number;
+}
+
+export interface MessengerStats {
+  /** Messages written to a socket. */
+  sent: number;
+  /** Valid messages delivered to onMessage. */
+  received: number;
+  /** Messages dropped: queue overflow, no route to the peer, too large, queued when closing. */
+  dropped: number;
+  /** Handshakes refused, by us or by the peer. */
+  refused: number;
+  /** Received messages that failed validation (dropped; the connection stays). */
+  invalid: number;
+  /** Received frames that were not one MessagePack value (the connection is closed). */
+  undecodable: number;
+  /** Broken framing: oversized length prefix (the connection is closed). */
+  framingErrors: number;
+  /** Sessions lost (onReset calls). */
+  resets: number;
+  /** Outgoing connection attempts. */
+  dials: number;
+  /** Handshakes completed, both directions. */
+  handshakes: number;
+  /** Connections closed in favour of another to the same peer (simultaneous connect, restarts). */
+  replaced: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Currently open sockets, handshaking or not. */
+  connections: number;
+  /** Messages currently waiting in peer queues. */
+  queued: number;
+}
+
+// --- internals ------------------------------------------------------------------------------
+
+type ConnectionState = 'handshaking' | 'open' | 'closing' | 'closed';
+
+interface Connection {
+  readonly id: number;
+  readonly socket: net.Socket;
+  readonly direction: 'outgoing' | 'incoming';
+  readonly decoder: FrameDecoder;
+  state: ConnectionState;
+  /** Set when the handshake completes: messages are accepted only from established connections. */
+  established: boolean;
+  peer: Peer | undefined;
+  remoteNonce: number;
+  remoteAddr: string;
+  /** Closed on purpose (replaced, refused, messenger closing): no reset, no reconnect. */
+  retired: boolean;
+  closeReason: string | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** A bounded FIFO of encoded frames, O(1) at both ends. */
+class FrameQueue {
+  #items: (Uint8Array | undefined)[] = [];
+  #head = 0;
+  bytes = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(frame: Uint8Array): void {
+    this.#items.push(frame);
+    this.bytes += frame.byteLength;
+  }
+
+  shift(): Uint8Array | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const frame = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (frame) this.bytes -= frame.byteLength;
+    // Compact now and then so a long-lived queue does not grow its backing array forever.
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return frame;
+  }
+
+  peek(): Uint8Array | undefined {
+    return this.#items[this.#head];
+  }
+
+  clear(): number {
+    const count = this.length;
+    this.#items = [];
+    this.#head = 0;
+    this.bytes = 0;
+    return count;
+  }
+}
+
+interface Peer {
+  readonly name: EntityName;
+  /** Where to dial a monitor; unknown for clients and for monitors that only dialled us. */
+  addr: string | undefined;
+  readonly queue: FrameQueue;
+  /** The established connection messages go out on. */
+  active: Connection | undefined;
+  /** Established connections not yet closed (the active one, plus ones being replaced). */
+  readonly connections: Set<Connection>;
+  /** Our outgoing connection while it connects and handshakes. */
+  dialing: Connection | undefined;
+  reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  backoffMs: number;
+  flushScheduled: boolean;
+  /**
+   * The active connection closed while our own dial to the peer was still handshaking: the peer
+   * may just be retiring its side of a simultaneous connect. Report a reset only if that dial fails.
+   */
+  resetPending: boolean;
+}
+
+let connectionIds = 0;
+
+export class Messenger implements Transport {
+  readonly name: EntityName;
+  readonly fsid: string;
+  readonly rank: number | undefined;
+  readonly frameBytesMax: number;
+  readonly queueMessagesMax: number;
+  readonly queueBytesMax: number;
+  readonly #listenAddr: string;
+  readonly #logger: Logger;
+  readonly #reconnectMs: { initial: number; max: number };
+  readonly #handshakeTimeoutMs: number;
+  readonly #lingerMs: number;
+  readonly #connectionsMax: number;
+  readonly #writeBatchBytesMax: number;
+  readonly #nonce = randomInt(0, 2 ** 47);
+  readonly #hello: Uint8Array;
+
+  #handlers: TransportHandlers | undefined;
+  #server: net.Server | undefined;
+  #boundAddr: string | undefined;
+  readonly #peers = new Map<EntityName, Peer>();
+  readonly #connections = new Set<Connection>();
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  readonly #stats: Omit<MessengerStats, 'connections' | 'queued'> = {
+    sent: 0,
+    received: 0,
+    dropped: 0,
+    refused: 0,
+    invalid: 0,
+    undecodable: 0,
+    framingErrors: 0,
+    resets: 0,
+    dials: 0,
+    handshakes: 0,
+    replaced: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+  };
+
+  constructor(options: MessengerOptions) {
+    if (!entityNamePattern.test(options.name)) throw new RangeError(`malformed entity name ${options.name}`);
+    if (!fsidPattern.test(options.fsid)) throw new RangeError(`malformed fsid ${options.fsid}`);
+    if (options.fsid === anyFsid && !options.name.startsWith('client.')) {
+      throw new RangeError(`${options.name}: only a client may leave the fsid unknown`);
+    }
+    this.name = options.name;
+    this.fsid = options.fsid;
+    this.rank = options.rank;
+    this.frameBytesMax = positiveInteger('frameBytesMax', options.frameBytesMax ?? frameBytesMaxDefault);
+    this.queueMessagesMax = positiveInteger('queueMessagesMax', options.queueMessagesMax ?? 4096);
+    this.queueBytesMax = positiveInteger('queueBytesMax', options.queueBytesMax ?? 4 * this.frameBytesMax);
+    this.#listenAddr = options.listenAddr ?? '127.0.0.1:0';
+    this.#logger = options.logger ?? silentLogger;
+    const reconnect = options.reconnectMs ?? { initial: 50, max: 5000 };
+    this.#reconnectMs = {
+      initial: positiveInteger('reconnectMs.initial', reconnect.initial),
+      max: positiveInteger('reconnectMs.max', Math.max(reconnect.max, reconnect.initial)),
+    };
+    this.#handshakeTimeoutMs = positiveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs ?? 10_000);
+    this.#lingerMs = positiveInteger('lingerMs', options.lingerMs ?? 5000);
+    this.#connectionsMax = positiveInteger('connectionsMax', options.connectionsMax ?? 1024);
+    this.#writeBatchBytesMax = positiveInteger(
+      'writeBatchBytesMax',
+      options.writeBatchBytesMax ?? 1024 * 1024,
+    );
+    const hello: Hello = {
+      banner: protocolBanner,
+      protocolVersion,
+      fsid: this.fsid,
+      name: this.name,
+      nonce: this.#nonce,
+      ...(this.rank === undefined ? {} : { rank: this.rank }),
+    };
+    this.#hello = encodeFrame(encodeValue(hello));
+  }
+
+  /** The bound `host:port` once listening. */
+  get addr(): string | undefined {
+    return this.#boundAddr;
+  }
+
+  setHandlers(handlers: TransportHandlers): void {
+    this.#handlers = handlers;
+  }
+
+  stats(): MessengerStats {
+    let queued = 0;
+    for (const peer of this.#peers.values()) queued += peer.queue.length;
+    return { ...this.#stats, connections: this.#connections.size, queued };
+  }
+
+  /** Listen on listenAddr; resolves to the bound `host:port` (the real port when 0 was asked). */
+  listen(): Promise<string> {
+    if (this.#closed) return Promise.reject(new Error(`${this.name}: messenger is closed`));
+    if (this.#server) return Promise.reject(new Error(`${this.name}: already listening`));
+    const parsed = parseAddr(this.#listenAddr);
+    if (!parsed) return Promise.reject(new RangeError(`malformed listen address ${this.#listenAddr}`));
+    const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => this.#accept(socket));
+    server.maxConnections = this.#connectionsMax;
+    this.#server = server;
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error): void => {
+        this.#server = undefined;
+        reject(error);
+      };
+      server.once('error', onError);
+      server.listen({ host: parsed.host, port: parsed.port }, () => {
+        server.off('error', onError);
+        // A listening server's later errors (rare: EMFILE on accept) are logged, never thrown.
+        server.on('error', (error) =>
+          this.#logger.error({ entity: this.name, err: error.message }, 'server error'),
+        );
+        const bound = server.address();
+        this.#boundAddr =
+          bound !== null && typeof bound === 'object'
+            ? formatAddr(bound.address, bound.port)
+            : this.#listenAddr;
+        this.#logger.info({ entity: this.name, addr: this.#boundAddr }, 'listening');
+        resolve(this.#boundAddr);
+      });
+    });
+  }
+
+  /**
+   * Learn the entity name of whoever listens at `addr` (a client given only `-m HOST:PORT`, as
+   * Ceph's MonClient hunts from a list of addresses): a handshake-only connection, closed at
+   * once. Resolves with the peer's name; rejects with the refusal or on timeout.
+   */
+  connect(addr: string, timeoutMs = this.#handshakeTimeoutMs): Promise<EntityName> {
+    const parsed = parseAddr(addr);
+    if (!parsed || parsed.port === 0)
+      return Promise.reject(new Error(`cannot dial malformed address ${addr}`));
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: parsed.host, port: parsed.port, noDelay: true });
+      const decoder = new FrameDecoder({ frameBytesMax: helloBytesMax, firstFrameBytesMax: helloBytesMax });
+      let settled = false;
+      const finish = (error: Error | null, name?: EntityName) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        if (error) reject(error);
+        else resolve(name as EntityName);
+      };
+      const timer = setTimeout(
+        () => finish(new Error(`no handshake from ${addr} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      timer.unref();
+      socket.once('connect', () => socket.write(this.#hello));
+      socket.on('error', (error) => finish(error));
+      socket.on('close', () => finish(new Error(`${addr} closed the connection during the handshake`)));
+      socket.on('data', (chunk: Buffer) => {
+        const { frames, error } = decoder.push(chunk);
+        if (error) return finish(new Error(`bad handshake from ${addr}: ${error}`));
+        const frame = frames[0];
+        if (!frame) return;
+        const decoded = decodeValue(frame);
+        if ('error' in decoded)
+          return finish(new Error(`undecodable handshake from ${addr}: ${decoded.error}`));
+        if (isRefusal(decoded.value))
+          return finish(new Error(`refused by ${addr}: ${decoded.value.refused}`));
+        const reason = authenticate(decoded.value, this);
+        if (reason !== null) return finish(new Error(`bad handshake from ${addr}: ${reason}`));
+        finish(null, (decoded.value as Hello).name);
+      });
+    });
+  }
+
+  send(to: EntityName, message: Message, addr?: string): void {
+    if (this.#closed) {
+      this.#stats.dropped++;
+      return;
+    }
+    let payload: Uint8Array;
+    try {
+      payload = encodeMessage(message);
+    } catch (error) {
+      this.#stats.dropped++;
+      this.#logger.error(
+        { entity: this.name, peer: to, err: String(error) },
+        'cannot encode message; dropped',
+      );
+      return;
+    }
+    if (payload.byteLength > this.frameBytesMax) {
+      // The peer would close the connection on it: better to drop it here, loudly.
+      this.#stats.dropped++;
+      this.#logger.error(
+        {
+          entity: this.name,
+          peer: to,
+          type: message.type,
+          bytes: payload.byteLength,
+          frameBytesMax: this.frameBytesMax,
+        },
+        'message exceeds the maximum frame size; dropped',
+      );
+      return;
+    }
+    if (to === this.name) {
+      this.#sendToSelf(payload);
+      return;
+    }
+    const frame = encodeFrame(payload);
+    const dialable = to.startsWith('mon.');
+    let peer = this.#peers.get(to);
+    if (!peer) {
+      if (!dialable || addr === undefined) {
+        this.#stats.dropped++;
+        this.#logger.debug(
+          { entity: this.name, peer: to, type: message.type },
+          'no connection to peer; dropped',
+        );
+        return;
+      }
+      peer = this.#newPeer(to);
+    }
+    if (dialable && addr !== undefined) peer.addr = addr;
+    if (peer.active) {
+      this.#enqueue(peer, frame);
+      this.#scheduleFlush(peer);
+      return;
+    }
+    if (!dialable || peer.addr === undefined) {
+      // A client (or a monitor known only by the connection it opened) is reachable only over
+      // that connection, and it is gone.
+      this.#stats.dropped++;
+      this.#logger.debug(
+        { entity: this.name, peer: to, type: message.type },
+        'no connection to peer; dropped',
+      );
+      return;
+    }
+    this.#enqueue(peer, frame);
+    if (!peer.dialing && !peer.reconnectTimer) this.#dial(peer);
+  }
+
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closed = true;
+    const waits: Promise<void>[] = [];
+    const server = this.#server;
+    if (server) waits.push(new Promise((resolve) => server.close(() => resolve())));
+    for (const peer of this.#peers.values()) {
+      if (peer.reconnectTimer) clearTimeout(peer.reconnectTimer);
+      peer.reconnectTimer = undefined;
+      this.#stats.dropped += peer.queue.clear();
+    }
+    for (const connection of this.#connections) {
+      connection.retired = true;
+      connection.closeReason ??= 'messenger closed';
+      if (connection.state !== 'closed') {
+        waits.push(new Promise((resolve) => connection.socket.once('close', () => resolve())));
+        connection.socket.destroy();
+      }
+    }
+    this.#closing = Promise.all(waits).then(() => {
+      this.#peers.clear();
+      this.#logger.debug({ entity: this.name }, 'messenger closed');
+    });
+    return this.#closing;
+  }
+
+  // --- connections ----------------------------------------------------------------------------
+
+  #newPeer(name: EntityName): Peer {
+    const peer: Peer = {
+      name,
+      addr: undefined,
+      queue: new FrameQueue(),
+      active: undefined,
+      connections: new Set(),
+      dialing: undefined,
+      reconnectTimer: undefined,
+      backoffMs: this.#reconnectMs.initial,
+      flushScheduled: false,
+      resetPending: false,
+    };
+    this.#peers.set(name, peer);
+    return peer;
+  }
+
+  #track(socket: net.Socket, direction: Connection['direction'], remoteAddr: string): Connection {
+    socket.setNoDelay(true);
+    const connection: Connection = {
+      id: ++connectionIds,
+      socket,
+      direction,
+      decoder: new FrameDecoder({ frameBytesMax: this.frameBytesMax, firstFrameBytesMax: helloBytesMax }),
+      state: 'handshaking',
+      established: false,
+      peer: undefined,
+      remoteNonce: -1,
+      remoteAddr,
+      retired: false,
+      closeReason: undefined,
+      timer: setTimeout(() => this.#abort(connection, 'handshake timed out'), this.#handshakeTimeoutMs),
+    };
+    connection.timer?.unref();
+    this.#connections.add(connection);
+    socket.on('data', (chunk: Buffer) => this.#onData(connection, chunk));
+    socket.on('drain', () => {
+      const peer = connection.peer;
+      if (peer && peer.active === connection) this.#flush(peer);
+    });
+    socket.on('error', (error: Error) => {
+      connection.closeReason ??= error.message;
+    });
+    socket.on('close', () => this.#onClose(connection));
+    return connection;
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    const remoteAddr = formatAddr(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
+    this.#track(socket, 'incoming', remoteAddr);
+  }
+
+  #dial(peer: Peer): void {
+    const addr = peer.addr;
+    const parsed = addr === undefined ? null : parseAddr(addr);
+    if (!parsed || parsed.port === 0) {
+      const dropped = peer.queue.clear();
+      this.#stats.dropped += dropped;
+      this.#logger.error(
+        { entity: this.name, peer: peer.name, addr, dropped },
+        'cannot dial malformed address',
+      );
+      return;
+    }
+    this.#stats.dials++;
+    const socket = net.connect({ host: parsed.host, port: parsed.port, noDelay: true, keepAlive: true });
+    const connection = this.#track(socket, 'outgoing', addr as string);
+    connection.peer = peer;
+    peer.dialing = connection;
+    socket.once('connect', () => {
+      if (connection.state === 'handshaking') this.#write(connection, this.#hello);
+    });
+  }
+
+  #scheduleReconnect(peer: Peer): void {
+    if (this.#closed || peer.reconnectTimer || peer.dialing || peer.active || peer.queue.length === 0) return;
+    const delayMs = peer.backoffMs;
+    peer.backoffMs = Math.min(this.#reconnectMs.max, peer.backoffMs * 2);
+    peer.reconnectTimer = setTimeout(() => {
+      peer.reconnectTimer = undefined;
+      if (!this.#closed && !peer.active && !peer.dialing && peer.queue.length > 0) this.#dial(peer);
+    }, delayMs);
+    peer.reconnectTimer.unref();
+  }
+
+  #onData(connection: Connection, chunk: Buffer): void {
+    this.#stats.bytesReceived += chunk.byteLength;
+    if (connection.state === 'closed' || (connection.state === 'closing' && !connection.established)) return;
+    const { frames, error } = connection.decoder.push(chunk);
+    for (const frame of frames) {
+      // A handler may have closed the messenger, or this connection been aborted, mid-batch.
+      if (connection.socket.destroyed) return;
+      if (!connection.established) {
+        // Only the first frame is a handshake; after a refusal the rest is ignored.
+        if (connection.state !== 'handshaking') return;
+        this.#onHandshake(connection, frame);
+        continue;
+      }
+      const decoded = decodeMessage(frame);
+      if ('error' in decoded) {
+        if (decoded.kind === 'invalid') {
+          // A well-formed frame with a bad message: drop it, keep the connection (DESIGN.md §3).
+          this.#stats.invalid++;
+          this.#logger.warn(
+            { entity: this.name, peer: connection.peer?.name, reason: decoded.error },
+            'invalid message dropped',
+          );
+          continue;
+        }
+        this.#stats.undecodable++;
+        this.#abort(connection, decoded.error);
+        return;
+      }
+      const from = (connection.peer as Peer).name;
+      const handlers = this.#handlers;
+      if (!handlers) {
+        this.#stats.dropped++;
+        this.#logger.debug({ entity: this.name, peer: from }, 'message before handlers were set; dropped');
+        continue;
+      }
+      this.#stats.received++;
+      // Handlers are not guarded: an exception here is a bug in the monitor, and a crash is the
+      // honest answer to invalid state (TigerBeetle); only bad *input* is survivable.
+      handlers.onMessage(from, decoded.message);
+    }
+    if (error !== undefined && !connection.socket.destroyed) {
+      this.#stats.framingErrors++;
+      this.#abort(connection, `framing error: ${error}`);
+    }
+  }
+
+  #onHandshake(connection: Connection, frame: Uint8Array): void {
+    const decoded = decodeValue(frame);
+    if ('error' in decoded) {
+      this.#abort(connection, `undecodable handshake: ${decoded.error}`);
+      return;
+    }
+    const value = decoded.value;
+    if (connection.direction === 'outgoing') {
+      const peerName = (connection.peer as Peer).name;
+      if (isRefusal(value)) {
+        this.#stats.refused++;
+        this.#abort(connection, `refused by ${peerName}: ${value.refused.slice(0, refusalReasonBytesMax)}`);
+        return;
+      }
+      const reason = authenticate(value, this);
+      if (reason !== null) {
+        this.#stats.refused++;
+        this.#abort(connection, `bad handshake reply from ${peerName}: ${reason}`);
+        return;
+      }
+      const hello = value as Hello;
+      if (hello.name !== peerName) {
+        this.#stats.refused++;
+        this.#abort(connection, `dialled ${peerName} at ${connection.remoteAddr} but reached ${hello.name}`);
+        return;
+      }
+      this.#established(connection, hello);
+      return;
+    }
+    let reason = authenticate(value, this);
+    if (reason === null && (value as Hello).name === this.name)
+      reason = `peer claims my own name ${this.name}`;
+    if (reason === null && this.name.startsWith('client.')) reason = 'a client accepts no connections';
+    if (reason !== null) {
+      this.#stats.refused++;
+      this.#refuse(connection, reason);
+      return;
+    }
+    this.#write(connection, this.#hello);
+    this.#established(connection, value as Hello);
+  }
+
+  /** Tell the dialler why, then close: the refusal frame must arrive before the FIN. */
+  #refuse(connection: Connection, reason: string): void {
+    this.#logger.warn({ entity: this.name, addr: connection.remoteAddr, reason }, 'refusing connection');
+    connection.closeReason = `refused: ${reason}`;
+    const refusal: Refusal = { refused: reason.slice(0, refusalReasonBytesMax) };
+    this.#write(connection, encodeFrame(encodeValue(refusal)));
+    this.#retire(connection);
+  }
+
+  #established(connection: Connection, hello: Hello): void {
+    clearTimeout(connection.timer);
+    connection.timer = undefined;
+    connection.established = true;
+    connection.state = 'open';
+    connection.remoteNonce = hello.nonce;
+    this.#stats.handshakes++;
+    let peer = connection.peer;
+    if (!peer) {
+      peer = this.#peers.get(hello.name) ?? this.#newPeer(hello.name);
+      connection.peer = peer;
+    }
+    if (peer.dialing === connection) {
+      peer.dialing = undefined;
+      peer.backoffMs = this.#reconnectMs.initial;
+    }
+    peer.connections.add(connection);
+    this.#logger.info(
+      { entity: this.name, peer: peer.name, direction: connection.direction, addr: connection.remoteAddr },
+      'connected',
+    );
+
+    const current = peer.active;
+    if (current?.state !== 'open') {
+      peer.active = connection;
+    } else if (current.remoteNonce !== connection.remoteNonce) {
+      // The peer restarted: the old session is dead even if its socket has not noticed yet.
+      peer.active = connection;
+      this.#stats.replaced++;
+      current.closeReason = `${peer.name} restarted`;
+      current.retired = true;
+      current.socket.destroy();
+      this.#reset(peer, 'peer restarted');
+    } else {
+      const winner = this.#preferred(peer, current, connection);
+      const loser = winner === current ? connection : current;
+      peer.active = winner;
+      this.#stats.replaced++;
+      loser.closeReason = 'replaced by another connection to the same peer';
+      this.#logger.debug(
+        { entity: this.name, peer: peer.name, kept: winner.direction, closed: loser.direction },
+        'one connection per peer: closing the other',
+      );
+      this.#retire(loser);
+    }
+    if (peer.active === connection) {
+      peer.resetPending = false;
+      this.#scheduleFlush(peer);
+    }
+  }
+
+  /**
+   * One connection per peer pair. When both monitors dialled each other, both keep the connection
+   * dialled by the lexicographically smaller name, so the two sides agree without talking. Two
+   * connections in the same direction: the newer one (the older is a leftover of a reconnect).
+   */
+  #preferred(peer: Peer, current: Connection, candidate: Connection): Connection {
+    if (current.direction === candidate.direction) return candidate;
+    const keepOutgoing = this.name < peer.name;
+    return (candidate.direction === 'outgoing') === keepOutgoing ? candidate : current;
+  }
+
+  /**
+   * Close a connection on purpose without losing what was written to it: end() sends our FIN after
+   * the buffered bytes, and the peer, which may still be writing to us, is read to its own FIN (its
+   * messages are still delivered). A peer that never closes is destroyed after lingerMs.
+   */
+  #retire(connection: Connection): void {
+    if (connection.state === 'closed' || connection.state === 'closing') return;
+    connection.retired = true;
+    connection.state = 'closing';
+    clearTimeout(connection.timer);
+    connection.timer = setTimeout(() => connection.socket.destroy(), this.#lingerMs);
+    connection.timer.unref();
+    connection.socket.end();
+  }
+
+  /** Close a connection at once, logging why: framing errors, bad handshakes, timeouts. */
+  #abort(connection: Connection, reason: string): void {
+    if (connection.socket.destroyed) return;
+    connection.closeReason = reason;
+    this.#logger.warn(
+      { entity: this.name, peer: connection.peer?.name, addr: connection.remoteAddr, reason },
+      'closing connection',
+    );
+    connection.socket.destroy();
+  }
+
+  #onClose(connection: Connection): void {
+    if (connection.state === 'closed') return;
+    const wasEstablished = connection.established;
+    connection.state = 'closed';
+    clearTimeout(connection.timer);
+    connection.timer = undefined;
+    this.#connections.delete(connection);
+    const peer = connection.peer;
+    this.#logger.debug(
+      {
+        entity: this.name,
+        peer: peer?.name,
+        direction: connection.direction,
+        addr: connection.remoteAddr,
+        reason: connection.closeReason,
+      },
+      'connection closed',
+    );
+    if (!peer || this.#closed) return;
+
+    if (peer.dialing === connection) {
+      peer.dialing = undefined;
+      this.#logger.debug(
+        { entity: this.name, peer: peer.name, addr: connection.remoteAddr, reason: connection.closeReason },
+        'connect failed',
+      );
+      if (peer.resetPending) this.#reset(peer, connection.closeReason ?? 'connection lost');
+    }
+    peer.connections.delete(connection);
+
+    if (wasEstablished && peer.active === connection) {
+      peer.active = undefined;
+      const other = [...peer.connections].find((candidate) => candidate.state === 'open');
+      if (other) {
+        peer.active = other;
+        this.#scheduleFlush(peer);
+      } else if (peer.dialing) {
+        peer.resetPending = true;
+      } else if (!connection.retired) {
+        this.#reset(peer, connection.closeReason ?? 'connection closed by peer');
+      }
+    }
+
+    if (!peer.active && !peer.dialing && peer.connections.size === 0) {
+      if (peer.addr === undefined) {
+        // Reachable only over a connection it opened, and there is none: forget it.
+        this.#stats.dropped += peer.queue.clear();
+        this.#peers.delete(peer.name);
+      } else {
+        this.#scheduleReconnect(peer);
+      }
+    }
+  }
+
+  /** Ceph's ms_handle_reset: the session with the peer is gone; what was in flight may be lost. */
+  #reset(peer: Peer, reason: string): void {
+    peer.resetPending = false;
+    this.#stats.resets++;
+    this.#logger.info({ entity: this.name, peer: peer.name, reason }, 'connection reset');
+    this.#handlers?.onReset?.(peer.name);
+  }
+
+  // --- writing --------------------------------------------------------------------------------
+
+  #enqueue(peer: Peer, frame: Uint8Array): void {
+    const queue = peer.queue;
+    queue.push(frame);
+    // Drop the oldest: a monitor's newest message (latest lease, latest election epoch) is the
+    // one worth delivering, and the protocols retry what matters.
+    while (queue.length > 1 && (queue.length > this.queueMessagesMax || queue.bytes > this.queueBytesMax)) {
+      queue.shift();
+      this.#stats.dropped++;
+    }
+  }
+
+  /** Coalesce everything sent in this tick into as few socket writes as possible. */
+  #scheduleFlush(peer: Peer): void {
+    if (peer.flushScheduled) return;
+    peer.flushScheduled = true;
+    queueMicrotask(() => {
+      peer.flushScheduled = false;
+      this.#flush(peer);
+    });
+  }
+
+  #flush(peer: Peer): void {
+    const connection = peer.active;
+    if (connection?.state !== 'open' || this.#closed) return;
+    const socket = connection.socket;
+    const queue = peer.queue;
+    // Stop at the kernel's back-pressure: what does not fit waits in the bounded peer queue, and
+    // 'drain' resumes the flush.
+    while (queue.length > 0 && !socket.writableNeedDrain && !socket.writableEnded && !socket.destroyed) {
+      const batch: Uint8Array[] = [];
+      let batchBytes = 0;
+      for (let next = queue.peek(); next !== undefined; next = queue.peek()) {
+        if (batch.length > 0 && batchBytes + next.byteLength > this.#writeBatchBytesMax) break;
+        queue.shift();
+        batch.push(next);
+        batchBytes += next.byteLength;
+      }
+      this.#stats.sent += batch.length;
+      this.#write(
+        connection,
+        batch.length === 1 ? (batch[0] as Uint8Array) : Buffer.concat(batch, batchBytes),
+      );
+    }
+  }
+
+  #write(connection: Connection, bytes: Uint8Array): void {
+    if (connection.socket.destroyed || connection.socket.writableEnded) return;
+    this.#stats.bytesSent += bytes.byteLength;
+    connection.socket.write(bytes);
+  }
+
+  /** Ceph's loopback connection: a message to oneself goes through the codec and arrives async. */
+  #sendToSelf(payload: Uint8Array): void {
+    const copy = Uint8Array.prototype.slice.call(payload);
+    this.#stats.sent++;
+    setImmediate(() => {
+      if (this.#closed) return;
+      const decoded = decodeMessage(copy);
+      if ('error' in decoded) {
+        this.#stats.invalid++;
+        this.#logger.warn(
+          { entity: this.name, peer: this.name, reason: decoded.error },
+          'invalid message dropped',
+        );
+        return;
+      }
+      if (!this.#handlers) {
+        this.#stats.dropped++;
+        return;
+      }
+      this.#stats.received++;
+      this.#handlers.onMessage(this.name, decoded.message);
+    });
+  }
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
+  return value;
+}
