@@ -12,7 +12,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 const file = new URL('../package-lock.json', import.meta.url);
 const lock = JSON.parse(readFileSync(file, 'utf8'));
 const packages = lock.packages ?? {};
-const platform = /-(darwin|linux|win32|android|freebsd|openbsd|netbsd|sunos|aix)-(x64|arm64|arm|ia32|s390x|ppc64|riscv64|loong64|mips64el)(?:-(?:musl|gnu|msvc|eabi|gnueabihf))?$/;
+const platform =
+  /-(darwin|linux|win32|android|freebsd|openbsd|netbsd|sunos|aix)-(x64|arm64|arm|ia32|s390x|ppc64|riscv64|loong64|mips64el)(?:-(?:musl|gnu|msvc|eabi|gnueabihf))?$/;
 let added = 0;
 for (const [path, entry] of Object.entries(packages)) {
   for (const [dep, spec] of Object.entries(entry.optionalDependencies ?? {})) {
@@ -20,12 +21,19 @@ for (const [path, entry] of Object.entries(packages)) {
     if (packages[`node_modules/${dep}`] || packages[nested]) continue;
     const match = platform.exec(dep);
     if (!match) continue;
-    packages[`node_modules/${dep}`] = { version: String(spec).replace(/^[\^~=]/, ''), cpu: [match[2]], optional: true, os: [match[1]] };
+    packages[`node_modules/${dep}`] = {
+      version: String(spec).replace(/^[\^~=]/, ''),
+      cpu: [match[2]],
+      optional: true,
+      os: [match[1]],
+    };
     added += 1;
   }
 }
 if (added > 0) {
-  const sorted = Object.fromEntries(Object.entries(packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)));
+  const sorted = Object.fromEntries(
+    Object.entries(packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)),
+  );
   lock.packages = sorted;
   writeFileSync(file, `${JSON.stringify(lock, null, 2)}\n`);
   console.log(`complete-lock: added ${added} optional platform entries to package-lock.json`);
