@@ -75,7 +75,7 @@ export async function mkfs(options: {
   }
   if (existsSync(options.dir)) {
     if (readdirSync(options.dir).length > 0)
-      fail('EEXIST', `${options.dir} is not empty (is a monitor there already?)`);
+      fail('EINVAL', `${options.dir} is not empty (is a monitor there already?)`);
   }
   const monmap = buildMonMap(options.fsid.toLowerCase(), mons, Date.now());
   const reason = validateMonMap(monmap);
