@@ -11,7 +11,15 @@
 // Inbound: every validated message from the Transport becomes an event on the monitor, typed by
 // the message type; client commands go to `onCommand`.
 import { type EventObject, fromCallback } from 'xstate';
-import type { IoEffectsEvent, Outgoing, StoreOp } from '../machines/effects.ts';
+import type {
+  AppliedOp,
+  CommandReplyData,
+  IoEffectsEvent,
+  Outgoing,
+  ReadPlan,
+  ReplyTarget,
+  StoreOp,
+} from '../machines/effects.ts';
 import type { Store } from '../storage/store.ts';
 import { Transaction } from '../storage/transaction.ts';
 import type { EntityName, Message, MonCommand, PaxosValue } from '../transport/messages.ts';
@@ -28,6 +36,8 @@ export interface IoDeps {
   onFatal: (error: Error) => void;
   /** Paxos values shared in one message at most (Ceph: paxos_max_share... keeps messages bounded). */
   shareValuesMax?: number;
+  /** Wall-clock milliseconds, stamped on received messages (`receivedAt`). */
+  now?: () => number;
 }
 
 /** Decode one or more concatenated encoded Transactions (a batched Paxos value). */
@@ -48,6 +58,9 @@ export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transacti
       case 'erase':
         tx.erase(op.prefix, op.key);
         break;
+      case 'erase_range':
+        tx.eraseRange(op.prefix, op.start, op.end);
+        break;
       case 'apply_value':
         tx.append(decodeValue(op.value));
         break;
@@ -56,12 +69,70 @@ export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transacti
   return tx;
 }
 
+/** The ops of a committed value as services see them in update_from_paxos. */
+export function appliedOps(value: Uint8Array): AppliedOp[] {
+  const ops: AppliedOp[] = [];
+  for (const op of decodeValue(value).ops) {
+    if (op.type === 'put') ops.push({ op: 'put', prefix: op.prefix, key: op.key, value: op.value });
+    else if (op.type === 'erase') ops.push({ op: 'erase', prefix: op.prefix, key: op.key });
+    else if (op.type === 'erase_range')
+      ops.push({ op: 'erase_range', prefix: op.prefix, start: op.start, end: op.end });
+  }
+  return ops;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const toBytes = (data: Uint8Array | string | undefined) =>
+  data === undefined ? new Uint8Array() : typeof data === 'string' ? encoder.encode(data) : data;
+
+/** Answer a read plan from the store (PaxosService::preprocess_query reading mon->store). */
+export async function performRead(store: Store, plan: ReadPlan): Promise<CommandReplyData> {
+  switch (plan.kind) {
+    case 'get': {
+      const value = await store.get(plan.prefix, plan.key);
+      return value ? { r: 0, rs: plan.rs ?? '', data: value } : plan.missing;
+    }
+    case 'exists':
+      return (await store.exists(plan.prefix, plan.key)) ? { r: 0, rs: plan.rs } : plan.missing;
+    case 'keys':
+    case 'dump': {
+      const keys: string[] = [];
+      const dump: Record<string, string> = {};
+      const range = plan.keyPrefix ? { start: plan.keyPrefix, end: `${plan.keyPrefix}\u{10FFFF}` } : {};
+      for await (const [key, value] of store.iterate(plan.prefix, range)) {
+        if (!key.startsWith(plan.keyPrefix)) continue;
+        if (keys.length >= plan.limit) break;
+        keys.push(key);
+        if (plan.kind === 'dump') dump[key] = decoder.decode(value);
+      }
+      return { r: 0, rs: '', data: JSON.stringify(plan.kind === 'keys' ? keys : dump) };
+    }
+    case 'tail': {
+      // Keys are zero-padded versions, so the last `count` in byte order are the newest.
+      const recent: unknown[] = [];
+      for await (const [key, value] of store.iterate(plan.prefix)) {
+        if (plan.excludeKeys.includes(key)) continue;
+        try {
+          recent.push(JSON.parse(decoder.decode(value)));
+        } catch {
+          continue;
+        }
+        if (recent.length > plan.count) recent.shift();
+      }
+      return { r: 0, rs: '', data: JSON.stringify(recent) };
+    }
+  }
+}
+
 const routedToMonitor = new Set<Message['type']>([
   'mon.probe',
   'mon.election',
   'mon.paxos',
   'mon.sync',
   'mon.join',
+  'mon.forward',
+  'mon.route',
 ]);
 
 export function ioLogic(deps: IoDeps) {
@@ -74,7 +145,8 @@ export function ioLogic(deps: IoDeps) {
       onMessage(from, msg) {
         if (stopped) return;
         if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
-        else if (routedToMonitor.has(msg.type)) sendBack({ type: msg.type, from, msg } as never);
+        else if (routedToMonitor.has(msg.type))
+          sendBack({ type: msg.type, from, msg, receivedAt: deps.now?.() ?? 0 } as never);
         else deps.onOther?.(from, msg);
       },
     });
@@ -99,6 +171,23 @@ export function ioLogic(deps: IoDeps) {
       };
     }
 
+    function reply(target: ReplyTarget, answer: CommandReplyData) {
+      // A monitor's own requests (health updates, quorum log lines) need no answer.
+      if (!target.via && target.client === deps.transport.name) return;
+      const r = { r: answer.r, rs: answer.rs, data: toBytes(answer.data) };
+      if (target.via) {
+        // Monitor::forward_request_leader: the answer goes back through the peon (mon.route).
+        deps.transport.send(target.via.peer, { type: 'mon.route', tid: target.via.forwardTid, reply: r });
+      } else {
+        deps.transport.send(target.client, {
+          type: 'mon.command_ack',
+          tid: target.tid,
+          cmd: target.cmd,
+          ...r,
+        });
+      }
+    }
+
     async function pump() {
       if (pumping) return;
       pumping = true;
@@ -106,8 +195,16 @@ export function ioLogic(deps: IoDeps) {
         while (queue.length && !stopped) {
           const batch = queue.splice(0, queue.length);
           const tx = new Transaction();
-          for (const effect of batch) toTransaction(effect.writes, tx);
+          const applied: { version: number; value: Uint8Array }[] = [];
+          for (const effect of batch) {
+            toTransaction(effect.writes, tx);
+            for (const op of effect.writes)
+              if (op.op === 'apply_value') applied.push({ version: op.version, value: op.value });
+          }
           if (!tx.empty) await deps.store.apply(tx);
+          // update_from_paxos: services learn what each committed version changed, in order.
+          for (const { version, value } of applied)
+            sendBack({ type: 'store.applied', version, ops: appliedOps(value) });
           for (const effect of batch) {
             for (const out of effect.messages) {
               const msg = await fill(out);
@@ -116,6 +213,13 @@ export function ioLogic(deps: IoDeps) {
             if (effect.notify) {
               system.get(effect.notify.systemId)?.send({ type: 'io.written', token: effect.notify.token });
             }
+            for (const proposal of effect.proposals ?? []) {
+              const value = toTransaction(proposal.ops).encode();
+              system.get('paxos')?.send({ type: 'paxos.propose', id: proposal.id, value });
+            }
+            for (const read of effect.reads ?? [])
+              reply(read.target, await performRead(deps.store, read.plan));
+            for (const answer of effect.replies ?? []) reply(answer.target, answer.reply);
           }
         }
       } catch (error) {

@@ -65,10 +65,30 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
       value: pendingValue,
     };
   }
+  const versions = async (prefix: string) => ({
+    firstCommitted: await store.getNumber(prefix, 'first_committed'),
+    lastCommitted: await store.getNumber(prefix, 'last_committed'),
+  });
+  // LogMonitor's next sequence number: one past the newest entry (keys are zero-padded).
+  let nextLogSeq = 1;
+  for await (const [key] of store.iterate('log')) nextLogSeq = Math.max(nextLogSeq, Number(key) + 1);
+  const healthBytes = await store.get('health', 'latest');
+  let health: unknown = null;
+  try {
+    health = healthBytes ? JSON.parse(utf8.decode(healthBytes)) : null;
+  } catch {
+    health = null;
+  }
   return {
     name,
     fsid,
     input: {
+      services: {
+        monmap: { versions: await versions('monmap'), loaded: monmap },
+        'config-key': { versions: await versions('kv'), loaded: null },
+        log: { versions: await versions('logm'), loaded: nextLogSeq },
+        health: { versions: await versions('health'), loaded: health },
+      },
       name,
       monmap,
       hasEverJoined: (await store.getNumber('monitor', 'joined')) > 0,

@@ -9,10 +9,13 @@ import {
   type InspectionEvent,
 } from 'xstate';
 import { defaultConfig, type MonConfig } from '../machines/config.ts';
-import { monitorMachine } from '../machines/monitor.ts';
+import { createMonitorMachine } from '../machines/monitor.ts';
 import { isReadable, isWriteable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
+import type { ServiceDefinition } from '../machines/paxos-service.ts';
+import { defaultServices } from '../machines/services/index.ts';
+import { monmapJson } from '../machines/services/monmap.ts';
 import type { Store } from '../storage/store.ts';
-import type { CommandReply, EntityName, MonCommand } from '../transport/messages.ts';
+import type { CommandReply, EntityName, MonCommand, MonPing } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { ioLogic } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
@@ -34,8 +37,10 @@ export interface CreateMonitorOptions {
   inspect?: (event: InspectionEvent) => void;
   /** A durable write failed; default: log and stop the monitor. */
   onFatal?: (error: Error) => void;
-  /** Handle a client command the monitor itself does not know (services plug in here). */
+  /** Handle a client command before the monitor does (return true when handled). */
   onCommand?: (from: EntityName, msg: MonCommand, reply: (r: CommandReply) => void) => boolean;
+  /** Extra PaxosServices to run beside paxmon's own (an app's own service). */
+  services?: ServiceDefinition[];
 }
 
 export type MonitorStateName = 'probing' | 'synchronizing' | 'electing' | 'leader' | 'peon' | 'shutdown';
@@ -99,15 +104,32 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       const builtin = handleStatusCommand(handle, msg);
       if (builtin) return reply(builtin);
       if (options.onCommand?.(from, msg, reply)) return;
-      reply({
-        r: -22,
-        rs: `unknown command '${msg.cmd.join(' ')}' (valid: quorum_status, mon_status)`,
-        data: new Uint8Array(),
+      // Everything else is a PaxosService's (Monitor::dispatch_op → the service by prefix).
+      actor.send({
+        type: 'monitor.command',
+        request: {
+          client: from,
+          tid: msg.tid,
+          cmd: msg.cmd,
+          receivedAt: now(),
+          ...(msg.inbuf ? { inbuf: msg.inbuf } : {}),
+        },
       });
     },
+    onOther: (from, msg) => {
+      if (msg.type === 'mon.ping') timecheck(from, msg);
+    },
+    now,
   });
 
-  const machine = monitorMachine.provide({ actors: { io } });
+  const services = [
+    ...defaultServices({
+      configKeyMaxEntrySizeBytes: config.monConfigKeyMaxEntrySizeBytes,
+      clockDriftAllowedMs: config.monClockDriftAllowedMs,
+    }),
+    ...(options.services ?? []),
+  ];
+  const machine = createMonitorMachine(services).provide({ actors: { io } });
   const actor = createActor(machine, {
     input: { ...loaded.input, config },
     ...(options.clock ? { clock: options.clock } : {}),
@@ -152,6 +174,62 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       | { matches(v: unknown): boolean; context: PaxosContext; value: unknown }
       | undefined;
   };
+
+  // Monitor::timecheck: the leader pings the quorum with its clock; each reply gives that
+  // monitor's skew, assuming the reply's stamp was taken halfway through the round trip.
+  const skewsMs: Record<string, number> = {};
+  function timecheck(from: EntityName, msg: MonPing) {
+    if (msg.op === 'ping') {
+      options.transport.send(from, { type: 'mon.ping', op: 'reply', stamp: now(), echo: msg.stamp });
+      return;
+    }
+    if (msg.echo === undefined || handle.state() !== 'leader') return;
+    const receivedAt = now();
+    skewsMs[from.slice(4)] = Math.round(msg.stamp - (msg.echo + (receivedAt - msg.echo) / 2));
+    actor.send({ type: 'monitor.timecheck', skewsMs: { ...skewsMs } });
+  }
+
+  // mon_tick_interval: services' tick, and the leader's time checks.
+  const clock = options.clock ?? {
+    setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+    clearTimeout: (id: unknown) => clearTimeout(id as NodeJS.Timeout),
+  };
+  let tickTimer: unknown;
+  const tick = () => {
+    if (stopping) return;
+    actor.send({ type: 'monitor.tick', now: now() });
+    if (handle.state() === 'leader') {
+      const ctx = actor.getSnapshot().context;
+      for (const rank of ctx.quorum) {
+        const mon = ctx.monmap.mons[rank];
+        if (mon && rank !== ctx.rank)
+          options.transport.send(`mon.${mon.name}`, { type: 'mon.ping', op: 'ping', stamp: now() }, mon.addr);
+      }
+    } else {
+      for (const key of Object.keys(skewsMs)) delete skewsMs[key];
+    }
+    tickTimer = clock.setTimeout(tick, config.monTickIntervalMs);
+    (tickTimer as { unref?: () => void }).unref?.();
+  };
+
+  let ownTid = 0;
+  /** The cluster log line Ceph writes when a leader forms a quorum (Monitor::win_election). */
+  function logQuorum() {
+    const ctx = actor.getSnapshot().context;
+    const names = ctx.quorum.map((r) => ctx.monmap.mons[r]?.name ?? `?${r}`);
+    actor.send({
+      type: 'monitor.command',
+      request: {
+        client: `mon.${ctx.name}`,
+        tid: (ownTid += 1),
+        cmd: [
+          'log',
+          `mon.${ctx.name} is new leader, mons ${names.join(',')} in quorum (ranks ${ctx.quorum.join(',')})`,
+        ],
+        receivedAt: now(),
+      },
+    });
+  }
 
   const handle: MonitorHandle = {
     name: loaded.name,
@@ -213,6 +291,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     async stop() {
       if (stopping) return stopped;
       stopping = true;
+      if (tickTimer !== undefined) clock.clearTimeout(tickTimer as never);
       actor.send({ type: 'monitor.shutdown' });
       actor.stop();
       resolveStopped();
@@ -221,6 +300,8 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   };
 
   actor.start();
+  tickTimer = clock.setTimeout(tick, config.monTickIntervalMs);
+  (tickTimer as { unref?: () => void }).unref?.();
   return handle;
 }
 
@@ -228,19 +309,6 @@ function quorumAge(handle: MonitorHandle, since: number, now: () => number): num
   const state = handle.state();
   if ((state !== 'leader' && state !== 'peon') || since === 0) return 0;
   return Math.max(0, Math.floor((now() - since) / 1000));
-}
-
-export function monmapJson(monmap: import('../transport/messages.ts').MonMap) {
-  return {
-    epoch: monmap.epoch,
-    fsid: monmap.fsid,
-    modified: new Date(monmap.lastChanged).toISOString(),
-    created: new Date(monmap.created).toISOString(),
-    election_strategy: monmap.electionStrategy,
-    disallowed_leaders: monmap.disallowedLeaders,
-    min_quorum_size: Math.floor(monmap.mons.length / 2) + 1,
-    mons: monmap.mons.map((m) => ({ rank: m.rank, name: m.name, addr: m.addr, public_addr: m.addr })),
-  };
 }
 
 /** Monitor::handle_command for the status commands the monitor answers itself. */

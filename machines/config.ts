@@ -28,6 +28,16 @@ export interface MonConfig {
   paxosTrimMin: number;
   /** paxos_trim_max: at most this many versions trimmed in one proposal (Ceph 500). */
   paxosTrimMax: number;
+  /** paxos_service_trim_min: a service trims only when this many versions can go (Ceph 250). */
+  paxosServiceTrimMin: number;
+  /** paxos_service_trim_max: at most this many service versions trimmed at once (Ceph 500). */
+  paxosServiceTrimMax: number;
+  /** mon_config_key_max_entry_size (Ceph 64 KiB). */
+  monConfigKeyMaxEntrySizeBytes: number;
+  /** mon_clock_drift_allowed: beyond this, MON_CLOCK_SKEW (Ceph 0.05 s). */
+  monClockDriftAllowedMs: number;
+  /** mon_tick_interval: services' tick (Ceph 5 s). */
+  monTickIntervalMs: number;
 }
 
 export const defaultConfig: MonConfig = {
@@ -43,6 +53,11 @@ export const defaultConfig: MonConfig = {
   paxosMin: 500,
   paxosTrimMin: 250,
   paxosTrimMax: 500,
+  paxosServiceTrimMin: 250,
+  paxosServiceTrimMax: 500,
+  monConfigKeyMaxEntrySizeBytes: 64 * 1024,
+  monClockDriftAllowedMs: 50,
+  monTickIntervalMs: 1000,
 };
 
 export const cephDefaults: MonConfig = {
@@ -58,6 +73,11 @@ export const cephDefaults: MonConfig = {
   paxosMin: 500,
   paxosTrimMin: 250,
   paxosTrimMax: 500,
+  paxosServiceTrimMin: 250,
+  paxosServiceTrimMax: 500,
+  monConfigKeyMaxEntrySizeBytes: 64 * 1024,
+  monClockDriftAllowedMs: 50,
+  monTickIntervalMs: 5000,
 };
 
 /** Ceph option name (`mon_lease`) → field, for `--set mon_lease=5` style overrides (seconds, as Ceph). */
@@ -73,6 +93,11 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   paxos_min: { field: 'paxosMin', seconds: false },
   paxos_trim_min: { field: 'paxosTrimMin', seconds: false },
   paxos_trim_max: { field: 'paxosTrimMax', seconds: false },
+  paxos_service_trim_min: { field: 'paxosServiceTrimMin', seconds: false },
+  paxos_service_trim_max: { field: 'paxosServiceTrimMax', seconds: false },
+  mon_config_key_max_entry_size: { field: 'monConfigKeyMaxEntrySizeBytes', seconds: false },
+  mon_clock_drift_allowed: { field: 'monClockDriftAllowedMs', seconds: true },
+  mon_tick_interval: { field: 'monTickIntervalMs', seconds: true },
 };
 
 /** Parse `name=value` overrides in Ceph's units into a config; returns a reason on error. */

@@ -10,8 +10,62 @@ export type StoreOp =
   | { op: 'put'; prefix: string; key: string; value: Uint8Array | string }
   | { op: 'put_number'; prefix: string; key: string; value: number }
   | { op: 'erase'; prefix: string; key: string }
-  /** Decode an encoded Transaction (a Paxos value) and append its ops: Paxos::decode_append_transaction. */
-  | { op: 'apply_value'; value: Uint8Array };
+  /** Delete keys in [start, end) of a prefix ('' end: to the end of the prefix). */
+  | { op: 'erase_range'; prefix: string; start: string; end: string }
+  /**
+   * Decode an encoded Transaction (the Paxos value of `version`) and append its ops
+   * (Paxos::decode_append_transaction). Once durable, the I/O actor reports the applied ops to
+   * the monitor as `store.applied` so services can update_from_paxos.
+   */
+  | { op: 'apply_value'; version: number; value: Uint8Array };
+
+/** Where a command's answer goes: straight to the client, or back through the peon that forwarded it. */
+export interface ReplyTarget {
+  client: EntityName;
+  tid: number;
+  cmd: string[];
+  /** Set when a peon forwarded the request: the reply travels as mon.route to that peon. */
+  via?: { peer: EntityName; forwardTid: number };
+}
+
+export interface CommandReplyData {
+  r: number;
+  rs: string;
+  data?: Uint8Array | string;
+}
+
+/**
+ * A read a service answers from the store (PaxosService::preprocess_query reading
+ * mon->store): the I/O actor performs it after every write queued before it, then replies.
+ */
+export type ReadPlan =
+  /** The raw value of one key; a missing key answers `missing`. */
+  | { kind: 'get'; prefix: string; key: string; missing: CommandReplyData; rs?: string }
+  /** `exists`: r=0 with `rs` when present, `missing` when not. */
+  | { kind: 'exists'; prefix: string; key: string; rs: string; missing: CommandReplyData }
+  /** Keys of a prefix starting with `keyPrefix`, as a JSON array (at most `limit`). */
+  | { kind: 'keys'; prefix: string; keyPrefix: string; limit: number }
+  /** Keys and UTF-8 values of a prefix starting with `keyPrefix`, as a JSON object. */
+  | { kind: 'dump'; prefix: string; keyPrefix: string; limit: number }
+  /** The last `count` values of a prefix in key order, parsed as JSON, as a JSON array. */
+  | { kind: 'tail'; prefix: string; count: number; excludeKeys: string[] };
+
+export interface ServiceRead {
+  target: ReplyTarget;
+  plan: ReadPlan;
+}
+
+/** A service's pending transaction, as plain ops; the I/O actor encodes it and hands it to paxos. */
+export interface Proposal {
+  id: string;
+  ops: StoreOp[];
+}
+
+/** A committed store change as a service sees it in update_from_paxos. */
+export type AppliedOp =
+  | { op: 'put'; prefix: string; key: string; value: Uint8Array }
+  | { op: 'erase'; prefix: string; key: string }
+  | { op: 'erase_range'; prefix: string; start: string; end: string };
 
 export interface Outgoing {
   to: EntityName;
@@ -31,6 +85,19 @@ export interface IoEffectsEvent {
   messages: Outgoing[];
   /** Reply `io.written { token }` to this actor once the writes are durable. */
   notify?: { systemId: string; token: string };
+  /** Command answers (mon.command_ack, or mon.route through the forwarding peon). */
+  replies?: { target: ReplyTarget; reply: CommandReplyData }[];
+  /** Reads answered from the store. */
+  reads?: ServiceRead[];
+  /** Pending transactions to encode and give to paxos (paxos.propose). */
+  proposals?: Proposal[];
+}
+
+/** The I/O actor's report after a committed Paxos value was applied durably. */
+export interface StoreAppliedEvent {
+  type: 'store.applied';
+  version: number;
+  ops: AppliedOp[];
 }
 
 export interface IoWrittenEvent {

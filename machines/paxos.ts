@@ -18,6 +18,7 @@ import {
   type IoWrittenEvent,
   type MessageEvent,
   type Outgoing,
+  type StoreAppliedEvent,
   type StoreOp,
 } from './effects.ts';
 import { rankOf } from './elector.ts';
@@ -27,6 +28,10 @@ export interface PaxosTimeouts {
   monLeaseRenewIntervalFactor: number;
   monLeaseAckTimeoutFactor: number;
   monAcceptTimeoutFactor: number;
+  /** Trim settings (Paxos::trim); absent: never trim. */
+  paxosMin?: number;
+  paxosTrimMin?: number;
+  paxosTrimMax?: number;
 }
 
 /** An accepted but uncommitted value on disk at `version` (= last_committed + 1), with its pn. */
@@ -78,6 +83,19 @@ export interface PaxosContext {
   queue: Proposal[];
   /** Leader: ranks that acked the current lease. */
   ackedLease: number[];
+  /** Ceph's state name of the round (for is_readable/is_writeable and the parent's status). */
+  round:
+    | 'idle'
+    | 'recovering'
+    | 'active'
+    | 'updating'
+    | 'updating_previous'
+    | 'writing'
+    | 'writing_previous'
+    | 'refresh';
+  leaseValid: boolean;
+  /** Leader: a trim proposal to this version is in flight (Paxos::trim). */
+  trimmingTo: number;
 }
 
 export type PaxosEvent =
@@ -90,6 +108,7 @@ export type PaxosEvent =
   | { type: 'paxos.propose'; id: string; value: Uint8Array }
   | MessageEvent<MonPaxos>
   | IoWrittenEvent
+  | StoreAppliedEvent
   /** Internal transitions raised by the message handlers. */
   | { type: 'paxos.recovered'; begin: boolean }
   | { type: 'paxos.collect_again'; abovePn: number }
@@ -103,7 +122,14 @@ export type PaxosEvent =
 
 export type PaxosParentEvent =
   | { type: 'paxos.bootstrap'; reason: string }
-  | { type: 'paxos.status'; firstCommitted: number; lastCommitted: number }
+  | {
+      type: 'paxos.status';
+      firstCommitted: number;
+      lastCommitted: number;
+      /** Paxos::is_readable / is_writeable, as of this report. */
+      readable: boolean;
+      writeable: boolean;
+    }
   /** A round committed `version`; its proposals are durable on the leader and sent to the quorum. */
   | { type: 'paxos.committed'; version: number; ids: string[] }
   /** Proposals that will not be committed by this leader (the round was abandoned). */
@@ -111,6 +137,54 @@ export type PaxosParentEvent =
   | { type: 'paxos.active' };
 
 const PREFIX = 'paxos';
+
+/** A version_t as the store encodes it: 8 bytes, little-endian. */
+export function readVersion(bytes: Uint8Array): number {
+  if (bytes.length !== 8) return 0;
+  return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+}
+
+const readableRounds = new Set(['active', 'updating', 'writing', 'updating_previous', 'writing_previous']);
+
+/** Ceph's Paxos::is_readable and is_writeable over the context, as a status report for the parent. */
+export function status(
+  context: Pick<
+    PaxosContext,
+    'firstCommitted' | 'lastCommitted' | 'round' | 'leaseValid' | 'leader' | 'rank'
+  >,
+): PaxosParentEvent {
+  const readable =
+    context.round !== 'idle' &&
+    readableRounds.has(context.round) &&
+    context.leaseValid &&
+    context.lastCommitted > 0;
+  const writeable = context.leader === context.rank && context.round === 'active' && context.leaseValid;
+  return {
+    type: 'paxos.status',
+    firstCommitted: context.firstCommitted,
+    lastCommitted: context.lastCommitted,
+    readable,
+    writeable,
+  };
+}
+
+/**
+ * Paxos::should_trim / trim: once more than paxos_min + paxos_trim_min versions are kept,
+ * propose erasing the oldest (at most paxos_trim_max) and moving first_committed.
+ */
+export function trimProposal(context: PaxosContext): { trimTo: number; ops: StoreOp[] } | null {
+  const { paxosMin, paxosTrimMin, paxosTrimMax } = context.timeouts;
+  if (paxosMin === undefined || paxosTrimMin === undefined || paxosTrimMax === undefined) return null;
+  if (context.trimmingTo > 0 || context.firstCommitted === 0) return null;
+  if (context.lastCommitted - context.firstCommitted <= paxosMin + paxosTrimMin) return null;
+  const trimTo = Math.min(context.lastCommitted - paxosMin, context.firstCommitted + paxosTrimMax);
+  if (trimTo <= context.firstCommitted) return null;
+  const ops: StoreOp[] = [];
+  for (let v = context.firstCommitted; v < trimTo; v += 1)
+    ops.push({ op: 'erase', prefix: PREFIX, key: String(v) });
+  ops.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: trimTo });
+  return { trimTo, ops };
+}
 
 /** Paxos::get_new_proposal_number: unique per rank, above anything seen. */
 export function newProposalNumber(lastPn: number, greaterThan: number, rank: number): number {
@@ -169,7 +243,7 @@ export function storeState(context: PaxosContext, lastCommitted: number, values:
   const writes: StoreOp[] = [];
   for (const v of fresh) {
     writes.push({ op: 'put', prefix: PREFIX, key: String(v.version), value: v.value });
-    writes.push({ op: 'apply_value', value: v.value });
+    writes.push({ op: 'apply_value', version: v.version, value: v.value });
   }
   writes.push({ op: 'put_number', prefix: PREFIX, key: 'last_committed', value: newLc });
   let firstCommitted = context.firstCommitted;
@@ -182,7 +256,7 @@ export function storeState(context: PaxosContext, lastCommitted: number, values:
   return {
     context: { lastCommitted: newLc, firstCommitted, uncommitted },
     writes,
-    parent: [{ type: 'paxos.status', firstCommitted, lastCommitted: newLc }],
+    parent: [status({ ...context, firstCommitted, lastCommitted: newLc })],
   };
 }
 
@@ -308,7 +382,7 @@ function commitStart(context: PaxosContext): Step {
   return {
     writes: [
       { op: 'put_number', prefix: PREFIX, key: 'last_committed', value: version },
-      { op: 'apply_value', value },
+      { op: 'apply_value', version, value },
     ],
     notify: `commit:${version}`,
   };
@@ -332,7 +406,7 @@ function commitFinish(context: PaxosContext): Step {
       msg: paxosMessage(c, 'commit', { values: [{ version, value }] }),
     })),
     parent: [
-      { type: 'paxos.status', firstCommitted: c.firstCommitted, lastCommitted: version },
+      status({ ...context, firstCommitted: c.firstCommitted, lastCommitted: version, round: 'refresh' }),
       { type: 'paxos.committed', version, ids: context.inFlight?.ids ?? [] },
     ],
   };
@@ -469,6 +543,26 @@ export const paxosMachine = setup({
         reason: params.reason,
       }),
     ),
+    enterRound: enqueueActions(({ enqueue, context }, params: { round: PaxosContext['round'] }) => {
+      enqueue.assign({ round: params.round });
+      enqueue.sendParent(status({ ...context, round: params.round }));
+    }),
+    setLease: enqueueActions(({ enqueue, context }, params: { valid: boolean }) => {
+      enqueue.assign({ leaseValid: params.valid });
+      enqueue.sendParent(status({ ...context, leaseValid: params.valid }));
+    }),
+    /** Paxos::finish_round → trim when due, as a proposal of its own. */
+    maybeTrim: enqueueActions(({ enqueue, context }) => {
+      if (context.queue.length > 0) return;
+      const trim = trimProposal(context);
+      if (!trim) return;
+      enqueue.assign({ trimmingTo: trim.trimTo });
+      const io: IoEffectsEvent = {
+        ...effects([], []),
+        proposals: [{ id: `paxos:trim:${trim.trimTo}`, ops: trim.ops }],
+      };
+      enqueue.sendTo(({ system }) => system.get('io'), io);
+    }),
     step: enqueueActions(({ enqueue }, step: Step) => {
       if (step.context && Object.keys(step.context).length) enqueue.assign(step.context);
       if (step.writes?.length || step.messages?.length || step.notify) {
@@ -552,6 +646,9 @@ export const paxosMachine = setup({
     inFlight: null,
     queue: [],
     ackedLease: [],
+    round: 'idle',
+    leaseValid: false,
+    trimmingTo: 0,
   }),
   entry: sendParent(({ context }) => ({
     type: 'paxos.status',
@@ -589,9 +686,27 @@ export const paxosMachine = setup({
       ],
     },
     'paxos.fail': { actions: sendParent(({ event }) => ({ type: 'paxos.bootstrap', reason: event.reason })) },
+    // Paxos::commit_finish / store_state re-read first_committed: a committed trim moved it.
+    'store.applied': {
+      actions: enqueueActions(({ enqueue, context, event }) => {
+        const put = event.ops.find(
+          (o) => o.op === 'put' && o.prefix === PREFIX && o.key === 'first_committed',
+        );
+        if (!put || put.op !== 'put') return;
+        const firstCommitted = readVersion(put.value);
+        const trimmingTo =
+          context.trimmingTo !== 0 && firstCommitted >= context.trimmingTo ? 0 : context.trimmingTo;
+        enqueue.assign({ firstCommitted, trimmingTo });
+        enqueue.sendParent(status({ ...context, firstCommitted }));
+      }),
+    },
   },
   states: {
     idle: {
+      entry: [
+        { type: 'enterRound', params: { round: 'idle' } },
+        { type: 'setLease', params: { valid: false } },
+      ],
       // Outside a quorum nothing is proposed; a service asking now is told so at once.
       on: {
         'paxos.propose': {
@@ -620,7 +735,10 @@ export const paxosMachine = setup({
           initial: 'recovering',
           states: {
             recovering: {
-              entry: { type: 'step', params: ({ context }) => collect(context, context.collectAbovePn) },
+              entry: [
+                { type: 'enterRound', params: { round: 'recovering' } },
+                { type: 'step', params: ({ context }) => collect(context, context.collectAbovePn) },
+              ],
               after: {
                 acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'collect timeout' } } },
               },
@@ -654,14 +772,17 @@ export const paxosMachine = setup({
               },
             },
             updating_previous: {
-              entry: {
-                type: 'step',
-                params: ({ context }) => {
-                  const value = context.recovered?.value ?? new Uint8Array();
-                  const s = begin({ ...context }, value);
-                  return { ...s, context: { ...s.context, inFlight: { value, ids: [] } } };
+              entry: [
+                { type: 'enterRound', params: { round: 'updating_previous' } },
+                {
+                  type: 'step',
+                  params: ({ context }) => {
+                    const value = context.recovered?.value ?? new Uint8Array();
+                    const s = begin({ ...context }, value);
+                    return { ...s, context: { ...s.context, inFlight: { value, ids: [] } } };
+                  },
                 },
-              },
+              ],
               after: {
                 acceptTimeout: {
                   actions: { type: 'bootstrap', params: { reason: 'accept timeout (updating_previous)' } },
@@ -674,7 +795,10 @@ export const paxosMachine = setup({
               },
             },
             writing_previous: {
-              entry: { type: 'step', params: ({ context }) => commitStart(context) },
+              entry: [
+                { type: 'enterRound', params: { round: 'writing_previous' } },
+                { type: 'step', params: ({ context }) => commitStart(context) },
+              ],
               on: {
                 'io.written': {
                   guard: ({ context, event }) =>
@@ -686,6 +810,7 @@ export const paxosMachine = setup({
             },
             active: {
               entry: [
+                { type: 'enterRound', params: { round: 'active' } },
                 {
                   type: 'step',
                   params: ({ context }) =>
@@ -700,20 +825,24 @@ export const paxosMachine = setup({
                   params: ({ context }) =>
                     context.queue.length ? { raise: { type: 'paxos.begin' } } : nothing,
                 },
+                'maybeTrim',
               ],
               after: { leaseRenew: { target: 'active', reenter: true } },
               on: { 'paxos.begin': { target: 'updating' } },
             },
             updating: {
-              entry: {
-                type: 'step',
-                params: ({ context }) => {
-                  const batch = takeQueue(context);
-                  if (!batch) return { raise: { type: 'paxos.fail', reason: 'begin with nothing queued' } };
-                  const s = begin(context, batch.value);
-                  return { ...s, context: { ...s.context, inFlight: batch, queue: [] } };
+              entry: [
+                { type: 'enterRound', params: { round: 'updating' } },
+                {
+                  type: 'step',
+                  params: ({ context }) => {
+                    const batch = takeQueue(context);
+                    if (!batch) return { raise: { type: 'paxos.fail', reason: 'begin with nothing queued' } };
+                    const s = begin(context, batch.value);
+                    return { ...s, context: { ...s.context, inFlight: batch, queue: [] } };
+                  },
                 },
-              },
+              ],
               after: {
                 acceptTimeout: { actions: { type: 'bootstrap', params: { reason: 'accept timeout' } } },
               },
@@ -724,7 +853,10 @@ export const paxosMachine = setup({
               },
             },
             writing: {
-              entry: { type: 'step', params: ({ context }) => commitStart(context) },
+              entry: [
+                { type: 'enterRound', params: { round: 'writing' } },
+                { type: 'step', params: ({ context }) => commitStart(context) },
+              ],
               on: {
                 'io.written': {
                   guard: ({ context, event }) =>
@@ -736,14 +868,21 @@ export const paxosMachine = setup({
             },
             // Ceph's STATE_REFRESH: services reload from the store (update_from_paxos) before the
             // round is finished. The services hear of the commit through `paxos.committed`.
-            refresh: { always: { target: 'active' } },
+            refresh: {
+              entry: { type: 'enterRound', params: { round: 'refresh' } },
+              always: { target: 'active' },
+            },
           },
         },
         lease: {
           initial: 'expired',
           states: {
-            expired: { on: { 'paxos.lease_granted': { target: 'valid' } } },
+            expired: {
+              entry: { type: 'setLease', params: { valid: false } },
+              on: { 'paxos.lease_granted': { target: 'valid' } },
+            },
             valid: {
+              entry: { type: 'setLease', params: { valid: true } },
               after: { leaseMs: { target: 'expired' } },
               on: { 'paxos.lease_granted': { target: 'valid', reenter: true } },
             },
@@ -854,16 +993,20 @@ export const paxosMachine = setup({
             'paxos.lease_granted': { target: '.active' },
           },
           states: {
-            recovering: {},
-            active: {},
-            updating: {},
+            recovering: { entry: { type: 'enterRound', params: { round: 'recovering' } } },
+            active: { entry: { type: 'enterRound', params: { round: 'active' } } },
+            updating: { entry: { type: 'enterRound', params: { round: 'updating' } } },
           },
         },
         lease: {
           initial: 'expired',
           states: {
-            expired: { on: { 'paxos.lease_granted': { target: 'valid' } } },
+            expired: {
+              entry: { type: 'setLease', params: { valid: false } },
+              on: { 'paxos.lease_granted': { target: 'valid' } },
+            },
             valid: {
+              entry: { type: 'setLease', params: { valid: true } },
               after: { leaseMs: { target: 'expired' } },
               on: {
                 'paxos.lease_granted': { target: 'valid', reenter: true },

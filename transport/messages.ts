@@ -132,8 +132,10 @@ export const MonPingSchema = Type.Object(
   {
     type: Type.Literal('mon.ping'),
     op: Type.Union([Type.Literal('ping'), Type.Literal('reply')]),
-    /** Sender's clock in milliseconds, echoed in the reply (round trip and skew estimates). */
+    /** Sender's clock in milliseconds (round trip and skew estimates). */
     stamp: Type.Number(),
+    /** In a reply: the `stamp` of the ping it answers (Monitor::handle_timecheck). */
+    echo: Type.Optional(Type.Number()),
     /** The sender's encoded connectivity tracker (Ceph's ConnectionTracker). */
     tracker: Type.Optional(Bytes),
   },

@@ -1,0 +1,620 @@
+// The PaxosService template (Ceph's src/mon/PaxosService.{h,cc}, the first seed): one statechart
+// that turns Paxos into a service. A service is a pure definition — Ceph's hooks — and
+// `createPaxosService(definition)` makes its child actor. The template owns the flow:
+//
+//   request → wait until readable → preprocess_query (answer reads and stop)
+//           → a peon forwards to the leader (mon.forward; the answer returns by mon.route)
+//           → wait until writeable → prepare_update (mutate pending, or answer an error)
+//           → should_propose → propose_pending (encode_pending) → the answer after the commit.
+//
+// State in the statechart: `role` (none, peon, leader — Monitor's role for this service) and
+// `proposal` (idle, delaying for paxos_propose_interval, proposing: Ceph's `proposing` flag).
+// Readability is Ceph's PaxosService::is_readable: Paxos readable, and this service has applied
+// every committed version Paxos knows of (its update_from_paxos ran) — so what a service answers
+// from memory or from the store is never older than what the monitor has committed.
+import { enqueueActions, raise, setup } from 'xstate';
+import type { EntityName, MonMap } from '../transport/messages.ts';
+import type {
+  AppliedOp,
+  CommandReplyData,
+  IoEffectsEvent,
+  MessageEvent,
+  Proposal,
+  ReadPlan,
+  ReplyTarget,
+  ServiceRead,
+  StoreAppliedEvent,
+  StoreOp,
+} from './effects.ts';
+
+/** A command as a service receives it. */
+export interface ServiceRequest extends ReplyTarget {
+  inbuf?: Uint8Array;
+  /** Wall-clock milliseconds when the monitor received it (the runtime stamps it; log entries use it). */
+  receivedAt: number;
+}
+
+export type Reply = CommandReplyData;
+
+/** preprocess_query's answer: a reply, a read from the store, or null (an update: go on). */
+export type Preprocessed = { reply: Reply } | { read: ReadPlan } | null;
+
+/** What the template tells a definition about the monitor. */
+export interface MonitorView {
+  name: string;
+  rank: number;
+  monmap: MonMap;
+  electionEpoch: number;
+  quorum: number[];
+  leader: number;
+  role: 'none' | 'peon' | 'leader';
+  /** Clock skew of each monitor against the leader, by name, in ms (the leader's time checks). */
+  clockSkewsMs: Record<string, number>;
+}
+
+/** Versions of this service's own history (PaxosService's first_committed / last_committed). */
+export interface ServiceVersions {
+  firstCommitted: number;
+  lastCommitted: number;
+}
+
+/**
+ * A PaxosService, as pure functions of its state (Ceph's virtual hooks). `State` is what the
+ * service keeps in memory; `Pending` is its pending change (Ceph's pending_inc).
+ */
+export interface ServiceDefinition<State = unknown, Pending = unknown> {
+  /** The service name (`config-key`, `monmap`, `log`, `health`). */
+  name: string;
+  /** The store prefix of its versioned history (`<prefix>/first_committed`, `last_committed`, `<N>`). */
+  prefix: string;
+  /** Whether this service handles a command (Monitor::dispatch routes by command prefix). */
+  handles(cmd: string[]): boolean;
+  /** init: the in-memory state from what the store held at start-up. */
+  init(loaded: unknown): State;
+  /** on_restart: called on every bootstrap. */
+  onRestart?(state: State): State;
+  /** create_initial: the first proposal of a brand-new cluster (version 1). */
+  createInitial?(state: State, view: MonitorView): Pending;
+  /** create_pending: an empty pending change. */
+  createPending(state: State): Pending;
+  /** preprocess_query: answer what needs no change. */
+  preprocessQuery(state: State, request: ServiceRequest, view: MonitorView): Preprocessed;
+  /** prepare_update: add the request to `pending`; an `error` answers at once and changes nothing. */
+  prepareUpdate(
+    state: State,
+    pending: Pending,
+    request: ServiceRequest,
+    view: MonitorView,
+  ): { pending: Pending; reply: Reply } | { error: Reply };
+  /** Whether the pending change is worth proposing (should_propose); default: yes. */
+  shouldPropose?(state: State, pending: Pending): boolean;
+  /** encode_pending: the ops that apply `pending` as `version` of this service. */
+  encodePending(state: State, pending: Pending, version: number): StoreOp[];
+  /** encode_full: a full copy of the state (stashed every paxos_stash_full_interval versions). */
+  encodeFull?(state: State, version: number): StoreOp[];
+  /** update_from_paxos: the state after a committed version's ops (on every monitor). */
+  updateFromPaxos(state: State, ops: AppliedOp[], versions: ServiceVersions): State;
+  /** on_active: the service became active (readable) after an election or a commit. */
+  onActive?(state: State, view: MonitorView): State;
+  /** tick (leader and peons): commands the service issues to itself, e.g. a health update. */
+  tick?(state: State, view: MonitorView): { cmd: string[]; inbuf?: Uint8Array }[];
+  /** get_trim_to: versions below this may be trimmed (0: never). */
+  getTrimTo?(state: State, versions: ServiceVersions): number;
+}
+
+export interface ServiceInput {
+  monitor: MonitorView;
+  versions: ServiceVersions;
+  loaded: unknown;
+  /** paxos_propose_interval (0: propose at once). */
+  proposeIntervalMs: number;
+  /** paxos_service_trim_min / paxos_service_trim_max. */
+  trimMin: number;
+  trimMax: number;
+  /** Requests waiting to be readable or writeable, at most (beyond: EAGAIN). */
+  waitingMax?: number;
+}
+
+interface Routed {
+  request: ServiceRequest;
+  forwardTid: number;
+}
+
+export interface ServiceContext {
+  state: unknown;
+  pending: unknown;
+  havePending: boolean;
+  /** Answers owed once the pending change commits (C_Committed in Ceph). */
+  pendingReplies: { target: ReplyTarget; reply: Reply; key: string }[];
+  proposing: {
+    id: string;
+    version: number;
+    replies: { target: ReplyTarget; reply: Reply; key: string }[];
+  } | null;
+  versions: ServiceVersions;
+  monitor: MonitorView;
+  paxos: { readable: boolean; writeable: boolean; lastCommitted: number };
+  /** The last Paxos version whose ops this service has seen (update_from_paxos). */
+  appliedPaxosVersion: number;
+  waitingForReadable: ServiceRequest[];
+  waitingForWriteable: ServiceRequest[];
+  /** Requests this monitor forwarded to the leader, by forward tid (Monitor::routed_requests). */
+  routed: Routed[];
+  nextForwardTid: number;
+  /** Answers of committed updates by client + tid (dedupe: a retried update applies once). */
+  answered: { key: string; reply: Reply }[];
+  proposeIntervalMs: number;
+  trimMin: number;
+  trimMax: number;
+  waitingMax: number;
+  proposalSeq: number;
+}
+
+export type ServiceEvent =
+  | { type: 'service.request'; request: ServiceRequest }
+  | { type: 'service.monitor'; monitor: MonitorView }
+  /** PaxosService::tick; `now` is the wall clock of the runtime (stamps self-issued requests). */
+  | { type: 'service.tick'; now: number }
+  | {
+      type: 'paxos.status';
+      firstCommitted: number;
+      lastCommitted: number;
+      readable: boolean;
+      writeable: boolean;
+    }
+  | StoreAppliedEvent
+  | { type: 'paxos.committed'; version: number; ids: string[] }
+  | { type: 'paxos.aborted'; ids: string[]; reason: string }
+  | MessageEvent<import('../transport/messages.ts').MonRoute>
+  /** Internal: the proposal timer fired, or a step wants a proposal now. */
+  | { type: 'service.propose' };
+
+const requestKey = (r: Pick<ReplyTarget, 'client' | 'tid'>) => `${r.client}#${r.tid}`;
+const answeredMax = 4096;
+const EAGAIN = -11;
+
+/** The answers of committed updates, as stored with each version (for dedupe after a leader change). */
+export const dedupePrefix = 'mon_session';
+
+export function createPaxosService<State, Pending>(definition: ServiceDefinition<State, Pending>) {
+  const def = definition as unknown as ServiceDefinition<unknown, unknown>;
+  const view = (context: ServiceContext): MonitorView => context.monitor;
+
+  type Effects = Required<Pick<IoEffectsEvent, 'replies' | 'reads' | 'messages' | 'proposals'>>;
+  type Step = { context: Partial<ServiceContext>; io: Effects; propose: boolean };
+  const emptyStep = (): Step => ({
+    context: {},
+    io: { replies: [], reads: [], messages: [], proposals: [] },
+    propose: false,
+  });
+
+  const readable = (c: ServiceContext) =>
+    c.paxos.readable && c.appliedPaxosVersion >= c.paxos.lastCommitted && c.versions.lastCommitted > 0;
+  const writeable = (c: ServiceContext) =>
+    c.monitor.role === 'leader' && c.paxos.writeable && c.proposing === null && readable(c);
+
+  /** PaxosService::dispatch for one request, given the context as it stands. */
+  function dispatch(context: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
+    let c = context;
+    if (!readable(c)) {
+      if (c.waitingForReadable.length >= c.waitingMax) {
+        step.io.replies.push({
+          target: request,
+          reply: { r: EAGAIN, rs: `mon.${c.monitor.name} is busy (not readable); retry` },
+        });
+        return c;
+      }
+      c = { ...c, waitingForReadable: [...c.waitingForReadable, request] };
+      return c;
+    }
+    const pre = def.preprocessQuery(c.state, request, view(c));
+    if (pre && 'reply' in pre) {
+      step.io.replies.push({ target: request, reply: pre.reply });
+      return c;
+    }
+    if (pre && 'read' in pre) {
+      step.io.reads.push({ target: request, plan: pre.read } satisfies ServiceRead);
+      return c;
+    }
+    // An update. A retried one that already committed gets its first answer again.
+    const done = c.answered.find((a) => a.key === requestKey(request));
+    if (done) {
+      step.io.replies.push({ target: request, reply: done.reply });
+      return c;
+    }
+    if (c.monitor.role !== 'leader') return forward(c, request, step);
+    if (!writeable(c)) {
+      if (c.waitingForWriteable.length >= c.waitingMax) {
+        step.io.replies.push({
+          target: request,
+          reply: { r: EAGAIN, rs: `mon.${c.monitor.name} is busy (not writeable); retry` },
+        });
+        return c;
+      }
+      // The same request again (a client retry) while it waits: answer both when it commits.
+      return { ...c, waitingForWriteable: [...c.waitingForWriteable, request] };
+    }
+    return prepare(c, request, step);
+  }
+
+  /** Monitor::forward_request_leader. */
+  function forward(c: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
+    const leader = c.monitor.monmap.mons[c.monitor.leader];
+    if (c.monitor.role !== 'peon' || !leader) {
+      // Not in a quorum: wait for one (the request is resent once there is a leader).
+      return { ...c, waitingForReadable: [...c.waitingForReadable, request] };
+    }
+    const forwardTid = c.nextForwardTid;
+    step.io.messages.push({
+      to: `mon.${leader.name}`,
+      addr: leader.addr,
+      msg: {
+        type: 'mon.forward',
+        tid: forwardTid,
+        client: request.client,
+        clientTid: request.tid,
+        electionEpoch: c.monitor.electionEpoch,
+        request: { cmd: request.cmd, ...(request.inbuf ? { inbuf: request.inbuf } : {}) },
+      },
+    });
+    return { ...c, nextForwardTid: forwardTid + 1, routed: [...c.routed, { request, forwardTid }] };
+  }
+
+  /** prepare_update, then should_propose. */
+  function prepare(c: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
+    const pending = c.havePending ? c.pending : def.createPending(c.state);
+    const key = requestKey(request);
+    const owed =
+      c.pendingReplies.find((p) => p.key === key) ?? c.proposing?.replies.find((p) => p.key === key);
+    if (owed) {
+      // Already in this pending change (or in flight): answer this copy too when it commits.
+      return { ...c, pendingReplies: [...c.pendingReplies, { target: request, reply: owed.reply, key }] };
+    }
+    const result = def.prepareUpdate(c.state, pending, request, view(c));
+    if ('error' in result) {
+      step.io.replies.push({ target: request, reply: result.error });
+      return c;
+    }
+    step.propose = def.shouldPropose ? def.shouldPropose(c.state, result.pending) : true;
+    return {
+      ...c,
+      pending: result.pending,
+      havePending: true,
+      pendingReplies: [...c.pendingReplies, { target: request, reply: result.reply, key }],
+    };
+  }
+
+  /** PaxosService::propose_pending: encode the pending change as the next version and hand it to paxos. */
+  function proposePending(c: ServiceContext, step: Step): ServiceContext {
+    if (!c.havePending || c.proposing || c.monitor.role !== 'leader') return c;
+    const version = c.versions.lastCommitted + 1;
+    const ops: StoreOp[] = [...def.encodePending(c.state, c.pending, version)];
+    ops.push({ op: 'put_number', prefix: def.prefix, key: 'last_committed', value: version });
+    if (c.versions.firstCommitted === 0)
+      ops.push({ op: 'put_number', prefix: def.prefix, key: 'first_committed', value: version });
+    // The answers travel with the version, so a new leader still knows them (dedupe by client + tid).
+    const answers = c.pendingReplies
+      .filter((p) => !p.key.startsWith('mon.'))
+      .map((p) => [p.key, p.reply.r, p.reply.rs]);
+    if (answers.length)
+      ops.push({
+        op: 'put',
+        prefix: dedupePrefix,
+        key: `${def.prefix}_${version}`,
+        value: JSON.stringify(answers),
+      });
+    // PaxosService::maybe_trim: drop versions of this service's history nobody needs.
+    ops.push(...trimOps(c));
+    const id = `${def.name}:${version}:${c.proposalSeq}`;
+    step.io.proposals.push({ id, ops } satisfies Proposal);
+    return {
+      ...c,
+      havePending: false,
+      pending: undefined,
+      pendingReplies: [],
+      proposalSeq: c.proposalSeq + 1,
+      proposing: { id, version, replies: c.pendingReplies },
+    };
+  }
+
+  function trimOps(c: ServiceContext): StoreOp[] {
+    const trimTo = def.getTrimTo?.(c.state, c.versions) ?? 0;
+    const first = c.versions.firstCommitted;
+    if (trimTo <= first || first === 0) return [];
+    if (trimTo - first < c.trimMin) return [];
+    const to = Math.min(trimTo, first + c.trimMax);
+    const ops: StoreOp[] = [];
+    for (let v = first; v < to; v += 1) {
+      ops.push({ op: 'erase', prefix: def.prefix, key: String(v) });
+      ops.push({ op: 'erase', prefix: dedupePrefix, key: `${def.prefix}_${v}` });
+    }
+    ops.push({ op: 'put_number', prefix: def.prefix, key: 'first_committed', value: to });
+    return ops;
+  }
+
+  /** Re-dispatch what waited for readable/writeable (C_RetryMessage). */
+  function retryWaiting(context: ServiceContext, step: Step): ServiceContext {
+    let c = context;
+    if (readable(c) && c.waitingForReadable.length) {
+      const waiting = c.waitingForReadable;
+      c = { ...c, waitingForReadable: [] };
+      for (const request of waiting) c = dispatch(c, request, step);
+    }
+    if (writeable(c) && c.waitingForWriteable.length) {
+      const waiting = c.waitingForWriteable;
+      c = { ...c, waitingForWriteable: [] };
+      for (const request of waiting) c = dispatch(c, request, step);
+    }
+    return c;
+  }
+
+  /** Monitor::resend_routed_requests: after an election, nothing forwarded is lost. */
+  function resendRouted(context: ServiceContext, step: Step): ServiceContext {
+    if (context.routed.length === 0) return context;
+    const routed = context.routed;
+    let c: ServiceContext = { ...context, routed: [] };
+    for (const { request } of routed) c = dispatch(c, request, step);
+    return c;
+  }
+
+  function afterStep(c: ServiceContext, step: Step): ServiceContext {
+    let next = retryWaiting(c, step);
+    // Ceph: propose at once when idle; with paxos_propose_interval > 0 the template waits.
+    if (
+      next.havePending &&
+      !next.proposing &&
+      next.proposeIntervalMs === 0 &&
+      writeableIgnoringProposal(next)
+    ) {
+      next = proposePending(next, step);
+    }
+    return next;
+  }
+
+  const writeableIgnoringProposal = (c: ServiceContext) => c.monitor.role === 'leader' && c.paxos.writeable;
+
+  function createInitialIfNeeded(c: ServiceContext, step: Step): ServiceContext {
+    // PaxosService::_active on a brand-new cluster: the leader proposes version 1.
+    if (c.monitor.role !== 'leader' || c.versions.lastCommitted !== 0 || c.proposing || c.havePending)
+      return c;
+    if (!c.paxos.writeable || !def.createInitial) return c;
+    const pending = def.createInitial(c.state, view(c));
+    return proposePending({ ...c, pending, havePending: true }, step);
+  }
+
+  const run = (context: ServiceContext, body: (c: ServiceContext, step: Step) => ServiceContext) => {
+    const step = emptyStep();
+    let c = body(context, step);
+    c = createInitialIfNeeded(c, step);
+    c = afterStep(c, step);
+    return { context: c, step };
+  };
+
+  return setup({
+    types: {
+      context: {} as ServiceContext,
+      events: {} as ServiceEvent,
+      input: {} as ServiceInput,
+    },
+    delays: {
+      proposeInterval: ({ context }) => context.proposeIntervalMs,
+    },
+    actions: {
+      run: enqueueActions(({ enqueue, context, event }) => {
+        const { context: next, step } = run(context, (c, s) => handle(c, event, s));
+        enqueue.assign(next);
+        const io = step.io;
+        if (io.replies.length || io.reads.length || io.messages.length || io.proposals.length) {
+          const effects: IoEffectsEvent = { type: 'io.effects', writes: [], ...io };
+          enqueue.sendTo(({ system }) => system.get('io'), effects);
+        }
+      }),
+    },
+  }).createMachine({
+    id: `service:${definition.name}`,
+    context: ({ input }) => ({
+      state: def.init(input.loaded),
+      pending: undefined,
+      havePending: false,
+      pendingReplies: [],
+      proposing: null,
+      versions: input.versions,
+      monitor: input.monitor,
+      paxos: { readable: false, writeable: false, lastCommitted: 0 },
+      appliedPaxosVersion: 0,
+      waitingForReadable: [],
+      waitingForWriteable: [],
+      routed: [],
+      nextForwardTid: 1,
+      answered: [],
+      proposeIntervalMs: input.proposeIntervalMs,
+      trimMin: input.trimMin,
+      trimMax: input.trimMax,
+      waitingMax: input.waitingMax ?? 10_000,
+      proposalSeq: 1,
+    }),
+    type: 'parallel',
+    on: {
+      'service.request': { actions: 'run' },
+      'service.monitor': { actions: 'run' },
+      'service.tick': { actions: 'run' },
+      'paxos.status': { actions: 'run' },
+      'store.applied': { actions: 'run' },
+      'paxos.committed': { actions: 'run' },
+      'paxos.aborted': { actions: 'run' },
+      'mon.route': { actions: 'run' },
+      'service.propose': { actions: 'run' },
+    },
+    states: {
+      role: {
+        initial: 'none',
+        states: {
+          none: {
+            always: [
+              { guard: ({ context }) => context.monitor.role === 'leader', target: 'leader' },
+              { guard: ({ context }) => context.monitor.role === 'peon', target: 'peon' },
+            ],
+          },
+          peon: {
+            always: [
+              { guard: ({ context }) => context.monitor.role === 'leader', target: 'leader' },
+              { guard: ({ context }) => context.monitor.role === 'none', target: 'none' },
+            ],
+          },
+          leader: {
+            always: [
+              { guard: ({ context }) => context.monitor.role === 'peon', target: 'peon' },
+              { guard: ({ context }) => context.monitor.role === 'none', target: 'none' },
+            ],
+          },
+        },
+      },
+      proposal: {
+        initial: 'idle',
+        states: {
+          idle: {
+            always: [
+              { guard: ({ context }) => context.proposing !== null, target: 'proposing' },
+              {
+                guard: ({ context }) =>
+                  context.havePending && context.proposeIntervalMs > 0 && context.monitor.role === 'leader',
+                target: 'delaying',
+              },
+            ],
+          },
+          // should_propose(delay): paxos_propose_interval after the last commit.
+          delaying: {
+            after: { proposeInterval: { target: 'idle', actions: raise({ type: 'service.propose' }) } },
+            always: [{ guard: ({ context }) => context.proposing !== null, target: 'proposing' }],
+          },
+          proposing: {
+            always: [{ guard: ({ context }) => context.proposing === null, target: 'idle' }],
+          },
+        },
+      },
+    },
+  });
+
+  /** The template's reaction to every event (pure over the context). */
+  function handle(c: ServiceContext, event: ServiceEvent, step: Step): ServiceContext {
+    switch (event.type) {
+      case 'service.request':
+        return dispatch(c, event.request, step);
+      case 'service.monitor': {
+        const before = c.monitor;
+        let next: ServiceContext = { ...c, monitor: event.monitor };
+        const newTerm =
+          before.electionEpoch !== event.monitor.electionEpoch || before.role !== event.monitor.role;
+        if (newTerm) {
+          if (event.monitor.role === 'none' && def.onRestart)
+            next = { ...next, state: def.onRestart(next.state) };
+          // A pending change of a past leadership is dropped; its requests are answered EAGAIN so
+          // the client retries (dedupe makes the retry apply once).
+          if (before.role === 'leader' && event.monitor.role !== 'leader') {
+            for (const p of [...next.pendingReplies, ...(next.proposing?.replies ?? [])]) {
+              step.io.replies.push({
+                target: p.target,
+                reply: { r: EAGAIN, rs: 'leader changed before the update committed; retry' },
+              });
+            }
+            next = { ...next, pending: undefined, havePending: false, pendingReplies: [], proposing: null };
+          }
+          if (event.monitor.role !== 'none') next = resendRouted(next, step);
+        }
+        return next;
+      }
+      case 'paxos.status':
+        return {
+          ...c,
+          paxos: { readable: event.readable, writeable: event.writeable, lastCommitted: event.lastCommitted },
+        };
+      case 'store.applied': {
+        let next: ServiceContext = {
+          ...c,
+          appliedPaxosVersion: Math.max(c.appliedPaxosVersion, event.version),
+        };
+        const mine = event.ops.filter((o) => o.prefix === def.prefix);
+        const answers = event.ops.filter(
+          (o) => o.op === 'put' && o.prefix === dedupePrefix && o.key.startsWith(`${def.prefix}_`),
+        );
+        let versions = c.versions;
+        for (const op of mine) {
+          if (op.op !== 'put') continue;
+          if (op.key === 'last_committed') versions = { ...versions, lastCommitted: readNumber(op.value) };
+          if (op.key === 'first_committed') versions = { ...versions, firstCommitted: readNumber(op.value) };
+        }
+        if (mine.length)
+          next = { ...next, versions, state: def.updateFromPaxos(next.state, event.ops, versions) };
+        if (answers.length) next = { ...next, answered: remember(next.answered, answers) };
+        return next;
+      }
+      case 'paxos.committed': {
+        if (!c.proposing || !event.ids.includes(c.proposing.id)) return c;
+        // C_Committed: answer every request of the version now that it is committed.
+        for (const p of c.proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
+        const answered = [
+          ...c.answered,
+          ...c.proposing.replies.map((p) => ({ key: p.key, reply: p.reply })),
+        ].slice(-answeredMax);
+        let next: ServiceContext = { ...c, proposing: null, answered };
+        if (def.onActive) next = { ...next, state: def.onActive(next.state, view(next)) };
+        return next;
+      }
+      case 'paxos.aborted': {
+        if (!c.proposing || !event.ids.includes(c.proposing.id)) return c;
+        for (const p of c.proposing.replies) {
+          step.io.replies.push({
+            target: p.target,
+            reply: { r: EAGAIN, rs: `update not committed (${event.reason}); retry` },
+          });
+        }
+        return { ...c, proposing: null };
+      }
+      case 'mon.route': {
+        const routed = c.routed.find((r) => r.forwardTid === event.msg.tid);
+        if (!routed) return c;
+        step.io.replies.push({ target: routed.request, reply: event.msg.reply });
+        return { ...c, routed: c.routed.filter((r) => r !== routed) };
+      }
+      case 'service.tick': {
+        // Nothing new while a change is pending or in flight: the tick after it sees the result.
+        if (c.havePending || c.proposing) return c;
+        let next = c;
+        for (const own of def.tick?.(c.state, view(c)) ?? []) {
+          const request: ServiceRequest = {
+            client: `mon.${c.monitor.name}`,
+            tid: next.nextForwardTid,
+            cmd: own.cmd,
+            receivedAt: event.now,
+            ...(own.inbuf ? { inbuf: own.inbuf } : {}),
+          };
+          next = dispatch({ ...next, nextForwardTid: next.nextForwardTid + 1 }, request, step);
+        }
+        return next;
+      }
+      case 'service.propose':
+        return writeableIgnoringProposal(c) ? proposePending(c, step) : c;
+    }
+  }
+}
+
+function remember(answered: { key: string; reply: Reply }[], ops: AppliedOp[]) {
+  const next = [...answered];
+  for (const op of ops) {
+    if (op.op !== 'put') continue;
+    try {
+      const entries = JSON.parse(new TextDecoder().decode(op.value)) as [string, number, string][];
+      for (const [key, r, rs] of entries) {
+        if (!next.some((a) => a.key === key)) next.push({ key, reply: { r, rs } });
+      }
+    } catch {
+      // Not ours to judge: a malformed record only loses dedupe for those requests.
+    }
+  }
+  return next.slice(-answeredMax);
+}
+
+function readNumber(bytes: Uint8Array): number {
+  if (bytes.length !== 8) return 0;
+  return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+}

@@ -1,0 +1,108 @@
+// config-key: Ceph's KVMonitor / ConfigKeyService — an arbitrary key/value store kept by Paxos.
+// Data lives under its own prefix ('config-key'); the service's versioned history is 'kv'.
+import type { StoreOp } from '../effects.ts';
+import type { Preprocessed, Reply, ServiceDefinition, ServiceRequest } from '../paxos-service.ts';
+
+export const configKeyDataPrefix = 'config-key';
+/** mon_config_key_max_entry_size (Ceph's default 64 KiB). */
+export const configKeyMaxEntrySizeDefault = 64 * 1024;
+const keysMax = 100_000;
+
+type Change = { op: 'set'; key: string; value: Uint8Array } | { op: 'rm'; key: string };
+export type ConfigKeyPending = Change[];
+
+const einval = (rs: string): Reply => ({ r: -22, rs });
+const enoent = (key: string): Reply => ({ r: -2, rs: `key '${key}' doesn't exist` });
+const usage =
+  'usage: config-key set <key> [<value>] (or -i FILE) | get <key> | rm <key> | exists <key> | ls | dump [<prefix>]';
+
+/** Ceph's aliases: put = set, del/delete = rm, list = ls. */
+function verb(cmd: string[]): string | undefined {
+  const v = cmd[1];
+  return v === 'put' ? 'set' : v === 'del' || v === 'delete' ? 'rm' : v === 'list' ? 'ls' : v;
+}
+
+export function configKeyService(
+  options: { maxEntrySizeBytes?: number } = {},
+): ServiceDefinition<null, ConfigKeyPending> {
+  const maxEntrySize = options.maxEntrySizeBytes ?? configKeyMaxEntrySizeDefault;
+  return {
+    name: 'config-key',
+    prefix: 'kv',
+    handles: (cmd) => cmd[0] === 'config-key',
+    init: () => null,
+    createInitial: () => [],
+    createPending: () => [],
+    preprocessQuery(_state, request: ServiceRequest): Preprocessed {
+      const cmd = request.cmd;
+      const key = cmd[2];
+      switch (verb(cmd)) {
+        case 'get':
+          if (key === undefined || cmd.length !== 3) return { reply: einval(`${usage}`) };
+          return { read: { kind: 'get', prefix: configKeyDataPrefix, key, missing: enoent(key) } };
+        case 'exists':
+          if (key === undefined || cmd.length !== 3) return { reply: einval(usage) };
+          return {
+            read: {
+              kind: 'exists',
+              prefix: configKeyDataPrefix,
+              key,
+              rs: `key '${key}' exists`,
+              missing: enoent(key),
+            },
+          };
+        case 'ls':
+          if (cmd.length !== 2) return { reply: einval(usage) };
+          return { read: { kind: 'keys', prefix: configKeyDataPrefix, keyPrefix: '', limit: keysMax } };
+        case 'dump':
+          if (cmd.length > 3) return { reply: einval(usage) };
+          return {
+            read: { kind: 'dump', prefix: configKeyDataPrefix, keyPrefix: key ?? '', limit: keysMax },
+          };
+        case 'set':
+        case 'rm':
+          return null;
+        default:
+          return { reply: einval(`unknown config-key command '${cmd.slice(1).join(' ')}'; ${usage}`) };
+      }
+    },
+    prepareUpdate(_state, pending, request) {
+      const cmd = request.cmd;
+      const key = cmd[2];
+      if (key === undefined || key.length === 0) return { error: einval(usage) };
+      if (verb(cmd) === 'rm') {
+        if (cmd.length !== 3) return { error: einval(usage) };
+        // KVMonitor::prepare_command: "key deleted" whether or not it existed (rm is idempotent).
+        return { pending: [...pending, { op: 'rm', key }], reply: { r: 0, rs: 'key deleted' } };
+      }
+      if (cmd.length > 4) return { error: einval(`${usage} (quote a value with spaces)`) };
+      const value = cmd.length === 4 ? new TextEncoder().encode(cmd[3]) : (request.inbuf ?? new Uint8Array());
+      if (value.length > maxEntrySize) {
+        return {
+          error: {
+            r: -27,
+            rs: `error: entry size limited to ${maxEntrySize} bytes. Use 'mon config key max entry size' to manually adjust`,
+          },
+        };
+      }
+      return { pending: [...pending, { op: 'set', key, value }], reply: { r: 0, rs: `set ${key}` } };
+    },
+    encodePending(_state, pending, version) {
+      const ops: StoreOp[] = pending.map((c) =>
+        c.op === 'set'
+          ? { op: 'put', prefix: configKeyDataPrefix, key: c.key, value: c.value }
+          : { op: 'erase', prefix: configKeyDataPrefix, key: c.key },
+      );
+      // The incremental names what changed (Ceph's KVMonitor keeps no value history either).
+      ops.push({
+        op: 'put',
+        prefix: 'kv',
+        key: String(version),
+        value: JSON.stringify(pending.map((c) => [c.op, c.key])),
+      });
+      return ops;
+    },
+    updateFromPaxos: (state) => state,
+    getTrimTo: (_state, versions) => Math.max(0, versions.lastCommitted - 500),
+  };
+}
