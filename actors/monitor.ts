@@ -145,8 +145,11 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       );
       const quorum = snapshot.context.quorum.join(',');
       if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
-        if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum))
+        if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) {
           quorumSince = now();
+          // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
+          if (state === 'leader') queueMicrotask(logQuorum);
+        }
         logger.info(
           {
             mon: loaded.name,

@@ -1,5 +1,6 @@
 // Ceph-style client commands (paxmon [-m HOST:PORT,…] [--format …] COMMAND…): each is a
 // mon.command sent by a MonClient to any monitor of the list, answered with Ceph's { r, rs, data }.
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client.ts';
 import { readClusterFile } from './cluster.ts';
@@ -98,13 +99,131 @@ export async function runCommand(
   }
 }
 
+export interface Raw {
+  r: number;
+  rs: string;
+  data: Uint8Array;
+}
+
+/** Send one command and return Ceph's { r, rs, data } (r < 0 is thrown as `Error EXXX: rs`). */
+export async function runRaw(
+  words: string[],
+  globals: GlobalOptions,
+  inbuf?: Uint8Array,
+  target?: string,
+): Promise<Raw> {
+  const { mons, fsid } = monitorsFor(globals);
+  let chosen = mons;
+  if (target) {
+    const name = target.replace(/^mon\./, '');
+    const found = mons.find((m) => m.name === name);
+    chosen = found ? [found] : mons;
+  }
+  const timeoutMs = Number(globals.timeout) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
+  const client = new MonClient({
+    mons: chosen,
+    ...(fsid ? { fsid } : {}),
+    timeoutMs,
+    attemptTimeoutMs: Math.min(2000, timeoutMs),
+  });
+  try {
+    const reply = await client.command(words, inbuf);
+    if (reply.r < 0) throw new CliError(errnoName(reply.r) as never, reply.rs);
+    return reply;
+  } catch (error) {
+    if (error instanceof MonClientError) throw new CliError(error.code as never, error.message);
+    throw error;
+  } finally {
+    await client.close();
+  }
+}
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** Ceph's CLI habit: the status string on stderr, the data on stdout. */
+function emit(reply: Raw, format: Format, plain?: (value: never) => string) {
+  if (reply.rs) process.stderr.write(`${reply.rs}\n`);
+  if (reply.data.length === 0) return;
+  let value: unknown;
+  try {
+    value = JSON.parse(text(reply.data));
+  } catch {
+    process.stdout.write(reply.data);
+    return;
+  }
+  print(
+    value,
+    format === 'plain' && !plain ? 'json-pretty' : format,
+    plain ?? ((v) => JSON.stringify(v, null, 4)),
+  );
+}
+
+interface LogLine {
+  stamp: string;
+  name: string;
+  rank: number;
+  seq: number;
+  level: string;
+  message: string;
+}
+
+const plainLog = (entries: LogLine[]) =>
+  entries
+    .map(
+      (e) =>
+        `${e.stamp} ${e.name}${e.rank >= 0 ? ` (mon.${e.rank})` : ''} ${e.seq} : cluster [${e.level}] ${e.message}`,
+    )
+    .join('\n');
+
+interface MonDump {
+  epoch: number;
+  fsid: string;
+  modified: string;
+  created: string;
+  election_strategy: string;
+  mons: { rank: number; name: string; addr: string }[];
+}
+
+const plainMonDump = (m: MonDump) =>
+  [
+    `epoch ${m.epoch}`,
+    `fsid ${m.fsid}`,
+    `last_changed ${m.modified}`,
+    `created ${m.created}`,
+    `election_strategy: ${m.election_strategy}`,
+    ...m.mons.map((x) => `${x.rank}: ${x.addr} mon.${x.name}`),
+    `dumped monmap epoch ${m.epoch}`,
+  ].join('\n');
+
+interface Status {
+  fsid: string;
+  health: { status: string; checks: Record<string, { summary: string }> };
+  quorum_names: string[];
+  monmap: { epoch: number; num_mons: number };
+}
+
+const plainStatus = (s: Status) =>
+  [
+    '  cluster:',
+    `    id:     ${s.fsid}`,
+    `    health: ${s.health.status}`,
+    ...Object.values(s.health.checks).map((c) => `            ${c.summary}`),
+    '',
+    '  services:',
+    `    mon: ${s.monmap.num_mons} daemons, quorum ${s.quorum_names.join(',')}`,
+  ].join('\n');
+
 export function registerClientCommands(program: Command): void {
+  const globals = () => program.opts<GlobalOptions>();
+
   program
     .command('quorum_status')
     .description("the quorum as the monitors see it (Ceph's quorum_status)")
     .action(async () => {
-      const globals = program.opts<GlobalOptions>();
-      print(await runCommand(['quorum_status'], globals), globals.format, plainQuorum);
+      const options = globals();
+      print(await runCommand(['quorum_status'], options), options.format, plainQuorum);
     });
 
   program
@@ -113,9 +232,91 @@ export function registerClientCommands(program: Command): void {
     .argument('<target>', 'mon.NAME')
     .argument('<command...>', 'the command (mon_status)')
     .action(async (target: string, words: string[]) => {
-      const globals = program.opts<GlobalOptions>();
+      const options = globals();
       if (!/^mon\.[A-Za-z0-9_-]+$/.test(target)) fail('EINVAL', `target '${target}' is not mon.NAME`);
-      const value = await runCommand(words, globals, target);
-      print(value, globals.format === 'plain' ? 'json-pretty' : globals.format, () => '');
+      const value = await runCommand(words, options, target);
+      print(value, options.format === 'plain' ? 'json-pretty' : options.format, () => '');
     });
+
+  program
+    .command('config-key')
+    .description(
+      'the config-key store: set K V | set K -i FILE | get K [-o FILE] | rm K | exists K | ls | dump [PREFIX]',
+    )
+    .argument('<words...>', 'the config-key command')
+    .option('-i, --in-file <file>', 'the value of `set`, read from a file (byte-exact)')
+    .option('-o, --out-file <file>', 'write the value of `get` to a file')
+    .action(async (words: string[], options: { inFile?: string; outFile?: string }) => {
+      let inbuf: Uint8Array | undefined;
+      if (options.inFile) {
+        try {
+          inbuf = readFileSync(options.inFile);
+        } catch (error) {
+          fail('ENOENT', `cannot read ${options.inFile}: ${(error as Error).message}`);
+        }
+      }
+      const reply = await runRaw(['config-key', ...words], globals(), inbuf);
+      const verb = words[0];
+      if (verb === 'get') {
+        if (options.outFile) {
+          writeFileSync(options.outFile, reply.data);
+          process.stderr.write(`obtained '${words[1]}'\n`);
+        } else process.stdout.write(reply.data);
+        return;
+      }
+      emit(reply, globals().format);
+    });
+
+  program
+    .command('log')
+    .description('the cluster log: log MESSAGE… | log last [N]')
+    .argument('<words...>', 'the message, or `last [N]`')
+    .action(async (words: string[]) => {
+      const reply = await runRaw(['log', ...words], globals());
+      emit(reply, globals().format, words[0] === 'last' ? plainLog : undefined);
+    });
+
+  program
+    .command('health')
+    .description('HEALTH_OK / HEALTH_WARN with the checks (health detail for more)')
+    .argument('[detail]', 'detail')
+    .action(async (detail?: string) => {
+      const reply = await runRaw(detail ? ['health', detail] : ['health'], globals());
+      if (globals().format === 'plain') process.stdout.write(`${reply.rs}\n`);
+      else print(JSON.parse(text(reply.data)), globals().format, () => '');
+    });
+
+  program
+    .command('status')
+    .description("the cluster's status (like ceph status)")
+    .action(async () => {
+      const reply = await runRaw(['status'], globals());
+      emit(reply, globals().format, plainStatus);
+    });
+}
+
+/**
+ * `paxmon mon dump|stat|getmap [-o FILE]`: the monmap commands. `paxmon mon` without words is the
+ * daemon (cli/main.ts), so main.ts calls this when words follow.
+ */
+export async function monClientCommand(
+  program: Command,
+  words: string[],
+  options: { outFile?: string },
+): Promise<void> {
+  const globals = () => program.opts<GlobalOptions>();
+  const reply = await runRaw(['mon', ...words], globals());
+  if (words[0] === 'getmap') {
+    if (options.outFile) writeFileSync(options.outFile, reply.data);
+    else process.stdout.write(reply.data);
+    process.stderr.write(`${reply.rs}\n`);
+    return;
+  }
+  if (words[0] === 'stat') {
+    const value = JSON.parse(text(reply.data)) as { text: string };
+    if (globals().format === 'plain') process.stdout.write(`${value.text}\n`);
+    else print(value, globals().format, () => '');
+    return;
+  }
+  emit(reply, globals().format, words[0] === 'dump' ? plainMonDump : undefined);
 }

@@ -389,6 +389,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           proposeIntervalMs: context.config.paxosProposeIntervalMs,
           trimMin: context.config.paxosServiceTrimMin,
           trimMax: context.config.paxosServiceTrimMax,
+          appliedPaxosVersion: context.lastCommitted,
         }),
       })) as never[]),
     ],

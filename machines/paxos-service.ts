@@ -113,6 +113,8 @@ export interface ServiceInput {
   trimMax: number;
   /** Requests waiting to be readable or writeable, at most (beyond: EAGAIN). */
   waitingMax?: number;
+  /** The Paxos version the store already holds at start-up: applied before this service began. */
+  appliedPaxosVersion?: number;
 }
 
 interface Routed {
@@ -421,7 +423,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       versions: input.versions,
       monitor: input.monitor,
       paxos: { readable: false, writeable: false, lastCommitted: 0 },
-      appliedPaxosVersion: 0,
+      appliedPaxosVersion: input.appliedPaxosVersion ?? 0,
       waitingForReadable: [],
       waitingForWriteable: [],
       routed: [],

@@ -12,7 +12,8 @@ export const limits = {
   monitorsMax: 64,
   nameBytesMax: 64,
   commandWordsMax: 256,
-  commandWordBytesMax: 64 * 1024,
+  // Above mon_config_key_max_entry_size, so an oversized value is refused by the service (EFBIG), not dropped.
+  commandWordBytesMax: 4 * 1024 * 1024,
   paxosValuesMax: 10_000,
 } as const;
 

@@ -1,0 +1,223 @@
+// The PaxosService template, with a toy counter service, driven event by event (no cluster):
+// Ceph's dispatch flow — preprocess, forward, wait for writeable, propose, answer after commit.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { AppliedOp } from '../machines/effects.ts';
+import {
+  createPaxosService,
+  type MonitorView,
+  type ServiceDefinition,
+  type ServiceRequest,
+} from '../machines/paxos-service.ts';
+import type { MonMap } from '../transport/messages.ts';
+import { runChild } from './support/child-harness.ts';
+
+const monmap: MonMap = {
+  fsid: '11111111-2222-3333-4444-555555555555',
+  epoch: 1,
+  mons: ['a', 'b', 'c'].map((name, rank) => ({ name, rank, addr: `127.0.0.1:${6789 + rank}` })),
+  electionStrategy: 'classic',
+  disallowedLeaders: [],
+  created: 0,
+  lastChanged: 0,
+};
+
+/** A counter: `get` is a read; `add N` an update. */
+const counter: ServiceDefinition<{ value: number }, number> = {
+  name: 'counter',
+  prefix: 'counter',
+  handles: (cmd) => cmd[0] === 'counter',
+  init: () => ({ value: 0 }),
+  createPending: () => 0,
+  preprocessQuery: (state, request) =>
+    request.cmd[1] === 'get' ? { reply: { r: 0, rs: String(state.value) } } : null,
+  prepareUpdate: (_state, pending, request) => {
+    const n = Number(request.cmd[2]);
+    if (!Number.isInteger(n)) return { error: { r: -22, rs: 'not a number' } };
+    return { pending: pending + n, reply: { r: 0, rs: `added ${n}` } };
+  },
+  encodePending: (state, pending, version) => [
+    { op: 'put', prefix: 'counter', key: String(version), value: String(state.value + pending) },
+  ],
+  updateFromPaxos: (state, ops: AppliedOp[]) => {
+    const put = ops.find(
+      (o) =>
+        o.op === 'put' && o.prefix === 'counter' && o.key !== 'last_committed' && o.key !== 'first_committed',
+    );
+    return put && put.op === 'put' ? { value: Number(new TextDecoder().decode(put.value)) } : state;
+  },
+};
+
+const view = (role: MonitorView['role'], rank = role === 'leader' ? 0 : 1): MonitorView => ({
+  name: monmap.mons[rank]?.name ?? 'a',
+  rank,
+  monmap,
+  electionEpoch: 2,
+  quorum: [0, 1, 2],
+  leader: 0,
+  role,
+  clockSkewsMs: {},
+});
+
+function service(role: MonitorView['role']) {
+  const h = runChild(createPaxosService(counter), {
+    monitor: view(role),
+    versions: { firstCommitted: 1, lastCommitted: 1 },
+    loaded: null,
+    proposeIntervalMs: 0,
+    trimMin: 250,
+    trimMax: 500,
+  });
+  return h;
+}
+
+const request = (tid: number, ...cmd: string[]): ServiceRequest => ({
+  client: 'client.x',
+  tid,
+  cmd: ['counter', ...cmd],
+  receivedAt: 0,
+});
+const status = (readable: boolean, writeable: boolean, lastCommitted = 1) => ({
+  type: 'paxos.status',
+  firstCommitted: 1,
+  lastCommitted,
+  readable,
+  writeable,
+});
+const applied = (version: number, value: number) => ({
+  type: 'store.applied',
+  version,
+  ops: [
+    { op: 'put', prefix: 'counter', key: String(version), value: new TextEncoder().encode(String(value)) },
+    { op: 'put', prefix: 'counter', key: 'last_committed', value: le64(version) },
+  ],
+});
+function le64(n: number) {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
+  return b;
+}
+const replies = (h: ReturnType<typeof service>) =>
+  h.io.flatMap((e) => e.replies ?? []).map((r) => `${r.target.tid}:${r.reply.r}:${r.reply.rs}`);
+const proposals = (h: ReturnType<typeof service>) => h.io.flatMap((e) => e.proposals ?? []);
+
+test('preprocess_query answers a read at once, without Paxos, once readable', () => {
+  const h = service('peon');
+  h.send(applied(1, 0));
+  h.send({ type: 'service.request', request: request(1, 'get') });
+  assert.equal(replies(h), [], 'not readable yet: the read waits');
+  h.send(status(true, false));
+  assert.equal(replies(h), ['1:0:0']);
+  assert.equal(proposals(h), []);
+  h.stop();
+});
+
+test('an update on a peon is forwarded to the leader and answered through mon.route', () => {
+  const h = service('peon');
+  h.send(applied(1, 0));
+  h.send(status(true, false));
+  h.send({ type: 'service.request', request: request(7, 'add', '3') });
+  const forwards = h.io.flatMap((e) => e.messages).filter((m) => m.msg.type === 'mon.forward');
+  assert.is(forwards.length, 1);
+  assert.is(forwards[0]?.to, 'mon.a');
+  const fwd = forwards[0]?.msg as { tid: number; client: string; clientTid: number };
+  assert.is(fwd.client, 'client.x');
+  assert.is(fwd.clientTid, 7);
+  assert.equal(proposals(h), [], 'a peon never proposes');
+  h.send({
+    type: 'mon.route',
+    from: 'mon.a',
+    msg: { type: 'mon.route', tid: fwd.tid, reply: { r: 0, rs: 'added 3', data: new Uint8Array() } },
+  });
+  assert.equal(replies(h), ['7:0:added 3']);
+  h.stop();
+});
+
+test('forwarded requests are resent to the new leader after an election', () => {
+  const h = service('peon');
+  h.send(applied(1, 0));
+  h.send(status(true, false));
+  h.send({ type: 'service.request', request: request(8, 'add', '1') });
+  h.send({ type: 'service.monitor', monitor: { ...view('peon'), electionEpoch: 4, leader: 2 } });
+  const forwards = h.io.flatMap((e) => e.messages).filter((m) => m.msg.type === 'mon.forward');
+  assert.equal(
+    forwards.map((m) => m.to),
+    ['mon.a', 'mon.c'],
+  );
+  h.stop();
+});
+
+test('on the leader, an update waits until writeable and is answered only after the commit', () => {
+  const h = service('leader');
+  h.send(applied(1, 0));
+  h.send(status(true, false));
+  h.send({ type: 'service.request', request: request(1, 'add', '5') });
+  assert.equal(proposals(h), [], 'not writeable: waits');
+  h.send(status(true, true));
+  const [p] = proposals(h);
+  assert.ok(p, 'proposed once writeable');
+  assert.ok(
+    p.ops.some((o) => o.op === 'put' && o.key === '2'),
+    'encode_pending wrote version 2',
+  );
+  assert.equal(replies(h), [], 'no answer before the commit');
+  h.send({ type: 'paxos.committed', version: 2, ids: [p.id] });
+  assert.equal(replies(h), ['1:0:added 5']);
+  h.stop();
+});
+
+test('batching: updates arriving while a round is in flight go together into the next one', () => {
+  const h = service('leader');
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  for (let i = 1; i <= 10; i += 1) h.send({ type: 'service.request', request: request(i, 'add', '1') });
+  assert.is(proposals(h).length, 1, 'the first goes out at once');
+  const first = proposals(h)[0];
+  h.send({ type: 'paxos.committed', version: 2, ids: [first?.id ?? ''] });
+  h.send(applied(2, 1));
+  assert.is(proposals(h).length, 2, 'the other nine in one more round');
+  const second = proposals(h)[1];
+  h.send({ type: 'paxos.committed', version: 3, ids: [second?.id ?? ''] });
+  assert.is(replies(h).length, 10, 'every request answered');
+  h.stop();
+});
+
+test('an aborted round answers EAGAIN; a retry of a committed update is answered without applying it again', () => {
+  const h = service('leader');
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  h.send({ type: 'service.request', request: request(1, 'add', '2') });
+  const [p1] = proposals(h);
+  h.send({ type: 'paxos.aborted', ids: [p1?.id ?? ''], reason: 'election' });
+  assert.equal(replies(h), ['1:-11:update not committed (election); retry']);
+  h.send({ type: 'service.request', request: request(1, 'add', '2') });
+  const p2 = proposals(h)[1];
+  h.send({ type: 'paxos.committed', version: 2, ids: [p2?.id ?? ''] });
+  h.send({ type: 'service.request', request: request(1, 'add', '2') });
+  assert.is(proposals(h).length, 2, 'the second retry did not propose');
+  assert.equal(replies(h).slice(1), ['1:0:added 2', '1:0:added 2']);
+  h.stop();
+});
+
+test('prepare_update errors are answered at once and change nothing', () => {
+  const h = service('leader');
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  h.send({ type: 'service.request', request: request(3, 'add', 'x') });
+  assert.equal(replies(h), ['3:-22:not a number']);
+  assert.equal(proposals(h), []);
+  h.stop();
+});
+
+test('not readable while the service lags what paxos committed (update_from_paxos not seen yet)', () => {
+  const h = service('peon');
+  h.send(applied(1, 0));
+  h.send(status(true, false, 2));
+  h.send({ type: 'service.request', request: request(1, 'get') });
+  assert.equal(replies(h), [], 'paxos is at 2, this service has applied 1');
+  h.send(applied(2, 9));
+  assert.equal(replies(h), ['1:0:9']);
+  h.stop();
+});
+
+test.run();
