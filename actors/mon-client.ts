@@ -89,6 +89,9 @@ export class MonClient {
    */
   async command(cmd: string[], inbuf?: Uint8Array): Promise<CommandReply> {
     const deadline = Date.now() + this.#timeoutMs;
+    // One tid for every attempt: a retry is the same request, so the leader's dedupe (client +
+    // tid) answers it from the first attempt's commit instead of applying it twice.
+    const tid = ++this.#tid;
     let lastError = 'no monitor answered';
     while (Date.now() < deadline) {
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
@@ -98,7 +101,6 @@ export class MonClient {
         this.#next += 1;
         continue;
       }
-      const tid = ++this.#tid;
       const reply = await new Promise<CommandReply | null>((resolve) => {
         const timer = setTimeout(
           () => {

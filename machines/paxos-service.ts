@@ -171,6 +171,8 @@ export type ServiceEvent =
   /** Internal: the proposal timer fired, or a step wants a proposal now. */
   | { type: 'service.propose' };
 
+/** paxos_stash_full_interval (Ceph's default 25). */
+const stashFullInterval = 25;
 const requestKey = (r: Pick<ReplyTarget, 'client' | 'tid'>) => `${r.client}#${r.tid}`;
 const answeredMax = 4096;
 const EAGAIN = -11;
@@ -291,6 +293,9 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     if (!c.havePending || c.proposing || c.monitor.role !== 'leader') return c;
     const version = c.versions.lastCommitted + 1;
     const ops: StoreOp[] = [...def.encodePending(c.state, c.pending, version)];
+    // paxos_stash_full_interval: every so many versions, a full copy of the state beside the
+    // incremental, so a reader never replays more than that many incrementals.
+    if (def.encodeFull && version % stashFullInterval === 0) ops.push(...def.encodeFull(c.state, version));
     ops.push({ op: 'put_number', prefix: def.prefix, key: 'last_committed', value: version });
     if (c.versions.firstCommitted === 0)
       ops.push({ op: 'put_number', prefix: def.prefix, key: 'first_committed', value: version });

@@ -7,6 +7,8 @@ export const configKeyDataPrefix = 'config-key';
 /** mon_config_key_max_entry_size (Ceph's default 64 KiB). */
 export const configKeyMaxEntrySizeDefault = 64 * 1024;
 const keysMax = 100_000;
+/** Service versions kept behind the last committed one (Ceph keeps ~500 of most services). */
+const keepVersions = 500;
 
 type Change = { op: 'set'; key: string; value: Uint8Array } | { op: 'rm'; key: string };
 export type ConfigKeyPending = Change[];
@@ -103,6 +105,6 @@ export function configKeyService(
       return ops;
     },
     updateFromPaxos: (state) => state,
-    getTrimTo: (_state, versions) => Math.max(0, versions.lastCommitted - 500),
+    getTrimTo: (_state, versions) => Math.max(0, versions.lastCommitted - keepVersions),
   };
 }

@@ -86,6 +86,11 @@ export const logService: ServiceDefinition<LogState, LogEntry[]> = {
     });
     return ops;
   },
+  // The committed summary (the state before this version's entries): full_<version - 1>.
+  encodeFull: (state, version) => [
+    { op: 'put', prefix: 'logm', key: `full_${version - 1}`, value: JSON.stringify(state) },
+    { op: 'put', prefix: 'logm', key: 'full_latest', value: String(version - 1) },
+  ],
   updateFromPaxos(state, ops: AppliedOp[]) {
     let nextSeq = state.nextSeq;
     for (const op of ops) {
