@@ -19,6 +19,8 @@ export interface StartMonitorOptions {
   /** Listen here instead of the monitor's monmap address (e.g. 0.0.0.0:6789 behind NAT). */
   bindAddr?: string;
   onFatal?: (error: Error) => void;
+  /** The monitor shut itself down (e.g. removed from the monmap): the reason. */
+  onShutdown?: (reason: string) => void;
   onCommand?: CreateMonitorOptions['onCommand'];
 }
 
@@ -50,8 +52,8 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
     messenger = new Messenger({
       name: `mon.${loaded.name}`,
       fsid: loaded.fsid,
-      rank: me.rank,
-      listenAddr: options.bindAddr ?? me.addr,
+      ...(me ? { rank: me.rank } : {}),
+      listenAddr: options.bindAddr ?? (loaded.addr as string),
       logger: logger.child({ subsystem: 'ms' }),
     });
     const addr = await messenger.listen();
@@ -63,6 +65,7 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+      ...(options.onShutdown ? { onShutdown: options.onShutdown } : {}),
       ...(options.onCommand ? { onCommand: options.onCommand } : {}),
     });
     const ms = messenger;

@@ -22,7 +22,7 @@ import type {
 } from '../machines/effects.ts';
 import type { Store } from '../storage/store.ts';
 import { Transaction } from '../storage/transaction.ts';
-import type { EntityName, Message, MonCommand, PaxosValue } from '../transport/messages.ts';
+import type { EntityName, Message, MonCommand, MonSync, PaxosValue } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface IoDeps {
@@ -38,6 +38,8 @@ export interface IoDeps {
   shareValuesMax?: number;
   /** Wall-clock milliseconds, stamped on received messages (`receivedAt`). */
   now?: () => number;
+  /** A peer asks this monitor for a store sync (mon.sync get_cookie_* / get_chunk): the provider's. */
+  onSyncRequest?: (from: EntityName, msg: MonSync) => void;
 }
 
 /** Decode one or more concatenated encoded Transactions (a batched Paxos value). */
@@ -62,6 +64,7 @@ export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transacti
         tx.eraseRange(op.prefix, op.start, op.end);
         break;
       case 'apply_value':
+      case 'apply_encoded':
         tx.append(decodeValue(op.value));
         break;
     }
@@ -145,6 +148,7 @@ export function ioLogic(deps: IoDeps) {
       onMessage(from, msg) {
         if (stopped) return;
         if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
+        else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
         else if (routedToMonitor.has(msg.type))
           sendBack({ type: msg.type, from, msg, receivedAt: deps.now?.() ?? 0 } as never);
         else deps.onOther?.(from, msg);

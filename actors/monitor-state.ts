@@ -37,6 +37,10 @@ export async function loadMonMap(store: Store): Promise<MonMap> {
 export interface LoadedMonitor {
   name: string;
   fsid: string;
+  /** Where this monitor listens: its monmap address, or the one given at mkfs when it is joining. */
+  addr: string | undefined;
+  /** mon_sync/in_sync was set: a store sync was interrupted; the synced data must be cleared and copied again. */
+  inSync: boolean;
   input: Omit<MonitorInput, 'config'>;
 }
 
@@ -51,8 +55,22 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   if (monmap.fsid !== fsid)
     throw new MonitorStateError(`monmap fsid ${monmap.fsid} differs from the store's fsid ${fsid}`);
 
-  const firstCommitted = await store.getNumber('paxos', 'first_committed');
-  const lastCommitted = await store.getNumber('paxos', 'last_committed');
+  // A store copied by sync while the provider kept committing may name versions it does not
+  // hold (or miss the oldest ones, trimmed meanwhile): Paxos starts from the contiguous history
+  // it really has, and the versions above are shared again by the leader after bootstrap.
+  let firstCommitted = await store.getNumber('paxos', 'first_committed');
+  let lastCommitted = await store.getNumber('paxos', 'last_committed');
+  if (lastCommitted > 0) {
+    while (firstCommitted < lastCommitted && !(await store.exists('paxos', String(firstCommitted))))
+      firstCommitted += 1;
+    let top = firstCommitted;
+    while (top < lastCommitted && (await store.exists('paxos', String(top + 1)))) top += 1;
+    if (!(await store.exists('paxos', String(firstCommitted)))) {
+      firstCommitted = 0;
+      top = 0;
+    }
+    lastCommitted = top;
+  }
   let uncommitted: Uncommitted | null = null;
   // Paxos::init: an accepted value at lc+1 is still uncommitted; its pn is pending_pn.
   const pendingValue = await store.get('paxos', String(lastCommitted + 1));
@@ -79,9 +97,14 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   } catch {
     health = null;
   }
+  const storedAddr = await store.get('monitor', 'addr');
+  const addr =
+    monmap.mons.find((m) => m.name === name)?.addr ?? (storedAddr ? utf8.decode(storedAddr) : undefined);
   return {
     name,
     fsid,
+    addr,
+    inSync: (await store.getNumber('mon_sync', 'in_sync')) > 0,
     input: {
       services: {
         monmap: { versions: await versions('monmap'), loaded: monmap },

@@ -20,6 +20,7 @@ import type { Transport } from '../transport/transport.ts';
 import { ioLogic } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { loadMonitorState } from './monitor-state.ts';
+import { createSyncProvider } from './sync-provider.ts';
 
 /** XState's clock interface (setTimeout/clearTimeout), e.g. its SimulatedClock. */
 export type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
@@ -41,9 +42,29 @@ export interface CreateMonitorOptions {
   onCommand?: (from: EntityName, msg: MonCommand, reply: (r: CommandReply) => void) => boolean;
   /** Extra PaxosServices to run beside paxmon's own (an app's own service). */
   services?: ServiceDefinition[];
+  /** The monitor shut itself down (e.g. removed from the monmap): the reason. */
+  onShutdown?: (reason: string) => void;
+  /** A store sync made progress (keys and bytes copied, of the totals when known). */
+  onSyncProgress?: (progress: SyncProgressReport) => void;
 }
 
-export type MonitorStateName = 'probing' | 'synchronizing' | 'electing' | 'leader' | 'peon' | 'shutdown';
+export interface SyncProgressReport {
+  provider: string;
+  kind: 'full' | 'recent';
+  keys: number;
+  bytes: number;
+  totalKeys: number | undefined;
+  totalBytes: number | undefined;
+}
+
+export type MonitorStateName =
+  | 'probing'
+  | 'synchronizing'
+  | 'electing'
+  | 'leader'
+  | 'peon'
+  | 'shutdown'
+  | 'reloading';
 
 export interface MonitorHandle {
   readonly name: string;
@@ -119,7 +140,24 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     onOther: (from, msg) => {
       if (msg.type === 'mon.ping') timecheck(from, msg);
     },
+    onSyncRequest: (from, msg) => provider.handle(from, msg),
     now,
+  });
+
+  const provider = createSyncProvider({
+    store: options.store,
+    transport: options.transport,
+    payloadBytesMax: config.monSyncMaxPayloadSizeBytes,
+    payloadKeysMax: config.monSyncMaxPayloadKeys,
+    timeoutMs: config.monSyncTimeoutMs,
+    now,
+    // Monitor::handle_sync_get_cookie: a monitor that is itself syncing has no whole store to give.
+    canProvide: () => {
+      const snapshot = actor.getSnapshot();
+      const state = handle.state();
+      return state !== 'synchronizing' && state !== 'reloading' && !snapshot.context.forceFullSync;
+    },
+    onEvent: (event) => logger.debug({ sync: event }, `sync ${event.op} for ${event.peer}`),
   });
 
   const services = [
@@ -130,46 +168,86 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     ...(options.services ?? []),
   ];
   const machine = createMonitorMachine(services).provide({ actors: { io } });
-  const actor = createActor(machine, {
-    input: { ...loaded.input, config },
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.inspect ? { inspect: options.inspect } : {}),
-  });
-
+  type MonitorActor = ReturnType<typeof createActor<typeof machine>>;
+  let actor: MonitorActor;
   let lastState = '';
   let lastQuorum = '';
-  actor.subscribe({
-    next(snapshot) {
-      const state = String(
-        typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0],
-      );
-      const quorum = snapshot.context.quorum.join(',');
-      if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
-        if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) {
-          quorumSince = now();
-          // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
-          if (state === 'leader') queueMicrotask(logQuorum);
-        }
-        logger.info(
-          {
-            mon: loaded.name,
-            state,
-            election_epoch: snapshot.context.electionEpoch,
-            quorum: snapshot.context.quorum,
-            reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined,
-          },
-          `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
+  let lastSyncKeys = -1;
+
+  /** Start the actor tree over what the store holds (again after a store sync: Ceph re-inits). */
+  function boot(input: typeof loaded.input & { inSync?: boolean }): void {
+    actor = createActor(machine, {
+      input: { ...input, config },
+      systemId: 'monitor',
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+    });
+    actor.subscribe({
+      next(snapshot) {
+        const state = String(
+          typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0],
         );
-        lastState = state;
-        lastQuorum = quorum;
-      }
-      if (snapshot.status === 'done') resolveStopped();
-    },
-    error(error) {
-      logger.error({ err: String(error) }, 'monitor actor failed');
-      resolveStopped();
-    },
-  });
+        const quorum = snapshot.context.quorum.join(',');
+        if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
+          if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) {
+            quorumSince = now();
+            // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
+            if (state === 'leader') queueMicrotask(logQuorum);
+          }
+          logger.info(
+            {
+              mon: loaded.name,
+              state,
+              election_epoch: snapshot.context.electionEpoch,
+              quorum: snapshot.context.quorum,
+              reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined,
+              sync: state === 'synchronizing' ? snapshot.context.syncDecision : undefined,
+            },
+            `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
+          );
+          lastState = state;
+          lastQuorum = quorum;
+        }
+        const sync = snapshot.context.sync;
+        if (state === 'synchronizing' && sync && sync.keys !== lastSyncKeys) {
+          lastSyncKeys = sync.keys;
+          options.onSyncProgress?.({
+            provider: sync.provider,
+            kind: sync.kind,
+            keys: sync.keys,
+            bytes: sync.bytes,
+            totalKeys: sync.totalKeys,
+            totalBytes: sync.totalBytes,
+          });
+        }
+        if (snapshot.status !== 'done') return;
+        if (snapshot.value === 'reloading' && !stopping) {
+          // The synced store is complete: start again over it.
+          logger.info(
+            { mon: loaded.name, provider: sync?.provider, keys: sync?.keys, bytes: sync?.bytes },
+            `mon.${loaded.name} sync finished`,
+          );
+          queueMicrotask(() => {
+            void loadMonitorState(options.store).then(
+              (reloaded) => {
+                if (!stopping) boot({ ...reloaded.input, inSync: reloaded.inSync });
+              },
+              (error: Error) => fatal(error),
+            );
+          });
+          return;
+        }
+        if (snapshot.context.shutdownReason && !stopping)
+          options.onShutdown?.(snapshot.context.shutdownReason);
+        resolveStopped();
+      },
+      error(error) {
+        logger.error({ err: String(error) }, 'monitor actor failed');
+        resolveStopped();
+      },
+    });
+    actor.start();
+  }
 
   const paxosSnapshot = () => {
     const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
@@ -237,7 +315,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   const handle: MonitorHandle = {
     name: loaded.name,
     fsid: loaded.fsid,
-    actor,
+    get actor() {
+      return actor;
+    },
     stopped,
     state() {
       const value = actor.getSnapshot().value;
@@ -263,8 +343,17 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         quorum_age: quorumAge(handle, quorumSince, now),
         outside_quorum: ctx.outsideQuorum,
         extra_probe_peers: [],
-        sync_provider: [],
+        sync_provider: ctx.sync ? [ctx.sync.provider] : [],
         sync_decision: ctx.syncDecision,
+        sync: ctx.sync
+          ? {
+              kind: ctx.sync.kind,
+              keys: ctx.sync.keys,
+              bytes: ctx.sync.bytes,
+              total_keys: ctx.sync.totalKeys ?? null,
+              total_bytes: ctx.sync.totalBytes ?? null,
+            }
+          : null,
         last_bootstrap_reason: ctx.lastBootstrapReason,
         paxos: snap
           ? {
@@ -302,7 +391,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     },
   };
 
-  actor.start();
+  boot({ ...loaded.input, inSync: loaded.inSync });
   tickTimer = clock.setTimeout(tick, config.monTickIntervalMs);
   (tickTimer as { unref?: () => void }).unref?.();
   return handle;

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
-import { validateMonMap } from '../transport/messages.ts';
+import { type MonMap, validateMonMap } from '../transport/messages.ts';
 import { fail } from './errors.ts';
 
 export interface ClusterFile {
@@ -62,28 +62,61 @@ export function parseMonSpecs(specs: string[]): { name: string; addr: string }[]
 export async function mkfs(options: {
   dir: string;
   name: string;
-  fsid: string;
+  fsid?: string;
   mons: string[];
+  /** A monmap file (paxmon mon getmap -o FILE): Ceph's `ceph-mon --mkfs --monmap`. */
+  monmapFile?: string;
+  /** This monitor's own address when it is not in the map yet: it will join (mon.join). */
+  addr?: string;
 }): Promise<void> {
-  if (!uuidPattern.test(options.fsid)) fail('EINVAL', `fsid '${options.fsid}' is not a UUID`);
   if (!namePattern.test(options.name))
     fail('EINVAL', `name '${options.name}' must be letters, digits, '-' or '_'`);
-  const mons = parseMonSpecs(options.mons);
-  if (mons.length === 0) fail('EINVAL', 'at least one --mon NAME=HOST:PORT is needed');
-  if (!mons.some((m) => m.name === options.name)) {
-    fail('EINVAL', `mon.${options.name} is not in the monmap (${mons.map((m) => m.name).join(', ')})`);
+  let monmap: MonMap;
+  if (options.monmapFile) {
+    if (options.mons.length) fail('EINVAL', 'give either --monmap FILE or --mon NAME=HOST:PORT, not both');
+    let value: unknown;
+    try {
+      value = JSON.parse(readFileSync(options.monmapFile, 'utf8'));
+    } catch (error) {
+      return fail('EINVAL', `${options.monmapFile} is not a monmap: ${(error as Error).message}`);
+    }
+    const reason = validateMonMap(value);
+    if (reason) fail('EINVAL', `${options.monmapFile}: ${reason}`);
+    monmap = value as MonMap;
+    if (options.fsid && options.fsid.toLowerCase() !== monmap.fsid)
+      fail('EINVAL', `--fsid ${options.fsid} differs from the monmap's ${monmap.fsid}`);
+  } else {
+    if (!options.fsid || !uuidPattern.test(options.fsid))
+      fail('EINVAL', `fsid '${options.fsid ?? ''}' is not a UUID`);
+    const mons = parseMonSpecs(options.mons);
+    if (mons.length === 0) fail('EINVAL', 'at least one --mon NAME=HOST:PORT (or --monmap FILE) is needed');
+    monmap = buildMonMap((options.fsid as string).toLowerCase(), mons, Date.now());
+    // A joining monitor's map is older than any map of the cluster it joins (epoch 0).
+    if (options.addr && !mons.some((m) => m.name === options.name)) monmap = { ...monmap, epoch: 0 };
   }
+  if (options.addr !== undefined && !addrPattern.test(options.addr))
+    fail('EINVAL', `--addr '${options.addr}' is not HOST:PORT`);
+  const inMap = monmap.mons.find((m) => m.name === options.name);
+  if (!inMap && !options.addr) {
+    fail(
+      'EINVAL',
+      `mon.${options.name} is not in the monmap (${monmap.mons.map((m) => m.name).join(', ')}); to join an existing cluster give this monitor's address with --addr HOST:PORT`,
+    );
+  }
+  if (inMap && options.addr && inMap.addr !== options.addr)
+    fail('EINVAL', `mon.${options.name} is at ${inMap.addr} in the monmap, not ${options.addr}`);
   if (existsSync(options.dir)) {
     if (readdirSync(options.dir).length > 0)
       fail('EINVAL', `${options.dir} is not empty (is a monitor there already?)`);
   }
-  const monmap = buildMonMap(options.fsid.toLowerCase(), mons, Date.now());
   const reason = validateMonMap(monmap);
   if (reason) fail('EINVAL', reason);
   mkdirSync(options.dir, { recursive: true });
   const store = await RocksDBStore.open(join(options.dir, 'store.db'), { create: true });
   try {
-    await store.apply(mkfsTransaction(options.name, monmap));
+    const tx = mkfsTransaction(options.name, monmap);
+    if (options.addr) tx.put('monitor', 'addr', options.addr);
+    await store.apply(tx);
   } finally {
     await store.close();
   }
@@ -107,21 +140,40 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Resolve when the port can be bound on the host, or fail with EADDRINUSE naming it. */
-export async function checkPortFree(addr: string, option: string): Promise<void> {
+/**
+ * Resolve when the port of `addr` can be bound, or fail with `Error EADDRINUSE: port N on HOST
+ * is in use (HINT)`, the hint naming what to change.
+ */
+export async function checkPortFree(addr: string, hint: string): Promise<void> {
   const m = addrPattern.exec(addr);
   if (!m) return;
   const host = (m[1] as string).replace(/^\[|\]$/g, '');
   const port = Number(m[2]);
   await new Promise<void>((resolvePromise, reject) => {
     const server = createServer();
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE')
-        reject(new Error(`port ${port} on ${host} is in use (choose another with ${option})`));
-      else reject(error);
-    });
+    server.once('error', reject);
     server.listen(port, host, () => server.close(() => resolvePromise()));
-  }).catch((error: Error) => fail('EADDRINUSE', error.message));
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EADDRINUSE') fail('EADDRINUSE', `port ${port} on ${host} is in use (${hint})`);
+    if (error.code === 'EADDRNOTAVAIL') fail('EINVAL', `${host} is not an address of this machine`);
+    throw error;
+  });
+}
+
+/** The last `Error EXXX: …` line a monitor wrote to its log (its stderr goes there), if any. */
+export function lastErrorInLog(logFile: string): { code: string; message: string } | null {
+  let text: string;
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return null;
+  }
+  const lines = text.slice(-64 * 1024).split('\n');
+  for (let i = lines.length - 1; i >= 0; i -= 1) {
+    const m = /^Error (E[A-Z]+): (.*)$/.exec(lines[i] as string);
+    if (m) return { code: m[1] as string, message: m[2] as string };
+  }
+  return null;
 }
 
 const cliMain = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -160,7 +212,8 @@ export async function ensureCluster(
     fsid: randomUUID(),
     mons: monNames(size).map((name, i) => ({ name, addr: `${host}:${basePort + i}` })),
   };
-  for (const m of cluster.mons) await checkPortFree(m.addr, '--port');
+  for (const m of cluster.mons)
+    await checkPortFree(m.addr, `mon.${m.name} needs it; choose another first port with --port`);
   mkdirSync(dir, { recursive: true });
   for (const m of cluster.mons) {
     await mkfs({

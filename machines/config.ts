@@ -38,6 +38,12 @@ export interface MonConfig {
   monClockDriftAllowedMs: number;
   /** mon_tick_interval: services' tick (Ceph 5 s). */
   monTickIntervalMs: number;
+  /** mon_sync_timeout: a sync step that waits longer fails and bootstraps (Ceph 60 s). */
+  monSyncTimeoutMs: number;
+  /** mon_sync_max_payload_size: bytes per sync chunk (Ceph 1 MiB). */
+  monSyncMaxPayloadSizeBytes: number;
+  /** mon_sync_max_payload_keys: keys per sync chunk (Ceph 2000). */
+  monSyncMaxPayloadKeys: number;
 }
 
 export const defaultConfig: MonConfig = {
@@ -58,6 +64,9 @@ export const defaultConfig: MonConfig = {
   monConfigKeyMaxEntrySizeBytes: 64 * 1024,
   monClockDriftAllowedMs: 50,
   monTickIntervalMs: 1000,
+  monSyncTimeoutMs: 10_000,
+  monSyncMaxPayloadSizeBytes: 1024 * 1024,
+  monSyncMaxPayloadKeys: 2000,
 };
 
 export const cephDefaults: MonConfig = {
@@ -78,6 +87,9 @@ export const cephDefaults: MonConfig = {
   monConfigKeyMaxEntrySizeBytes: 64 * 1024,
   monClockDriftAllowedMs: 50,
   monTickIntervalMs: 5000,
+  monSyncTimeoutMs: 60_000,
+  monSyncMaxPayloadSizeBytes: 1024 * 1024,
+  monSyncMaxPayloadKeys: 2000,
 };
 
 /** Ceph option name (`mon_lease`) → field, for `--set mon_lease=5` style overrides (seconds, as Ceph). */
@@ -98,6 +110,9 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   mon_config_key_max_entry_size: { field: 'monConfigKeyMaxEntrySizeBytes', seconds: false },
   mon_clock_drift_allowed: { field: 'monClockDriftAllowedMs', seconds: true },
   mon_tick_interval: { field: 'monTickIntervalMs', seconds: true },
+  mon_sync_timeout: { field: 'monSyncTimeoutMs', seconds: true },
+  mon_sync_max_payload_size: { field: 'monSyncMaxPayloadSizeBytes', seconds: false },
+  mon_sync_max_payload_keys: { field: 'monSyncMaxPayloadKeys', seconds: false },
 };
 
 /** Parse `name=value` overrides in Ceph's units into a config; returns a reason on error. */

@@ -17,7 +17,9 @@ export type StoreOp =
    * (Paxos::decode_append_transaction). Once durable, the I/O actor reports the applied ops to
    * the monitor as `store.applied` so services can update_from_paxos.
    */
-  | { op: 'apply_value'; version: number; value: Uint8Array };
+  | { op: 'apply_value'; version: number; value: Uint8Array }
+  /** Decode an encoded Transaction (a sync chunk) and append its ops; nothing is reported. */
+  | { op: 'apply_encoded'; value: Uint8Array };
 
 /** Where a command's answer goes: straight to the client, or back through the peon that forwarded it. */
 export interface ReplyTarget {

@@ -6,12 +6,13 @@
 // `elector` and `paxos`. Received messages arrive as events typed by message type and are routed
 // as Ceph's Monitor::dispatch_op routes them: election messages to the elector (not while
 // probing or synchronizing), paxos messages to paxos, probes handled here.
-import { type AnyActorLogic, assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
-import type { EntityName, MonForward, MonMap, MonProbe } from '../transport/messages.ts';
+import { type AnyActorLogic, assign, enqueueActions, fromCallback, raise, sendTo, setup } from 'xstate';
+import type { EntityName, MonForward, MonMap, MonProbe, MonSync } from '../transport/messages.ts';
 import { defaultConfig, type MonConfig } from './config.ts';
 import {
   effects,
   type IoEffectsEvent,
+  type IoWrittenEvent,
   type MessageEvent,
   type Outgoing,
   type StoreAppliedEvent,
@@ -27,6 +28,7 @@ import {
   type ServiceVersions,
 } from './paxos-service.ts';
 import { defaultServices } from './services/index.ts';
+import { type SyncProgress, syncChunk, syncCookie, syncFinish, syncStart } from './sync.ts';
 
 export interface MonitorInput {
   name: string;
@@ -43,6 +45,8 @@ export interface MonitorInput {
   };
   /** What each service loaded from the store at start-up (its versions and init data), by name. */
   services?: Record<string, { versions: ServiceVersions; loaded: unknown }>;
+  /** mon_sync/in_sync was found set at start-up (Monitor::preinit: sync again from scratch). */
+  inSync?: boolean;
 }
 
 /** Why and from whom this monitor would sync (Monitor::handle_probe_reply), kept visible in the state. */
@@ -66,13 +70,18 @@ export interface MonitorContext {
   firstCommitted: number;
   lastCommitted: number;
   syncDecision: SyncDecision | null;
-  /**
-   * Store sync arrives with its own issue; until then a monitor that would sync goes back to
-   * probing once and catches up through Paxos recovery (share_state) instead.
-   */
-  syncDeferred: boolean;
+  /** The sync in progress (provider, cookie, keys and bytes copied). */
+  sync: SyncProgress | null;
+  /** The last chunk is being written (the monitor reloads once it is durable). */
+  syncFinishing: boolean;
+  /** The store holds an interrupted sync (mon_sync/in_sync): sync in full from the first peer. */
+  forceFullSync: boolean;
   /** Why the last bootstrap happened (shown by mon_status and the logs). */
   lastBootstrapReason: string;
+  /** A committed monmap the leader adopts once its own commit has been answered. */
+  pendingMonmap: MonMap | null;
+  /** Why the monitor shut down (e.g. removed from the monmap), for the runtime's exit message. */
+  shutdownReason: string;
   /** What paxos loaded from the store at start-up; handed to the paxos child once. */
   paxosBoot: { acceptedPn: number; lastPn: number; uncommitted: Uncommitted | null };
   /** What the services loaded at start-up; handed to each service child once. */
@@ -97,7 +106,20 @@ export type MonitorEvent =
   | { type: 'monitor.tick'; now: number }
   /** The leader's time checks (Monitor::timecheck): clock skew per monitor name. */
   | { type: 'monitor.timecheck'; skewsMs: Record<string, number> }
+  | IoWrittenEvent
+  /** Internal: take a committed monmap (MonmapMonitor::update_from_paxos → bootstrap). */
+  | { type: 'monitor.adopt_monmap'; monmap: MonMap }
   | StoreAppliedEvent;
+
+/** A sync message from the monitor this one is syncing from (anything else is stale). */
+function fromProvider(context: MonitorContext, event: MonitorEvent): boolean {
+  return (
+    event.type === 'mon.sync' &&
+    context.sync !== null &&
+    event.from === context.sync.provider &&
+    !context.syncFinishing
+  );
+}
 
 /** MonMap::min_quorum_size. */
 export const minQuorumSize = (monmap: MonMap) => Math.floor(monmap.mons.length / 2) + 1;
@@ -143,27 +165,35 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
   ) {
     if (msg.monmap.epoch > context.monmap.epoch) return { kind: 'adopt_monmap', monmap: msg.monmap };
   }
-  if (!context.syncDeferred) {
-    if (context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1) {
-      return {
-        kind: 'sync',
-        decision: {
-          kind: 'full',
-          provider: from,
-          reason: `my last_committed ${context.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}`,
-        },
-      };
-    }
-    if (context.lastCommitted + context.config.paxosMaxJoinDrift < msg.paxosLastVersion) {
-      return {
-        kind: 'sync',
-        decision: {
-          kind: 'recent',
-          provider: from,
-          reason: `my last_committed ${context.lastCommitted} + paxos_max_join_drift ${context.config.paxosMaxJoinDrift} < peer last_committed ${msg.paxosLastVersion}`,
-        },
-      };
-    }
+  if (context.forceFullSync) {
+    return {
+      kind: 'sync',
+      decision: {
+        kind: 'full',
+        provider: from,
+        reason: 'an interrupted sync (mon_sync/in_sync) must start over',
+      },
+    };
+  }
+  if (context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1) {
+    return {
+      kind: 'sync',
+      decision: {
+        kind: 'full',
+        provider: from,
+        reason: `my last_committed ${context.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}`,
+      },
+    };
+  }
+  if (context.lastCommitted + context.config.paxosMaxJoinDrift < msg.paxosLastVersion) {
+    return {
+      kind: 'sync',
+      decision: {
+        kind: 'recent',
+        provider: from,
+        reason: `my last_committed ${context.lastCommitted} + paxos_max_join_drift ${context.config.paxosMaxJoinDrift} < peer last_committed ${msg.paxosLastVersion}`,
+      },
+    };
   }
   if (msg.quorum.length > 0) {
     // There is a quorum: if I am in the map, an election pulls me in; otherwise ask to join.
@@ -229,8 +259,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     },
     delays: {
       probeTimeout: ({ context }) => context.config.monProbeTimeoutMs,
-      // Waiting a probe timeout before probing again keeps a would-be sync from spinning.
-      syncNotYet: ({ context }) => context.config.monProbeTimeoutMs,
+      syncTimeout: ({ context }) => context.config.monSyncTimeoutMs,
     },
     actions: {
       /** Tell every service about the monitor (role, quorum, monmap): PaxosService::election_finished / restart. */
@@ -269,6 +298,35 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }
         enqueue.sendTo(serviceId(service.name), { type: 'service.request', request });
       }),
+      /** Monitor::sync_start, from the decision taken while probing. */
+      syncStart: enqueueActions(({ enqueue, context }) => {
+        const decision = context.syncDecision;
+        if (!decision) return;
+        const provider = decision.provider as EntityName;
+        const addr = context.monmap.mons.find((m) => `mon.${m.name}` === provider)?.addr;
+        const start = syncStart(decision.kind, provider, addr, context.lastCommitted, context.monmap);
+        enqueue.assign({ sync: start.progress, syncFinishing: false });
+        enqueue.sendTo(({ system }) => system.get('io'), effects(start.writes, start.messages));
+      }),
+      /**
+       * MonmapMonitor::update_from_paxos: a newer monmap committed. A peon adopts it at once; the
+       * leader first lets its services answer the commit (paxos.committed), then adopts it.
+       */
+      noticeMonmap: enqueueActions(({ enqueue, context, event }) => {
+        if (event.type !== 'store.applied') return;
+        for (const op of event.ops) {
+          if (op.op !== 'put' || op.prefix !== 'monmap' || !/^[0-9]+$/.test(op.key)) continue;
+          if (Number(op.key) <= context.monmap.epoch) continue;
+          let monmap: MonMap;
+          try {
+            monmap = JSON.parse(new TextDecoder().decode(op.value)) as MonMap;
+          } catch {
+            continue;
+          }
+          if (context.leader === context.rank && context.rank >= 0) enqueue.assign({ pendingMonmap: monmap });
+          else enqueue.raise({ type: 'monitor.adopt_monmap', monmap });
+        }
+      }),
       /** Monitor::win_election / lose_election: remember that I have been in a quorum (monitor/joined). */
       joined: enqueueActions(({ enqueue, context }) => {
         if (context.hasEverJoined) return;
@@ -285,13 +343,19 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       ),
       /** Monitor::_reset: forget the quorum; Paxos and the elector restart. */
       reset: enqueueActions(({ enqueue, context }) => {
-        enqueue.assign({ quorum: [], leader: -1, outsideQuorum: [context.name] });
+        enqueue.assign({
+          quorum: [],
+          leader: -1,
+          outsideQuorum: [context.name],
+          sync: null,
+          syncFinishing: false,
+        });
         enqueue.sendTo('paxos', { type: 'paxos.restart' });
         enqueue.sendTo('elector', { type: 'elector.reset' });
       }),
       /** Monitor::bootstrap: probe every other rank (a one-monitor map wins at once instead). */
       probeAll: enqueueActions(({ enqueue, context }) => {
-        if (context.rank < 0) return;
+        // A monitor not (yet) in its own monmap still probes the ones it knows: it is joining.
         if (context.monmap.mons.length === 1) {
           enqueue.raise({ type: 'monitor.start_election' });
           return;
@@ -336,7 +400,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       firstCommitted: input.paxos.firstCommitted,
       lastCommitted: input.paxos.lastCommitted,
       syncDecision: null,
-      syncDeferred: false,
       lastBootstrapReason: 'startup',
       paxosBoot: {
         acceptedPn: input.paxos.acceptedPn,
@@ -345,6 +408,11 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       },
       serviceBoot: input.services ?? {},
       clockSkewsMs: {},
+      pendingMonmap: null,
+      shutdownReason: '',
+      sync: null,
+      syncFinishing: false,
+      forceFullSync: input.inSync ?? false,
     }),
     invoke: [
       { id: 'io', systemId: 'io', src: 'io' },
@@ -408,8 +476,67 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           'broadcast',
         ],
       },
-      'store.applied': { actions: ['broadcast', sendTo('paxos', ({ event }) => event)] },
-      'paxos.committed': { actions: 'broadcast' },
+      'store.applied': { actions: ['broadcast', sendTo('paxos', ({ event }) => event), 'noticeMonmap'] },
+      'paxos.committed': {
+        actions: [
+          'broadcast',
+          enqueueActions(({ enqueue, context }) => {
+            if (context.pendingMonmap)
+              enqueue.raise({ type: 'monitor.adopt_monmap', monmap: context.pendingMonmap });
+          }),
+        ],
+      },
+      'monitor.adopt_monmap': [
+        {
+          // A monitor that has been in a quorum and is no longer in the map was removed: it stops
+          // (Ceph's Monitor exits: "removed from monmap, suicide").
+          guard: ({ context, event }) =>
+            context.hasEverJoined && !event.monmap.mons.some((m) => m.name === context.name),
+          target: '.shutdown',
+          actions: assign(({ event }) => ({
+            monmap: event.monmap,
+            rank: -1,
+            pendingMonmap: null,
+            shutdownReason: `removed from the monmap (epoch ${event.monmap.epoch})`,
+          })),
+        },
+        {
+          target: '.probing',
+          actions: [
+            assign(({ context, event }) => ({
+              monmap: event.monmap,
+              rank: event.monmap.mons.findIndex((m) => m.name === context.name),
+              pendingMonmap: null,
+              lastBootstrapReason: `monmap epoch ${event.monmap.epoch}`,
+            })),
+            enqueueActions(({ enqueue, context }) => {
+              enqueue.sendTo('elector', {
+                type: 'elector.monmap',
+                monmap: context.monmap,
+                rank: context.rank,
+              });
+              enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: context.monmap, rank: context.rank });
+            }),
+          ],
+        },
+      ],
+      // MMonJoin: a new monitor asks to be added (Monitor::handle_join → MonmapMonitor::prepare_join).
+      'mon.join': {
+        actions: enqueueActions(({ enqueue, event }) => {
+          const e = event as MessageEvent<import('../transport/messages.ts').MonJoin> & {
+            receivedAt?: number;
+          };
+          enqueue.raise({
+            type: 'monitor.command',
+            request: {
+              client: e.from,
+              tid: 0,
+              cmd: ['mon', 'add', e.msg.name, e.msg.addr],
+              receivedAt: e.receivedAt ?? 0,
+            },
+          });
+        }),
+      },
       'paxos.aborted': { actions: 'broadcast' },
       'mon.route': { actions: 'broadcast' },
       'monitor.command': { actions: 'routeCommand' },
@@ -445,7 +572,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           probeTimeout: {
             target: 'probing',
             reenter: true,
-            actions: assign({ lastBootstrapReason: 'probe timeout', syncDeferred: false }),
+            actions: assign({ lastBootstrapReason: 'probe timeout' }),
           },
         },
         on: {
@@ -510,19 +637,83 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         },
       },
       synchronizing: {
-        // Store sync (Monitor::sync_start) arrives with the sync issue. Until then the decision is
-        // recorded here, and the monitor probes again and catches up through Paxos recovery,
-        // which works while the leader still holds every version this monitor misses.
-        after: {
-          syncNotYet: {
-            target: 'probing',
-            actions: assign({
-              syncDeferred: true,
-              lastBootstrapReason: 'store sync not available yet: catching up through paxos recovery',
-            }),
+        // Monitor::sync_start … sync_finish. Every message from the provider re-arms
+        // mon_sync_timeout; a timeout or no_cookie sends the monitor back to bootstrap, which
+        // probes again and may pick another provider. The last chunk is durable before the
+        // monitor reloads: the runtime restarts the actor tree over the synced store.
+        entry: 'syncStart',
+        initial: 'waiting',
+        states: {
+          waiting: {
+            after: {
+              syncTimeout: {
+                actions: raise(({ context }) => ({
+                  type: 'monitor.bootstrap',
+                  reason: `sync timeout: no answer from ${context.sync?.provider ?? 'the provider'}`,
+                })),
+              },
+            },
+          },
+        },
+        on: {
+          'mon.sync': [
+            {
+              guard: ({ context, event }) =>
+                fromProvider(context, event) && (event as MessageEvent<MonSync>).msg.op === 'cookie',
+              // A transition to a child re-enters it (re-arming mon_sync_timeout) without
+              // re-entering `synchronizing`; `reenter: true` would run sync_start again.
+              target: '.waiting',
+              actions: enqueueActions(({ enqueue, context, event }) => {
+                const step = syncCookie(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
+                enqueue.assign({ sync: step.progress });
+                enqueue.sendTo(({ system }) => system.get('io'), effects([], step.messages));
+              }),
+            },
+            {
+              guard: ({ context, event }) =>
+                fromProvider(context, event) && (event as MessageEvent<MonSync>).msg.op === 'chunk',
+              // A transition to a child re-enters it (re-arming mon_sync_timeout) without
+              // re-entering `synchronizing`; `reenter: true` would run sync_start again.
+              target: '.waiting',
+              actions: enqueueActions(({ enqueue, context, event }) => {
+                const step = syncChunk(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
+                enqueue.assign({ sync: step.progress });
+                enqueue.sendTo(({ system }) => system.get('io'), effects(step.writes, step.messages));
+              }),
+            },
+            {
+              guard: ({ context, event }) =>
+                fromProvider(context, event) && (event as MessageEvent<MonSync>).msg.op === 'last_chunk',
+              // A transition to a child re-enters it (re-arming mon_sync_timeout) without
+              // re-entering `synchronizing`; `reenter: true` would run sync_start again.
+              target: '.waiting',
+              actions: enqueueActions(({ enqueue, context, event }) => {
+                const step = syncFinish(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
+                enqueue.assign({ sync: step.progress, syncFinishing: true });
+                enqueue.sendTo(
+                  ({ system }) => system.get('io'),
+                  effects(step.writes, [], { systemId: 'monitor', token: 'sync_finished' }),
+                );
+              }),
+            },
+            {
+              guard: ({ context, event }) =>
+                fromProvider(context, event) && (event as MessageEvent<MonSync>).msg.op === 'no_cookie',
+              actions: raise(({ context }) => ({
+                type: 'monitor.bootstrap',
+                reason: `${context.sync?.provider ?? 'the provider'} cannot provide a sync now (no_cookie)`,
+              })),
+            },
+          ],
+          'io.written': {
+            guard: ({ event }) => event.token === 'sync_finished',
+            target: 'reloading',
           },
         },
       },
+      // The store now holds the provider's copy: the runtime restarts the monitor over it
+      // (Ceph re-inits Paxos and bootstraps).
+      reloading: { type: 'final' },
       electing: {
         entry: [sendTo('paxos', { type: 'paxos.restart' }), { type: 'announce', params: { role: 'none' } }],
         on: {
@@ -535,7 +726,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               leader: context.rank,
               electionEpoch: event.epoch,
               outsideQuorum: [],
-              syncDeferred: false,
             })),
           },
           'elector.lose': {
@@ -545,7 +735,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               leader: event.leader,
               electionEpoch: event.epoch,
               outsideQuorum: [],
-              syncDeferred: false,
             })),
           },
         },

@@ -98,6 +98,8 @@ export const MonSyncSchema = Type.Object(
     lastKey: Type.Optional(StoreKey),
     /** An encoded storage Transaction (storage/transaction.ts), applied atomically by the requester. */
     chunk: Type.Optional(Bytes),
+    /** Keys in this chunk (progress). */
+    chunkKeys: Type.Optional(Type.Integer({ minimum: 0 })),
     /** Keys and bytes the provider expects to send in all, when it knows (progress). */
     totalKeys: Type.Optional(Type.Integer({ minimum: 0 })),
     totalBytes: Type.Optional(Type.Integer({ minimum: 0 })),

@@ -1,9 +1,11 @@
 // monmap: Ceph's MonmapMonitor — the map of monitors, versioned by epoch; every epoch's full map
-// is kept ('monmap/<epoch>'). mon dump / mon stat / mon getmap here; mon add / mon rm arrive
-// with membership changes.
+// is kept ('monmap/<epoch>'). mon dump / stat / getmap, and membership: mon add / mon rm (and
+// mon.join from a new monitor, MonmapMonitor::prepare_join). Every change is a new epoch; each
+// monitor adopts it from update_from_paxos and bootstraps, so ranks, min_quorum_size and the
+// quorum follow the new map.
 import type { MonMap } from '../../transport/messages.ts';
 import type { AppliedOp, StoreOp } from '../effects.ts';
-import type { MonitorView, ServiceDefinition } from '../paxos-service.ts';
+import type { MonitorView, Reply, ServiceDefinition } from '../paxos-service.ts';
 
 export interface MonmapState {
   monmap: MonMap;
@@ -34,15 +36,31 @@ export function monStat(monmap: MonMap, view: MonitorView): string {
   );
 }
 
-export const monmapService: ServiceDefinition<MonmapState, null> = {
+const namePattern = /^[A-Za-z0-9_-]{1,64}$/;
+const addrPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+const usage = 'usage: mon dump | mon stat | mon getmap | mon add NAME HOST:PORT | mon rm NAME';
+
+/** The map after a change, renumbered in rank order (Ceph ranks monitors by their order in the map). */
+function remap(monmap: MonMap, mons: { name: string; addr: string }[], now: number): MonMap {
+  return {
+    ...monmap,
+    epoch: monmap.epoch + 1,
+    mons: mons.map((m, rank) => ({ name: m.name, rank, addr: m.addr })),
+    lastChanged: now,
+  };
+}
+
+export const monmapService: ServiceDefinition<MonmapState, MonMap | null> = {
   name: 'monmap',
   prefix: 'monmap',
-  handles: (cmd) => cmd[0] === 'mon' && ['dump', 'stat', 'getmap'].includes(cmd[1] ?? ''),
+  handles: (cmd) =>
+    cmd[0] === 'mon' && ['dump', 'stat', 'getmap', 'add', 'rm', 'remove'].includes(cmd[1] ?? ''),
   init: (loaded) => ({ monmap: loaded as MonMap }),
   createPending: () => null,
   preprocessQuery(state, request, view) {
     const json = (value: unknown) => ({ reply: { r: 0, rs: '', data: JSON.stringify(value) } });
-    switch (request.cmd[1]) {
+    const cmd = request.cmd;
+    switch (cmd[1]) {
       case 'dump':
         return json(monmapJson(state.monmap));
       case 'stat':
@@ -52,12 +70,76 @@ export const monmapService: ServiceDefinition<MonmapState, null> = {
         return {
           reply: { r: 0, rs: `got monmap epoch ${state.monmap.epoch}`, data: JSON.stringify(state.monmap) },
         };
+      case 'add': {
+        // MonmapMonitor::preprocess_command: an identical entry is already there — a no-op success.
+        const [name, addr] = [cmd[2], cmd[3]];
+        const same = state.monmap.mons.find((m) => m.name === name && m.addr === addr);
+        if (same) return { reply: { r: 0, rs: `mon.${name} at ${addr} already exists` } };
+        return null;
+      }
+      case 'rm':
+      case 'remove': {
+        const name = cmd[2];
+        if (name && !state.monmap.mons.some((m) => m.name === name)) {
+          return { reply: { r: 0, rs: `mon.${name} does not exist or has already been removed` } };
+        }
+        return null;
+      }
       default:
-        return { reply: { r: -22, rs: 'usage: mon dump | mon stat | mon getmap' } };
+        return { reply: { r: -22, rs: usage } };
     }
   },
-  prepareUpdate: () => ({ error: { r: -22, rs: 'usage: mon dump | mon stat | mon getmap' } }),
-  encodePending: (): StoreOp[] => [],
+  prepareUpdate(state, pending, request) {
+    const current = pending ?? state.monmap;
+    const cmd = request.cmd;
+    const fail = (r: number, rs: string): { error: Reply } => ({ error: { r, rs } });
+    if (cmd[1] === 'add') {
+      const [name, addr] = [cmd[2], cmd[3]];
+      if (!name || !addr || cmd.length !== 4) return fail(-22, 'usage: mon add NAME HOST:PORT');
+      if (!namePattern.test(name)) return fail(-22, `'${name}' is not a valid monitor name`);
+      const m = addrPattern.exec(addr);
+      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return fail(-22, `'${addr}' is not HOST:PORT`);
+      const byName = current.mons.find((x) => x.name === name);
+      const byAddr = current.mons.find((x) => x.addr === addr);
+      if (byName && byName.addr === addr)
+        return { pending: current, reply: { r: 0, rs: `mon.${name} at ${addr} already exists` } };
+      if (byName) return fail(-17, `mon.${name} already exists at address ${byName.addr}`);
+      if (byAddr) return fail(-17, `mon.${byAddr.name} already exists at address ${addr}`);
+      const next = remap(current, [...current.mons, { name, addr }], request.receivedAt);
+      return { pending: next, reply: { r: 0, rs: `adding mon.${name} at ${addr}` } };
+    }
+    if (cmd[1] === 'rm' || cmd[1] === 'remove') {
+      const name = cmd[2];
+      if (!name || cmd.length !== 3) return fail(-22, 'usage: mon rm NAME');
+      const gone = current.mons.find((x) => x.name === name);
+      if (!gone)
+        return {
+          pending: current,
+          reply: { r: 0, rs: `mon.${name} does not exist or has already been removed` },
+        };
+      if (current.mons.length === 1) return fail(-22, `refusing removal of last monitor mon.${name}`);
+      const next = remap(
+        current,
+        current.mons.filter((x) => x.name !== name),
+        request.receivedAt,
+      );
+      return {
+        pending: next,
+        reply: {
+          r: 0,
+          rs: `removing mon.${name} at ${gone.addr}, there will be ${next.mons.length} monitors`,
+        },
+      };
+    }
+    return fail(-22, usage);
+  },
+  shouldPropose: (state, pending) => pending !== null && pending.epoch > state.monmap.epoch,
+  encodePending(state, pending, version): StoreOp[] {
+    if (!pending) return [];
+    // The service's version is the monmap epoch (MonmapMonitor: get_last_committed() == epoch).
+    const monmap = { ...pending, epoch: version > state.monmap.epoch ? version : pending.epoch };
+    return [{ op: 'put', prefix: 'monmap', key: String(monmap.epoch), value: JSON.stringify(monmap) }];
+  },
   updateFromPaxos(state, ops: AppliedOp[], versions) {
     const put = ops.find(
       (o) => o.op === 'put' && o.prefix === 'monmap' && o.key === String(versions.lastCommitted),

@@ -1,0 +1,143 @@
+// Store sync over a simulated cluster: full sync past trimmed history, recent sync, a provider
+// that dies mid-sync, a requester that crashes mid-sync.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { MonConfig } from '../machines/config.ts';
+import { SimCluster } from '../sim/cluster.ts';
+import { simClient } from './support/sim-client.ts';
+
+type Status = {
+  state: string;
+  sync_decision: { kind: string; provider: string } | null;
+  sync: { keys: number } | null;
+  paxos: { first_committed: number; last_committed: number } | null;
+};
+const status = (c: SimCluster, name: string) => c.node(name).monitor?.monStatus() as Status | undefined;
+
+async function cluster(seed: number, config: Partial<MonConfig>) {
+  const c = new SimCluster({ size: 3, seed, config });
+  await c.mkfs();
+  await c.startAll();
+  await c.runUntil(() => c.stableQuorum(3) && c.running().every((m) => m.isReadable()), 10_000);
+  return { c, client: simClient(c) };
+}
+
+/** Write `count` keys in batches (each batch one or a few Paxos rounds). */
+async function write(
+  c: SimCluster,
+  client: ReturnType<typeof simClient>,
+  count: number,
+  batch: number,
+  prefix = 'k',
+) {
+  for (let i = 0; i < count; i += batch) {
+    const tids: number[] = [];
+    for (let j = i; j < Math.min(count, i + batch); j += 1)
+      tids.push(client.send(j % 2 ? 'a' : 'b', ['config-key', 'set', `${prefix}${j}`, `v${j}`]));
+    await c.runUntil(() => tids.every((t) => client.acks.some((a) => a.tid === t && a.r === 0)), 10_000);
+  }
+}
+
+/** Watch one monitor's sync decisions while the cluster runs. */
+function watchSync(c: SimCluster, name: string) {
+  const kinds: string[] = [];
+  return {
+    kinds,
+    poll() {
+      const s = status(c, name);
+      const kind = s?.state === 'synchronizing' ? s.sync_decision?.kind : undefined;
+      if (kind && kinds.at(-1) !== kind) kinds.push(kind);
+    },
+  };
+}
+
+test('a monitor down while thousands of versions are written and trimmed comes back by full sync and serves every key', async () => {
+  const { c, client } = await cluster(31, {
+    paxosMin: 50,
+    paxosTrimMin: 25,
+    paxosTrimMax: 100,
+    monSyncMaxPayloadKeys: 200,
+  });
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await write(c, client, 3000, 6);
+  const before = status(c, 'a')?.paxos;
+  assert.ok(
+    before && before.first_committed > 2,
+    `the cluster trimmed (first_committed ${before?.first_committed})`,
+  );
+  await c.start('c');
+  const watch = watchSync(c, 'c');
+  await c.runUntil(() => (watch.poll(), c.stableQuorum(3)), 60_000);
+  assert.equal(watch.kinds, ['full'], 'a full sync ran');
+  for (const i of [0, 1, 1500, 2998, 2999]) {
+    const get = await client.call('c', ['config-key', 'get', `k${i}`]);
+    assert.is(get.data, `v${i}`, `k${i} on mon.c`);
+  }
+  const keys = JSON.parse((await client.call('c', ['config-key', 'ls'])).data) as string[];
+  assert.is(keys.length, 3000);
+  assert.is(await c.node('c').store.getNumber('mon_sync', 'in_sync'), 0, 'the sync markers are gone');
+  await c.stopAll();
+});
+
+test('a monitor that missed a few versions catches up by recent sync', async () => {
+  const { c, client } = await cluster(32, { paxosMaxJoinDrift: 2 });
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  for (let i = 0; i < 5; i += 1) await client.call('a', ['config-key', 'set', `r${i}`, `${i}`]);
+  await c.start('c');
+  const watch = watchSync(c, 'c');
+  await c.runUntil(() => (watch.poll(), c.stableQuorum(3)), 30_000);
+  assert.equal(watch.kinds, ['recent'], 'a recent sync ran');
+  assert.is((await client.call('c', ['config-key', 'get', 'r4'])).data, '4');
+  await c.stopAll();
+});
+
+test('the provider dies mid-sync: the requester times out, bootstraps and finishes from another monitor', async () => {
+  const { c, client } = await cluster(33, {
+    paxosMin: 20,
+    paxosTrimMin: 10,
+    paxosTrimMax: 50,
+    monSyncMaxPayloadKeys: 5,
+    monSyncTimeoutMs: 1500,
+  });
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await write(c, client, 400, 4);
+  await c.start('c');
+  // Wait until c is copying, and from whom.
+  await c.runUntil(() => (status(c, 'c')?.sync?.keys ?? 0) > 20, 20_000);
+  const provider = status(c, 'c')?.sync_decision?.provider.slice(4) as string;
+  await c.crash(provider);
+  await c.run(100);
+  await c.start(provider);
+  await c.runUntil(() => c.stableQuorum(3), 60_000);
+  assert.is((await client.call('c', ['config-key', 'get', 'k399'])).data, 'v399');
+  assert.is(JSON.parse((await client.call('c', ['config-key', 'ls'])).data).length, 400);
+  await c.stopAll();
+});
+
+test('the requester crashes mid-sync: on restart it sees in_sync, clears the partial copy and syncs again', async () => {
+  const { c, client } = await cluster(34, {
+    paxosMin: 20,
+    paxosTrimMin: 10,
+    paxosTrimMax: 50,
+    monSyncMaxPayloadKeys: 5,
+  });
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await write(c, client, 400, 4);
+  await c.start('c');
+  await c.runUntil(() => (status(c, 'c')?.sync?.keys ?? 0) > 30, 20_000);
+  await c.crash('c');
+  assert.is(await c.node('c').store.getNumber('mon_sync', 'in_sync'), 1, 'the interrupted sync is marked');
+  await c.start('c');
+  const watch = watchSync(c, 'c');
+  await c.runUntil(() => (watch.poll(), c.stableQuorum(3)), 60_000);
+  assert.equal(watch.kinds, ['full']);
+  assert.is(JSON.parse((await client.call('c', ['config-key', 'ls'])).data).length, 400);
+  assert.is((await client.call('c', ['config-key', 'get', 'k7'])).data, 'v7');
+  await c.stopAll();
+});
+
+test.run();
