@@ -21,6 +21,8 @@ export interface StartMonitorOptions {
   onFatal?: (error: Error) => void;
   /** The monitor shut itself down (e.g. removed from the monmap): the reason. */
   onShutdown?: (reason: string) => void;
+  /** A store sync made progress. */
+  onSyncProgress?: CreateMonitorOptions['onSyncProgress'];
   onCommand?: CreateMonitorOptions['onCommand'];
 }
 
@@ -66,6 +68,7 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       ...(options.inspect ? { inspect: options.inspect } : {}),
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ...(options.onShutdown ? { onShutdown: options.onShutdown } : {}),
+      ...(options.onSyncProgress ? { onSyncProgress: options.onSyncProgress } : {}),
       ...(options.onCommand ? { onCommand: options.onCommand } : {}),
     });
     const ms = messenger;
@@ -78,12 +81,12 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       })();
       return closing;
     };
-    return Object.assign(Object.create(monitor) as MonitorHandle, monitor, {
-      addr,
-      messenger: ms,
-      store,
-      stop,
-    });
+    return Object.create(monitor, {
+      addr: { value: addr, enumerable: true },
+      messenger: { value: ms, enumerable: true },
+      store: { value: store, enumerable: true },
+      stop: { value: stop, enumerable: true },
+    }) as DaemonHandle;
   } catch (error) {
     await messenger?.close().catch(() => {});
     await store.close().catch(() => {});

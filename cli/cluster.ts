@@ -226,3 +226,51 @@ export async function ensureCluster(
   writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
   return cluster;
 }
+
+/**
+ * Grow a local cluster by `count` monitors, as an operator grows a Ceph cluster: `mon add NAME
+ * ADDR` through the quorum, `mon getmap`, mkfs the new monitor from that map, start it. It then
+ * probes, syncs and joins on its own.
+ */
+export async function addMonitors(
+  dir: string,
+  count: number,
+  extraArgs: string[] = [],
+): Promise<ClusterFile> {
+  const cluster = readClusterFile(dir);
+  if (!cluster) return fail('ENOENT', `no local cluster in ${dir} (paxmon up first)`);
+  if (!Number.isInteger(count) || count < 1 || count > 16)
+    fail('EINVAL', `--add ${count}: add 1 to 16 monitors at a time`);
+  const { MonClient } = await import('../actors/mon-client.ts');
+  const client = new MonClient({
+    mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
+    fsid: cluster.fsid,
+    timeoutMs: 30_000,
+  });
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const taken = new Set(cluster.mons.map((m) => m.name));
+      const name = monNames(64).find((n) => !taken.has(n)) as string;
+      const last = cluster.mons
+        .map((m) => addrPattern.exec(m.addr))
+        .filter((m): m is RegExpExecArray => m !== null);
+      const host = last[0]?.[1] ?? '127.0.0.1';
+      const port = Math.max(...last.map((m) => Number(m[2]))) + 1;
+      const addr = `${host}:${port}`;
+      await checkPortFree(addr, '--port');
+      const added = await client.command(['mon', 'add', name, addr]);
+      if (added.r < 0) fail('EINVAL', `mon add ${name} ${addr}: ${added.rs}`);
+      const map = await client.command(['mon', 'getmap']);
+      if (map.r < 0) fail('EIO', `mon getmap: ${map.rs}`);
+      const monmapFile = join(dir, `monmap.${name}.json`);
+      writeFileSync(monmapFile, map.data);
+      await mkfs({ dir: join(dir, name), name, mons: [], monmapFile });
+      cluster.mons.push({ name, addr });
+      writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
+      spawnMonitor(join(dir, name), extraArgs);
+    }
+  } finally {
+    await client.close();
+  }
+  return cluster;
+}

@@ -184,4 +184,32 @@ test('Paxos trims old versions inside proposals on every monitor (paxos_min, pax
   await c.stopAll();
 });
 
+test('mon add / mon rm: identical add is a no-op, name or address clashes are EEXIST, the last monitor stays', async () => {
+  const c = await cluster(3, 28);
+  const client = simClient(c);
+  const same = await client.call('b', ['mon', 'add', 'a', '10.0.0.1:6789']);
+  assert.is(same.r, 0);
+  assert.match(same.rs, /already exists/);
+  assert.is((await client.call('b', ['mon', 'add', 'a', '10.0.0.9:6789'])).r, -17);
+  assert.is((await client.call('c', ['mon', 'add', 'z', '10.0.0.2:6789'])).r, -17);
+  assert.is((await client.call('c', ['mon', 'add', 'bad name', '10.0.0.9:1'])).r, -22);
+  const epochOf = async () =>
+    (JSON.parse((await client.call('a', ['mon', 'dump'])).data) as { epoch: number }).epoch;
+  assert.is(await epochOf(), 1, 'no change, no new epoch');
+  const rm = await client.call('b', ['mon', 'rm', 'c']);
+  assert.is(rm.rs, 'removing mon.c at 10.0.0.3:6789, there will be 2 monitors');
+  await c.runUntil(() => c.node('c').monitor === null || c.node('c').monitor?.state() === 'shutdown', 10_000);
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await c.runUntil(() => c.leaders().every((m) => m.isReadable()), 5_000);
+  assert.is(await epochOf(), 2);
+  await c.stopAll();
+
+  const alone = await cluster(1, 29);
+  const solo = simClient(alone, 'client.solo');
+  const last = await solo.call('a', ['mon', 'rm', 'a']);
+  assert.is(last.r, -22);
+  assert.is(last.rs, 'refusing removal of last monitor mon.a');
+  await alone.stopAll();
+});
+
 test.run();
