@@ -126,12 +126,21 @@ type Step = {
   next?: 'stable' | 'electingMe' | 'deferring';
 };
 
-/** ElectionLogic::start: bump to an odd epoch, ack myself, propose to everybody. */
-function start(context: ElectorContext, epochIn = context.epoch): Step {
-  let epoch = epochIn;
+/**
+ * ElectionLogic::start: bump to an odd epoch, ack myself, propose to everybody.
+ *
+ * paxmon departs from Ceph here: Ceph starts in the current epoch when it is already odd, so
+ * acks given earlier in that epoch still count — a monitor paused holding a majority of them
+ * declares victory for the same even epoch as the one that won meanwhile (two leaders in one
+ * epoch; found by the simulator). A new election therefore always takes a fresh odd epoch,
+ * where no earlier ack is valid. `keepEpoch` is for joining an election whose (odd) epoch was
+ * just adopted from a peer's message: that election is the one to stand in.
+ */
+function start(context: ElectorContext, keepEpoch = false): Step {
+  let epoch = context.epoch;
   const parent: ElectorParentEvent[] = [];
-  if (epoch % 2 === 0) {
-    epoch += 1;
+  if (epoch % 2 === 0 || !keepEpoch) {
+    epoch += epoch % 2 === 0 ? 1 : 2;
     parent.push({ type: 'elector.join_election', epoch }, { type: 'elector.epoch', epoch });
   }
   if (context.monmap.mons.length === 1) {
@@ -232,12 +241,19 @@ function receivePropose(context: ElectorContext, from: number, msg: MonElection,
   }
   if (outranks(c.monmap, c.rank, from)) {
     // I would win over them: if I already acked someone, they outrank the proposer too.
-    if (c.leaderAcked < 0 && !electingMe) return then(step, context, (cc) => start(cc));
+    // Stand in the proposer's epoch (Ceph's propose_classic_handler → start()).
+    if (c.leaderAcked < 0 && !electingMe) return then(step, context, (cc) => start(cc, true));
     return step;
   }
   // They would win over me: ack unless I acked someone even better.
-  if (c.leaderAcked < 0 || c.leaderAcked === from || outranks(c.monmap, from, c.leaderAcked)) {
-    return then(step, context, (cc) => defer(cc, from));
+  if (c.leaderAcked < 0 || c.leaderAcked === from) return then(step, context, (cc) => defer(cc, from));
+  if (outranks(c.monmap, from, c.leaderAcked)) {
+    // Switching my ack to a better proposer. Ceph acks it in the same epoch, so the monitor I
+    // acked first may still count my ack and win that epoch too (two leaders in one epoch; the
+    // simulator finds it). paxmon acks at most one proposer per epoch: the switch moves me to
+    // the next odd epoch, where the better one collects acks afresh.
+    const moved = then(step, context, (cc) => bump(cc.epoch + (cc.epoch % 2 === 0 ? 1 : 2)));
+    return then(moved, context, (cc) => defer(cc, from));
   }
   return step;
 }
@@ -423,7 +439,7 @@ export function dispatchStep(
 function receiveAck(context: ElectorContext, from: number, msg: MonElection, electingMe: boolean): Step {
   if (msg.epoch > context.epoch) {
     // They are in a newer election than me: join it and stand for it.
-    return then(bump(msg.epoch), context, (c) => start(c));
+    return then(bump(msg.epoch), context, (c) => start(c, true));
   }
   if (msg.epoch < context.epoch || !electingMe) return { context: {}, parent: [] };
   const ackedMe = context.ackedMe.includes(from) ? context.ackedMe : [...context.ackedMe, from];
@@ -438,7 +454,7 @@ function receiveVictory(context: ElectorContext, from: number, msg: MonElection)
   if (msg.epoch % 2 === 1 || msg.epoch <= context.epoch - 1) return { context: {}, parent: [] };
   if (msg.epoch !== context.epoch + 1) {
     // I missed that election (or part of it): take the epoch and stand again.
-    return then(bump(msg.epoch), context, (c) => start(c));
+    return then(bump(msg.epoch), context, (c) => start(c, true));
   }
   const quorum = [...msg.quorum].sort((a, b) => a - b);
   return {

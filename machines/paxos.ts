@@ -358,11 +358,9 @@ function begin(context: PaxosContext, value: Uint8Array): Step {
     { op: 'put_number', prefix: PREFIX, key: 'pending_v', value: version },
     { op: 'put_number', prefix: PREFIX, key: 'pending_pn', value: context.acceptedPn },
   ];
-  let firstCommitted = context.firstCommitted;
-  if (context.lastCommitted === 0) {
-    firstCommitted = 1;
-    writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: 1 });
-  }
+  // first_committed becomes 1 with the first commit, not here: a leader that crashes between
+  // begin and commit must not restart with first_committed 1 and last_committed 0.
+  const firstCommitted = context.firstCommitted;
   return {
     context: { accepted: [], uncommitted: { version, pn: context.acceptedPn, value } },
     writes,
@@ -379,13 +377,12 @@ function commitStart(context: PaxosContext): Step {
   const version = context.lastCommitted + 1;
   const value = context.inFlight?.value ?? context.uncommitted?.value;
   if (!value) return { parent: [{ type: 'paxos.bootstrap', reason: 'commit with no value in flight' }] };
-  return {
-    writes: [
-      { op: 'put_number', prefix: PREFIX, key: 'last_committed', value: version },
-      { op: 'apply_value', version, value },
-    ],
-    notify: `commit:${version}`,
-  };
+  const writes: StoreOp[] = [
+    { op: 'put_number', prefix: PREFIX, key: 'last_committed', value: version },
+    { op: 'apply_value', version, value },
+  ];
+  if (context.firstCommitted === 0) writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: version });
+  return { writes, notify: `commit:${version}` };
 }
 
 /** Paxos::commit_finish: last_committed moves, the peons are told, the proposers answered. */

@@ -167,7 +167,9 @@ test('expiry without a majority starts again (joined before) or bootstraps (neve
   joined.send({ type: 'elector.start' });
   joined.send(election(1, 'ack', 5));
   joined.advance(TIMEOUT);
-  assert.is(epochOf(joined), 5); // still odd: the same election goes on
+  // A fresh odd epoch: acks given in epoch 5 cannot count in the restarted election (paxmon's
+  // departure from Ceph; see start() in machines/elector.ts).
+  assert.is(epochOf(joined), 7);
   assert.is(stateOf(joined), 'electingMe');
   joined.stop();
   const fresh = elector(0, 5, 4, false);
