@@ -10,7 +10,7 @@
 // the step's messages are sent only after it is durable. So a peon's `accept` leaves only once
 // the begin value is on disk (Ceph's handle_begin applies before replying), and the leader's own
 // accept counts only when its `io.written` for the begin arrives.
-import { and, assign, enqueueActions, sendParent, setup, stateIn } from 'xstate';
+import { and, assign, enqueueActions, raise, sendParent, setup, stateIn } from 'xstate';
 import type { EntityName, MonMap, MonPaxos, PaxosValue } from '../transport/messages.ts';
 import {
   effects,
@@ -96,6 +96,21 @@ export interface PaxosContext {
   leaseValid: boolean;
   /** Leader: a trim proposal to this version is in flight (Paxos::trim). */
   trimmingTo: number;
+  /** Leader: the lease last sent (each extend_lease is one) and the last one every peon acked. */
+  leaseSeq: number;
+  ackedSeq: number;
+  /**
+   * The lease promise: having acked a lease, this monitor helps no other leader recover (no
+   * `last`, no `collect` of its own) until mon_lease has passed, so nothing can commit while the
+   * leader that granted it may still serve reads under it.
+   */
+  promiseSeq: number;
+  promiseActive: boolean;
+  promiseEpoch: number;
+  /** A collect from another epoch's leader, answered when the promise ends. */
+  deferredCollect: { from: EntityName; msg: MonPaxos } | null;
+  /** Leader: its own collect waits for its promise to end. */
+  collectDeferred: boolean;
 }
 
 export type PaxosEvent =
@@ -117,7 +132,12 @@ export type PaxosEvent =
   | { type: 'paxos.peon_updating' }
   | { type: 'paxos.peon_recovering' }
   | { type: 'paxos.lease_granted' }
+  | { type: 'paxos.lease_extended' }
   | { type: 'paxos.lease_all_acked' }
+  | { type: 'paxos.lease_expired' }
+  /** Delayed: mon_lease after lease `seq` was sent (leader) / acked (peon). */
+  | { type: 'paxos.lease_deadline'; seq: number }
+  | { type: 'paxos.promise_expired'; seq: number }
   | { type: 'paxos.fail'; reason: string };
 
 export type PaxosParentEvent =
@@ -199,6 +219,8 @@ type Step = {
   notify?: string;
   parent?: PaxosParentEvent[];
   raise?: PaxosEvent;
+  /** Events to raise later, on the actor's clock. */
+  later?: { event: PaxosEvent; delayMs: number }[];
 };
 
 const nothing: Step = {};
@@ -262,11 +284,23 @@ export function storeState(context: PaxosContext, lastCommitted: number, values:
 
 /** Paxos::collect: a new pn, then ask every peon what it has. */
 function collect(context: PaxosContext, oldPn: number): Step {
+  if (context.promiseActive && context.promiseEpoch !== context.electionEpoch) {
+    // My promise to the previous leader still holds: recover once it ends.
+    return { context: { collectDeferred: true } };
+  }
   const pn = newProposalNumber(context.lastPn, Math.max(context.acceptedPn, oldPn), context.rank);
   const mine = context.uncommitted?.version === context.lastCommitted + 1 ? context.uncommitted : null;
   const next: PaxosContext = { ...context, acceptedPn: pn, lastPn: pn };
   return {
-    context: { acceptedPn: pn, lastPn: pn, numLast: 1, recovered: mine, accepted: [], ackedLease: [] },
+    context: {
+      acceptedPn: pn,
+      lastPn: pn,
+      numLast: 1,
+      recovered: mine,
+      accepted: [],
+      ackedLease: [],
+      collectDeferred: false,
+    },
     writes: [
       { op: 'put_number', prefix: PREFIX, key: 'last_pn', value: pn },
       { op: 'put_number', prefix: PREFIX, key: 'accepted_pn', value: pn },
@@ -381,7 +415,8 @@ function commitStart(context: PaxosContext): Step {
     { op: 'put_number', prefix: PREFIX, key: 'last_committed', value: version },
     { op: 'apply_value', version, value },
   ];
-  if (context.firstCommitted === 0) writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: version });
+  if (context.firstCommitted === 0)
+    writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: version });
   return { writes, notify: `commit:${version}` };
 }
 
@@ -411,18 +446,40 @@ function commitFinish(context: PaxosContext): Step {
 
 /** Paxos::extend_lease (leader). */
 function extendLease(context: PaxosContext): Step {
+  // A lease makes the leader readable only once every peon acked it, and only until mon_lease
+  // after it was sent (the deadline below): a leader cut off from its quorum stops serving
+  // reads by then, whatever it keeps sending.
+  const leaseSeq = context.leaseSeq + 1;
+  const later = [
+    {
+      event: { type: 'paxos.lease_deadline', seq: leaseSeq } as PaxosEvent,
+      delayMs: context.timeouts.monLeaseMs,
+    },
+  ];
+  if (context.quorum.length === 1) {
+    return {
+      context: { ackedLease: [context.rank], leaseSeq, ackedSeq: leaseSeq },
+      raise: { type: 'paxos.lease_all_acked' },
+      later,
+    };
+  }
   return {
-    context: { ackedLease: [context.rank] },
+    context: { ackedLease: [context.rank], leaseSeq },
     messages: peons(context).map((r) => ({
       ...peer(context, r),
-      msg: paxosMessage(context, 'lease', { leaseMs: context.timeouts.monLeaseMs }),
+      msg: paxosMessage(context, 'lease', { leaseMs: context.timeouts.monLeaseMs, leaseSeq }),
     })),
-    raise: { type: 'paxos.lease_granted' },
+    raise: { type: 'paxos.lease_extended' },
+    later,
   };
 }
 
 /** Paxos::handle_collect (peon). */
-function handleCollect(context: PaxosContext, msg: MonPaxos): Step {
+function handleCollect(context: PaxosContext, msg: MonPaxos, from: EntityName): Step {
+  if (context.promiseActive && context.promiseEpoch !== msg.electionEpoch) {
+    // A lease I acked for another leader still holds: answer when it ends.
+    return { context: { deferredCollect: { from, msg } } };
+  }
   if (msg.firstCommitted > context.lastCommitted + 1) {
     return {
       parent: [
@@ -491,9 +548,19 @@ function handleLease(context: PaxosContext, msg: MonPaxos): Step {
   // elsewhere: a lease for lc (sent before the begin) must not make me readable again.
   const u = context.uncommitted;
   if (u && u.version === context.lastCommitted + 1 && u.pn === context.acceptedPn) return nothing;
+  const promiseSeq = context.promiseSeq + 1;
   return {
-    messages: [{ ...peer(context, context.leader), msg: paxosMessage(context, 'lease_ack') }],
+    context: { promiseSeq, promiseActive: true, promiseEpoch: context.electionEpoch },
+    messages: [
+      {
+        ...peer(context, context.leader),
+        msg: paxosMessage(context, 'lease_ack', msg.leaseSeq !== undefined ? { leaseSeq: msg.leaseSeq } : {}),
+      },
+    ],
     raise: { type: 'paxos.lease_granted' },
+    later: [
+      { event: { type: 'paxos.promise_expired', seq: promiseSeq }, delayMs: context.timeouts.monLeaseMs },
+    ],
   };
 }
 
@@ -572,6 +639,7 @@ export const paxosMachine = setup({
       }
       for (const event of step.parent ?? []) enqueue.sendParent(event);
       if (step.raise) enqueue.raise(step.raise);
+      for (const { event, delayMs } of step.later ?? []) enqueue.raise(event, { delay: delayMs });
     }),
     abortAll: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
       for (const event of failProposals(context, params.reason)) enqueue.sendParent(event);
@@ -646,6 +714,13 @@ export const paxosMachine = setup({
     round: 'idle',
     leaseValid: false,
     trimmingTo: 0,
+    leaseSeq: 0,
+    ackedSeq: 0,
+    promiseSeq: 0,
+    promiseActive: false,
+    promiseEpoch: 0,
+    deferredCollect: null,
+    collectDeferred: false,
   }),
   entry: sendParent(({ context }) => ({
     type: 'paxos.status',
@@ -684,6 +759,25 @@ export const paxosMachine = setup({
     },
     'paxos.fail': { actions: sendParent(({ event }) => ({ type: 'paxos.bootstrap', reason: event.reason })) },
     // Paxos::commit_finish / store_state re-read first_committed: a committed trim moved it.
+    // The leader's lease ends mon_lease after it was sent, unless a newer one was acked since.
+    'paxos.lease_deadline': {
+      guard: ({ context, event }) => event.seq === context.ackedSeq,
+      actions: raise({ type: 'paxos.lease_expired' }),
+    },
+    'paxos.promise_expired': {
+      guard: ({ context, event }) => event.seq === context.promiseSeq,
+      actions: enqueueActions(({ enqueue, context }) => {
+        enqueue.assign({ promiseActive: false, deferredCollect: null, collectDeferred: false });
+        if (context.deferredCollect) {
+          enqueue.raise({
+            type: 'mon.paxos',
+            from: context.deferredCollect.from,
+            msg: context.deferredCollect.msg,
+          });
+        }
+        if (context.collectDeferred) enqueue.raise({ type: 'paxos.collect_again', abovePn: 0 });
+      }),
+    },
     'store.applied': {
       actions: enqueueActions(({ enqueue, context, event }) => {
         const put = event.ops.find(
@@ -808,13 +902,7 @@ export const paxosMachine = setup({
             active: {
               entry: [
                 { type: 'enterRound', params: { round: 'active' } },
-                {
-                  type: 'step',
-                  params: ({ context }) =>
-                    context.quorum.length > 1
-                      ? extendLease(context)
-                      : { raise: { type: 'paxos.lease_granted' } },
-                },
+                { type: 'step', params: ({ context }) => extendLease(context) },
                 sendParent({ type: 'paxos.active' }),
                 // Paxos::finish_round: what queued during the last round goes out now.
                 {
@@ -874,14 +962,15 @@ export const paxosMachine = setup({
         lease: {
           initial: 'expired',
           states: {
+            // Valid from the moment every peon acked a lease until mon_lease after that lease was
+            // sent (paxos.lease_deadline), unless a newer lease was acked meanwhile.
             expired: {
               entry: { type: 'setLease', params: { valid: false } },
-              on: { 'paxos.lease_granted': { target: 'valid' } },
+              on: { 'paxos.lease_all_acked': { target: 'valid' } },
             },
             valid: {
               entry: { type: 'setLease', params: { valid: true } },
-              after: { leaseMs: { target: 'expired' } },
-              on: { 'paxos.lease_granted': { target: 'valid', reenter: true } },
+              on: { 'paxos.lease_expired': { target: 'expired' } },
             },
           },
         },
@@ -891,10 +980,7 @@ export const paxosMachine = setup({
           states: {
             idle: {
               on: {
-                'paxos.lease_granted': {
-                  guard: ({ context }) => context.quorum.length > 1,
-                  target: 'waiting',
-                },
+                'paxos.lease_extended': { target: 'waiting' },
               },
             },
             waiting: {
@@ -908,13 +994,18 @@ export const paxosMachine = setup({
                     ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
                   ]),
                   actions: enqueueActions(({ context, event, enqueue }) => {
-                    const from = rankOf(context.monmap, (event as MessageEvent<MonPaxos>).from);
+                    const e = event as MessageEvent<MonPaxos>;
+                    // Only acks of the lease in force count (an old ack says nothing about it).
+                    if (e.msg.leaseSeq !== undefined && e.msg.leaseSeq !== context.leaseSeq) return;
+                    const from = rankOf(context.monmap, e.from);
                     const ackedLease = context.ackedLease.includes(from)
                       ? context.ackedLease
                       : [...context.ackedLease, from];
                     enqueue.assign({ ackedLease });
-                    if (context.quorum.every((r) => ackedLease.includes(r)))
+                    if (context.quorum.every((r) => ackedLease.includes(r))) {
+                      enqueue.assign({ ackedSeq: context.leaseSeq });
                       enqueue.raise({ type: 'paxos.lease_all_acked' });
+                    }
                   }),
                 },
                 'paxos.lease_all_acked': { target: 'idle' },
@@ -948,7 +1039,11 @@ export const paxosMachine = setup({
                 actions: {
                   type: 'step',
                   params: ({ context, event }) =>
-                    handleCollect(context, (event as MessageEvent<MonPaxos>).msg),
+                    handleCollect(
+                      context,
+                      (event as MessageEvent<MonPaxos>).msg,
+                      (event as MessageEvent<MonPaxos>).from,
+                    ),
                 },
               },
               {

@@ -96,14 +96,44 @@ test('leader: collect with a new persisted pn, then active with a lease once the
   h.send(msg('b', 'last', { pn: 100 }));
   assert.ok(matches(h, { leader: { round: 'recovering' } }), 'still waiting for c');
   h.send(msg('c', 'last', { pn: 100 }));
+  assert.ok(matches(h, { leader: { round: 'active', lease: 'expired' } }), 'a lease counts only once acked');
+  const leases = h.takeMessages().filter((m) => m.op === 'lease');
+  assert.equal(leases.map((m) => m.to).sort(), ['mon.b', 'mon.c']);
+  const seq = leases[0]?.msg.leaseSeq as number;
+  h.send(msg('b', 'lease_ack', { pn: 100, leaseSeq: seq }));
+  assert.ok(matches(h, { leader: { lease: 'expired' } }), 'not every peon acked yet');
+  h.send(msg('c', 'lease_ack', { pn: 100, leaseSeq: seq }));
   assert.ok(matches(h, { leader: { round: 'active', lease: 'valid' } }));
+  // Renewals keep it valid only while they are acked: mon_lease after the last acked one, it ends.
+  h.advance(LEASE);
+  assert.ok(matches(h, { leader: { lease: 'expired' } }), 'unacked renewals do not extend reads');
+  h.stop();
+});
+
+test("peon: a lease promise defers its answer to another epoch's collect until mon_lease has passed", () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 100 }));
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseSeq: 1 }));
+  h.takeMessages();
+  // A new election makes c the leader of epoch 4; its collect must wait for the promise to a.
+  h.send({ type: 'paxos.peon_init', electionEpoch: 4, quorum: [1, 2], leader: 2 });
+  h.send({
+    ...msg('c', 'collect', { pn: 202 }),
+    msg: { ...msg('c', 'collect', { pn: 202 }).msg, electionEpoch: 4 },
+  });
+  assert.equal(
+    h.takeMessages().filter((m) => m.op === 'last'),
+    [],
+    'no last while the promise holds',
+  );
+  h.advance(LEASE);
   assert.equal(
     h
       .takeMessages()
-      .filter((m) => m.op === 'lease')
-      .map((m) => m.to)
-      .sort(),
-    ['mon.b', 'mon.c'],
+      .filter((m) => m.op === 'last')
+      .map((m) => m.to),
+    ['mon.c'],
   );
   h.stop();
 });

@@ -172,6 +172,8 @@ export const MonPaxosSchema = Type.Object(
     values: Type.Array(PaxosValueSchema, { maxItems: limits.paxosValuesMax }),
     /** Lease length granted by the leader, in milliseconds (op lease). */
     leaseMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Which lease a lease_ack answers (op lease / lease_ack): the leader counts acks per lease. */
+    leaseSeq: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
