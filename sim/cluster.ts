@@ -3,7 +3,7 @@
 // one seeded PRNG. The specs use it for scenarios; the simulator (issue 5) builds on it.
 import { SimulatedClock } from 'xstate';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
-import { createMonitor, type MonitorHandle } from '../actors/monitor.ts';
+import { type Clock, createMonitor, type MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
 import { MemoryStore } from '../storage/memory-store.ts';
 import { MemoryNetwork, type NetworkEvent, type NetworkFaults } from '../transport/memory-network.ts';
@@ -19,6 +19,13 @@ export interface SimClusterOptions {
   /** Simulated fsync latency of every store. */
   syncDelayMs?: number;
   onNetworkEvent?: (event: NetworkEvent) => void;
+  /**
+   * The clock of one monitor's actor tree and store (default: the cluster's SimulatedClock). The
+   * simulator passes a MonitorClock (sim/clock.ts) over `clock` for pauses and clock skew.
+   */
+  clockFor?: (name: string, clock: SimulatedClock) => Clock & { now(): number };
+  /** Wraps each incarnation's endpoint before the monitor gets it (the simulator watches and holds messages). */
+  wrapTransport?: (name: string, transport: Transport) => Transport;
 }
 
 export interface SimNode {
@@ -43,10 +50,13 @@ export class SimCluster {
   readonly monmap: MonMap;
   readonly nodes: SimNode[];
   readonly config: Partial<MonConfig>;
+  readonly #clocks = new Map<string, Clock & { now(): number }>();
+  readonly #wrapTransport: ((name: string, transport: Transport) => Transport) | undefined;
 
   constructor(options: SimClusterOptions) {
     this.prng = new Prng(options.seed ?? 1);
     this.config = options.config ?? {};
+    this.#wrapTransport = options.wrapTransport;
     const netRandom = this.prng.fork('network');
     this.network = new MemoryNetwork({
       clock: this.clock,
@@ -61,10 +71,12 @@ export class SimCluster {
     this.monmap = buildMonMap(simFsid, mons, 0);
     this.nodes = mons.map((m) => {
       const storeRandom = this.prng.fork(`store.${m.name}`);
+      const clock = options.clockFor?.(m.name, this.clock) ?? this.clock;
+      this.#clocks.set(m.name, clock);
       return {
         name: m.name,
         store: new MemoryStore({
-          clock: this.clock,
+          clock,
           syncDelayMs: options.syncDelayMs ?? 1,
           random: () => storeRandom.next(),
           name: `mon.${m.name}`,
@@ -84,8 +96,15 @@ export class SimCluster {
   /** mkfs every store (durably) without starting anything. */
   async mkfs(): Promise<void> {
     for (const node of this.nodes) {
-      const applied = node.store.apply(mkfsTransaction(node.name, this.monmap));
-      await this.run(5);
+      let durable = false;
+      const applied = node.store.apply(mkfsTransaction(node.name, this.monmap)).then(() => {
+        durable = true;
+      });
+      // Until the simulated fsync completes, however long the store's sync delay is.
+      for (let ms = 0; !durable; ms += 1) {
+        if (ms > 60_000) throw new Error(`mkfs of mon.${node.name} not durable after a simulated minute`);
+        await this.run(1);
+      }
       await applied;
     }
   }
@@ -93,13 +112,15 @@ export class SimCluster {
   async start(name: string): Promise<MonitorHandle> {
     const node = this.node(name);
     if (node.monitor) throw new Error(`mon.${name} is already running`);
-    const transport = this.network.endpoint(`mon.${name}` as EntityName);
+    const endpoint = this.network.endpoint(`mon.${name}` as EntityName);
+    const transport = this.#wrapTransport ? this.#wrapTransport(name, endpoint) : endpoint;
+    const clock = this.#clocks.get(name) ?? this.clock;
     const monitor = await createMonitor({
       store: node.store,
       transport,
       config: this.config,
-      clock: this.clock,
-      now: () => this.clock.now(),
+      clock,
+      now: () => clock.now(),
     });
     node.monitor = monitor;
     node.transport = transport;
