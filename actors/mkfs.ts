@@ -4,6 +4,16 @@ import { Transaction } from '../storage/transaction.ts';
 import type { MonMap } from '../transport/messages.ts';
 import { encodeMonMap } from './monitor-state.ts';
 
+/**
+ * The Transaction that creates monitor `name`'s store (Ceph's `ceph-mon --mkfs`): its name, the
+ * fsid, election epoch 0 and the initial monmap. Apply it to an empty Store once.
+ *
+ * @example
+ * const monmap = buildMonMap(randomUUID(), [{ name: 'a', addr: '127.0.0.1:6789' }], Date.now());
+ * const store = await RocksDBStore.open('mon-a/store.db', { create: true });
+ * await store.apply(mkfsTransaction('a', monmap));
+ * await store.close();
+ */
 export function mkfsTransaction(name: string, monmap: MonMap): Transaction {
   return new Transaction()
     .put('monitor', 'name', name)
@@ -14,7 +24,7 @@ export function mkfsTransaction(name: string, monmap: MonMap): Transaction {
     .putNumber('monmap', 'last_committed', monmap.epoch);
 }
 
-/** A monmap for the given `name=addr` monitors, ranked in the order given. */
+/** An epoch-1 monmap for the given monitors, ranked in the order given (classic elections). */
 export function buildMonMap(fsid: string, mons: { name: string; addr: string }[], createdMs: number): MonMap {
   return {
     fsid,

@@ -41,6 +41,15 @@ interface Pending {
   monitor: EntityName;
 }
 
+/**
+ * A client of the monitors (Ceph's MonClient): sends Ceph commands to any monitor of its list
+ * over TCP, failing over on timeouts, lost connections and EAGAIN until `timeoutMs`.
+ *
+ * @example
+ * const client = new MonClient({ mons: [{ addr: '127.0.0.1:6789' }, { addr: '127.0.0.1:6790' }] });
+ * const reply = await client.command(['quorum_status']); // { r, rs, data }
+ * await client.close();
+ */
 export class MonClient {
   readonly name: EntityName = `client.${nanoid(10).replace(/[^A-Za-z0-9_-]/g, '_')}`;
   readonly #messenger: Messenger;

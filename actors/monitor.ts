@@ -297,12 +297,13 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   /** The cluster log line Ceph writes when a leader forms a quorum (Monitor::win_election). */
   function logQuorum() {
     const ctx = actor.getSnapshot().context;
+    ownTid += 1;
     const names = ctx.quorum.map((r) => ctx.monmap.mons[r]?.name ?? `?${r}`);
     actor.send({
       type: 'monitor.command',
       request: {
         client: `mon.${ctx.name}`,
-        tid: (ownTid += 1),
+        tid: ownTid,
         cmd: [
           'log',
           `mon.${ctx.name} is new leader, mons ${names.join(',')} in quorum (ranks ${ctx.quorum.join(',')})`,

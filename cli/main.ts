@@ -1,16 +1,51 @@
-// The paxmon command (DESIGN.md §6): daemons (mkfs, mon, up, down) and Ceph-style client commands.
+// The paxmon command (DESIGN.md §6): daemons (mkfs, mon, up, down), Ceph-style client commands,
+// and the inspection commands (replay, statecharts).
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
 import { startMonitor } from '../actors/daemon.ts';
-import { createLogger } from '../actors/log.ts';
+import {
+  combineInspectors,
+  connectStatelyInspector,
+  createRecorder,
+  type FileSink,
+  fileSink,
+  type InspectorServer,
+  type StatelyInspector,
+  startInspectorServer,
+} from '../actors/inspect.ts';
+import { createLogger, type Logger, MonitorLogContext } from '../actors/log.ts';
 import { MonClient } from '../actors/mon-client.ts';
+import type { SyncProgressReport } from '../actors/monitor.ts';
+import { loadMonitorState } from '../actors/monitor-state.ts';
 import { applyCephOptions, defaultConfig, type MonConfig } from '../machines/config.ts';
-import { plainQuorum, type QuorumStatus, registerClientCommands } from './client-commands.ts';
-import { alive, ensureCluster, mkfs, pidOf, readClusterFile, spawnMonitor } from './cluster.ts';
-import { CliError, exitWithError, fail } from './errors.ts';
+import { RocksDBStore } from '../storage/rocksdb-store.ts';
+import { parseAddr } from '../transport/messenger.ts';
+import {
+  monClientCommand,
+  plainQuorum,
+  type QuorumStatus,
+  registerClientCommands,
+} from './client-commands.ts';
+import {
+  addMonitors,
+  alive,
+  checkPortFree,
+  ensureCluster,
+  lastErrorInLog,
+  mkfs,
+  pidOf,
+  readClusterFile,
+  spawnMonitor,
+} from './cluster.ts';
+import { CliError, errno, exitWithError, fail } from './errors.ts';
+import { registerInspectCommands } from './inspect-commands.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+/** The inspector bridge's port when `--inspect` names none (@statelyai/inspect's default). */
+const inspectPortDefault = 8080;
 
 function configFrom(sets: string[]): Partial<MonConfig> {
   const config = applyCephOptions(defaultConfig, sets);
@@ -18,11 +53,201 @@ function configFrom(sets: string[]): Partial<MonConfig> {
   return config;
 }
 
+/** `--inspect [PORT|URL]`: a port to serve the inspector bridge on, or a ws:// URL of one. */
+function inspectTarget(value: string | true | undefined): { port: number } | { url: string } | undefined {
+  if (value === undefined) return undefined;
+  if (value === true) return { port: inspectPortDefault };
+  if (/^wss?:\/\/\S+$/.test(value)) return { url: value };
+  const port = Number(value);
+  if (Number.isInteger(port) && port > 0 && port < 65536) return { port };
+  return fail('EINVAL', `--inspect '${value}' is neither a port nor a ws:// URL`);
+}
+
+async function serveInspector(port: number, option: string): Promise<InspectorServer> {
+  try {
+    return await startInspectorServer({ port });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      fail('EADDRINUSE', `port ${port} is in use (the inspector's; choose another with ${option} PORT)`);
+    throw error;
+  }
+}
+
+const inspectorNote = (server: InspectorServer) =>
+  `inspector: open ${server.httpUrl} in a browser (the Stately inspector UI loads from stately.ai: the browser needs internet)`;
+
+function checkLogLevel(level: string) {
+  if (!logLevels.includes(level))
+    fail('EINVAL', `--log-level '${level}' is not one of ${logLevels.join(', ')}`);
+}
+
+/**
+ * Store sync progress for `paxmon mon`: a progress bar on a terminal (cli-progress), a plain
+ * line per step otherwise (logs, files, CI).
+ */
+function syncProgressReporter(name: string, logger: Logger) {
+  let bar: cliProgress.SingleBar | undefined;
+  let lastLine = 0;
+  return (p: SyncProgressReport) => {
+    const total = p.totalKeys ?? 0;
+    if (process.stderr.isTTY) {
+      bar ??= new cliProgress.SingleBar(
+        {
+          format: `mon.${name} sync from ${p.provider} [{bar}] {value}/{total} keys, {mib} MiB`,
+          stream: process.stderr,
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      if (!bar.isActive) bar.start(Math.max(total, p.keys), 0, { mib: '0.0' });
+      bar.setTotal(Math.max(total, p.keys));
+      bar.update(p.keys, { mib: (p.bytes / 1048576).toFixed(1) });
+      if (total > 0 && p.keys >= total) bar.stop();
+      return;
+    }
+    const now = Date.now();
+    if (now - lastLine < 1000 && !(total > 0 && p.keys >= total)) return;
+    lastLine = now;
+    const of = total > 0 ? ` of ${total}` : '';
+    logger.info(
+      { sync: p },
+      `mon.${name} ${p.kind} sync from ${p.provider}: ${p.keys}${of} keys, ${p.bytes} bytes`,
+    );
+  };
+}
+
+/** Name, address and election epoch of the monitor in `dir`, read before it starts. */
+async function readIdentity(dir: string): Promise<{ name: string; addr: string; electionEpoch: number }> {
+  const store = await RocksDBStore.open(join(dir, 'store.db'));
+  try {
+    const loaded = await loadMonitorState(store);
+    // Its monmap address, or (a monitor joining the cluster) the address it was created with.
+    const addr = loaded.input.monmap.mons.find((m) => m.name === loaded.name)?.addr ?? loaded.addr;
+    if (addr === undefined)
+      return fail(
+        'EINVAL',
+        `mon.${loaded.name} has no address (not in monmap epoch ${loaded.input.monmap.epoch})`,
+      );
+    return { name: loaded.name, addr, electionEpoch: loaded.input.electionEpoch };
+  } finally {
+    await store.close();
+  }
+}
+
+interface MonOptions {
+  dir: string;
+  logLevel: string;
+  logFile?: string;
+  set: string[];
+  bindAddr?: string;
+  inspect?: string | true;
+  record?: string;
+}
+
+async function runMon(options: MonOptions): Promise<void> {
+  const config = configFrom(options.set);
+  checkLogLevel(options.logLevel);
+  const target = inspectTarget(options.inspect);
+  if (options.bindAddr !== undefined && !parseAddr(options.bindAddr))
+    fail('EINVAL', `--bind-addr '${options.bindAddr}' is not HOST:PORT`);
+  const dir = resolve(options.dir);
+  if (!existsSync(join(dir, 'store.db')))
+    fail('ENOENT', `no monitor store in ${dir} (create one with paxmon mkfs)`);
+  const identity = await readIdentity(dir);
+  // Every log line carries mon, state and election_epoch, read live from the monitor's actor.
+  const logContext = new MonitorLogContext({
+    mon: identity.name,
+    state: 'starting',
+    election_epoch: identity.electionEpoch,
+  });
+  const logger: Logger = createLogger({
+    level: options.logLevel,
+    fields: logContext.fields,
+    ...(options.logFile ? { file: options.logFile } : {}),
+  });
+  let sink: FileSink | undefined;
+  let server: InspectorServer | undefined;
+  let stately: StatelyInspector | undefined;
+  if (options.record) sink = fileSink(resolve(options.record));
+  if (target) {
+    if ('port' in target) server = await serveInspector(target.port, '--inspect');
+    stately = await connectStatelyInspector({ url: server?.wsUrl ?? (target as { url: string }).url });
+    if (server) process.stderr.write(`${inspectorNote(server)}\n`);
+  }
+  const recorder = sink ? createRecorder({ write: sink.write, mon: identity.name }) : undefined;
+  const listenAddr = options.bindAddr ?? identity.addr;
+  let mon: Awaited<ReturnType<typeof startMonitor>>;
+  try {
+    mon = await startMonitor({
+      dir,
+      config,
+      logger,
+      ...(options.bindAddr ? { bindAddr: options.bindAddr } : {}),
+      inspect:
+        combineInspectors(logContext.inspect, recorder?.inspect, stately?.inspect) ?? logContext.inspect,
+      onFatal: () => {
+        sink?.close();
+        rmSync(join(dir, 'pid'), { force: true });
+        process.exit(errno.EIO);
+      },
+      onSyncProgress: syncProgressReporter(identity.name, logger),
+      onShutdown: (reason: string) => {
+        // Ceph's monitor exits when it finds itself removed from the monmap.
+        logger.warn({ reason }, `mon.${identity.name} ${reason}; exiting`);
+        process.stderr.write(`mon.${identity.name} ${reason}; exiting\n`);
+        sink?.close();
+        rmSync(join(dir, 'pid'), { force: true });
+        logger.flush?.();
+        setTimeout(() => process.exit(0), 100).unref();
+      },
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') {
+      const parsed = parseAddr(listenAddr);
+      const where = parsed ? `port ${parsed.port} on ${parsed.host}` : listenAddr;
+      const why = options.bindAddr ? '--bind-addr' : `mon.${identity.name}'s monmap address ${identity.addr}`;
+      fail(
+        code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EINVAL',
+        code === 'EADDRINUSE'
+          ? `${where} is in use (${why}); stop what holds it, or listen elsewhere with --bind-addr HOST:PORT`
+          : `cannot listen on ${listenAddr} (${why}): not an address of this machine`,
+      );
+    }
+    throw error;
+  }
+  writeFileSync(join(dir, 'pid'), `${process.pid}\n`);
+  logger.info({ addr: mon.addr, fsid: mon.fsid }, `mon.${mon.name} listening on ${mon.addr}`);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, `mon.${mon.name} shutting down on ${signal}`);
+    void mon.stop().then(() => {
+      rmSync(join(dir, 'pid'), { force: true });
+      sink?.close();
+      stately?.stop();
+      server?.stop();
+      logger.flush?.();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  await new Promise(() => {});
+}
+
+/** The paxmon command line: every command and option (commander), errors in Ceph's form. */
 export function buildProgram(): Command {
   const program = new Command('paxmon')
     .description(
       "The Ceph monitor's core (Elector, Paxos, PaxosService, MonitorDBStore) as XState statecharts",
     )
+    // Ceph's habit for every error, commander's included: `Error EINVAL: …` (exit 22).
+    .configureOutput({
+      outputError: (text, write) => write(`Error EINVAL: ${text.replace(/^error: /, '')}`),
+    })
+    .showHelpAfterError('(paxmon --help lists the commands; paxmon COMMAND --help its options)')
     .option(
       '-m, --mon-host <addrs>',
       'monitor addresses HOST:PORT[,HOST:PORT…] (default: the local cluster in --dir)',
@@ -35,7 +260,6 @@ export function buildProgram(): Command {
     )
     .option('--timeout <seconds>', 'give up on the monitors after this long', '10')
     .enablePositionalOptions()
-    .showHelpAfterError()
     .exitOverride();
 
   program
@@ -43,57 +267,59 @@ export function buildProgram(): Command {
     .description('create a monitor store with its initial monmap (like ceph-mon --mkfs)')
     .requiredOption('--dir <dir>', "the monitor's data directory (must be empty or absent)")
     .requiredOption('--name <name>', "this monitor's name (e.g. a)")
-    .requiredOption('--fsid <uuid>', 'the cluster fsid')
+    .option('--fsid <uuid>', 'the cluster fsid (with --mon)')
     .option('--mon <name=host:port>', 'a monitor of the initial monmap (repeat)', collect, [])
-    .action(async (options: { dir: string; name: string; fsid: string; mon: string[] }) => {
-      await mkfs({ dir: options.dir, name: options.name, fsid: options.fsid, mons: options.mon });
-      process.stdout.write(`created mon.${options.name} in ${options.dir}\n`);
-    });
+    .option(
+      '--monmap <file>',
+      'the monmap to start from (paxmon mon getmap -o FILE), like ceph-mon --mkfs --monmap',
+    )
+    .option(
+      '--addr <host:port>',
+      "this monitor's address, when it joins a cluster whose map does not name it yet",
+    )
+    .action(
+      async (options: {
+        dir: string;
+        name: string;
+        fsid?: string;
+        mon: string[];
+        monmap?: string;
+        addr?: string;
+      }) => {
+        await mkfs({
+          dir: options.dir,
+          name: options.name,
+          mons: options.mon,
+          ...(options.fsid ? { fsid: options.fsid } : {}),
+          ...(options.monmap ? { monmapFile: options.monmap } : {}),
+          ...(options.addr ? { addr: options.addr } : {}),
+        });
+        process.stdout.write(`created mon.${options.name} in ${options.dir}\n`);
+      },
+    );
 
   program
     .command('mon')
-    .description('run one monitor daemon in the foreground')
-    .requiredOption('--dir <dir>', "the monitor's data directory")
-    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .description(
+      'run one monitor daemon in the foreground (mon --dir DIR); or the monmap commands: mon dump | stat | getmap | add NAME ADDR | rm NAME',
+    )
+    .argument('[words...]', 'dump | stat | getmap | add NAME HOST:PORT | rm NAME (none: run the daemon)')
+    .option('--dir <dir>', "the monitor's data directory (the daemon)")
+    .option('-o, --out-file <file>', 'write the map of `mon getmap` to a file')
+    .option('--log-level <level>', logLevels.join(', '), 'info')
     .option('--log-file <file>', 'write JSON log lines here instead of the terminal')
     .option('--set <option=value>', "a Ceph option, e.g. mon_lease=5 (seconds, as Ceph's)", collect, [])
-    .action(async (options: { dir: string; logLevel: string; logFile?: string; set: string[] }) => {
-      const config = configFrom(options.set);
-      const logger = createLogger({
-        level: options.logLevel,
-        ...(options.logFile ? { file: options.logFile } : {}),
-      });
-      const dir = resolve(options.dir);
-      if (!existsSync(join(dir, 'store.db')))
-        fail('ENOENT', `no monitor store in ${dir} (create one with paxmon mkfs)`);
-      const mon = await startMonitor({
-        dir,
-        config,
-        logger,
-        onFatal: () => {
-          rmSync(join(dir, 'pid'), { force: true });
-          process.exit(5);
-        },
-      });
-      writeFileSync(join(dir, 'pid'), `${process.pid}\n`);
-      logger.info(
-        { mon: mon.name, addr: mon.addr, fsid: mon.fsid },
-        `mon.${mon.name} listening on ${mon.addr}`,
-      );
-      let stopping = false;
-      const shutdown = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ mon: mon.name, signal }, `mon.${mon.name} shutting down on ${signal}`);
-        void mon.stop().then(() => {
-          rmSync(join(dir, 'pid'), { force: true });
-          logger.flush?.();
-          process.exit(0);
-        });
-      };
-      process.on('SIGTERM', () => shutdown('SIGTERM'));
-      process.on('SIGINT', () => shutdown('SIGINT'));
-      await new Promise(() => {});
+    .option('--bind-addr <host:port>', "listen here instead of the monitor's monmap address")
+    .option(
+      '--inspect [port|url]',
+      `stream the actor tree to the Stately inspector: serve it on PORT (default ${inspectPortDefault}) or send to a ws:// URL`,
+    )
+    .option('--record <file>', 'append every inspection event to FILE as JSON lines (see paxmon replay)')
+    .action(async (words: string[], options: MonOptions & { outFile?: string }) => {
+      if (words.length > 0) return monClientCommand(program, words, options);
+      if (!options.dir)
+        fail('EINVAL', 'paxmon mon needs --dir DIR to run a monitor (or dump | stat | getmap)');
+      return runMon(options);
     });
 
   program
@@ -104,20 +330,29 @@ export function buildProgram(): Command {
     .option('--detach', 'start the monitors and return')
     .option('--dir <dir>', 'cluster directory (default: .paxmon)')
     .option('--set <option=value>', 'a Ceph option passed to every monitor', collect, [])
-    .action(
-      async (options: { size: string; port: string; detach?: boolean; set: string[]; dir?: string }) => {
-        const dir = resolve(options.dir ?? program.opts<{ dir: string }>().dir);
-        configFrom(options.set);
-        await up(
+    .option('--log-level <level>', `every monitor's log level (${logLevels.join(', ')})`, 'info')
+    .option(
+      '--inspect [port|url]',
+      `stream every monitor to the Stately inspector: serve it on PORT (default ${inspectPortDefault}) or send to a ws:// URL`,
+    )
+    .option('--record <file>', "append every monitor's inspection events to FILE (see paxmon replay)")
+    .option('--timeout <seconds>', 'wait this long for the quorum (default: the global --timeout, 10)')
+    .option('--add <n>', 'grow the running cluster by N monitors (mon add, mkfs from mon getmap, start)')
+    .action(async (options: UpOptions & { timeout?: string; add?: string }, command: Command) => {
+      const dir = resolve(options.dir ?? program.opts<{ dir: string }>().dir);
+      options.given = ['size', 'port'].filter((o) => command.getOptionValueSource(o) === 'cli');
+      const globals = program.opts<{ timeout: string }>();
+      if (options.add !== undefined) {
+        const cluster = await addMonitors(
           dir,
-          Number(options.size),
-          Number(options.port),
-          Boolean(options.detach),
-          options.set,
-          program.opts(),
+          Number(options.add),
+          options.set.flatMap((s) => ['--set', s]),
         );
-      },
-    );
+        process.stdout.write(`monitors now: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`);
+        return;
+      }
+      await up(dir, options, { timeout: options.timeout ?? globals.timeout });
+    });
 
   program
     .command('down')
@@ -129,18 +364,45 @@ export function buildProgram(): Command {
     });
 
   registerClientCommands(program);
+  registerInspectCommands(program);
 
   return program;
 }
 
-async function up(
-  dir: string,
-  size: number,
-  port: number,
-  detach: boolean,
-  sets: string[],
-  globals: { timeout: string },
-) {
+interface UpOptions {
+  size: string;
+  port: string;
+  detach?: boolean;
+  set: string[];
+  dir?: string;
+  logLevel: string;
+  inspect?: string | true;
+  record?: string;
+  /** Options of a new cluster given on the command line (ignored for an existing one). */
+  given?: string[];
+}
+
+const quorumLine = (q: QuorumStatus | null) =>
+  q
+    ? `quorum changed: election epoch ${q.election_epoch}, leader ${q.quorum_leader_name}, quorum ${q.quorum_names.join(',')}`
+    : 'no quorum reachable';
+
+async function up(dir: string, options: UpOptions, globals: { timeout: string }) {
+  configFrom(options.set);
+  checkLogLevel(options.logLevel);
+  const timeoutMs = Number(globals.timeout) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
+  if (!/^[0-9]+$/.test(options.size)) fail('EINVAL', `--size '${options.size}' is not a number`);
+  if (!/^[0-9]+$/.test(options.port)) fail('EINVAL', `--port '${options.port}' is not a port number`);
+  const target = inspectTarget(options.inspect);
+  if (options.record && !existsSync(dirname(resolve(options.record))))
+    fail('ENOENT', `no directory ${dirname(resolve(options.record))} for --record ${options.record}`);
+  if (target && 'port' in target && options.detach)
+    fail(
+      'EINVAL',
+      '--inspect PORT serves the inspector from this process, which --detach ends; give the ws:// URL of a running one',
+    );
   const existing = readClusterFile(dir);
   if (existing) {
     const running = existing.mons.filter((m) => {
@@ -154,23 +416,39 @@ async function up(
       );
     }
   }
-  const cluster = await ensureCluster(dir, size, port);
+  const cluster = await ensureCluster(dir, Number(options.size), Number(options.port));
+  if (existing && options.given && options.given.length > 0)
+    process.stderr.write(
+      `note: ${options.given.map((o) => `--${o}`).join(' and ')} only shape a new cluster; the one in ${dir} keeps its ${cluster.mons.length} monitors and ports (another cluster: --dir OTHER)\n`,
+    );
   if (existing) {
-    const { checkPortFree } = await import('./cluster.ts');
     for (const m of cluster.mons)
-      await checkPortFree(m.addr, `--port (or remove ${dir} to create a new cluster)`);
+      await checkPortFree(
+        m.addr,
+        `mon.${m.name} of the cluster in ${dir} listens there; stop what holds it, or start another cluster with --dir OTHER --port PORT`,
+      );
   }
-  const setArgs = sets.flatMap((s) => ['--set', s]);
-  for (const m of cluster.mons) spawnMonitor(join(dir, m.name), setArgs);
+  let server: InspectorServer | undefined;
+  if (target && 'port' in target) server = await serveInspector(target.port, 'paxmon up --inspect');
+  const monArgs = [
+    ...options.set.flatMap((s) => ['--set', s]),
+    '--log-level',
+    options.logLevel,
+    ...(target ? ['--inspect', server?.wsUrl ?? (target as { url: string }).url] : []),
+    ...(options.record ? ['--record', resolve(options.record)] : []),
+  ];
+  const pids = cluster.mons.map((m) => ({ name: m.name, pid: spawnMonitor(join(dir, m.name), monArgs) }));
   process.stdout.write(
     `starting ${cluster.mons.length} monitors in ${dir}: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`,
   );
+  if (server) process.stdout.write(`${inspectorNote(server)}\n`);
+  // Polls are short so a monitor that died at start is noticed at once.
   const client = new MonClient({
     mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
     fsid: cluster.fsid,
-    timeoutMs: Number(globals.timeout) * 1000,
+    timeoutMs: 1500,
+    attemptTimeoutMs: 500,
   });
-  let last = '';
   const poll = async (): Promise<QuorumStatus | null> => {
     try {
       const reply = await client.command(['quorum_status']);
@@ -180,18 +458,53 @@ async function up(
       return null;
     }
   };
-  const first = await poll();
-  if (!first) {
-    await client.close();
-    fail('ETIMEDOUT', `no quorum within ${globals.timeout}s; see the logs in ${dir}/*/log`);
-    return;
+  // Wait for every monitor to join (a first quorum may be a majority only); at the deadline a
+  // partial quorum is shown as it is, and none at all is ETIMEDOUT.
+  const deadline = Date.now() + timeoutMs;
+  let first: QuorumStatus | null = null;
+  let seen: QuorumStatus | null = null;
+  while (!first) {
+    const dead = pids.find(({ pid }) => !alive(pid));
+    if (dead) {
+      const log = join(dir, dead.name, 'log');
+      const error = lastErrorInLog(log);
+      await client.close();
+      await down(dir, { quiet: true });
+      server?.stop();
+      throw new CliError(
+        (error && error.code in errno ? error.code : 'EIO') as never,
+        `mon.${dead.name} exited at start${error ? `: ${error.message}` : ''} (log: ${log})`,
+      );
+    }
+    if (Date.now() >= deadline && seen) {
+      first = seen;
+      break;
+    }
+    if (Date.now() >= deadline) {
+      await client.close();
+      server?.stop();
+      fail(
+        'ETIMEDOUT',
+        `no quorum within ${globals.timeout}s; the monitors keep trying (logs in ${dir}/*/log; stop them with paxmon down --dir ${dir})`,
+      );
+    }
+    const q = await poll();
+    if (q) seen = q;
+    if (q && q.quorum.length === cluster.mons.length) first = q;
+    else await new Promise((r) => setTimeout(r, 100));
   }
-  last = `${first.election_epoch} ${first.quorum_names.join(',')}`;
+  let last = `${first.election_epoch} ${first.quorum_names.join(',')}`;
   process.stdout.write(`${plainQuorum(first)}\n`);
+  const leader = first.quorum_leader_name;
+  // The commands as typed from here: npx finds the package's bin; --dir only when not the default.
+  const shown = relative(process.cwd(), dir);
+  const dirArg = dir === resolve('.paxmon') ? '' : ` --dir ${shown && !shown.startsWith('..') ? shown : dir}`;
+  const hint = (command: string) =>
+    command === 'down' ? `npx paxmon down${dirArg}` : `npx paxmon${dirArg} ${command}`;
   process.stdout.write(
-    `next: paxmon --dir ${dir} quorum_status · paxmon --dir ${dir} tell mon.a mon_status · paxmon down --dir ${dir}\n`,
+    `next: ${hint('quorum_status')} · ${hint(`tell mon.${leader} mon_status`)} · ${hint('down')}${options.detach ? '' : ' (or Ctrl-C)'}\n`,
   );
-  if (detach) {
+  if (options.detach) {
     await client.close();
     return;
   }
@@ -202,6 +515,7 @@ async function up(
     process.stdout.write('\nstopping the monitors…\n');
     await client.close();
     await down(dir);
+    server?.stop();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());
@@ -210,23 +524,29 @@ async function up(
   while (!stopping) {
     await new Promise((r) => setTimeout(r, 500));
     if (stopping) break;
+    const running = pids.filter(({ name }) => {
+      const pid = pidOf(join(dir, name));
+      return pid !== null && alive(pid);
+    });
+    if (running.length === 0) {
+      process.stdout.write(`every monitor in ${dir} has stopped\n`);
+      await client.close();
+      server?.stop();
+      process.exit(0);
+    }
     const q = await poll();
     const now = q ? `${q.election_epoch} ${q.quorum_names.join(',')}` : 'no quorum';
-    if (now !== last) {
+    if (now !== last && !stopping) {
       last = now;
-      process.stdout.write(
-        q
-          ? `quorum changed: election epoch ${q.election_epoch}, leader ${q.quorum_leader_name}, quorum ${q.quorum_names.join(',')}\n`
-          : 'no quorum reachable\n',
-      );
+      process.stdout.write(`${quorumLine(q)}\n`);
     }
   }
 }
 
-async function down(dir: string) {
+async function down(dir: string, options: { quiet?: boolean } = {}) {
   const cluster = readClusterFile(dir);
-  if (!cluster) fail('ENOENT', `no local cluster in ${dir}`);
-  const pids = (cluster as NonNullable<typeof cluster>).mons.flatMap((m) => {
+  if (!cluster) return fail('ENOENT', `no local cluster in ${dir}`);
+  const pids = cluster.mons.flatMap((m) => {
     const pid = pidOf(join(dir, m.name));
     return pid !== null && alive(pid) ? [{ name: m.name, pid }] : [];
   });
@@ -242,34 +562,29 @@ async function down(dir: string) {
     }
     rmSync(join(dir, name, 'pid'), { force: true });
   }
-  process.stdout.write(`stopped ${pids.length} monitor${pids.length === 1 ? '' : 's'} in ${dir}\n`);
+  if (!options.quiet)
+    process.stdout.write(`stopped ${pids.length} monitor${pids.length === 1 ? '' : 's'} in ${dir}\n`);
 }
 
+/** Run the paxmon command with `argv` (process.argv): exits with the errno of any failure. */
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (
-        error.code === 'commander.helpDisplayed' ||
-        error.code === 'commander.version' ||
-        error.exitCode === 0
-      )
-        process.exit(0);
-      // commander already printed its message; say it Ceph's way too.
-      if (error.code === 'commander.unknownCommand') {
-        const valid = program.commands.map((c) => c.name()).join(', ');
-        process.stderr.write(`Error EINVAL: unknown command (valid: ${valid})\n`);
-      }
-      process.exit(22);
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') process.exit(0);
+      // No command at all: commander printed the help (to stderr).
+      if (error.code === 'commander.help')
+        process.stderr.write('Error EINVAL: no command given (paxmon --help lists them)\n');
+      // Anything else commander refused was printed by outputError, Ceph's way.
+      process.exit(errno.EINVAL);
     }
     exitWithError(error);
   }
 }
 
+// `node --import tsx cli/main.ts …` (npm start, npm run paxmon, the specs); cli/bin.js calls main() itself.
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
-  await main(process.argv);
-} else if (process.argv[1]?.endsWith('bin.js')) {
   await main(process.argv);
 }

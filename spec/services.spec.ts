@@ -67,7 +67,9 @@ test('the leader dies between begin and commit: all or nothing, and a retry appl
   await c.runUntil(
     () =>
       ['b', 'c'].every(
-        (n) => (c.node(n).monitor?.monStatus() as { paxos: { state: string } }).paxos.state === 'updating',
+        (n) =>
+          (c.node(n).monitor?.monStatus() as { paxos: { state: string } } | undefined)?.paxos.state ===
+          'updating',
       ),
     2_000,
   );

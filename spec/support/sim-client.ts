@@ -22,9 +22,13 @@ export function simClient(cluster: SimCluster, name = 'client.spec') {
   let tid = 0;
   return {
     acks,
-    nextTid: () => (tid += 1),
+    nextTid: () => {
+      tid += 1;
+      return tid;
+    },
     send(to: string, cmd: string[], withTid?: number) {
-      const t = withTid ?? (tid += 1);
+      if (withTid === undefined) tid += 1;
+      const t = withTid ?? tid;
       endpoint.send(`mon.${to}` as EntityName, { type: 'mon.command', tid: t, cmd });
       return t;
     },

@@ -1,0 +1,154 @@
+/**
+ * paxmon's public API: the Ceph monitor's core as XState v5 statecharts, to embed in a Node app.
+ *
+ * The package ships TypeScript sources (`exports: { ".": "./index.ts" }`): run the app with tsx
+ * (`node --import tsx app.ts`) or another TypeScript loader, or bundle it (esbuild, Vite…).
+ *
+ * - Run monitors: {@link startLocalCluster} (N monitors in this process over TCP + RocksDB),
+ *   {@link startMonitor} (one monitor from a store made by `paxmon mkfs`), {@link createMonitor}
+ *   (one monitor over any Store and Transport, e.g. the in-memory ones).
+ * - Talk to them: {@link MonClient} (Ceph's commands: quorum_status, mon_status, config-key…).
+ * - The statecharts themselves: {@link monitorMachine}, {@link electorMachine},
+ *   {@link paxosMachine}, to `createActor` with your own implementations via `provide`.
+ * - The ports and their implementations: {@link Store} ({@link RocksDBStore},
+ *   {@link MemoryStore}), {@link Transport} ({@link Messenger}, {@link MemoryNetwork}).
+ * - Watch them: {@link createRecorder} + {@link formatTimeline} (offline), or
+ *   {@link connectStatelyInspector} (the Stately inspector); logs via {@link createLogger}.
+ *
+ * @example
+ * import { startLocalCluster } from 'paxmon';
+ *
+ * const cluster = await startLocalCluster({ dir: '/tmp/paxmon-demo', size: 3, basePort: 0 });
+ * const quorum = await cluster.waitForQuorum();
+ * console.log(`leader ${quorum.quorum_leader_name}, quorum ${quorum.quorum_names.join(',')}`);
+ * await cluster.stop();
+ *
+ * @packageDocumentation
+ */
+
+// --- running monitors ----------------------------------------------------------------------------
+export { type DaemonHandle, type StartMonitorOptions, startMonitor } from './actors/daemon.ts';
+// --- the statecharts -----------------------------------------------------------------------------
+export { type IoDeps, ioLogic } from './actors/io.ts';
+export {
+  type LocalCluster,
+  LocalClusterError,
+  type LocalClusterOptions,
+  type QuorumStatus,
+  startLocalCluster,
+} from './actors/local-cluster.ts';
+export { buildMonMap, mkfsTransaction } from './actors/mkfs.ts';
+export {
+  type MonAddress,
+  MonClient,
+  MonClientError,
+  type MonClientOptions,
+} from './actors/mon-client.ts';
+export {
+  type Clock,
+  type CreateMonitorOptions,
+  createMonitor,
+  type MonitorHandle,
+  type MonitorStateName,
+} from './actors/monitor.ts';
+export {
+  applyCephOptions,
+  cephDefaults,
+  cephOptionNames,
+  defaultConfig,
+  type MonConfig,
+} from './machines/config.ts';
+export type { IoEffectsEvent, MessageEvent, Outgoing, StoreOp } from './machines/effects.ts';
+export {
+  type ElectorContext,
+  type ElectorEvent,
+  type ElectorInput,
+  type ElectorParentEvent,
+  electorMachine,
+} from './machines/elector.ts';
+export {
+  type MonitorContext,
+  type MonitorEvent,
+  type MonitorInput,
+  minQuorumSize,
+  monitorMachine,
+} from './machines/monitor.ts';
+export {
+  isReadable,
+  isWriteable,
+  type PaxosContext,
+  type PaxosEvent,
+  type PaxosInput,
+  type PaxosParentEvent,
+  paxosMachine,
+  paxosStateName,
+} from './machines/paxos.ts';
+
+// --- PaxosService: the template and the custom-service API -----------------------------------------
+// PLACE FOR ISSUE 4 (the lead): export the PaxosService template (createPaxosService,
+// ServiceDefinition and its hook types) and paxmon's services from machines/paxos-service.ts and
+// machines/services/ here, and add `paxosService` to cli/statecharts.ts `statecharts`.
+
+// --- logs and inspection -------------------------------------------------------------------------
+export {
+  combineInspectors,
+  connectStatelyInspector,
+  createRecorder,
+  type FileSink,
+  fileSink,
+  formatTimeline,
+  type InspectionRecord,
+  type InspectObserver,
+  type InspectorServer,
+  type JsonSafeLimits,
+  type Recorder,
+  type RecorderOptions,
+  readRecords,
+  type StatelyInspector,
+  type StatelyInspectorOptions,
+  startInspectorServer,
+  type TimelineOptions,
+  toJsonSafe,
+} from './actors/inspect.ts';
+export {
+  createLogger,
+  type Logger,
+  type LogOptions,
+  MonitorLogContext,
+  type MonitorLogFields,
+  silentLogger,
+} from './actors/log.ts';
+export { statechartJson, statechartMermaid, statecharts } from './cli/statecharts.ts';
+// --- the deterministic simulator -----------------------------------------------------------------
+export { SimCluster, type SimClusterOptions, type SimNode, settle } from './sim/cluster.ts';
+export { Prng } from './sim/prng.ts';
+// --- storage: the Store port and its implementations ------------------------------------------------
+export {
+  type IterateOptions,
+  MemoryStore,
+  type MemoryStoreOptions,
+  RocksDBStore,
+  type Store,
+  StoreError,
+  type StoreErrorCode,
+  Transaction,
+  type TransactionOp,
+} from './storage/index.ts';
+// --- transport: the Transport port, TCP and in-memory ------------------------------------------------
+export {
+  MemoryNetwork,
+  type MemoryNetworkOptions,
+  Messenger,
+  type MessengerOptions,
+  type NetworkFaults,
+} from './transport/index.ts';
+export type {
+  CommandReply,
+  ElectionStrategy,
+  EntityName,
+  Message,
+  MessageType,
+  MonInfo,
+  MonMap,
+} from './transport/messages.ts';
+export type { Transport, TransportHandlers } from './transport/transport.ts';
