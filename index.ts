@@ -28,67 +28,6 @@
 
 // --- running monitors ----------------------------------------------------------------------------
 export { type DaemonHandle, type StartMonitorOptions, startMonitor } from './actors/daemon.ts';
-// --- the statecharts -----------------------------------------------------------------------------
-export { type IoDeps, ioLogic } from './actors/io.ts';
-export {
-  type LocalCluster,
-  LocalClusterError,
-  type LocalClusterOptions,
-  type QuorumStatus,
-  startLocalCluster,
-} from './actors/local-cluster.ts';
-export { buildMonMap, mkfsTransaction } from './actors/mkfs.ts';
-export {
-  type MonAddress,
-  MonClient,
-  MonClientError,
-  type MonClientOptions,
-} from './actors/mon-client.ts';
-export {
-  type Clock,
-  type CreateMonitorOptions,
-  createMonitor,
-  type MonitorHandle,
-  type MonitorStateName,
-} from './actors/monitor.ts';
-export {
-  applyCephOptions,
-  cephDefaults,
-  cephOptionNames,
-  defaultConfig,
-  type MonConfig,
-} from './machines/config.ts';
-export type { IoEffectsEvent, MessageEvent, Outgoing, StoreOp } from './machines/effects.ts';
-export {
-  type ElectorContext,
-  type ElectorEvent,
-  type ElectorInput,
-  type ElectorParentEvent,
-  electorMachine,
-} from './machines/elector.ts';
-export {
-  type MonitorContext,
-  type MonitorEvent,
-  type MonitorInput,
-  minQuorumSize,
-  monitorMachine,
-} from './machines/monitor.ts';
-export {
-  isReadable,
-  isWriteable,
-  type PaxosContext,
-  type PaxosEvent,
-  type PaxosInput,
-  type PaxosParentEvent,
-  paxosMachine,
-  paxosStateName,
-} from './machines/paxos.ts';
-
-// --- PaxosService: the template and the custom-service API -----------------------------------------
-// PLACE FOR ISSUE 4 (the lead): export the PaxosService template (createPaxosService,
-// ServiceDefinition and its hook types) and paxmon's services from machines/paxos-service.ts and
-// machines/services/ here, and add `paxosService` to cli/statecharts.ts `statecharts`.
-
 // --- logs and inspection -------------------------------------------------------------------------
 export {
   combineInspectors,
@@ -110,6 +49,15 @@ export {
   type TimelineOptions,
   toJsonSafe,
 } from './actors/inspect.ts';
+// --- the statecharts -----------------------------------------------------------------------------
+export { type IoDeps, ioLogic } from './actors/io.ts';
+export {
+  type LocalCluster,
+  LocalClusterError,
+  type LocalClusterOptions,
+  type QuorumStatus,
+  startLocalCluster,
+} from './actors/local-cluster.ts';
 export {
   createLogger,
   type Logger,
@@ -118,7 +66,80 @@ export {
   type MonitorLogFields,
   silentLogger,
 } from './actors/log.ts';
+export { buildMonMap, mkfsTransaction } from './actors/mkfs.ts';
+export {
+  type MonAddress,
+  MonClient,
+  MonClientError,
+  type MonClientOptions,
+} from './actors/mon-client.ts';
+export {
+  type Clock,
+  type CreateMonitorOptions,
+  createMonitor,
+  type MonitorHandle,
+  type MonitorStateName,
+} from './actors/monitor.ts';
 export { statechartJson, statechartMermaid, statecharts } from './cli/statecharts.ts';
+export {
+  applyCephOptions,
+  cephDefaults,
+  cephOptionNames,
+  defaultConfig,
+  type MonConfig,
+} from './machines/config.ts';
+export type { IoEffectsEvent, MessageEvent, Outgoing, StoreOp } from './machines/effects.ts';
+export {
+  type ElectorContext,
+  type ElectorEvent,
+  type ElectorInput,
+  type ElectorParentEvent,
+  electorMachine,
+} from './machines/elector.ts';
+export {
+  createMonitorMachine,
+  type MonitorContext,
+  type MonitorEvent,
+  type MonitorInput,
+  minQuorumSize,
+  monitorMachine,
+} from './machines/monitor.ts';
+export {
+  isReadable,
+  isWriteable,
+  type PaxosContext,
+  type PaxosEvent,
+  type PaxosInput,
+  type PaxosParentEvent,
+  paxosMachine,
+  paxosStateName,
+} from './machines/paxos.ts';
+// --- PaxosService: the template and the custom-service API -----------------------------------------
+/**
+ * The PaxosService template (Ceph's PaxosService): `createPaxosService(definition)` makes a
+ * service's statechart from its hooks; pass definitions to startMonitor / startLocalCluster /
+ * createMonitor as `services` to run them beside paxmon's own. See examples/counter-service.ts.
+ */
+export {
+  createPaxosService,
+  type MonitorView,
+  type Preprocessed,
+  type Reply,
+  type ServiceContext,
+  type ServiceDefinition,
+  type ServiceEvent,
+  type ServiceInput,
+  type ServiceRequest,
+  type ServiceVersions,
+} from './machines/paxos-service.ts';
+/** paxmon's own services (monmap, config-key, log, health), built on the template. */
+export {
+  configKeyService,
+  defaultServices,
+  healthService,
+  logService,
+  monmapService,
+} from './machines/services/index.ts';
 // --- the deterministic simulator -----------------------------------------------------------------
 export { SimCluster, type SimClusterOptions, type SimNode, settle } from './sim/cluster.ts';
 export { Prng } from './sim/prng.ts';

@@ -21,6 +21,8 @@ export interface StartMonitorOptions {
   onFatal?: (error: Error) => void;
   /** The monitor shut itself down (e.g. removed from the monmap): the reason. */
   onShutdown?: (reason: string) => void;
+  /** Extra PaxosServices (an app's own), run beside paxmon's. */
+  services?: CreateMonitorOptions['services'];
   /** A store sync made progress. */
   onSyncProgress?: CreateMonitorOptions['onSyncProgress'];
   onCommand?: CreateMonitorOptions['onCommand'];
@@ -69,6 +71,7 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ...(options.onShutdown ? { onShutdown: options.onShutdown } : {}),
       ...(options.onSyncProgress ? { onSyncProgress: options.onSyncProgress } : {}),
+      ...(options.services ? { services: options.services } : {}),
       ...(options.onCommand ? { onCommand: options.onCommand } : {}),
     });
     const ms = messenger;

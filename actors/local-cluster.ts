@@ -2,11 +2,13 @@
 // what an app embeds to get a real cluster without spawning processes. The directory layout is
 // `paxmon up`'s (DIR/cluster.json, DIR/NAME/store.db), so `paxmon --dir DIR quorum_status` talks
 // to an in-process cluster too, and a cluster made by either is started again by either.
+
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import type { MonConfig } from '../machines/config.ts';
+import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { type DaemonHandle, startMonitor } from './daemon.ts';
 import type { InspectObserver } from './inspect.ts';
@@ -32,6 +34,8 @@ export interface LocalClusterOptions {
   logger?: Logger | ((name: string) => Logger);
   /** An inspection observer per monitor (e.g. a recorder), by monitor name. */
   inspect?: (name: string) => InspectObserver | undefined;
+  /** An app's own PaxosServices, run by every monitor beside paxmon's (see createPaxosService). */
+  services?: ServiceDefinition[];
 }
 
 /** Ceph's quorum_status, as a monitor answers it. */
@@ -170,6 +174,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
             ...(options.config ? { config: options.config } : {}),
             ...(logger ? { logger } : {}),
             ...(inspect ? { inspect } : {}),
+            ...(options.services ? { services: options.services } : {}),
           }),
         );
       } catch (error) {

@@ -6,12 +6,15 @@ import type { AnyStateMachine } from 'xstate';
 import { electorMachine } from '../machines/elector.ts';
 import { monitorMachine } from '../machines/monitor.ts';
 import { paxosMachine } from '../machines/paxos.ts';
+import { createPaxosService } from '../machines/paxos-service.ts';
+import { configKeyService } from '../machines/services/config-key.ts';
 
-/** The machines paxmon exports, by name (the PaxosService template joins them with issue 4). */
+/** The machines paxmon exports, by name; `paxosService` is the template (here as config-key). */
 export const statecharts: Record<string, AnyStateMachine> = {
   monitor: monitorMachine,
   elector: electorMachine,
   paxos: paxosMachine,
+  paxosService: createPaxosService(configKeyService()),
 };
 
 /**
@@ -185,7 +188,15 @@ export function statechartMermaid(machine: AnyStateMachine): string {
     if (needsAny.has(node)) lines.push(`${indent}state "(any)" as ${anyId(node)}`);
     for (const edge of edgeScope.get(node) ?? []) lines.push(`${indent}${edge}`);
   };
-  body(root, '  ');
+  if (root.type === 'parallel') {
+    // Mermaid separates regions (--) only inside a composite: a parallel root gets one.
+    const id = sanitize(root.key);
+    lines.push(`  state ${id} {`);
+    body(root, '    ');
+    lines.push('  }');
+  } else {
+    body(root, '  ');
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -78,7 +78,7 @@ test('the package root exports the public API', () => {
 test('every example is covered here', () => {
   const examples = readdirSync(join(repoRoot, 'examples')).filter((f) => f.endsWith('.ts'));
   // A new example gets its test below and its name here.
-  const covered = ['three-monitors.ts'];
+  const covered = ['three-monitors.ts', 'counter-service.ts'];
   for (const file of examples) assert.ok(covered.includes(file), `examples/${file} has a spec here`);
 });
 
@@ -103,6 +103,17 @@ test('examples/three-monitors.ts: 3 monitors in one process print their quorum a
   assert.is(ports(again.stdout), ports(out), 'the same monmap');
   const epoch = Number(/^quorum: election epoch (\d+)/m.exec(again.stdout)?.[1]);
   assert.ok(epoch > Number(quorum?.[1]), 'election epochs persist across restarts');
+});
+
+test('examples/counter-service.ts: an app-defined PaxosService runs in a cluster, updates through Paxos, reads back', async () => {
+  const run = await runExample('counter-service.ts', []);
+  assert.is(run.code, 0, run.stderr);
+  assert.equal(run.stdout.trim().split('\n'), [
+    'counter = 1',
+    'counter = 3',
+    'counter = 42',
+    'counter get → 42',
+  ]);
 });
 
 test('startLocalCluster refuses a non-empty directory (EINVAL) and a port in use (EADDRINUSE)', async () => {
