@@ -37,6 +37,8 @@ export interface ElectorContext {
   deferExtraMs: number;
   /** Ranks that nak'ed my proposal (strategy mismatch); reported for diagnosis. */
   nakedBy: number[];
+  /** Whether this elector stood since it started: acks it could hold exist only after that. */
+  stoodSinceInit: boolean;
 }
 
 export type ElectorEvent =
@@ -139,7 +141,8 @@ type Step = {
 function start(context: ElectorContext, keepEpoch = false): Step {
   let epoch = context.epoch;
   const parent: ElectorParentEvent[] = [];
-  if (epoch % 2 === 0 || !keepEpoch) {
+  // Acks live in memory only: the first election after start-up cannot meet a stale one.
+  if (epoch % 2 === 0 || (!keepEpoch && context.stoodSinceInit)) {
     epoch += epoch % 2 === 0 ? 1 : 2;
     parent.push({ type: 'elector.join_election', epoch }, { type: 'elector.epoch', epoch });
   }
@@ -156,7 +159,7 @@ function start(context: ElectorContext, keepEpoch = false): Step {
     .filter((m) => m.rank !== context.rank)
     .map((m) => to(context, m.rank, electionMessage(context, 'propose', epoch)));
   return {
-    context: { epoch, ackedMe: [context.rank], leaderAcked: -1, nakedBy: [] },
+    context: { epoch, ackedMe: [context.rank], leaderAcked: -1, nakedBy: [], stoodSinceInit: true },
     io: effects([persistEpoch(epoch)], messages),
     parent,
     next: 'electingMe',
@@ -304,6 +307,7 @@ export const electorMachine = setup({
     electionTimeoutMs: input.electionTimeoutMs,
     deferExtraMs: input.deferExtraMs,
     nakedBy: [],
+    stoodSinceInit: false,
   }),
   entry: [
     // ElectionLogic::init persists the bumped epoch so a restart never reuses an election epoch.
