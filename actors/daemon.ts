@@ -51,8 +51,12 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
   try {
     const loaded = await loadMonitorState(store);
     const me = loaded.input.monmap.mons.find((m) => m.name === loaded.name);
-    if (!me)
-      throw new Error(`mon.${loaded.name} is not in its own monmap (epoch ${loaded.input.monmap.epoch})`);
+    if (!loaded.addr) {
+      // A joining monitor is not in its map yet, but mkfs --addr gave it an address to listen on.
+      throw new Error(
+        `mon.${loaded.name} is not in its own monmap (epoch ${loaded.input.monmap.epoch}) and has no address`,
+      );
+    }
     messenger = new Messenger({
       name: `mon.${loaded.name}`,
       fsid: loaded.fsid,

@@ -29,7 +29,8 @@ export function decodeMonMap(bytes: Uint8Array): MonMap {
 
 export async function loadMonMap(store: Store): Promise<MonMap> {
   const epoch = await store.getNumber('monmap', 'last_committed');
-  const bytes = epoch ? await store.get('monmap', String(epoch)) : undefined;
+  // A joining monitor's map is epoch 0 (mkfs --addr): older than any map of a cluster.
+  const bytes = await store.get('monmap', String(epoch));
   if (!bytes) throw new MonitorStateError('store has no monmap (was it created with paxmon mkfs?)');
   return decodeMonMap(bytes);
 }

@@ -177,7 +177,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   /** Start the actor tree over what the store holds (again after a store sync: Ceph re-inits). */
   function boot(input: typeof loaded.input & { inSync?: boolean }): void {
     actor = createActor(machine, {
-      input: { ...input, config },
+      input: { ...input, config, ...(loaded.addr ? { addr: loaded.addr } : {}) },
       systemId: 'monitor',
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),

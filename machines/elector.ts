@@ -146,7 +146,7 @@ function start(context: ElectorContext, keepEpoch = false): Step {
     epoch += epoch % 2 === 0 ? 1 : 2;
     parent.push({ type: 'elector.join_election', epoch }, { type: 'elector.epoch', epoch });
   }
-  if (context.monmap.mons.length === 1) {
+  if (context.monmap.mons.length === 1 && context.rank === 0) {
     // Monitor::win_standalone_election: alone in the monmap, the election is won at once.
     const victory = declareVictory({ ...context, epoch, ackedMe: [context.rank] });
     return {

@@ -47,6 +47,8 @@ export interface MonitorInput {
   services?: Record<string, { versions: ServiceVersions; loaded: unknown }>;
   /** mon_sync/in_sync was found set at start-up (Monitor::preinit: sync again from scratch). */
   inSync?: boolean;
+  /** This monitor's own address when its monmap does not name it yet (it is joining). */
+  addr?: string;
 }
 
 /** Why and from whom this monitor would sync (Monitor::handle_probe_reply), kept visible in the state. */
@@ -76,6 +78,8 @@ export interface MonitorContext {
   syncFinishing: boolean;
   /** The store holds an interrupted sync (mon_sync/in_sync): sync in full from the first peer. */
   forceFullSync: boolean;
+  /** My address (from the monmap, or the one given to a joining monitor at mkfs). */
+  addr: string;
   /** Why the last bootstrap happened (shown by mon_status and the logs). */
   lastBootstrapReason: string;
   /** A committed monmap the leader adopts once its own commit has been answered. */
@@ -199,8 +203,7 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
     // There is a quorum: if I am in the map, an election pulls me in; otherwise ask to join.
     if (context.rank >= 0) return { kind: 'start_election' };
     const leader = msg.monmap.mons[Math.min(...msg.quorum)];
-    const mine = context.monmap.mons.find((m) => m.name === context.name);
-    if (!leader || !mine) return { kind: 'ignore' };
+    if (!leader || !context.addr) return { kind: 'ignore' };
     return { kind: 'join', to: `mon.${leader.name}`, addr: leader.addr };
   }
   if (rankOf(context.monmap, from) < 0) return { kind: 'ignore' }; // not part of my monmap
@@ -208,7 +211,12 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
   const outsideQuorum = context.outsideQuorum.includes(name)
     ? context.outsideQuorum
     : [...context.outsideQuorum, name];
-  if (outsideQuorum.length >= minQuorumSize(context.monmap) && outsideQuorum.includes(context.name)) {
+  // Only a monitor of the map stands (a joining one waits to be added).
+  if (
+    context.rank >= 0 &&
+    outsideQuorum.length >= minQuorumSize(context.monmap) &&
+    outsideQuorum.includes(context.name)
+  ) {
     return { kind: 'start_election' };
   }
   return { kind: 'wait', outsideQuorum };
@@ -356,7 +364,9 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       /** Monitor::bootstrap: probe every other rank (a one-monitor map wins at once instead). */
       probeAll: enqueueActions(({ enqueue, context }) => {
         // A monitor not (yet) in its own monmap still probes the ones it knows: it is joining.
-        if (context.monmap.mons.length === 1) {
+        // Monitor::bootstrap: only the one monitor of a one-monitor map wins alone (monmap->size() == 1
+        // && rank == 0); a joining monitor whose map names a single peer must probe it instead.
+        if (context.monmap.mons.length === 1 && context.rank === 0) {
           enqueue.raise({ type: 'monitor.start_election' });
           return;
         }
@@ -413,6 +423,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       sync: null,
       syncFinishing: false,
       forceFullSync: input.inSync ?? false,
+      addr: input.monmap.mons.find((m) => m.name === input.name)?.addr ?? input.addr ?? '',
     }),
     invoke: [
       { id: 'io', systemId: 'io', src: 'io' },
@@ -506,6 +517,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             assign(({ context, event }) => ({
               monmap: event.monmap,
               rank: event.monmap.mons.findIndex((m) => m.name === context.name),
+              addr: event.monmap.mons.find((m) => m.name === context.name)?.addr ?? context.addr,
               pendingMonmap: null,
               lastBootstrapReason: `monmap epoch ${event.monmap.epoch}`,
             })),
@@ -606,11 +618,11 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                     enqueue.raise({ type: 'monitor.start_election' });
                     return;
                   case 'join': {
-                    const me = context.monmap.mons.find((m) => m.name === context.name);
-                    if (!me) return;
+                    // MMonJoin: ask the quorum to add me at my address (Monitor::handle_probe_reply).
+                    if (!context.addr) return;
                     const join: Outgoing = {
                       to: outcome.to,
-                      msg: { type: 'mon.join', name: context.name, addr: me.addr },
+                      msg: { type: 'mon.join', name: context.name, addr: context.addr },
                     };
                     if (outcome.addr) join.addr = outcome.addr;
                     enqueue({ type: 'io', params: effects([], [join]) });

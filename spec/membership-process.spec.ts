@@ -115,4 +115,42 @@ test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 a
   assert.match(clash.stderr, /^Error EEXIST: mon\.a already exists/m);
 });
 
+test('a new monitor given one peer and its own address joins by itself (mon.join), syncs and serves reads', async () => {
+  const c = cluster();
+  const port = Number(c.mons[2]?.addr.split(':')[1]) + 2;
+  const addr = `127.0.0.1:${port}`;
+  const joinDir = join(dir, 'e');
+  const mkfs = await paxmon([
+    'mkfs',
+    '--dir',
+    joinDir,
+    '--name',
+    'e',
+    '--fsid',
+    c.fsid,
+    '--mon',
+    `a=${c.mons[0]?.addr}`,
+    '--addr',
+    addr,
+  ]);
+  assert.is(mkfs.code, 0, mkfs.stderr);
+  const pid = spawnMon(joinDir);
+  try {
+    const four = await quorumOf(4);
+    assert.ok(four.quorum_names.includes('e'), `e joined: ${four.quorum_names.join(',')}`);
+    const reader = new MonClient({ mons: [{ name: 'e', addr }], fsid: c.fsid, timeoutMs: 20_000 });
+    try {
+      const reply = await pollUntil('mon.e readable', 30_000, async () => {
+        const r = await reader.command(['config-key', 'get', 'key4999']);
+        return r.r === 0 ? r : undefined;
+      });
+      assert.match(new TextDecoder().decode(reply.data), /^004999x+$/);
+    } finally {
+      await reader.close();
+    }
+  } finally {
+    process.kill(pid, 'SIGTERM');
+  }
+});
+
 test.run();
