@@ -88,9 +88,19 @@ export class MonitorLogContext {
     this.#initial = { ...initial };
   }
 
+  #handle: { readonly actor: AnyActorRef } | undefined;
+
   /** Read the fields from this actor (the monitor statechart's root actor) from now on. */
   attach(actor: AnyActorRef): void {
     this.#actor = actor;
+  }
+
+  /**
+   * Read the fields from a monitor handle's current root actor (it changes when a store sync
+   * rebuilds the actor tree). Cheaper than `inspect`: no inspection events are generated.
+   */
+  follow(handle: { readonly actor: AnyActorRef }): void {
+    this.#handle = handle;
   }
 
   /** An XState inspection observer that attaches to the root actor of the tree it observes. */
@@ -105,7 +115,7 @@ export class MonitorLogContext {
     const fields: Record<string, unknown> = { ...this.#initial };
     let snapshot: MonitorSnapshotLike | undefined;
     try {
-      snapshot = this.#actor?.getSnapshot() as MonitorSnapshotLike | undefined;
+      snapshot = (this.#handle?.actor ?? this.#actor)?.getSnapshot() as MonitorSnapshotLike | undefined;
     } catch {
       snapshot = undefined; // the actor is still being constructed
     }

@@ -176,6 +176,7 @@ async function runMon(options: MonOptions): Promise<void> {
   }
   const recorder = sink ? createRecorder({ write: sink.write, mon: identity.name }) : undefined;
   const listenAddr = options.bindAddr ?? identity.addr;
+  const inspect = combineInspectors(recorder?.inspect, stately?.inspect);
   let mon: Awaited<ReturnType<typeof startMonitor>>;
   try {
     mon = await startMonitor({
@@ -183,8 +184,9 @@ async function runMon(options: MonOptions): Promise<void> {
       config,
       logger,
       ...(options.bindAddr ? { bindAddr: options.bindAddr } : {}),
-      inspect:
-        combineInspectors(logContext.inspect, recorder?.inspect, stately?.inspect) ?? logContext.inspect,
+      // Inspection only when asked for: an observer makes XState build an event for every step
+      // of every actor (the log fields come from the monitor's handle instead, below).
+      ...(inspect ? { inspect } : {}),
       onFatal: () => {
         sink?.close();
         rmSync(join(dir, 'pid'), { force: true });
@@ -216,6 +218,7 @@ async function runMon(options: MonOptions): Promise<void> {
     }
     throw error;
   }
+  logContext.follow(mon);
   writeFileSync(join(dir, 'pid'), `${process.pid}\n`);
   logger.info({ addr: mon.addr, fsid: mon.fsid }, `mon.${mon.name} listening on ${mon.addr}`);
   let stopping = false;
