@@ -144,9 +144,17 @@ export function ioLogic(deps: IoDeps) {
     let pumping = false;
     let stopped = false;
 
+    // Monitors whose session was lost (Ceph's ms_handle_reset), until they are heard from again.
+    const down = new Set<EntityName>();
     deps.transport.setHandlers({
+      onReset(peer) {
+        if (stopped || !peer.startsWith('mon.') || down.has(peer)) return;
+        down.add(peer);
+        sendBack({ type: 'monitor.peer_reset', peer });
+      },
       onMessage(from, msg) {
         if (stopped) return;
+        if (down.delete(from)) sendBack({ type: 'monitor.peer_alive', peer: from });
         if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
         else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
         else if (routedToMonitor.has(msg.type))

@@ -80,6 +80,8 @@ export interface MonitorContext {
   forceFullSync: boolean;
   /** My address (from the monmap, or the one given to a joining monitor at mkfs). */
   addr: string;
+  /** Monitors whose session reset and that have not spoken since (Ceph's ms_handle_reset). */
+  downPeers: string[];
   /** Why the last bootstrap happened (shown by mon_status and the logs). */
   lastBootstrapReason: string;
   /** A committed monmap the leader adopts once its own commit has been answered. */
@@ -111,6 +113,11 @@ export type MonitorEvent =
   /** The leader's time checks (Monitor::timecheck): clock skew per monitor name. */
   | { type: 'monitor.timecheck'; skewsMs: Record<string, number> }
   | IoWrittenEvent
+  /** The io actor: a monitor's session was lost / the monitor spoke again. */
+  | { type: 'monitor.peer_reset'; peer: EntityName }
+  | { type: 'monitor.peer_alive'; peer: EntityName }
+  /** Internal: the leader's session was lost while I am its peon. */
+  | { type: 'monitor.leader_lost'; peer: EntityName }
   /** Internal: take a committed monmap (MonmapMonitor::update_from_paxos → bootstrap). */
   | { type: 'monitor.adopt_monmap'; monmap: MonMap }
   | StoreAppliedEvent;
@@ -123,6 +130,11 @@ function fromProvider(context: MonitorContext, event: MonitorEvent): boolean {
     event.from === context.sync.provider &&
     !context.syncFinishing
   );
+}
+
+/** Ranks of the named monitors that are in the map. */
+function downRanks(monmap: MonMap, peers: string[]): number[] {
+  return monmap.mons.filter((m) => peers.includes(`mon.${m.name}`)).map((m) => m.rank);
 }
 
 /** MonMap::min_quorum_size. */
@@ -424,6 +436,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       syncFinishing: false,
       forceFullSync: input.inSync ?? false,
       addr: input.monmap.mons.find((m) => m.name === input.name)?.addr ?? input.addr ?? '',
+      downPeers: [],
     }),
     invoke: [
       { id: 'io', systemId: 'io', src: 'io' },
@@ -560,6 +573,28 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }),
       },
       'monitor.timecheck': { actions: assign(({ event }) => ({ clockSkewsMs: event.skewsMs })) },
+      // A lost session (kill -9 of a peer on this host resets at once): the elector need not wait
+      // for that monitor's ack, and a peon need not wait 2 × mon_lease to notice its leader is gone.
+      'monitor.peer_reset': {
+        actions: enqueueActions(({ enqueue, context, event }) => {
+          const downPeers = context.downPeers.includes(event.peer)
+            ? context.downPeers
+            : [...context.downPeers, event.peer];
+          enqueue.assign({ downPeers });
+          enqueue.sendTo('elector', { type: 'elector.down', ranks: downRanks(context.monmap, downPeers) });
+          const leader = context.monmap.mons[context.leader];
+          if (leader && context.leader !== context.rank && event.peer === `mon.${leader.name}`) {
+            enqueue.raise({ type: 'monitor.leader_lost', peer: event.peer });
+          }
+        }),
+      },
+      'monitor.peer_alive': {
+        actions: enqueueActions(({ enqueue, context, event }) => {
+          const downPeers = context.downPeers.filter((p) => p !== event.peer);
+          enqueue.assign({ downPeers });
+          enqueue.sendTo('elector', { type: 'elector.down', ranks: downRanks(context.monmap, downPeers) });
+        }),
+      },
       'paxos.propose': { actions: sendTo('paxos', ({ event }) => event) },
       'mon.paxos': { actions: sendTo('paxos', ({ event }) => event) },
       'mon.probe': { actions: 'replyProbe' },
@@ -812,6 +847,14 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             },
             { actions: 'replyProbe' },
           ],
+          // The leader is gone (its session reset): bootstrap now rather than at the lease
+          // timeout. Reads stop with the lease; the lease promise still holds off a new leader.
+          'monitor.leader_lost': {
+            target: 'probing',
+            actions: assign(({ event }) => ({
+              lastBootstrapReason: `lost the session to the leader ${event.peer}`,
+            })),
+          },
         },
       },
       shutdown: {
