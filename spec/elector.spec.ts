@@ -235,6 +235,34 @@ test('messages with a wrong fsid, an unknown rank or another strategy are droppe
   h.stop();
 });
 
+test('a majority of acks wins at once when every other monitor is known down (its session reset)', () => {
+  const h = elector(0, 3, 4);
+  h.send({ type: 'elector.start' });
+  h.send(election(1, 'ack', 5));
+  assert.is(stateOf(h), 'electingMe', 'c may still answer: wait');
+  h.send({ type: 'elector.down', ranks: [2] });
+  assert.is(stateOf(h), 'stable');
+  assert.equal(
+    h.takeParent().find((e) => e.type === 'elector.win'),
+    { type: 'elector.win', epoch: 6, quorum: [0, 1] },
+  );
+  h.stop();
+  // Known down first, then the ack: the same.
+  const g = elector(0, 3, 4);
+  g.send({ type: 'elector.down', ranks: [2] });
+  g.send({ type: 'elector.start' });
+  g.send(election(1, 'ack', 5));
+  assert.is(stateOf(g), 'stable');
+  g.stop();
+  // A minority never wins early, whatever is down.
+  const m = elector(0, 5, 4);
+  m.send({ type: 'elector.down', ranks: [2, 3, 4] });
+  m.send({ type: 'elector.start' });
+  m.send(election(1, 'ack', 5));
+  assert.is(stateOf(m), 'electingMe');
+  m.stop();
+});
+
 test('a one-monitor monmap wins at once (win_standalone_election)', () => {
   const h = elector(0, 1, 2);
   h.send({ type: 'elector.start' });
