@@ -34,7 +34,7 @@ export interface IoDeps {
   onOther?: (from: EntityName, msg: Message) => void;
   /** A durable write failed: the monitor cannot go on consistently and must stop (Ceph asserts). */
   onFatal: (error: Error) => void;
-  /** Paxos values shared in one message at most (Ceph: paxos_max_share... keeps messages bounded). */
+  /** Paxos values shared in one message at most (Paxos::share_state; keeps a message under the frame limit). */
   shareValuesMax?: number;
   /** Wall-clock milliseconds, stamped on received messages (`receivedAt`). */
   now?: () => number;
