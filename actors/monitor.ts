@@ -11,13 +11,18 @@ import {
 import { defaultConfig, type MonConfig } from '../machines/config.ts';
 import { createMonitorMachine } from '../machines/monitor.ts';
 import { isReadable, isWriteable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
-import type { ServiceDefinition } from '../machines/paxos-service.ts';
+import {
+  preprocessNow,
+  type ServiceContext,
+  type ServiceDefinition,
+  type ServiceRequest,
+} from '../machines/paxos-service.ts';
 import { defaultServices } from '../machines/services/index.ts';
 import { monmapJson } from '../machines/services/monmap.ts';
 import type { Store } from '../storage/store.ts';
 import type { CommandReply, EntityName, MonCommand, MonPing } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
-import { ioLogic } from './io.ts';
+import { ioLogic, performRead } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { loadMonitorState } from './monitor-state.ts';
 import { createSyncProvider } from './sync-provider.ts';
@@ -125,17 +130,18 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       const builtin = handleStatusCommand(handle, msg);
       if (builtin) return reply(builtin);
       if (options.onCommand?.(from, msg, reply)) return;
+      const request = {
+        client: from,
+        tid: msg.tid,
+        cmd: msg.cmd,
+        receivedAt: now(),
+        ...(msg.inbuf ? { inbuf: msg.inbuf } : {}),
+      };
+      // Reads of a readable service are answered here, without a trip through the actor tree
+      // (the same preprocess_query and readability check the statechart applies).
+      if (fastRead(request, reply)) return;
       // Everything else is a PaxosService's (Monitor::dispatch_op → the service by prefix).
-      actor.send({
-        type: 'monitor.command',
-        request: {
-          client: from,
-          tid: msg.tid,
-          cmd: msg.cmd,
-          receivedAt: now(),
-          ...(msg.inbuf ? { inbuf: msg.inbuf } : {}),
-        },
-      });
+      actor.send({ type: 'monitor.command', request });
     },
     onOther: (from, msg) => {
       if (msg.type === 'mon.ping') timecheck(from, msg);
@@ -255,6 +261,26 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       | { matches(v: unknown): boolean; context: PaxosContext; value: unknown }
       | undefined;
   };
+
+  /** The read fast path: true when the request was a read answered now. */
+  function fastRead(request: ServiceRequest, reply: (r: CommandReply) => void): boolean {
+    const definition = services.find((d) => d.handles(request.cmd));
+    if (!definition) return false;
+    const service = actor.system.get(`service:${definition.name}`) as AnyActorRef | undefined;
+    const context = service?.getSnapshot()?.context as ServiceContext | undefined;
+    if (!context) return false;
+    const answer = preprocessNow(definition, context, request);
+    if (!answer) return false;
+    const send = (r: { r: number; rs: string; data?: Uint8Array | string }) =>
+      reply({
+        r: r.r,
+        rs: r.rs,
+        data: typeof r.data === 'string' ? encoder.encode(r.data) : (r.data ?? new Uint8Array()),
+      });
+    if ('reply' in answer) send(answer.reply);
+    else performRead(options.store, answer.read).then(send, (error: Error) => fatal(error));
+    return true;
+  }
 
   // Monitor::timecheck: the leader pings the quorum with its clock; each reply gives that
   // monitor's skew, assuming the reply's stamp was taken halfway through the round trip.

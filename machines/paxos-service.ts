@@ -194,6 +194,29 @@ const EAGAIN = -11;
 /** The answers of committed updates, as stored with each version (for dedupe after a leader change). */
 export const dedupePrefix = 'mon_session';
 
+/**
+ * PaxosService::is_readable: Paxos is readable (lease valid, something committed) and this
+ * service has applied every version Paxos has committed (its update_from_paxos ran), so what it
+ * answers — from memory or from the store — is never older than what the monitor committed.
+ */
+export function isServiceReadable(c: ServiceContext): boolean {
+  return c.paxos.readable && c.appliedPaxosVersion >= c.paxos.lastCommitted && c.versions.lastCommitted > 0;
+}
+
+/**
+ * The read fast path (Ceph answers preprocess_query in the dispatching thread): given a
+ * service's current snapshot, its answer to a read — or null when the request must go through
+ * the statechart (not readable now, an update, or the service wants to wait). Pure.
+ */
+export function preprocessNow(
+  definition: ServiceDefinition,
+  context: ServiceContext,
+  request: ServiceRequest,
+): Preprocessed {
+  if (!isServiceReadable(context)) return null;
+  return definition.preprocessQuery(context.state, request, context.monitor);
+}
+
 export function createPaxosService<State, Pending>(definition: ServiceDefinition<State, Pending>) {
   const def = definition as unknown as ServiceDefinition<unknown, unknown>;
   const view = (context: ServiceContext): MonitorView => context.monitor;
@@ -206,8 +229,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     propose: false,
   });
 
-  const readable = (c: ServiceContext) =>
-    c.paxos.readable && c.appliedPaxosVersion >= c.paxos.lastCommitted && c.versions.lastCommitted > 0;
+  const readable = isServiceReadable;
   const writeable = (c: ServiceContext) =>
     c.monitor.role === 'leader' && c.paxos.writeable && c.proposing === null && readable(c);
 
