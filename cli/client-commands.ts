@@ -105,7 +105,7 @@ export interface Raw {
   data: Uint8Array;
 }
 
-/** Send one command and return Ceph's { r, rs, data } (r < 0 is thrown as `Error EXXX: rs`). */
+/** Send one command and return Ceph's { r, rs, data } (r < 0 is thrown as `Error E<CODE>: rs`). */
 export async function runRaw(
   words: string[],
   globals: GlobalOptions,

@@ -160,7 +160,7 @@ export async function checkPortFree(addr: string, hint: string): Promise<void> {
   });
 }
 
-/** The last `Error EXXX: …` line a monitor wrote to its log (its stderr goes there), if any. */
+/** The last `Error E<CODE>: …` line a monitor wrote to its log (its stderr goes there), if any. */
 export function lastErrorInLog(logFile: string): { code: string; message: string } | null {
   let text: string;
   try {

@@ -1,4 +1,4 @@
-// Ceph's error habit: `Error EXXX: message` on stderr and the errno as the exit code.
+// Ceph's error habit: `Error E<CODE>: message` on stderr and the errno as the exit code.
 export const errno = {
   EPERM: 1,
   ENOENT: 2,
