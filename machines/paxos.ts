@@ -678,6 +678,9 @@ export const paxosMachine = setup({
     ),
   },
   guards: {
+    /** The commit write of the round in flight is durable (writing / writing_previous). */
+    commitDurable: ({ context, event }) =>
+      event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
     fromQuorum: ({ context, event }) => {
       if (event.type !== 'mon.paxos') return false;
       // Monitor::dispatch_op: paxos messages from another election epoch are discarded.
@@ -892,8 +895,7 @@ export const paxosMachine = setup({
               ],
               on: {
                 'io.written': {
-                  guard: ({ context, event }) =>
-                    event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
+                  guard: 'commitDurable',
                   target: 'refresh',
                   actions: { type: 'step', params: ({ context }) => commitFinish(context) },
                 },
@@ -944,8 +946,7 @@ export const paxosMachine = setup({
               ],
               on: {
                 'io.written': {
-                  guard: ({ context, event }) =>
-                    event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
+                  guard: 'commitDurable',
                   target: 'refresh',
                   actions: { type: 'step', params: ({ context }) => commitFinish(context) },
                 },
