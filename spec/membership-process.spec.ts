@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MonClient } from '../actors/mon-client.ts';
-import { alive, freePorts, paxmon, pollUntil, spawnMon, tempDir } from './support/process.ts';
+import { alive, freePorts, paxmon, pollUntil, spawnMon, tempDir, waitForQuorum } from './support/process.ts';
 
 const dir = tempDir('membership');
 interface ClusterFile {
@@ -24,14 +24,7 @@ const client = (names: string[]) => {
   });
 };
 
-async function quorumOf(size: number): Promise<{ quorum_names: string[]; election_epoch: number }> {
-  return pollUntil(`a quorum of ${size}`, 60_000, async () => {
-    const r = await paxmon(['--dir', dir, '--format', 'json', '--timeout', '3', 'quorum_status']);
-    if (r.code !== 0) return undefined;
-    const q = JSON.parse(r.stdout) as { quorum_names: string[]; election_epoch: number };
-    return q.quorum_names.length === size ? q : undefined;
-  });
-}
+const quorumOf = (size: number) => waitForQuorum(dir, size, { timeoutMs: 60_000 });
 
 test.after(async () => {
   await paxmon(['down', '--dir', dir]).catch(() => {});

@@ -4,26 +4,20 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { alive, freePorts, paxmon, pollUntil, spawnMon, tempDir } from './support/process.ts';
-
-interface QuorumStatus {
-  election_epoch: number;
-  quorum: number[];
-  quorum_names: string[];
-  quorum_leader_name: string;
-}
+import {
+  alive,
+  freePorts,
+  paxmon,
+  pollUntil,
+  type QuorumStatus,
+  spawnMon,
+  tempDir,
+  waitForQuorum,
+} from './support/process.ts';
 
 const dir = tempDir('process');
 
-async function quorum(size: number, notLeader?: string): Promise<QuorumStatus> {
-  return pollUntil(`a quorum of ${size}`, 30_000, async () => {
-    const r = await paxmon(['--dir', dir, '--format', 'json', '--timeout', '3', 'quorum_status']);
-    if (r.code !== 0) return undefined;
-    const q = JSON.parse(r.stdout) as QuorumStatus;
-    if (q.quorum.length !== size || (notLeader && q.quorum_leader_name === notLeader)) return undefined;
-    return q;
-  });
-}
+const quorum = (size: number, notLeader?: string) => waitForQuorum(dir, size, notLeader ? { notLeader } : {});
 
 const pidOf = (name: string) => Number(readFileSync(join(dir, name, 'pid'), 'utf8'));
 

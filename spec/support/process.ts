@@ -103,3 +103,26 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+export interface QuorumStatus {
+  election_epoch: number;
+  quorum: number[];
+  quorum_names: string[];
+  quorum_leader_name: string;
+}
+
+/** Poll `paxmon quorum_status` on the local cluster in `dir` until a quorum of `size` (led by anyone but `notLeader`). */
+export function waitForQuorum(
+  dir: string,
+  size: number,
+  options: { notLeader?: string; timeoutMs?: number } = {},
+): Promise<QuorumStatus> {
+  return pollUntil(`a quorum of ${size}`, options.timeoutMs ?? 30_000, async () => {
+    const r = await paxmon(['--dir', dir, '--format', 'json', '--timeout', '3', 'quorum_status']);
+    if (r.code !== 0) return undefined;
+    const q = JSON.parse(r.stdout) as QuorumStatus;
+    if (q.quorum.length !== size || (options.notLeader && q.quorum_leader_name === options.notLeader))
+      return undefined;
+    return q;
+  });
+}
