@@ -219,7 +219,9 @@ export function ioLogic(deps: IoDeps) {
             sendBack({ type: 'store.applied', version, ops: appliedOps(value) });
           for (const effect of batch) {
             for (const out of effect.messages) {
-              const msg = await fill(out);
+              // Only a share of committed values needs the store; everything else is sent in this
+              // tick, so the messenger coalesces a step's messages to one peer into one write.
+              const msg = out.shareValues ? await fill(out) : out.msg;
               deps.transport.send(out.to, msg, out.addr);
             }
             if (effect.notify) {

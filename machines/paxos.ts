@@ -111,6 +111,10 @@ export interface PaxosContext {
   deferredCollect: { from: EntityName; msg: MonPaxos } | null;
   /** Leader: its own collect waits for its promise to end. */
   collectDeferred: boolean;
+  /** The last paxos.status sent to the parent (fc:lc:readable:writeable): only changes are sent. */
+  reported: string;
+  /** Leader: the lease is to be extended the next time the round is active. */
+  renewDue: boolean;
 }
 
 export type PaxosEvent =
@@ -132,6 +136,10 @@ export type PaxosEvent =
   | { type: 'paxos.peon_updating' }
   | { type: 'paxos.peon_recovering' }
   | { type: 'paxos.lease_granted' }
+  /** Peon: a commit left nothing accepted beyond last_committed (the lease may serve reads again). */
+  | { type: 'paxos.peon_committed' }
+  /** Leader: mon_lease × mon_lease_renew_interval_factor passed: extend the lease when active. */
+  | { type: 'paxos.lease_renew_due' }
   | { type: 'paxos.lease_extended' }
   | { type: 'paxos.lease_all_acked' }
   | { type: 'paxos.lease_expired' }
@@ -588,6 +596,24 @@ function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } 
   return { value, ids: context.queue.map((p) => p.id) };
 }
 
+/**
+ * Send an event to the parent; a paxos.status only when it differs from the last one sent. A
+ * round moves through four states per commit, and each status is a step of the monitor and of
+ * every service: most of them would say nothing new.
+ */
+function report(
+  enqueue: { assign(values: Partial<PaxosContext>): void; sendParent(event: PaxosParentEvent): void },
+  context: PaxosContext,
+  event: PaxosParentEvent,
+): void {
+  if (event.type === 'paxos.status') {
+    const key = `${event.firstCommitted}:${event.lastCommitted}:${event.readable}:${event.writeable}`;
+    if (key === context.reported) return;
+    enqueue.assign({ reported: key });
+  }
+  enqueue.sendParent(event);
+}
+
 export const paxosMachine = setup({
   types: {
     context: {} as PaxosContext,
@@ -609,11 +635,11 @@ export const paxosMachine = setup({
     ),
     enterRound: enqueueActions(({ enqueue, context }, params: { round: PaxosContext['round'] }) => {
       enqueue.assign({ round: params.round });
-      enqueue.sendParent(status({ ...context, round: params.round }));
+      report(enqueue, context, status({ ...context, round: params.round }));
     }),
     setLease: enqueueActions(({ enqueue, context }, params: { valid: boolean }) => {
       enqueue.assign({ leaseValid: params.valid });
-      enqueue.sendParent(status({ ...context, leaseValid: params.valid }));
+      report(enqueue, context, status({ ...context, leaseValid: params.valid }));
     }),
     /** Paxos::finish_round → trim when due, as a proposal of its own. */
     maybeTrim: enqueueActions(({ enqueue, context }) => {
@@ -627,7 +653,7 @@ export const paxosMachine = setup({
       };
       enqueue.sendTo(({ system }) => system.get('io'), io);
     }),
-    step: enqueueActions(({ enqueue }, step: Step) => {
+    step: enqueueActions(({ enqueue, context }, step: Step) => {
       if (step.context && Object.keys(step.context).length) enqueue.assign(step.context);
       if (step.writes?.length || step.messages?.length || step.notify) {
         const io: IoEffectsEvent = effects(
@@ -637,7 +663,7 @@ export const paxosMachine = setup({
         );
         enqueue.sendTo(({ system }) => system.get('io'), io);
       }
-      for (const event of step.parent ?? []) enqueue.sendParent(event);
+      for (const event of step.parent ?? []) report(enqueue, context, event);
       if (step.raise) enqueue.raise(step.raise);
       for (const { event, delayMs } of step.later ?? []) enqueue.raise(event, { delay: delayMs });
     }),
@@ -724,6 +750,8 @@ export const paxosMachine = setup({
     promiseEpoch: 0,
     deferredCollect: null,
     collectDeferred: false,
+    reported: '',
+    renewDue: false,
   }),
   entry: sendParent(({ context }) => ({
     type: 'paxos.status',
@@ -746,6 +774,7 @@ export const paxosMachine = setup({
           quorum: event.quorum,
           leader: context.rank,
           collectAbovePn: 0,
+          renewDue: true,
         })),
       ],
     },
@@ -791,7 +820,7 @@ export const paxosMachine = setup({
         const trimmingTo =
           context.trimmingTo !== 0 && firstCommitted >= context.trimmingTo ? 0 : context.trimmingTo;
         enqueue.assign({ firstCommitted, trimmingTo });
-        enqueue.sendParent(status({ ...context, firstCommitted }));
+        report(enqueue, context, status({ ...context, firstCommitted }));
       }),
     },
   },
@@ -904,7 +933,19 @@ export const paxosMachine = setup({
             active: {
               entry: [
                 { type: 'enterRound', params: { round: 'active' } },
-                { type: 'step', params: ({ context }) => extendLease(context) },
+                // Ceph extends the lease after every commit (commit_finish → extend_lease), to
+                // make the peons readable again after the begin cancelled their lease. paxmon's
+                // peon keeps its lease through a round and reads again once the commit arrives,
+                // so the lease goes out after recovery and then every mon_lease × renew factor
+                // (Ceph's lease_renew_event), not twice per write.
+                {
+                  type: 'step',
+                  params: ({ context }) => {
+                    if (!context.renewDue) return nothing;
+                    const s = extendLease(context);
+                    return { ...s, context: { ...s.context, renewDue: false } };
+                  },
+                },
                 sendParent({ type: 'paxos.active' }),
                 // Paxos::finish_round: what queued during the last round goes out now.
                 {
@@ -914,8 +955,10 @@ export const paxosMachine = setup({
                 },
                 'maybeTrim',
               ],
-              after: { leaseRenew: { target: 'active', reenter: true } },
-              on: { 'paxos.begin': { target: 'updating' } },
+              on: {
+                'paxos.begin': { target: 'updating' },
+                'paxos.lease_renew_due': { target: 'active', reenter: true },
+              },
             },
             updating: {
               entry: [
@@ -972,6 +1015,22 @@ export const paxosMachine = setup({
             valid: {
               entry: { type: 'setLease', params: { valid: true } },
               on: { 'paxos.lease_expired': { target: 'expired' } },
+            },
+          },
+        },
+        renew: {
+          // Paxos's lease_renew_event: the lease is extended every mon_lease × renew factor; a
+          // round in flight delays it to the moment the round is active again.
+          initial: 'waiting',
+          states: {
+            waiting: {
+              after: {
+                leaseRenew: {
+                  target: 'waiting',
+                  reenter: true,
+                  actions: [assign({ renewDue: true }), raise({ type: 'paxos.lease_renew_due' })],
+                },
+              },
             },
           },
         },
@@ -1066,7 +1125,11 @@ export const paxosMachine = setup({
                   type: 'step',
                   params: ({ context, event }) => {
                     const msg = (event as MessageEvent<MonPaxos>).msg;
-                    return storeState(context, msg.lastCommitted, msg.values);
+                    const stored = storeState(context, msg.lastCommitted, msg.values);
+                    // Paxos::handle_commit. Nothing accepted beyond the new last_committed: no
+                    // commit can happen without me, so a lease still held serves reads again.
+                    if (stored === nothing || stored.context?.uncommitted) return stored;
+                    return { ...stored, raise: { type: 'paxos.peon_committed' } };
                   },
                 },
               },
@@ -1083,6 +1146,7 @@ export const paxosMachine = setup({
             ],
             'paxos.peon_recovering': { target: '.recovering' },
             'paxos.peon_updating': { target: '.updating' },
+            'paxos.peon_committed': { target: '.active' },
             'paxos.lease_granted': { target: '.active' },
           },
           states: {
@@ -1096,16 +1160,29 @@ export const paxosMachine = setup({
           states: {
             expired: {
               entry: { type: 'setLease', params: { valid: false } },
-              on: { 'paxos.lease_granted': { target: 'valid' } },
+              on: { 'paxos.lease_granted': { target: 'held' } },
             },
-            valid: {
-              entry: { type: 'setLease', params: { valid: true } },
+            // A lease runs mon_lease from the moment it was granted (acked). Paxos::handle_begin
+            // cancels it in Ceph; here a begin only suspends it: reads stop until the commit of
+            // that value arrives (a commit needs my accept, so nothing newer can be committed
+            // before I hear of it), and the lease's end does not move.
+            held: {
               after: { leaseMs: { target: 'expired' } },
+              initial: 'valid',
               on: {
-                'paxos.lease_granted': { target: 'valid', reenter: true },
-                // Paxos::handle_begin and handle_collect clear the peon's lease.
-                'paxos.peon_updating': { target: 'expired' },
+                'paxos.lease_granted': { target: 'held', reenter: true },
+                // Paxos::handle_collect clears the peon's lease.
                 'paxos.peon_recovering': { target: 'expired' },
+              },
+              states: {
+                valid: {
+                  entry: { type: 'setLease', params: { valid: true } },
+                  on: { 'paxos.peon_updating': { target: 'suspended' } },
+                },
+                suspended: {
+                  entry: { type: 'setLease', params: { valid: false } },
+                  on: { 'paxos.peon_committed': { target: 'valid' } },
+                },
               },
             },
           },
@@ -1135,7 +1212,8 @@ export function isReadable(snapshot: { matches(value: unknown): boolean; context
   const round = ['active', 'updating', 'writing', 'updating_previous', 'writing_previous'].some((s) =>
     snapshot.matches({ [role]: { round: s } }),
   );
-  return round && snapshot.matches({ [role]: { lease: 'valid' } });
+  const lease = role === 'leader' ? 'valid' : { held: 'valid' };
+  return round && snapshot.matches({ [role]: { lease } });
 }
 
 /** Ceph's Paxos::is_writeable: the leader, active, with a valid lease. */

@@ -74,6 +74,7 @@ const ctx = (h: ReturnType<typeof paxos>) =>
     acceptedPn: number;
     lastCommitted: number;
     uncommitted: { version: number; pn: number } | null;
+    leaseValid: boolean;
   };
 const matches = (h: ReturnType<typeof paxos>, value: unknown) =>
   h.child().getSnapshot().matches(value) as boolean;
@@ -189,6 +190,36 @@ test('leader: commits only when every quorum member accepted', () => {
   h.stop();
 });
 
+test('leader: a commit sends no lease; the lease is renewed every mon_lease × renew factor', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
+  h.send(msg('b', 'last', { pn: 100 }));
+  h.send(msg('c', 'last', { pn: 100 }));
+  const first = h.takeMessages().filter((m) => m.op === 'lease');
+  assert.is(first.length, 2, 'a lease once recovered');
+  for (const m of first)
+    h.send(msg(m.to.slice(4), 'lease_ack', { pn: 100, leaseSeq: m.msg.leaseSeq as number }));
+  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  h.send(msg('b', 'accept', { pn: 100, lastCommitted: 0 }));
+  h.send(msg('c', 'accept', { pn: 100, lastCommitted: 0 }));
+  assert.is(ctx(h).lastCommitted, 1);
+  const ops = h.takeMessages().map((m) => m.op);
+  assert.ok(ops.includes('commit'));
+  assert.not.ok(ops.includes('lease'), 'Ceph extends the lease at every commit; paxmon does not');
+  assert.ok(matches(h, { leader: { round: 'active', lease: 'valid' } }));
+  h.advance(LEASE * 0.6);
+  assert.equal(
+    h
+      .takeMessages()
+      .filter((m) => m.op === 'lease')
+      .map((m) => m.to)
+      .sort(),
+    ['mon.b', 'mon.c'],
+    'renewed on time',
+  );
+  h.stop();
+});
+
 test('leader: recovers an uncommitted value reported by a peon and re-proposes it first (updating_previous)', () => {
   const h = paxos(1, { lastCommitted: 3, firstCommitted: 1, acceptedPn: 100, lastPn: 100 });
   h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [1, 2] });
@@ -283,15 +314,16 @@ test('peon: promises a higher pn durably, reports its uncommitted value, shares 
   h.stop();
 });
 
-test('peon: accepts a begin only after storing it, and clears its lease until the commit', () => {
+test('peon: accepts a begin only after storing it; its lease is suspended until the commit', () => {
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 100 }));
   h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE }));
-  assert.ok(matches(h, { peon: { round: 'active', lease: 'valid' } }));
+  assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
   h.takeMessages();
   h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
-  assert.ok(matches(h, { peon: { round: 'updating', lease: 'expired' } }));
+  assert.ok(matches(h, { peon: { round: 'updating', lease: { held: 'suspended' } } }));
+  assert.not.ok(ctx(h).leaseValid, 'no reads while a value is accepted but not committed');
   const effect = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'accept'));
   assert.ok(
     effect?.writes.some((w) => w.op === 'put' && w.key === '1'),
@@ -299,11 +331,16 @@ test('peon: accepts a begin only after storing it, and clears its lease until th
   );
   // A lease for the old version does not make it readable while it holds the uncommitted value.
   h.send(msg('a', 'lease', { pn: 100, lastCommitted: 0, leaseMs: LEASE }));
-  assert.ok(matches(h, { peon: { lease: 'expired' } }));
+  assert.ok(matches(h, { peon: { lease: { held: 'suspended' } } }));
+  h.advance(LEASE / 2);
   h.send(msg('a', 'commit', { pn: 100, lastCommitted: 1, values: [{ version: 1, value: bytes('v1') }] }));
   assert.is(ctx(h).lastCommitted, 1);
+  // The commit makes it readable again under the lease it holds, which still ends on time.
+  assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
+  h.advance(LEASE / 2);
+  assert.ok(matches(h, { peon: { lease: 'expired' } }), 'the commit did not extend the lease');
   h.send(msg('a', 'lease', { pn: 100, lastCommitted: 1, leaseMs: LEASE }));
-  assert.ok(matches(h, { peon: { round: 'active', lease: 'valid' } }));
+  assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
   h.stop();
 });
 
