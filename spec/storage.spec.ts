@@ -246,6 +246,17 @@ Rocks('reopen after close keeps the data', async () => {
   await second.close();
 });
 
+Rocks('sync: false is visible at once and kept by a clean close', async () => {
+  const dir = await scratchDir('nosync');
+  const first = await RocksDBStore.open(dir, { create: true });
+  await first.apply(new Transaction().put('paxos', 'a', 'x'), { sync: false });
+  assert.is(text(await first.get('paxos', 'a')), 'x');
+  await first.close();
+  const second = await RocksDBStore.open(dir);
+  assert.is(text(await second.get('paxos', 'a')), 'x');
+  await second.close();
+});
+
 Rocks('close waits for queued writes', async () => {
   const dir = await scratchDir('close-waits');
   const store = await RocksDBStore.open(dir, { create: true });
@@ -498,6 +509,30 @@ Memory('a crash loses exactly the unsynced transactions, never a synced one', as
   assert.equal(resolved, ['a', 'd']);
   assert.equal(await keysOf(store, 'p'), ['a', 'd']);
 });
+
+Memory(
+  'sync: false resolves at once; the next fsync or a clean close makes it durable, a crash before loses it',
+  async () => {
+    const clock = new StepClock();
+    const store = new MemoryStore({ clock, syncDelayMs: 10 });
+    await store.apply(new Transaction().put('p', 'a', 'a'), { sync: false });
+    assert.is(text(await store.get('p', 'a')), 'a', 'visible when it resolves');
+    assert.equal(store.crash(), { survived: 0, lost: 1 });
+    assert.equal(await keysOf(store, 'p'), []);
+    // A later synced write covers the earlier unsynced one (the log keeps order).
+    await store.apply(new Transaction().put('p', 'b', 'b'), { sync: false });
+    const synced = store.apply(new Transaction().put('p', 'c', 'c'));
+    await clock.advance(10);
+    await synced;
+    assert.equal(store.crash(), { survived: 0, lost: 0 });
+    assert.equal(await keysOf(store, 'p'), ['b', 'c']);
+    // A clean close flushes it.
+    await store.apply(new Transaction().put('p', 'd', 'd'), { sync: false });
+    await store.close();
+    assert.equal(store.crash(), { survived: 0, lost: 0 });
+    assert.equal(await keysOf(store, 'p'), ['b', 'c', 'd']);
+  },
+);
 
 Memory('with random, a prefix of the unsynced tail survives, in order', async () => {
   const clock = new StepClock();

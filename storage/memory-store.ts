@@ -14,7 +14,7 @@
 // Deterministic: no Math.random, no Date.now, no real timers; the clock and random source are
 // the simulator's.
 
-import type { IterateOptions, Store, StoreErrorCode } from './store.ts';
+import type { ApplyOptions, IterateOptions, Store, StoreErrorCode } from './store.ts';
 import { StoreError } from './store.ts';
 import type { Transaction, TransactionOp } from './transaction.ts';
 import { checkStoreKey, decodeNumber, storeKeyBytes, storeRangeBytes } from './transaction.ts';
@@ -125,6 +125,8 @@ class Table {
 interface PendingSync {
   readonly ops: readonly TransactionOp[];
   readonly resolve: () => void;
+  /** false: an unsynced apply, waiting for a later fsync to cover it. */
+  readonly sync: boolean;
 }
 
 export interface CrashOutcome {
@@ -205,7 +207,7 @@ export class MemoryStore implements Store {
    * Visible at once, durable after the simulated fsync; resolves then. A crash before that
    * leaves the promise pending forever: the process that was waiting is gone.
    */
-  apply(tx: Transaction): Promise<void> {
+  apply(tx: Transaction, options: ApplyOptions = {}): Promise<void> {
     if (this.#state !== 'open')
       return Promise.reject(new StoreError('ESHUTDOWN', `store ${this.name} is closed`));
     const injected = this.#failNext;
@@ -222,8 +224,14 @@ export class MemoryStore implements Store {
     }
     const ops = tx.ops.slice();
     this.#visible.apply(ops);
+    if (options.sync === false) {
+      // In the log but not fsynced: durable with the next synced apply, lost (with everything
+      // unsynced after it) by a crash before that.
+      this.#pending.push({ ops, resolve: () => {}, sync: false });
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
-      const pending: PendingSync = { ops, resolve };
+      const pending: PendingSync = { ops, resolve, sync: true };
       this.#pending.push(pending);
       const generation = this.#generation;
       const complete = (): void => this.#synced(pending, generation);
@@ -245,7 +253,10 @@ export class MemoryStore implements Store {
     const durable = this.#pending.splice(0, index + 1);
     for (const each of durable) this.#durable.apply(each.ops);
     for (const each of durable) each.resolve();
-    if (this.#pending.length === 0) {
+    if (this.#pending.every((p) => !p.sync)) {
+      // Closing: the clean close flushes what is left unsynced.
+      if (this.#state === 'closing')
+        for (const each of this.#pending.splice(0)) this.#durable.apply(each.ops);
       const waiters = this.#closeWaiters;
       this.#closeWaiters = [];
       for (const waiter of waiters) waiter();
@@ -285,8 +296,11 @@ export class MemoryStore implements Store {
         this.#state = 'closed';
         resolve();
       };
-      if (this.#pending.length === 0) finish();
-      else this.#closeWaiters.push(finish);
+      // A clean close flushes the log: unsynced transactions become durable with it.
+      if (this.#pending.every((p) => !p.sync)) {
+        for (const each of this.#pending.splice(0)) this.#durable.apply(each.ops);
+        finish();
+      } else this.#closeWaiters.push(finish);
     });
     return this.#closed;
   }

@@ -7,7 +7,7 @@
 // The directory given to open() is the RocksDB directory itself (Ceph's `<mon_data>/store.db`).
 import { mkdir, realpath, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import type { IterateOptions, Store, StoreErrorCode } from './store.ts';
+import type { ApplyOptions, IterateOptions, Store, StoreErrorCode } from './store.ts';
 import { StoreError } from './store.ts';
 import type { Transaction, TransactionOp } from './transaction.ts';
 import {
@@ -125,6 +125,7 @@ function storeErrorFrom(error: unknown, dir: string, doing: string): StoreError 
 interface PendingApply {
   readonly ops: readonly TransactionOp[];
   readonly bytes: number;
+  readonly sync: boolean;
   readonly resolve: () => void;
   readonly reject: (error: StoreError) => void;
 }
@@ -336,7 +337,7 @@ export class RocksDBStore implements Store {
    * batch. Resolves once that batch is on disk; rejects with a StoreError, having applied
    * nothing of tx, if the batch failed.
    */
-  apply(tx: Transaction): Promise<void> {
+  apply(tx: Transaction, options: ApplyOptions = {}): Promise<void> {
     if (this.#state !== 'open')
       return Promise.reject(new StoreError('ESHUTDOWN', `store ${this.dir} is closed`));
     if (this.#queue.length >= applyQueueLengthMax) {
@@ -347,7 +348,7 @@ export class RocksDBStore implements Store {
     // Snapshot the op list: a caller adding ops after apply() must not change what is written.
     const ops = tx.ops.slice();
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ops, bytes: tx.bytes, resolve, reject });
+      this.#queue.push({ ops, bytes: tx.bytes, sync: options.sync ?? true, resolve, reject });
       this.#draining ??= this.#drain();
     });
   }
@@ -383,7 +384,7 @@ export class RocksDBStore implements Store {
     return this.#queue.splice(0, count);
   }
 
-  /** Write one group as one synced batch; never throws (every outcome settles the group's promises). */
+  /** Write one group as one batch, synced unless nobody in it asked for that; never throws (every outcome settles the group's promises). */
   async #commitGroup(group: PendingApply[]): Promise<void> {
     let batch: NativeBatchOp[];
     try {
@@ -394,7 +395,10 @@ export class RocksDBStore implements Store {
         throw new StoreError(injected, `store ${this.dir}: injected ${injected} failure while writing`);
       }
       this.#stats.batches++;
-      await promisify((callback) => this.#db.batch(batch, { sync: true }, callback));
+      // One fsync when anyone in the group needs it; RocksDB's WAL is written in order, so it
+      // also makes every earlier unsynced batch durable.
+      const sync = group.some((pending) => pending.sync);
+      await promisify((callback) => this.#db.batch(batch, { sync }, callback));
     } catch (error) {
       const failure = storeErrorFrom(error, this.dir, 'writing a transaction');
       this.#stats.failedTransactions += group.length;

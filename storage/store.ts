@@ -11,6 +11,16 @@ export interface IterateOptions {
   end?: string;
 }
 
+export interface ApplyOptions {
+  /**
+   * false: resolve once the transaction is applied and visible, without waiting for an fsync.
+   * It becomes durable with the next synced apply (the log keeps order: a synced write makes
+   * everything before it durable) or a clean close; a crash may lose it and every later unsynced
+   * transaction, never an earlier one. Default true (MonitorDBStore's submit_transaction_sync).
+   */
+  sync?: boolean;
+}
+
 export interface Store {
   /** The value at prefix/key, or undefined. */
   get(prefix: string, key: string): Promise<Uint8Array | undefined>;
@@ -20,7 +30,7 @@ export interface Store {
   /** Keys of one prefix in byte order, with their values. */
   iterate(prefix: string, options?: IterateOptions): AsyncIterable<[key: string, value: Uint8Array]>;
   /** Apply a transaction atomically and durably (one synced write batch). Rejects, applying nothing, on failure. */
-  apply(tx: Transaction): Promise<void>;
+  apply(tx: Transaction, options?: ApplyOptions): Promise<void>;
   close(): Promise<void>;
 }
 
