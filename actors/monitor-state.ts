@@ -2,6 +2,7 @@
 // Elector::init): everything the machines need as input, from the layout of DESIGN.md §4.
 import type { MonitorInput } from '../machines/monitor.ts';
 import type { Uncommitted } from '../machines/paxos.ts';
+import { type AnsweredRecord, dedupePrefix, parseAnswered } from '../machines/paxos-service.ts';
 import type { Store } from '../storage/store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
 
@@ -101,6 +102,20 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   const storedAddr = await store.get('monitor', 'addr');
   const addr =
     monmap.mons.find((m) => m.name === name)?.addr ?? (storedAddr ? utf8.decode(storedAddr) : undefined);
+  // Each committed version stores its answers (mon_session/<prefix>_<v>); the newest are what a
+  // retry can still carry, so the table is rebuilt oldest first and keeps the last ones.
+  const answered: Record<string, { version: number; records: AnsweredRecord[] }[]> = {};
+  for await (const [key, value] of store.iterate(dedupePrefix)) {
+    const cut = key.lastIndexOf('_');
+    const prefix = key.slice(0, cut);
+    const version = Number(key.slice(cut + 1));
+    if (cut <= 0 || !Number.isSafeInteger(version)) continue;
+    const list = answered[prefix] ?? [];
+    list.push({ version, records: parseAnswered(value) });
+    answered[prefix] = list;
+  }
+  const answersOf = (prefix: string) =>
+    (answered[prefix] ?? []).sort((a, b) => a.version - b.version).flatMap((v) => v.records);
   return {
     name,
     fsid,
@@ -108,10 +123,10 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
     inSync: (await store.getNumber('mon_sync', 'in_sync')) > 0,
     input: {
       services: {
-        monmap: { versions: await versions('monmap'), loaded: monmap },
-        'config-key': { versions: await versions('kv'), loaded: null },
-        log: { versions: await versions('logm'), loaded: nextLogSeq },
-        health: { versions: await versions('health'), loaded: health },
+        monmap: { versions: await versions('monmap'), loaded: monmap, answered: answersOf('monmap') },
+        'config-key': { versions: await versions('kv'), loaded: null, answered: answersOf('kv') },
+        log: { versions: await versions('logm'), loaded: nextLogSeq, answered: answersOf('logm') },
+        health: { versions: await versions('health'), loaded: health, answered: answersOf('health') },
       },
       name,
       monmap,

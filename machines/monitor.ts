@@ -21,6 +21,7 @@ import {
 import { type ElectorParentEvent, electorMachine, rankOf } from './elector.ts';
 import { type PaxosParentEvent, paxosMachine, type Uncommitted } from './paxos.ts';
 import {
+  type AnsweredRecord,
   createPaxosService,
   type MonitorView,
   type ServiceDefinition,
@@ -44,7 +45,7 @@ export interface MonitorInput {
     uncommitted: Uncommitted | null;
   };
   /** What each service loaded from the store at start-up (its versions and init data), by name. */
-  services?: Record<string, { versions: ServiceVersions; loaded: unknown }>;
+  services?: Record<string, { versions: ServiceVersions; loaded: unknown; answered?: AnsweredRecord[] }>;
   /** mon_sync/in_sync was found set at start-up (Monitor::preinit: sync again from scratch). */
   inSync?: boolean;
   /** This monitor's own address when its monmap does not name it yet (it is joining). */
@@ -91,7 +92,7 @@ export interface MonitorContext {
   /** What paxos loaded from the store at start-up; handed to the paxos child once. */
   paxosBoot: { acceptedPn: number; lastPn: number; uncommitted: Uncommitted | null };
   /** What the services loaded at start-up; handed to each service child once. */
-  serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown }>;
+  serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown; answered?: AnsweredRecord[] }>;
   /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
   clockSkewsMs: Record<string, number>;
 }
@@ -478,6 +479,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           monitor: monitorView(context, 'none'),
           versions: context.serviceBoot[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
           loaded: context.serviceBoot[d.name]?.loaded ?? null,
+          answered: context.serviceBoot[d.name]?.answered ?? [],
           proposeIntervalMs: context.config.paxosProposeIntervalMs,
           trimMin: context.config.paxosServiceTrimMin,
           trimMax: context.config.paxosServiceTrimMax,

@@ -102,10 +102,18 @@ export interface ServiceDefinition<State = unknown, Pending = unknown> {
   getTrimTo?(state: State, versions: ServiceVersions): number;
 }
 
+/** One committed answer as a version stores it (mon_session/<prefix>_<v>): [client#tid, r, rs]. */
+export type AnsweredRecord = [key: string, r: number, rs: string];
+
 export interface ServiceInput {
   monitor: MonitorView;
   versions: ServiceVersions;
   loaded: unknown;
+  /**
+   * The committed answers found in the store at start, oldest first: a restarted leader must
+   * still recognise a retry (or a peon's resent forward) of an update it committed before.
+   */
+  answered?: AnsweredRecord[];
   /** paxos_propose_interval (0: propose at once). */
   proposeIntervalMs: number;
   /** paxos_service_trim_min / paxos_service_trim_max. */
@@ -236,6 +244,13 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   /** PaxosService::dispatch for one request, given the context as it stands. */
   function dispatch(context: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
     let c = context;
+    if (!readable(c) && c.monitor.role === 'peon' && c.monitor.monmap.mons[c.monitor.leader]) {
+      // Ceph's peon waits to be readable (its lease is cancelled by every begin) before it even
+      // looks at a request; under a steady stream of writes that is most of the time. paxmon
+      // hands the request to the leader at once instead: the leader runs the whole dispatch
+      // (preprocess_query under its own lease, or prepare_update), so reads stay linearizable.
+      return forward(c, request, step);
+    }
     if (!readable(c)) {
       if (c.waitingForReadable.length >= c.waitingMax) {
         step.io.replies.push({
@@ -469,7 +484,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       waitingForWriteable: [],
       routed: [],
       nextForwardTid: 1,
-      answered: new Map(),
+      answered: answeredTable(input.answered ?? []),
       proposeIntervalMs: input.proposeIntervalMs,
       trimMin: input.trimMin,
       trimMax: input.trimMax,
@@ -642,13 +657,28 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
 function rememberCommitted(table: AnsweredTable, ops: AppliedOp[]): void {
   for (const op of ops) {
     if (op.op !== 'put') continue;
-    try {
-      const entries = JSON.parse(new TextDecoder().decode(op.value)) as [string, number, string][];
-      for (const [key, r, rs] of entries) remember(table, key, { r, rs });
-    } catch {
-      // Not ours to judge: a malformed record only loses dedupe for those requests.
-    }
+    for (const [key, r, rs] of parseAnswered(op.value)) remember(table, key, { r, rs });
   }
+}
+
+/** A mon_session record's answers; a malformed record only loses dedupe for those requests. */
+export function parseAnswered(value: Uint8Array): AnsweredRecord[] {
+  try {
+    const entries = JSON.parse(new TextDecoder().decode(value)) as unknown;
+    if (!Array.isArray(entries)) return [];
+    return entries.filter(
+      (e): e is AnsweredRecord =>
+        Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'number' && typeof e[2] === 'string',
+    );
+  } catch {
+    return [];
+  }
+}
+
+function answeredTable(records: AnsweredRecord[]): AnsweredTable {
+  const table: AnsweredTable = new Map();
+  for (const [key, r, rs] of records) remember(table, key, { r, rs });
+  return table;
 }
 
 function readNumber(bytes: Uint8Array): number {

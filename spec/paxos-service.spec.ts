@@ -101,13 +101,23 @@ const replies = (h: ReturnType<typeof service>) =>
   h.io.flatMap((e) => e.replies ?? []).map((r) => `${r.target.tid}:${r.reply.r}:${r.reply.rs}`);
 const proposals = (h: ReturnType<typeof service>) => h.io.flatMap((e) => e.proposals ?? []);
 
+const forwards = (h: ReturnType<typeof service>) =>
+  h.io.flatMap((e) => e.messages).filter((m) => m.msg.type === 'mon.forward');
+
 test('preprocess_query answers a read at once, without Paxos, once readable', () => {
   const h = service('peon');
   h.send(applied(1, 0));
   h.send({ type: 'service.request', request: request(1, 'get') });
-  assert.equal(replies(h), [], 'not readable yet: the read waits');
+  assert.equal(replies(h), [], 'not readable yet: no local answer');
+  // Ceph's peon would wait; paxmon's hands the request to the leader, which answers it.
+  assert.equal(
+    forwards(h).map((m) => m.to),
+    ['mon.a'],
+  );
   h.send(status(true, false));
-  assert.equal(replies(h), ['1:0:0']);
+  h.send({ type: 'service.request', request: request(2, 'get') });
+  assert.equal(replies(h), ['2:0:0']);
+  assert.is(forwards(h).length, 1, 'readable: answered here');
   assert.equal(proposals(h), []);
   h.stop();
 });
@@ -215,8 +225,10 @@ test('not readable while the service lags what paxos committed (update_from_paxo
   h.send(status(true, false, 2));
   h.send({ type: 'service.request', request: request(1, 'get') });
   assert.equal(replies(h), [], 'paxos is at 2, this service has applied 1');
+  assert.is(forwards(h).length, 1, 'so the leader answers it');
   h.send(applied(2, 9));
-  assert.equal(replies(h), ['1:0:9']);
+  h.send({ type: 'service.request', request: request(2, 'get') });
+  assert.equal(replies(h), ['2:0:9']);
   h.stop();
 });
 
