@@ -3,10 +3,14 @@
 // MemoryNetwork), which is what lets the same machines run in both.
 //
 // Outbound: `io.effects` events are queued in order. Consecutive queued effects are written as
-// one Transaction (group commit: one synced batch for everything that arrived during the last
-// write), then their messages are sent and their `io.written` notifications delivered, in order.
-// A message is therefore never sent before the writes of its own step or of any earlier step are
-// durable (DESIGN.md §1, "durability is ordered as data").
+// one Transaction (group commit: one batch for everything that arrived during the last write),
+// then their messages are sent and their `io.written` notifications delivered, in order. A
+// message is therefore never sent before the writes of its own step or of any earlier step are
+// durable (DESIGN.md §1, "durability is ordered as data") — with two marked exceptions, both
+// about values Paxos has already made safe elsewhere: a leader's begin leaves while its own copy
+// is being written (`sendBeforeDurable`), and a commit is applied without an fsync of its own
+// (`durability: 'applied'`; the batch is synced only when some write in it needs that).
+// Proposals depend on no write and go to paxos at once.
 //
 // Inbound: every validated message from the Transport becomes an event on the monitor, typed by
 // the message type; client commands go to `onCommand`.
@@ -200,6 +204,17 @@ export function ioLogic(deps: IoDeps) {
       }
     }
 
+    function propose(proposals: IoEffectsEvent['proposals']) {
+      for (const proposal of proposals ?? []) {
+        const value = toTransaction(proposal.ops).encode();
+        system.get('paxos')?.send({ type: 'paxos.propose', id: proposal.id, value });
+      }
+    }
+
+    function send(effect: IoEffectsEvent) {
+      for (const out of effect.messages) deps.transport.send(out.to, out.msg, out.addr);
+    }
+
     async function pump() {
       if (pumping) return;
       pumping = true;
@@ -208,28 +223,40 @@ export function ioLogic(deps: IoDeps) {
           const batch = queue.splice(0, queue.length);
           const tx = new Transaction();
           const applied: { version: number; value: Uint8Array }[] = [];
+          let sync = false;
           for (const effect of batch) {
             toTransaction(effect.writes, tx);
+            if (effect.writes.length > 0 && effect.durability !== 'applied') sync = true;
             for (const op of effect.writes)
               if (op.op === 'apply_value') applied.push({ version: op.version, value: op.value });
           }
-          if (!tx.empty) await deps.store.apply(tx);
+          // Messages that may leave before this batch's fsync: those of the leading effects that
+          // write nothing (what they follow is durable already) and of effects marked
+          // sendBeforeDurable, up to the first effect that needs its writes durable first.
+          let early = 0;
+          let earlyWrites = false;
+          for (const effect of batch) {
+            if (effect.sendBeforeDurable) earlyWrites ||= effect.writes.length > 0;
+            else if (effect.writes.length > 0 || earlyWrites) break;
+            if (effect.messages.some((out) => out.shareValues)) break;
+            early += 1;
+          }
+          for (const effect of batch.slice(0, early)) send(effect);
+          if (!tx.empty) await deps.store.apply(tx, { sync });
           // update_from_paxos: services learn what each committed version changed, in order.
           for (const { version, value } of applied)
             sendBack({ type: 'store.applied', version, ops: appliedOps(value) });
-          for (const effect of batch) {
-            for (const out of effect.messages) {
-              // Only a share of committed values needs the store; everything else is sent in this
-              // tick, so the messenger coalesces a step's messages to one peer into one write.
-              const msg = out.shareValues ? await fill(out) : out.msg;
-              deps.transport.send(out.to, msg, out.addr);
+          for (const [index, effect] of batch.entries()) {
+            if (index >= early) {
+              for (const out of effect.messages) {
+                // Only a share of committed values needs the store; everything else is sent in
+                // this tick, so the messenger coalesces a step's messages to a peer in one write.
+                const msg = out.shareValues ? await fill(out) : out.msg;
+                deps.transport.send(out.to, msg, out.addr);
+              }
             }
             if (effect.notify) {
               system.get(effect.notify.systemId)?.send({ type: 'io.written', token: effect.notify.token });
-            }
-            for (const proposal of effect.proposals ?? []) {
-              const value = toTransaction(proposal.ops).encode();
-              system.get('paxos')?.send({ type: 'paxos.propose', id: proposal.id, value });
             }
             for (const read of effect.reads ?? [])
               reply(read.target, await performRead(deps.store, read.plan));
@@ -246,7 +273,19 @@ export function ioLogic(deps: IoDeps) {
 
     receive((event) => {
       if (stopped || event.type !== 'io.effects') return;
-      queue.push(event as IoEffectsEvent);
+      const effect = event as IoEffectsEvent;
+      // A proposal depends on no write: paxos gets it now, not after whatever fsync is in
+      // progress (the next round's batch forms while the current one is in flight).
+      if (effect.proposals?.length) propose(effect.proposals);
+      if (
+        effect.writes.length === 0 &&
+        effect.messages.length === 0 &&
+        !effect.notify &&
+        !effect.reads?.length &&
+        !effect.replies?.length
+      )
+        return;
+      queue.push(effect);
       void pump();
     });
 

@@ -91,8 +91,20 @@ export interface IoEffectsEvent {
   replies?: { target: ReplyTarget; reply: CommandReplyData }[];
   /** Reads answered from the store. */
   reads?: ServiceRead[];
-  /** Pending transactions to encode and give to paxos (paxos.propose). */
+  /** Pending transactions to encode and give to paxos (paxos.propose); handed over at once. */
   proposals?: Proposal[];
+  /**
+   * How far the writes must get before anything after them happens. 'durable' (the default):
+   * fsynced. 'applied': applied and visible, made durable by the next fsync — for a committed
+   * Paxos value, which every quorum member already holds durably as accepted, so a crash that
+   * loses the commit loses nothing chosen: recovery (collect/last) commits the value again.
+   */
+  durability?: 'durable' | 'applied';
+  /**
+   * The messages may leave before the writes are durable (the leader's begin: the peons store
+   * the value in parallel with the leader, whose own accept counts only at io.written).
+   */
+  sendBeforeDurable?: boolean;
 }
 
 /** The I/O actor's report after a committed Paxos value was applied durably. */
@@ -116,6 +128,11 @@ export function effects(
   writes: StoreOp[],
   messages: Outgoing[],
   notify?: { systemId: string; token: string },
+  options: Pick<IoEffectsEvent, 'durability' | 'sendBeforeDurable'> = {},
 ): IoEffectsEvent {
-  return notify ? { type: 'io.effects', writes, messages, notify } : { type: 'io.effects', writes, messages };
+  const event: IoEffectsEvent = { type: 'io.effects', writes, messages };
+  if (notify) event.notify = notify;
+  if (options.durability) event.durability = options.durability;
+  if (options.sendBeforeDurable) event.sendBeforeDurable = true;
+  return event;
 }

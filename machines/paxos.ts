@@ -115,6 +115,16 @@ export interface PaxosContext {
   reported: string;
   /** Leader: the lease is to be extended the next time the round is active. */
   renewDue: boolean;
+  /** Leader: the last lease token each peon sent (rank → token), echoed in its next lease. */
+  peonTokens: Record<number, number>;
+  /**
+   * Peon: lease tokens. Every last/lease_ack carries a new one; a token's window is mon_lease
+   * from its sending, and windows end in token order, so the open ones are
+   * (leaseTokensEnded, leaseTokenSeq]. The lease held serves reads until its token's window ends.
+   */
+  leaseTokenSeq: number;
+  leaseTokensEnded: number;
+  heldToken: number;
 }
 
 export type PaxosEvent =
@@ -146,6 +156,10 @@ export type PaxosEvent =
   /** Delayed: mon_lease after lease `seq` was sent (leader) / acked (peon). */
   | { type: 'paxos.lease_deadline'; seq: number }
   | { type: 'paxos.promise_expired'; seq: number }
+  /** Peon: mon_lease after lease token `token` was sent: a lease echoing it is over. */
+  | { type: 'paxos.lease_window_end'; token: number }
+  /** Peon: the lease held ran out (its token's window ended). */
+  | { type: 'paxos.held_lease_ended' }
   | { type: 'paxos.fail'; reason: string };
 
 export type PaxosParentEvent =
@@ -225,6 +239,9 @@ type Step = {
   writes?: StoreOp[];
   messages?: Outgoing[];
   notify?: string;
+  /** See IoEffectsEvent: how durable the writes must be, and whether the messages may go first. */
+  durability?: 'durable' | 'applied';
+  sendBeforeDurable?: boolean;
   parent?: PaxosParentEvent[];
   raise?: PaxosEvent;
   /** Events to raise later, on the actor's clock. */
@@ -338,7 +355,7 @@ function handleLast(context: PaxosContext, from: number, msg: MonPaxos): Step {
   const stored = storeState(context, msg.lastCommitted, msg.values);
   const c: PaxosContext = { ...context, ...stored.context };
   const step: Step = {
-    context: { ...stored.context },
+    context: { ...stored.context, peonTokens: { ...context.peonTokens, [from]: msg.leaseToken ?? 0 } },
     writes: [...(stored.writes ?? [])],
     messages: [],
     parent: [...(stored.parent ?? [])],
@@ -410,6 +427,11 @@ function begin(context: PaxosContext, value: Uint8Array): Step {
       ...peer(context, r),
       msg: paxosMessage({ ...context, firstCommitted }, 'begin', { values: [{ version, value }] }),
     })),
+    // Ceph writes the value before sending the begin. The leader is one acceptor among the
+    // quorum: its write and the peons' go in parallel, and the commit waits for all of them
+    // (countSelfAccept at io.written). A leader that dies first leaves the value accepted at
+    // the peons, where recovery finds it — as if its own write had been lost.
+    sendBeforeDurable: true,
     notify: `begin:${version}`,
   };
 }
@@ -425,7 +447,10 @@ function commitStart(context: PaxosContext): Step {
   ];
   if (context.firstCommitted === 0)
     writes.push({ op: 'put_number', prefix: PREFIX, key: 'first_committed', value: version });
-  return { writes, notify: `commit:${version}` };
+  // Ceph syncs the commit too. Once every quorum member accepted the value durably it is chosen;
+  // a crash that loses this write loses nothing (recovery commits the value again), so the round
+  // finishes once it is applied, and the next fsync (the next begin's) makes it durable.
+  return { writes, notify: `commit:${version}`, durability: 'applied' };
 }
 
 /** Paxos::commit_finish: last_committed moves, the peons are told, the proposers answered. */
@@ -475,7 +500,11 @@ function extendLease(context: PaxosContext): Step {
     context: { ackedLease: [context.rank], leaseSeq },
     messages: peons(context).map((r) => ({
       ...peer(context, r),
-      msg: paxosMessage(context, 'lease', { leaseMs: context.timeouts.monLeaseMs, leaseSeq }),
+      msg: paxosMessage(context, 'lease', {
+        leaseMs: context.timeouts.monLeaseMs,
+        leaseSeq,
+        leaseToken: context.peonTokens[r] ?? 0,
+      }),
     })),
     raise: { type: 'paxos.lease_extended' },
     later,
@@ -513,9 +542,12 @@ function handleCollect(context: PaxosContext, msg: MonPaxos, from: EntityName): 
     values.push({ version: u.version, value: u.value });
     uncommittedPn = u.pn || previousPn;
   }
+  const leaseToken = context.leaseTokenSeq + 1;
+  step.context = { ...step.context, leaseTokenSeq: leaseToken };
+  step.later = [leaseWindow(context, leaseToken)];
   const reply: Outgoing = {
     ...peer(context, rankOfLeader(context)),
-    msg: paxosMessage(context, 'last', { pn: acceptedPn, uncommittedPn, values }),
+    msg: paxosMessage(context, 'last', { pn: acceptedPn, uncommittedPn, values, leaseToken }),
   };
   if (msg.lastCommitted < context.lastCommitted) {
     reply.shareValues = { from: msg.lastCommitted + 1, to: context.lastCommitted };
@@ -557,19 +589,41 @@ function handleLease(context: PaxosContext, msg: MonPaxos): Step {
   const u = context.uncommitted;
   if (u && u.version === context.lastCommitted + 1 && u.pn === context.acceptedPn) return nothing;
   const promiseSeq = context.promiseSeq + 1;
+  // Ceph's lease carries the leader's clock (lease_timestamp) and trusts synchronised clocks.
+  // paxmon needs no clock: the lease echoes a token I sent before the leader sent the lease, and
+  // serves reads until mon_lease after that token — so a lease delivered late (a pause, a slow
+  // link) cannot stretch my reads past what the leader and the others promised.
+  const echoed = msg.leaseToken ?? 0;
+  const fresh = echoed > context.leaseTokensEnded && echoed <= context.leaseTokenSeq;
+  const leaseToken = context.leaseTokenSeq + 1;
   return {
-    context: { promiseSeq, promiseActive: true, promiseEpoch: context.electionEpoch },
+    context: {
+      promiseSeq,
+      promiseActive: true,
+      promiseEpoch: context.electionEpoch,
+      leaseTokenSeq: leaseToken,
+      ...(fresh ? { heldToken: echoed } : {}),
+    },
     messages: [
       {
         ...peer(context, context.leader),
-        msg: paxosMessage(context, 'lease_ack', msg.leaseSeq !== undefined ? { leaseSeq: msg.leaseSeq } : {}),
+        msg: paxosMessage(context, 'lease_ack', {
+          ...(msg.leaseSeq !== undefined ? { leaseSeq: msg.leaseSeq } : {}),
+          leaseToken,
+        }),
       },
     ],
-    raise: { type: 'paxos.lease_granted' },
+    ...(fresh ? { raise: { type: 'paxos.lease_granted' } as PaxosEvent } : {}),
     later: [
       { event: { type: 'paxos.promise_expired', seq: promiseSeq }, delayMs: context.timeouts.monLeaseMs },
+      leaseWindow(context, leaseToken),
     ],
   };
+}
+
+/** The window of a lease token: mon_lease from its sending. */
+function leaseWindow(context: PaxosContext, token: number): { event: PaxosEvent; delayMs: number } {
+  return { event: { type: 'paxos.lease_window_end', token }, delayMs: context.timeouts.monLeaseMs };
 }
 
 function failProposals(context: PaxosContext, reason: string): PaxosParentEvent[] {
@@ -660,6 +714,10 @@ export const paxosMachine = setup({
           step.writes ?? [],
           step.messages ?? [],
           step.notify ? { systemId: 'paxos', token: step.notify } : undefined,
+          {
+            ...(step.durability ? { durability: step.durability } : {}),
+            ...(step.sendBeforeDurable ? { sendBeforeDurable: true } : {}),
+          },
         );
         enqueue.sendTo(({ system }) => system.get('io'), io);
       }
@@ -704,8 +762,8 @@ export const paxosMachine = setup({
     ),
   },
   guards: {
-    /** The commit write of the round in flight is durable (writing / writing_previous). */
-    commitDurable: ({ context, event }) =>
+    /** The commit write of the round in flight is applied (writing / writing_previous). */
+    commitApplied: ({ context, event }) =>
       event.type === 'io.written' && event.token === `commit:${context.lastCommitted + 1}`,
     fromQuorum: ({ context, event }) => {
       if (event.type !== 'mon.paxos') return false;
@@ -752,6 +810,10 @@ export const paxosMachine = setup({
     collectDeferred: false,
     reported: '',
     renewDue: false,
+    peonTokens: {},
+    leaseTokenSeq: 0,
+    leaseTokensEnded: 0,
+    heldToken: 0,
   }),
   entry: sendParent(({ context }) => ({
     type: 'paxos.status',
@@ -795,6 +857,12 @@ export const paxosMachine = setup({
     'paxos.lease_deadline': {
       guard: ({ context, event }) => event.seq === context.ackedSeq,
       actions: raise({ type: 'paxos.lease_expired' }),
+    },
+    'paxos.lease_window_end': {
+      actions: enqueueActions(({ enqueue, context, event }) => {
+        enqueue.assign({ leaseTokensEnded: Math.max(context.leaseTokensEnded, event.token) });
+        if (event.token === context.heldToken) enqueue.raise({ type: 'paxos.held_lease_ended' });
+      }),
     },
     'paxos.promise_expired': {
       guard: ({ context, event }) => event.seq === context.promiseSeq,
@@ -924,7 +992,7 @@ export const paxosMachine = setup({
               ],
               on: {
                 'io.written': {
-                  guard: 'commitDurable',
+                  guard: 'commitApplied',
                   target: 'refresh',
                   actions: { type: 'step', params: ({ context }) => commitFinish(context) },
                 },
@@ -989,7 +1057,7 @@ export const paxosMachine = setup({
               ],
               on: {
                 'io.written': {
-                  guard: 'commitDurable',
+                  guard: 'commitApplied',
                   target: 'refresh',
                   actions: { type: 'step', params: ({ context }) => commitFinish(context) },
                 },
@@ -1041,6 +1109,22 @@ export const paxosMachine = setup({
             idle: {
               on: {
                 'paxos.lease_extended': { target: 'waiting' },
+                // A late ack still brings the peon's newest lease token.
+                'mon.paxos': {
+                  guard: and([
+                    'fromQuorum',
+                    ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
+                  ]),
+                  actions: assign(({ context, event }) => {
+                    const e = event as MessageEvent<MonPaxos>;
+                    return {
+                      peonTokens: {
+                        ...context.peonTokens,
+                        [rankOf(context.monmap, e.from)]: e.msg.leaseToken ?? 0,
+                      },
+                    };
+                  }),
+                },
               },
             },
             waiting: {
@@ -1055,9 +1139,10 @@ export const paxosMachine = setup({
                   ]),
                   actions: enqueueActions(({ context, event, enqueue }) => {
                     const e = event as MessageEvent<MonPaxos>;
+                    const from = rankOf(context.monmap, e.from);
+                    enqueue.assign({ peonTokens: { ...context.peonTokens, [from]: e.msg.leaseToken ?? 0 } });
                     // Only acks of the lease in force count (an old ack says nothing about it).
                     if (e.msg.leaseSeq !== undefined && e.msg.leaseSeq !== context.leaseSeq) return;
-                    const from = rankOf(context.monmap, e.from);
                     const ackedLease = context.ackedLease.includes(from)
                       ? context.ackedLease
                       : [...context.ackedLease, from];
@@ -1128,8 +1213,19 @@ export const paxosMachine = setup({
                     const stored = storeState(context, msg.lastCommitted, msg.values);
                     // Paxos::handle_commit. Nothing accepted beyond the new last_committed: no
                     // commit can happen without me, so a lease still held serves reads again.
-                    if (stored === nothing || stored.context?.uncommitted) return stored;
-                    return { ...stored, raise: { type: 'paxos.peon_committed' } };
+                    if (stored === nothing) return stored;
+                    // The commit of the value I accepted is applied without an fsync, as on the
+                    // leader (commitStart): the value is durable here as accepted, and the next
+                    // begin's fsync covers the commit. Values I never accepted (a catch-up) are
+                    // synced: only the newest commit may be lost to a crash.
+                    const u = context.uncommitted;
+                    const onlyMine =
+                      u !== null &&
+                      u.version === context.lastCommitted + 1 &&
+                      msg.lastCommitted === u.version;
+                    const applied: Step = onlyMine ? { ...stored, durability: 'applied' } : stored;
+                    if (stored.context?.uncommitted) return applied;
+                    return { ...applied, raise: { type: 'paxos.peon_committed' } };
                   },
                 },
               },
@@ -1162,14 +1258,14 @@ export const paxosMachine = setup({
               entry: { type: 'setLease', params: { valid: false } },
               on: { 'paxos.lease_granted': { target: 'held' } },
             },
-            // A lease runs mon_lease from the moment it was granted (acked). Paxos::handle_begin
-            // cancels it in Ceph; here a begin only suspends it: reads stop until the commit of
-            // that value arrives (a commit needs my accept, so nothing newer can be committed
-            // before I hear of it), and the lease's end does not move.
+            // A lease serves reads until mon_lease after the token it echoes was sent (see
+            // handleLease). Paxos::handle_begin cancels it in Ceph; here a begin only suspends it:
+            // reads stop until the commit of that value arrives (a commit needs my accept, so
+            // nothing newer can be committed before I hear of it), and the lease's end does not move.
             held: {
-              after: { leaseMs: { target: 'expired' } },
               initial: 'valid',
               on: {
+                'paxos.held_lease_ended': { target: 'expired' },
                 'paxos.lease_granted': { target: 'held', reenter: true },
                 // Paxos::handle_collect clears the peon's lease.
                 'paxos.peon_recovering': { target: 'expired' },

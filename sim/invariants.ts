@@ -24,11 +24,13 @@
 // 3. last_committed never goes back — (a) within one incarnation of a monitor, the paxos
 //    statechart's last_committed never decreases; (b) across a crash: a restarted monitor loads
 //    a last_committed ≥ the highest last_committed it ever *announced* — put in a message that
-//    left it (mon.paxos `lastCommitted`, a probe's `paxosLastVersion`). The in-memory value may run
-//    ahead of the disk (a peon's context moves before its write is durable), and a crash may lose
-//    that unsynced tail; but the I/O actor sends a message only once every earlier write is
-//    durable, so nothing announced may be lost. That is the precise promise: no other monitor
-//    (and no client) can ever have observed a version this monitor then forgets.
+//    left it (mon.paxos `lastCommitted`, a probe's `paxosLastVersion`) — with one exception: a
+//    commit is applied without an fsync of its own (the value was accepted durably by the whole
+//    quorum first; the next begin's fsync covers it), so a crash may lose the newest commit, and
+//    then only that one, and only if the monitor still holds that very value as its accepted,
+//    uncommitted one (pending_v): it forgot that the value was chosen, not the value. Recovery
+//    (collect/last) commits it again. Any other loss fails: no other monitor (and no client) may
+//    have observed a value this monitor then forgets.
 // 4. first_committed ≤ last_committed — on every paxos snapshot; and lc > 0 ⇒ fc ≥ 1.
 // 5. reads only under a lease — a monitor that answers a client's read (`config-key get` with
 //    r = 0 or ENOENT) must be readable (Paxos::is_readable: in a quorum, lease valid) when the
@@ -98,6 +100,10 @@ export class StateChecker {
   readonly #checkedUpTo = new Map<string, number>();
   /** Per monitor: the highest last_committed it put in a message (survives crashes). */
   readonly #announced = new Map<string, number>();
+  /** Requests a peon forwarded (peon:forwardTid → the client's request and when it left). */
+  readonly #forwarded = new Map<string, { client: string; clientTid: number; cmd: string[]; at: number }>();
+  /** Answers a peon relays from its leader (peon:client:tid): checked at the leader instead. */
+  readonly #relayed = new Set<string>();
   readonly #incarnations = new Map<string, Incarnation>();
 
   constructor(now: () => number, coverage: Coverage, leaderInvariant: LeaderInvariant = 'strict') {
@@ -163,9 +169,21 @@ export class StateChecker {
   // --- 3 & 4. last_committed monotone, first ≤ last -------------------------------------------
 
   /** A monitor (re)started; `firstCommitted`/`lastCommitted` are what it loaded from its store. */
-  onStart(name: string, firstCommitted: number, lastCommitted: number): void {
+  onStart(
+    name: string,
+    firstCommitted: number,
+    lastCommitted: number,
+    uncommitted?: { version: number; value: Uint8Array } | null,
+  ): void {
     const announced = this.#announced.get(name) ?? 0;
-    if (lastCommitted < announced) {
+    const chosen = this.#committed.get(announced);
+    const lostOnlyTheLastCommit =
+      lastCommitted === announced - 1 &&
+      uncommitted?.version === announced &&
+      (!chosen || sameBytes(chosen.value, uncommitted.value));
+    if (lostOnlyTheLastCommit) {
+      this.#coverage.mark('restart lost the newest commit but holds its value as accepted');
+    } else if (lastCommitted < announced) {
       this.fail(
         'last_committed never goes back',
         `mon.${name} restarted at last_committed ${lastCommitted}, but had announced ${announced} before it crashed`,
@@ -224,14 +242,46 @@ export class StateChecker {
     if (announced !== undefined && announced > (this.#announced.get(name) ?? 0)) {
       this.#announced.set(name, announced);
     }
-    if (message.type === 'mon.command_ack' && isReadAnswer(message)) this.#checkRead(name, to, message);
+    if (message.type === 'mon.forward') {
+      this.#forwarded.set(`${name}:${message.tid}`, {
+        client: message.client,
+        clientTid: message.clientTid,
+        cmd: message.request.cmd,
+        at: this.#now(),
+      });
+    }
+    if (message.type === 'mon.route') {
+      // A leader answers a forwarded request: a read must be under the leader's lease.
+      const peon = to.slice('mon.'.length);
+      const forward = this.#forwarded.get(`${peon}:${message.tid}`);
+      if (forward) {
+        this.#relayed.add(`${peon}:${forward.client}:${forward.clientTid}`);
+        const answer = {
+          type: 'mon.command_ack' as const,
+          tid: forward.clientTid,
+          cmd: forward.cmd,
+          ...message.reply,
+        };
+        if (isReadAnswer(answer)) this.#checkRead(name, forward.client as EntityName, answer, forward.at);
+      }
+    }
+    if (message.type === 'mon.command_ack' && isReadAnswer(message)) {
+      if (this.#relayed.has(`${name}:${to}:${message.tid}`)) return;
+      this.#checkRead(name, to, message);
+    }
   }
 
-  #checkRead(name: string, to: EntityName, message: Message & { type: 'mon.command_ack' }): void {
+  #checkRead(
+    name: string,
+    to: EntityName,
+    message: Message & { type: 'mon.command_ack' },
+    forwardedAt?: number,
+  ): void {
     const incarnation = this.#incarnations.get(name);
     if (!incarnation) return;
-    // Kept after the answer: a duplicated request is answered twice.
-    const received = incarnation.requests.get(`${to}:${message.tid}`);
+    // Kept after the answer: a duplicated request is answered twice. A forwarded request was
+    // received no earlier than the peon sent it on.
+    const received = forwardedAt ?? incarnation.requests.get(`${to}:${message.tid}`);
     if (incarnation.readable) return;
     if (received !== undefined && incarnation.readableUntil >= received) {
       this.#coverage.mark('read answered just after the lease ended (reply queued behind I/O)');

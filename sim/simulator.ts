@@ -428,7 +428,12 @@ export class Simulation {
       this.#phase !== 'done' && monitor.actor === actor && this.cluster.node(name).monitor === monitor;
     const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
     const initial = paxosContext(monitor);
-    this.checker.onStart(name, initial?.firstCommitted ?? 0, initial?.lastCommitted ?? 0);
+    this.checker.onStart(
+      name,
+      initial?.firstCommitted ?? 0,
+      initial?.lastCommitted ?? 0,
+      initial?.uncommitted ?? null,
+    );
     if (initial?.uncommitted) this.coverage.mark('monitor restarted holding an uncommitted value');
     this.#line(
       `mon.${name} ${how}: first_committed ${initial?.firstCommitted ?? 0}, last_committed ${initial?.lastCommitted ?? 0}`,

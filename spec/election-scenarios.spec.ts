@@ -221,8 +221,11 @@ test('everybody_starts_completes', async () => {
   const steps = await s.runTimesteps(0);
   s.assertConverged(`after ${steps} timesteps`);
   assert.is(s.leaderName(), 'a');
-  // Everyone started together: one election settles it (epoch 1 → victory at 2, or one retry).
-  assert.ok(s.epoch() <= 4, `few elections, epoch ${s.epoch()}`);
+  // Everyone started together: a few election rounds settle it. Each monitor that switches its
+  // ack to a lower rank moves to the next odd epoch (paxmon's deviation 1 from Ceph), so the
+  // epoch depends on the order the simultaneous proposals arrive in: over seeds 300–339 it ends
+  // at 2–8 (Ceph's own test bounds only the steps, not the epoch).
+  assert.ok(s.epoch() <= 8, `few elections, epoch ${s.epoch()}`);
   await s.cluster.stopAll();
 });
 

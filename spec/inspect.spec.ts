@@ -279,7 +279,7 @@ test('statecharts: every machine exports as JSON and as a valid mermaid diagram'
   const paxos = statechartMermaid(statecharts.paxos as never);
   assert.match(paxos, /^ {2}state leader \{$/m, 'paxos leader is a composite');
   assert.match(paxos, /^ {4}--$/m, 'parallel regions');
-  assert.match(paxos, /: after leaseMs$/m);
+  assert.match(paxos, /: after leaseRenew$/m);
   assert.match(statechartMermaid(statecharts.elector as never), /electingMe --> .*: after electionTimeout/);
 });
 

@@ -75,6 +75,7 @@ const ctx = (h: ReturnType<typeof paxos>) =>
     lastCommitted: number;
     uncommitted: { version: number; pn: number } | null;
     leaseValid: boolean;
+    leaseTokenSeq: number;
   };
 const matches = (h: ReturnType<typeof paxos>, value: unknown) =>
   h.child().getSnapshot().matches(value) as boolean;
@@ -115,7 +116,7 @@ test("peon: a lease promise defers its answer to another epoch's collect until m
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 100 }));
-  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseSeq: 1 }));
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseSeq: 1, leaseToken: ctx(h).leaseTokenSeq }));
   h.takeMessages();
   // A new election makes c the leader of epoch 4; its collect must wait for the promise to a.
   h.send({ type: 'paxos.peon_init', electionEpoch: 4, quorum: [1, 2], leader: 2 });
@@ -318,7 +319,7 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 100 }));
-  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE }));
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
   assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
   h.takeMessages();
   h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
@@ -330,7 +331,7 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
     'the accept leaves with the write of the value',
   );
   // A lease for the old version does not make it readable while it holds the uncommitted value.
-  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 0, leaseMs: LEASE }));
+  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 0, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
   assert.ok(matches(h, { peon: { lease: { held: 'suspended' } } }));
   h.advance(LEASE / 2);
   h.send(msg('a', 'commit', { pn: 100, lastCommitted: 1, values: [{ version: 1, value: bytes('v1') }] }));
@@ -339,8 +340,36 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
   assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
   h.advance(LEASE / 2);
   assert.ok(matches(h, { peon: { lease: 'expired' } }), 'the commit did not extend the lease');
-  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 1, leaseMs: LEASE }));
+  // A lease echoing a token whose window is over (a late lease) is acked but serves no reads;
+  // the next one, echoing the token that ack carried, does.
+  h.takeMessages();
+  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 1, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
+  assert.ok(matches(h, { peon: { lease: 'expired' } }), 'a late lease does not make it readable');
+  const ack = h.takeMessages().find((m) => m.op === 'lease_ack');
+  assert.ok(ack?.msg.leaseToken, 'acked with a fresh token');
+  h.send(
+    msg('a', 'lease', {
+      pn: 100,
+      lastCommitted: 1,
+      leaseMs: LEASE,
+      leaseToken: ack?.msg.leaseToken as number,
+    }),
+  );
   assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
+  h.stop();
+});
+
+test('peon: a lease delivered late (after a pause) serves reads only until mon_lease after the token it echoes', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 100 }));
+  const token = ctx(h).leaseTokenSeq;
+  assert.ok(token > 0, 'the last reply carries a token');
+  h.advance(LEASE * 0.75);
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseToken: token }));
+  assert.ok(matches(h, { peon: { lease: { held: 'valid' } } }));
+  h.advance(LEASE * 0.25);
+  assert.ok(matches(h, { peon: { lease: 'expired' } }), 'mon_lease after the token, not after the arrival');
   h.stop();
 });
 
@@ -348,7 +377,7 @@ test('peon: the lease expires after mon_lease and the lease timeout sends it to 
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 100 }));
-  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE }));
+  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
   h.advance(LEASE);
   assert.ok(matches(h, { peon: { lease: 'expired' } }));
   assert.not.ok(h.takeParent().some((e) => e.type === 'paxos.bootstrap'));

@@ -174,6 +174,12 @@ export const MonPaxosSchema = Type.Object(
     leaseMs: Type.Optional(Type.Integer({ minimum: 0 })),
     /** Which lease a lease_ack answers (op lease / lease_ack): the leader counts acks per lease. */
     leaseSeq: Type.Optional(Type.Integer({ minimum: 0 })),
+    /**
+     * A peon's lease token (op last / lease_ack), echoed by the leader in its next lease to that
+     * peon (op lease): the peon's lease runs mon_lease from when it sent the token, a moment
+     * before the leader sent the lease — never from a late arrival.
+     */
+    leaseToken: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
