@@ -176,14 +176,22 @@ export function lastErrorInLog(logFile: string): { code: string; message: string
   return null;
 }
 
-const cliMain = fileURLToPath(new URL('./main.ts', import.meta.url));
+/**
+ * How to run `paxmon mon`: the way this process runs — from the bundle (dist/paxmon.mjs: npm
+ * start, the benchmarks) or from the TypeScript sources through tsx (npm run paxmon, the specs).
+ */
+export function monitorCommand(): string[] {
+  const self = fileURLToPath(import.meta.url);
+  if (self.endsWith('.mjs') || self.endsWith('.js')) return ['--enable-source-maps', self];
+  return ['--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url))];
+}
 
 /** Start `paxmon mon --dir monDir` as a detached process logging to monDir/log. */
 export function spawnMonitor(monDir: string, extraArgs: string[] = []): number {
   const log = openSync(join(monDir, 'log'), 'a');
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', cliMain, 'mon', '--dir', monDir, '--log-file', join(monDir, 'log'), ...extraArgs],
+    [...monitorCommand(), 'mon', '--dir', monDir, '--log-file', join(monDir, 'log'), ...extraArgs],
     {
       detached: true,
       stdio: ['ignore', log, log],

@@ -22,7 +22,13 @@ import {
 import type { ClientOptions, Cluster, KvClient, Member, StartOptions, Target } from './target.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = join(root, 'cli', 'main.ts');
+/** The monitors run from the bundle, as `npm start` runs them (built once per bench run). */
+const bundle = join(root, 'dist', 'paxmon.mjs');
+let built: Promise<unknown> | undefined;
+const buildBundle = () => {
+  built ??= runCommand(process.execPath, [join(root, 'cli', 'build.mjs')], { cwd: root, timeoutMs: 60_000 });
+  return built;
+};
 const names = ['a', 'b', 'c'];
 
 /**
@@ -164,6 +170,7 @@ export const paxmonTarget: Target = {
   },
 
   async start(options: StartOptions): Promise<Cluster> {
+    await buildBundle();
     const dir = makeTempDir('paxmon-bench-');
     try {
       const ports = await freePorts(names.length);
@@ -189,18 +196,7 @@ export const paxmonTarget: Target = {
         const process_ = startProcess(
           `mon.${m.name}`,
           process.execPath,
-          [
-            ...prof,
-            '--import',
-            'tsx',
-            cli,
-            'mon',
-            '--dir',
-            monDir,
-            '--log-file',
-            join(monDir, 'log'),
-            ...sets,
-          ],
+          [...prof, bundle, 'mon', '--dir', monDir, '--log-file', join(monDir, 'log'), ...sets],
           { cwd: root, logFile: join(monDir, 'log') },
         );
         return { name: m.name, addr: m.addr, process: process_ };

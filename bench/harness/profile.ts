@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { SourceMap, type SourceMapPayload } from 'node:module';
 import { tmpdir, userInfo } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 /**
  * tsx compiles each .ts file to one minified line, so a profile's line numbers say nothing. tsx
@@ -50,6 +50,8 @@ interface CallFrame {
   url: string;
   lineNumber: number;
   columnNumber: number;
+  /** Already a source position (mapped out of a bundle): no tsx map applies. */
+  mapped?: boolean;
 }
 
 interface ProfileNode {
@@ -84,11 +86,41 @@ export interface ProfileSummary {
   byModule: { module: string; selfMs: number; percent: number }[];
 }
 
+const bundleMaps = new Map<string, SourceMap | null>();
+
+/**
+ * A frame in a bundle (dist/paxmon.mjs, the monitors' build) as the source frame it came from,
+ * through the bundle's linked source map; other frames unchanged.
+ */
+function unbundled(frame: CallFrame): CallFrame {
+  if (!frame.url.endsWith('.mjs')) return frame;
+  const path = frame.url.startsWith('file://') ? decodeURIComponent(frame.url.slice(7)) : frame.url;
+  let map = bundleMaps.get(path);
+  if (map === undefined) {
+    try {
+      map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')) as SourceMapPayload);
+    } catch {
+      map = null;
+    }
+    bundleMaps.set(path, map);
+  }
+  if (!map) return frame;
+  const entry = map.findEntry(frame.lineNumber, frame.columnNumber) as {
+    originalSource?: string;
+    originalLine?: number;
+  };
+  if (!entry.originalSource || typeof entry.originalLine !== 'number') return frame;
+  const source = entry.originalSource.startsWith('file://')
+    ? entry.originalSource
+    : `file://${join(dirname(path), entry.originalSource)}`;
+  return { ...frame, url: source, lineNumber: entry.originalLine, columnNumber: 0, mapped: true };
+}
+
 function location(frame: CallFrame, root: string, maps: Map<string, SourceMap>): string {
   if (!frame.url) return '';
   let path = frame.url.startsWith('file://') ? decodeURIComponent(frame.url.slice(7)) : frame.url;
   let line = frame.lineNumber + 1;
-  const map = path.endsWith('.ts') ? maps.get(path) : undefined;
+  const map = path.endsWith('.ts') && !frame.mapped ? maps.get(path) : undefined;
   if (map) {
     const entry = map.findEntry(frame.lineNumber, frame.columnNumber) as { originalLine?: number };
     if (typeof entry.originalLine === 'number') line = entry.originalLine + 1;
@@ -145,7 +177,7 @@ export function summarise(
       if (windowed && window && (t < window.fromUs || t > window.toUs)) continue;
       const node = nodes.get(profile.samples[i] as number);
       if (!node) continue;
-      const frame = node.callFrame;
+      const frame = unbundled(node.callFrame);
       const name = frame.functionName || '(anonymous)';
       if (name === '(idle)') {
         idleUs += duration;
