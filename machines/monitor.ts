@@ -7,7 +7,7 @@
 // as Ceph's Monitor::dispatch_op routes them: election messages to the elector (not while
 // probing or synchronizing), paxos messages to paxos, probes handled here.
 import { type AnyActorLogic, assign, enqueueActions, fromCallback, raise, sendTo, setup } from 'xstate';
-import type { EntityName, MonForward, MonMap, MonProbe, MonSync } from '../transport/messages.ts';
+import type { EntityName, MonForward, MonMap, MonProbe, MonRoute, MonSync } from '../transport/messages.ts';
 import { defaultConfig, type MonConfig } from './config.ts';
 import {
   effects,
@@ -23,6 +23,7 @@ import { type PaxosParentEvent, paxosMachine, type Uncommitted } from './paxos.t
 import {
   type AnsweredRecord,
   createPaxosService,
+  forwardTidStride,
   type MonitorView,
   type ServiceDefinition,
   type ServiceRequest,
@@ -259,6 +260,8 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
   const serviceActors = Object.fromEntries(
     services.map((d) => [serviceId(d.name), createPaxosService(d)]),
   ) as Record<string, AnyActorLogic>;
+  if (services.length > forwardTidStride)
+    throw new RangeError(`a monitor runs at most ${forwardTidStride} services (${services.length} given)`);
   const serviceFor = (cmd: string[]) => services.find((d) => d.handles(cmd));
   const unknownCommand = (cmd: string[]) =>
     `unknown command '${cmd.join(' ')}' (valid: mon dump|stat|getmap, config-key set|get|rm|exists|ls|dump, log, log last, health, status, quorum_status, mon_status)`;
@@ -471,7 +474,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       },
       // Service children are built from the definitions given, so their `src` is not a literal
       // type XState can check here.
-      ...(services.map((d) => ({
+      ...(services.map((d, slot) => ({
         id: serviceId(d.name),
         systemId: serviceId(d.name),
         src: serviceId(d.name),
@@ -480,6 +483,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           versions: context.serviceBoot[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
           loaded: context.serviceBoot[d.name]?.loaded ?? null,
           answered: context.serviceBoot[d.name]?.answered ?? [],
+          forwardSlot: slot,
           proposeIntervalMs: context.config.paxosProposeIntervalMs,
           trimMin: context.config.paxosServiceTrimMin,
           trimMax: context.config.paxosServiceTrimMax,
@@ -505,6 +509,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       'store.applied': { actions: ['broadcast', sendTo('paxos', ({ event }) => event), 'noticeMonmap'] },
       'paxos.committed': {
         actions: [
+          assign(({ event }) => ({
+            firstCommitted: event.status.firstCommitted,
+            lastCommitted: event.status.lastCommitted,
+          })),
           'broadcast',
           enqueueActions(({ enqueue, context }) => {
             if (context.pendingMonmap)
@@ -565,7 +573,15 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }),
       },
       'paxos.aborted': { actions: 'broadcast' },
-      'mon.route': { actions: 'broadcast' },
+      // Monitor::handle_route: the reply goes to the service that forwarded the request (its
+      // slot is in the tid).
+      'mon.route': {
+        actions: enqueueActions(({ enqueue, event }) => {
+          const e = event as MessageEvent<MonRoute>;
+          const service = services[e.msg.tid % forwardTidStride];
+          if (service) enqueue.sendTo(serviceId(service.name), event as never);
+        }),
+      },
       'monitor.command': { actions: 'routeCommand' },
       'mon.forward': { actions: 'routeCommand' },
       'monitor.tick': {

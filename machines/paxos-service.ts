@@ -121,6 +121,12 @@ export interface ServiceInput {
   trimMax: number;
   /** Requests waiting to be readable or writeable, at most (beyond: EAGAIN). */
   waitingMax?: number;
+  /**
+   * This service's slot among the monitor's services: its forward tids are slot + k ×
+   * forwardTidStride, unique in the monitor (as Ceph's routed_request_tid is), so a mon.route
+   * reply goes to the one service that forwarded it.
+   */
+  forwardSlot?: number;
   /** The Paxos version the store already holds at start-up: applied before this service began. */
   appliedPaxosVersion?: number;
 }
@@ -173,7 +179,12 @@ export type ServiceEvent =
       writeable: boolean;
     }
   | StoreAppliedEvent
-  | { type: 'paxos.committed'; version: number; ids: string[] }
+  | {
+      type: 'paxos.committed';
+      version: number;
+      ids: string[];
+      status: { firstCommitted: number; lastCommitted: number; readable: boolean; writeable: boolean };
+    }
   | { type: 'paxos.aborted'; ids: string[]; reason: string }
   | MessageEvent<import('../transport/messages.ts').MonRoute>
   /** Internal: the proposal timer fired, or a step wants a proposal now. */
@@ -183,6 +194,8 @@ export type ServiceEvent =
 const stashFullInterval = 25;
 const requestKey = (r: Pick<ReplyTarget, 'client' | 'tid'>) => `${r.client}#${r.tid}`;
 const answeredMax = 4096;
+/** Forward tids step by this, one slot per service of a monitor (at most this many services). */
+export const forwardTidStride = 64;
 
 /**
  * The answers of committed updates by client + tid, oldest first, at most `answeredMax`. It is
@@ -312,7 +325,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         request: { cmd: request.cmd, ...(request.inbuf ? { inbuf: request.inbuf } : {}) },
       },
     });
-    return { ...c, nextForwardTid: forwardTid + 1, routed: [...c.routed, { request, forwardTid }] };
+    return {
+      ...c,
+      nextForwardTid: forwardTid + forwardTidStride,
+      routed: [...c.routed, { request, forwardTid }],
+    };
   }
 
   /** prepare_update, then should_propose. */
@@ -483,7 +500,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       waitingForReadable: [],
       waitingForWriteable: [],
       routed: [],
-      nextForwardTid: 1,
+      nextForwardTid: forwardTidStride + (input.forwardSlot ?? 0),
       answered: answeredTable(input.answered ?? []),
       proposeIntervalMs: input.proposeIntervalMs,
       trimMin: input.trimMin,
@@ -607,11 +624,15 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         return next;
       }
       case 'paxos.committed': {
-        if (!c.proposing || !event.ids.includes(c.proposing.id)) return c;
+        // The commit carries Paxos's status after it (one event per round, not two).
+        const { readable, writeable, lastCommitted } = event.status;
+        const current: ServiceContext = { ...c, paxos: { readable, writeable, lastCommitted } };
+        const proposing = current.proposing;
+        if (!proposing || !event.ids.includes(proposing.id)) return current;
         // C_Committed: answer every request of the version now that it is committed.
-        for (const p of c.proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
-        for (const p of c.proposing.replies) remember(c.answered, p.key, p.reply);
-        let next: ServiceContext = { ...c, proposing: null };
+        for (const p of proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
+        for (const p of proposing.replies) remember(current.answered, p.key, p.reply);
+        let next: ServiceContext = { ...current, proposing: null };
         if (def.onActive) next = { ...next, state: def.onActive(next.state, view(next)) };
         return next;
       }
@@ -643,7 +664,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
             receivedAt: event.now,
             ...(own.inbuf ? { inbuf: own.inbuf } : {}),
           };
-          next = dispatch({ ...next, nextForwardTid: next.nextForwardTid + 1 }, request, step);
+          next = dispatch({ ...next, nextForwardTid: next.nextForwardTid + forwardTidStride }, request, step);
         }
         return next;
       }

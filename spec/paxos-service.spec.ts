@@ -84,6 +84,13 @@ const status = (readable: boolean, writeable: boolean, lastCommitted = 1) => ({
   readable,
   writeable,
 });
+/** Paxos committed `version` (the leader's status after it rides along). */
+const committed = (version: number, ids: string[]) => ({
+  type: 'paxos.committed',
+  version,
+  ids,
+  status: { firstCommitted: 1, lastCommitted: version, readable: true, writeable: true },
+});
 const applied = (version: number, value: number) => ({
   type: 'store.applied',
   version,
@@ -171,7 +178,7 @@ test('on the leader, an update waits until writeable and is answered only after 
     'encode_pending wrote version 2',
   );
   assert.equal(replies(h), [], 'no answer before the commit');
-  h.send({ type: 'paxos.committed', version: 2, ids: [p.id] });
+  h.send(committed(2, [p.id]));
   assert.equal(replies(h), ['1:0:added 5']);
   h.stop();
 });
@@ -183,11 +190,11 @@ test('batching: updates arriving while a round is in flight go together into the
   for (let i = 1; i <= 10; i += 1) h.send({ type: 'service.request', request: request(i, 'add', '1') });
   assert.is(proposals(h).length, 1, 'the first goes out at once');
   const first = proposals(h)[0];
-  h.send({ type: 'paxos.committed', version: 2, ids: [first?.id ?? ''] });
+  h.send(committed(2, [first?.id ?? '']));
   h.send(applied(2, 1));
   assert.is(proposals(h).length, 2, 'the other nine in one more round');
   const second = proposals(h)[1];
-  h.send({ type: 'paxos.committed', version: 3, ids: [second?.id ?? ''] });
+  h.send(committed(3, [second?.id ?? '']));
   assert.is(replies(h).length, 10, 'every request answered');
   h.stop();
 });
@@ -202,7 +209,8 @@ test('an aborted round answers EAGAIN; a retry of a committed update is answered
   assert.equal(replies(h), ['1:-11:update not committed (election); retry']);
   h.send({ type: 'service.request', request: request(1, 'add', '2') });
   const p2 = proposals(h)[1];
-  h.send({ type: 'paxos.committed', version: 2, ids: [p2?.id ?? ''] });
+  h.send(applied(2, 2));
+  h.send(committed(2, [p2?.id ?? '']));
   h.send({ type: 'service.request', request: request(1, 'add', '2') });
   assert.is(proposals(h).length, 2, 'the second retry did not propose');
   assert.equal(replies(h).slice(1), ['1:0:added 2', '1:0:added 2']);
