@@ -48,10 +48,12 @@ export interface MonConfig {
 
 export const defaultConfig: MonConfig = {
   monLeaseMs: 1000,
-  // Below 0.5 so that a peon's leases overlap: its lease runs from the token it sent with the
-  // previous ack (machines/paxos.ts handleLease), about one renew interval before the lease
-  // arrives. With Ceph's 0.6 a peon reads for 0.4 of every 0.6 s and waits for the rest.
-  monLeaseRenewIntervalFactor: 0.4,
+  // A peon reads under lease n once lease n+1 confirms that the whole quorum acked n, until
+  // mon_lease after the token n echoed — sent with its ack of n-1 (machines/paxos.ts
+  // handleLease). That is mon_lease − 2 renew intervals from the arrival of n+1, and n+2 comes
+  // one interval later: below a third there is no gap (0.25 leaves margin for delays). With
+  // Ceph's 0.6 a peon's lease would never serve reads, and its requests go to the leader.
+  monLeaseRenewIntervalFactor: 0.25,
   monLeaseAckTimeoutFactor: 2,
   monAcceptTimeoutFactor: 2,
   monElectionTimeoutMs: 1000,

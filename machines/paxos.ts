@@ -125,6 +125,8 @@ export interface PaxosContext {
   leaseTokenSeq: number;
   leaseTokensEnded: number;
   heldToken: number;
+  /** Peon: the token each recent lease (by seq) echoed, until a later lease confirms it. */
+  leaseEchoes: { seq: number; token: number }[];
 }
 
 export type PaxosEvent =
@@ -146,6 +148,8 @@ export type PaxosEvent =
   | { type: 'paxos.peon_updating' }
   | { type: 'paxos.peon_recovering' }
   | { type: 'paxos.lease_granted' }
+  /** Peon: a lease arrived that grants no reads (not confirmed yet, or late): the leader lives. */
+  | { type: 'paxos.lease_received' }
   /** Peon: a commit left nothing accepted beyond last_committed (the lease may serve reads again). */
   | { type: 'paxos.peon_committed' }
   /** Leader: mon_lease × mon_lease_renew_interval_factor passed: extend the lease when active. */
@@ -162,21 +166,29 @@ export type PaxosEvent =
   | { type: 'paxos.held_lease_ended' }
   | { type: 'paxos.fail'; reason: string };
 
+export interface PaxosStatus {
+  firstCommitted: number;
+  lastCommitted: number;
+  /** Paxos::is_readable, as of this report. */
+  readable: boolean;
+  /**
+   * The leader takes proposals: it leads with a valid lease and has recovered. Ceph's
+   * is_writeable also wants the round idle (active); paxmon queues what arrives during a round
+   * for the next one (Paxos::finish_round proposes it), so this does not flip twice per commit.
+   */
+  writeable: boolean;
+}
+
 export type PaxosParentEvent =
   | { type: 'paxos.bootstrap'; reason: string }
-  | {
-      type: 'paxos.status';
-      firstCommitted: number;
-      lastCommitted: number;
-      /** Paxos::is_readable / is_writeable, as of this report. */
-      readable: boolean;
-      writeable: boolean;
-    }
-  /** A round committed `version`; its proposals are durable on the leader and sent to the quorum. */
-  | { type: 'paxos.committed'; version: number; ids: string[] }
+  | ({ type: 'paxos.status' } & PaxosStatus)
+  /**
+   * A round committed `version`; its proposals are applied on the leader and sent to the quorum.
+   * It carries the status after the commit (one event per round rather than two).
+   */
+  | { type: 'paxos.committed'; version: number; ids: string[]; status: PaxosStatus }
   /** Proposals that will not be committed by this leader (the round was abandoned). */
-  | { type: 'paxos.aborted'; ids: string[]; reason: string }
-  | { type: 'paxos.active' };
+  | { type: 'paxos.aborted'; ids: string[]; reason: string };
 
 const PREFIX = 'paxos';
 
@@ -186,28 +198,39 @@ export function readVersion(bytes: Uint8Array): number {
   return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
 }
 
-const readableRounds = new Set(['active', 'updating', 'writing', 'updating_previous', 'writing_previous']);
+// Ceph's is_readable leaves out refresh (services reload then); a paxmon service checks that it
+// applied every committed version itself (isServiceReadable), so refresh needs no exception.
+const readableRounds = new Set([
+  'active',
+  'updating',
+  'writing',
+  'updating_previous',
+  'writing_previous',
+  'refresh',
+]);
+const takingProposals = new Set(readableRounds);
 
-/** Ceph's Paxos::is_readable and is_writeable over the context, as a status report for the parent. */
-export function status(
-  context: Pick<
-    PaxosContext,
-    'firstCommitted' | 'lastCommitted' | 'round' | 'leaseValid' | 'leader' | 'rank'
-  >,
-): PaxosParentEvent {
-  const readable =
-    context.round !== 'idle' &&
-    readableRounds.has(context.round) &&
-    context.leaseValid &&
-    context.lastCommitted > 0;
-  const writeable = context.leader === context.rank && context.round === 'active' && context.leaseValid;
+type StatusFields = Pick<
+  PaxosContext,
+  'firstCommitted' | 'lastCommitted' | 'round' | 'leaseValid' | 'leader' | 'rank'
+>;
+
+/** Ceph's Paxos::is_readable, and whether the leader takes proposals, over the context. */
+export function statusOf(context: StatusFields): PaxosStatus {
+  const readable = readableRounds.has(context.round) && context.leaseValid && context.lastCommitted > 0;
+  const writeable =
+    context.leader === context.rank && takingProposals.has(context.round) && context.leaseValid;
   return {
-    type: 'paxos.status',
     firstCommitted: context.firstCommitted,
     lastCommitted: context.lastCommitted,
     readable,
     writeable,
   };
+}
+
+/** The status as a report for the parent. */
+export function status(context: StatusFields): PaxosParentEvent {
+  return { type: 'paxos.status', ...statusOf(context) };
 }
 
 /**
@@ -471,8 +494,17 @@ function commitFinish(context: PaxosContext): Step {
       msg: paxosMessage(c, 'commit', { values: [{ version, value }] }),
     })),
     parent: [
-      status({ ...context, firstCommitted: c.firstCommitted, lastCommitted: version, round: 'refresh' }),
-      { type: 'paxos.committed', version, ids: context.inFlight?.ids ?? [] },
+      {
+        type: 'paxos.committed',
+        version,
+        ids: context.inFlight?.ids ?? [],
+        status: statusOf({
+          ...context,
+          firstCommitted: c.firstCommitted,
+          lastCommitted: version,
+          round: 'refresh',
+        }),
+      },
     ],
   };
 }
@@ -504,6 +536,7 @@ function extendLease(context: PaxosContext): Step {
         leaseMs: context.timeouts.monLeaseMs,
         leaseSeq,
         leaseToken: context.peonTokens[r] ?? 0,
+        leaseConfirmed: context.ackedSeq,
       }),
     })),
     raise: { type: 'paxos.lease_extended' },
@@ -589,12 +622,18 @@ function handleLease(context: PaxosContext, msg: MonPaxos): Step {
   const u = context.uncommitted;
   if (u && u.version === context.lastCommitted + 1 && u.pn === context.acceptedPn) return nothing;
   const promiseSeq = context.promiseSeq + 1;
-  // Ceph's lease carries the leader's clock (lease_timestamp) and trusts synchronised clocks.
-  // paxmon needs no clock: the lease echoes a token I sent before the leader sent the lease, and
-  // serves reads until mon_lease after that token — so a lease delivered late (a pause, a slow
-  // link) cannot stretch my reads past what the leader and the others promised.
-  const echoed = msg.leaseToken ?? 0;
-  const fresh = echoed > context.leaseTokensEnded && echoed <= context.leaseTokenSeq;
+  // Ceph's lease carries the leader's clock (lease_timestamp) and trusts synchronised clocks,
+  // and a peon reads under a lease the moment it arrives. paxmon needs no clock, and waits for
+  // the others: a lease n echoes a token I sent before the leader sent n; once a later lease
+  // says n was acked by the whole quorum (leaseConfirmed), every member has promised, from its
+  // ack of n — after n was sent — to help no other leader for mon_lease. So I may read until
+  // mon_lease after that token: never past a promise, however late a lease arrives, and never
+  // under a lease some member did not take (it may already be in another quorum).
+  const echoes = [...context.leaseEchoes, { seq: msg.leaseSeq ?? 0, token: msg.leaseToken ?? 0 }].slice(-8);
+  const confirmed = echoes.find((e) => e.seq === msg.leaseConfirmed);
+  const echoed = confirmed?.token ?? 0;
+  const fresh =
+    confirmed !== undefined && echoed > context.leaseTokensEnded && echoed <= context.leaseTokenSeq;
   const leaseToken = context.leaseTokenSeq + 1;
   return {
     context: {
@@ -602,6 +641,7 @@ function handleLease(context: PaxosContext, msg: MonPaxos): Step {
       promiseActive: true,
       promiseEpoch: context.electionEpoch,
       leaseTokenSeq: leaseToken,
+      leaseEchoes: echoes,
       ...(fresh ? { heldToken: echoed } : {}),
     },
     messages: [
@@ -613,7 +653,7 @@ function handleLease(context: PaxosContext, msg: MonPaxos): Step {
         }),
       },
     ],
-    ...(fresh ? { raise: { type: 'paxos.lease_granted' } as PaxosEvent } : {}),
+    raise: fresh ? { type: 'paxos.lease_granted' } : { type: 'paxos.lease_received' },
     later: [
       { event: { type: 'paxos.promise_expired', seq: promiseSeq }, delayMs: context.timeouts.monLeaseMs },
       leaseWindow(context, leaseToken),
@@ -660,9 +700,10 @@ function report(
   context: PaxosContext,
   event: PaxosParentEvent,
 ): void {
-  if (event.type === 'paxos.status') {
-    const key = `${event.firstCommitted}:${event.lastCommitted}:${event.readable}:${event.writeable}`;
-    if (key === context.reported) return;
+  if (event.type === 'paxos.status' || event.type === 'paxos.committed') {
+    const st = event.type === 'paxos.status' ? event : event.status;
+    const key = `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}`;
+    if (event.type === 'paxos.status' && key === context.reported) return;
     enqueue.assign({ reported: key });
   }
   enqueue.sendParent(event);
@@ -814,6 +855,7 @@ export const paxosMachine = setup({
     leaseTokenSeq: 0,
     leaseTokensEnded: 0,
     heldToken: 0,
+    leaseEchoes: [],
   }),
   entry: sendParent(({ context }) => ({
     type: 'paxos.status',
@@ -837,6 +879,8 @@ export const paxosMachine = setup({
           leader: context.rank,
           collectAbovePn: 0,
           renewDue: true,
+          // Only leases of this leadership can be confirmed (acked by this quorum).
+          ackedSeq: context.leaseSeq,
         })),
       ],
     },
@@ -848,6 +892,8 @@ export const paxosMachine = setup({
           electionEpoch: event.electionEpoch,
           quorum: event.quorum,
           leader: event.leader,
+          // Leases of another leadership confirm nothing here.
+          leaseEchoes: [],
         })),
       ],
     },
@@ -1014,7 +1060,6 @@ export const paxosMachine = setup({
                     return { ...s, context: { ...s.context, renewDue: false } };
                   },
                 },
-                sendParent({ type: 'paxos.active' }),
                 // Paxos::finish_round: what queued during the last round goes out now.
                 {
                   type: 'step',
@@ -1291,7 +1336,10 @@ export const paxosMachine = setup({
               after: {
                 leaseAckTimeout: { actions: { type: 'bootstrap', params: { reason: 'lease timeout' } } },
               },
-              on: { 'paxos.lease_granted': { target: 'waiting', reenter: true } },
+              on: {
+                'paxos.lease_granted': { target: 'waiting', reenter: true },
+                'paxos.lease_received': { target: 'waiting', reenter: true },
+              },
             },
           },
         },
@@ -1305,9 +1353,7 @@ export function isReadable(snapshot: { matches(value: unknown): boolean; context
   if (snapshot.context.lastCommitted === 0) return false;
   const role = snapshot.matches('leader') ? 'leader' : snapshot.matches('peon') ? 'peon' : null;
   if (!role) return false;
-  const round = ['active', 'updating', 'writing', 'updating_previous', 'writing_previous'].some((s) =>
-    snapshot.matches({ [role]: { round: s } }),
-  );
+  const round = [...readableRounds].some((s) => snapshot.matches({ [role]: { round: s } }));
   const lease = role === 'leader' ? 'valid' : { held: 'valid' };
   return round && snapshot.matches({ [role]: { lease } });
 }

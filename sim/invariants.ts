@@ -255,7 +255,10 @@ export class StateChecker {
       const peon = to.slice('mon.'.length);
       const forward = this.#forwarded.get(`${peon}:${message.tid}`);
       if (forward) {
+        const relay = this.#relayed.has(`${name}:${forward.client}:${forward.clientTid}`);
         this.#relayed.add(`${peon}:${forward.client}:${forward.clientTid}`);
+        // A monitor that forwarded the request on itself only passes the leader's answer back.
+        if (relay) return;
         const answer = {
           type: 'mon.command_ack' as const,
           tid: forward.clientTid,

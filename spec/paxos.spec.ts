@@ -77,6 +77,30 @@ const ctx = (h: ReturnType<typeof paxos>) =>
     leaseValid: boolean;
     leaseTokenSeq: number;
   };
+let nextLeaseSeq = 1;
+/**
+ * Leases as the leader sends them to a peon: each echoes the peon's newest token, and a lease
+ * is read under only once a later one confirms that the whole quorum acked it.
+ */
+function lease(h: ReturnType<typeof paxos>, fields: Partial<MonPaxos> = {}, confirm?: number): number {
+  const seq = nextLeaseSeq++;
+  h.send(
+    msg('a', 'lease', {
+      pn: 100,
+      leaseMs: LEASE,
+      leaseSeq: seq,
+      leaseToken: ctx(h).leaseTokenSeq,
+      ...(confirm !== undefined ? { leaseConfirmed: confirm } : {}),
+      ...fields,
+    }),
+  );
+  return seq;
+}
+/** Two leases, the second confirming the first: a peon with a fresh token reads after them. */
+function grant(h: ReturnType<typeof paxos>, fields: Partial<MonPaxos> = {}): void {
+  const first = lease(h, fields);
+  lease(h, fields, first);
+}
 const matches = (h: ReturnType<typeof paxos>, value: unknown) =>
   h.child().getSnapshot().matches(value) as boolean;
 
@@ -319,7 +343,9 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 100 }));
-  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
+  const first = lease(h);
+  assert.ok(matches(h, { peon: { lease: 'expired' } }), 'not before the quorum acked it');
+  lease(h, {}, first);
   assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
   h.takeMessages();
   h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
@@ -340,22 +366,33 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
   assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
   h.advance(LEASE / 2);
   assert.ok(matches(h, { peon: { lease: 'expired' } }), 'the commit did not extend the lease');
-  // A lease echoing a token whose window is over (a late lease) is acked but serves no reads;
-  // the next one, echoing the token that ack carried, does.
+  // A confirmed lease that echoes a token whose window is over (a late lease) is acked but
+  // serves no reads; once a lease echoing the token of that ack is confirmed, it does.
   h.takeMessages();
-  h.send(msg('a', 'lease', { pn: 100, lastCommitted: 1, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
+  const late = lease(h, { lastCommitted: 1 });
+  const next = lease(h, { lastCommitted: 1 }, late);
   assert.ok(matches(h, { peon: { lease: 'expired' } }), 'a late lease does not make it readable');
-  const ack = h.takeMessages().find((m) => m.op === 'lease_ack');
-  assert.ok(ack?.msg.leaseToken, 'acked with a fresh token');
-  h.send(
-    msg('a', 'lease', {
-      pn: 100,
-      lastCommitted: 1,
-      leaseMs: LEASE,
-      leaseToken: ack?.msg.leaseToken as number,
-    }),
+  assert.ok(
+    h.takeMessages().every((m) => m.op !== 'lease_ack' || m.msg.leaseToken),
+    'acks carry tokens',
   );
+  lease(h, { lastCommitted: 1 }, next);
   assert.ok(matches(h, { peon: { round: 'active', lease: { held: 'valid' } } }));
+  h.stop();
+});
+
+test('peon: a lease some quorum member never acked serves no reads (that member may be in another quorum already)', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1, 2], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 100 }));
+  const first = lease(h);
+  const second = lease(h, {}, 0);
+  lease(h, {}, 0);
+  assert.ok(matches(h, { peon: { lease: 'expired' } }), 'acked, but not by everyone: no reads');
+  assert.is(h.takeParent().filter((e) => e.type === 'paxos.bootstrap').length, 0);
+  lease(h, {}, second);
+  assert.ok(matches(h, { peon: { lease: { held: 'valid' } } }), 'confirmed: reads');
+  assert.ok(first < second);
   h.stop();
 });
 
@@ -366,7 +403,7 @@ test('peon: a lease delivered late (after a pause) serves reads only until mon_l
   const token = ctx(h).leaseTokenSeq;
   assert.ok(token > 0, 'the last reply carries a token');
   h.advance(LEASE * 0.75);
-  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseToken: token }));
+  grant(h);
   assert.ok(matches(h, { peon: { lease: { held: 'valid' } } }));
   h.advance(LEASE * 0.25);
   assert.ok(matches(h, { peon: { lease: 'expired' } }), 'mon_lease after the token, not after the arrival');
@@ -377,7 +414,8 @@ test('peon: the lease expires after mon_lease and the lease timeout sends it to 
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
   h.send(msg('a', 'collect', { pn: 100 }));
-  h.send(msg('a', 'lease', { pn: 100, leaseMs: LEASE, leaseToken: ctx(h).leaseTokenSeq }));
+  grant(h);
+  assert.ok(matches(h, { peon: { lease: { held: 'valid' } } }));
   h.advance(LEASE);
   assert.ok(matches(h, { peon: { lease: 'expired' } }));
   assert.not.ok(h.takeParent().some((e) => e.type === 'paxos.bootstrap'));

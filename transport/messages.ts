@@ -180,6 +180,8 @@ export const MonPaxosSchema = Type.Object(
      * before the leader sent the lease — never from a late arrival.
      */
     leaseToken: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** The newest lease every quorum member acked (op lease): the leases a peon may read under. */
+    leaseConfirmed: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );

@@ -196,7 +196,17 @@ export const paxmonTarget: Target = {
         const process_ = startProcess(
           `mon.${m.name}`,
           process.execPath,
-          [...prof, bundle, 'mon', '--dir', monDir, '--log-file', join(monDir, 'log'), ...sets],
+          [
+            ...prof,
+            ...(process.env.PAXMON_NODE_FLAGS ? process.env.PAXMON_NODE_FLAGS.split(' ') : []),
+            bundle,
+            'mon',
+            '--dir',
+            monDir,
+            '--log-file',
+            join(monDir, 'log'),
+            ...sets,
+          ],
           { cwd: root, logFile: join(monDir, 'log') },
         );
         return { name: m.name, addr: m.addr, process: process_ };
