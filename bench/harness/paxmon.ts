@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MonClient } from '../../actors/mon-client.ts';
-import { mkfs } from '../../cli/cluster.ts';
+import { mkfs, monitorNodeFlags } from '../../cli/cluster.ts';
 import { sleep } from './load.ts';
 import {
   freePorts,
@@ -198,7 +198,7 @@ export const paxmonTarget: Target = {
           process.execPath,
           [
             ...prof,
-            ...(process.env.PAXMON_NODE_FLAGS ? process.env.PAXMON_NODE_FLAGS.split(' ') : []),
+            ...monitorNodeFlags,
             bundle,
             'mon',
             '--dir',
