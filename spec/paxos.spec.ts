@@ -215,6 +215,18 @@ test('leader: commits only when every quorum member accepted', () => {
   h.stop();
 });
 
+test('leader: begin leaves while the leader writes its own (fsynced) copy', () => {
+  const h = paxos(0);
+  h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
+  h.send(msg('b', 'last', { pn: 100 }));
+  h.send(msg('c', 'last', { pn: 100 }));
+  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  const begin = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'begin'));
+  assert.ok(begin?.sendBeforeDurable, 'the begin goes out with the write, not after it');
+  assert.is(begin?.durability, undefined, "the leader's copy is fsynced");
+  h.stop();
+});
+
 test('leader: a commit sends no lease; the lease is renewed every mon_lease × renew factor', () => {
   const h = paxos(0);
   h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
