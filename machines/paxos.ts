@@ -113,6 +113,8 @@ export interface PaxosContext {
   collectDeferred: boolean;
   /** The last paxos.status sent to the parent (fc:lc:readable:writeable): only changes are sent. */
   reported: string;
+  /** A paxos.report is raised and not handled yet (see report()). */
+  reportPending: boolean;
   /** Leader: the lease is to be extended the next time the round is active. */
   renewDue: boolean;
   /** Leader: the last lease token each peon sent (rank → token), echoed in its next lease. */
@@ -164,6 +166,8 @@ export type PaxosEvent =
   | { type: 'paxos.lease_window_end'; token: number }
   /** Peon: the lease held ran out (its token's window ended). */
   | { type: 'paxos.held_lease_ended' }
+  /** Internal: send the status as it stands now (see report()). */
+  | { type: 'paxos.report' }
   | { type: 'paxos.fail'; reason: string };
 
 export interface PaxosStatus {
@@ -691,20 +695,31 @@ function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } 
 }
 
 /**
- * Send an event to the parent; a paxos.status only when it differs from the last one sent. A
- * round moves through four states per commit, and each status is a step of the monitor and of
- * every service: most of them would say nothing new.
+ * Send an event to the parent. A paxos.status is not sent at once: the step that changed the
+ * round, the lease or the versions raises `paxos.report`, which runs after the other events
+ * the step raised, and sends the status as the context then stands, only if it differs from the
+ * last one sent. A commit on a peon changes the versions, the round and the lease in one
+ * macrostep, and each status is a step of the monitor and of every service: one is enough.
  */
 function report(
-  enqueue: { assign(values: Partial<PaxosContext>): void; sendParent(event: PaxosParentEvent): void },
+  enqueue: {
+    assign(values: Partial<PaxosContext>): void;
+    sendParent(event: PaxosParentEvent): void;
+    raise(event: PaxosEvent): void;
+  },
   context: PaxosContext,
   event: PaxosParentEvent,
 ): void {
-  if (event.type === 'paxos.status' || event.type === 'paxos.committed') {
-    const st = event.type === 'paxos.status' ? event : event.status;
-    const key = `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}`;
-    if (event.type === 'paxos.status' && key === context.reported) return;
-    enqueue.assign({ reported: key });
+  if (event.type === 'paxos.status') {
+    if (!context.reportPending) {
+      enqueue.assign({ reportPending: true });
+      enqueue.raise({ type: 'paxos.report' });
+    }
+    return;
+  }
+  if (event.type === 'paxos.committed') {
+    const st = event.status;
+    enqueue.assign({ reported: `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}` });
   }
   enqueue.sendParent(event);
 }
@@ -762,8 +777,9 @@ export const paxosMachine = setup({
         );
         enqueue.sendTo(({ system }) => system.get('io'), io);
       }
-      for (const event of step.parent ?? []) report(enqueue, context, event);
+      // The step's own event first, so that a status report runs after it (see report()).
       if (step.raise) enqueue.raise(step.raise);
+      for (const event of step.parent ?? []) report(enqueue, context, event);
       for (const { event, delayMs } of step.later ?? []) enqueue.raise(event, { delay: delayMs });
     }),
     abortAll: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
@@ -850,6 +866,7 @@ export const paxosMachine = setup({
     deferredCollect: null,
     collectDeferred: false,
     reported: '',
+    reportPending: false,
     renewDue: false,
     peonTokens: {},
     leaseTokenSeq: 0,
@@ -903,6 +920,16 @@ export const paxosMachine = setup({
     'paxos.lease_deadline': {
       guard: ({ context, event }) => event.seq === context.ackedSeq,
       actions: raise({ type: 'paxos.lease_expired' }),
+    },
+    'paxos.report': {
+      actions: enqueueActions(({ enqueue, context }) => {
+        enqueue.assign({ reportPending: false });
+        const st = statusOf(context);
+        const key = `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}`;
+        if (key === context.reported) return;
+        enqueue.assign({ reported: key });
+        enqueue.sendParent({ type: 'paxos.status', ...st });
+      }),
     },
     'paxos.lease_window_end': {
       actions: enqueueActions(({ enqueue, context, event }) => {
