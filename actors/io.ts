@@ -19,6 +19,7 @@ import type {
   AppliedOp,
   CommandReplyData,
   IoEffectsEvent,
+  MessageEvent,
   Outgoing,
   ReadPlan,
   ReplyTarget,
@@ -26,7 +27,14 @@ import type {
 } from '../machines/effects.ts';
 import type { Store } from '../storage/store.ts';
 import { Transaction } from '../storage/transaction.ts';
-import type { EntityName, Message, MonCommand, MonSync, PaxosValue } from '../transport/messages.ts';
+import type {
+  EntityName,
+  Message,
+  MonCommand,
+  MonForward,
+  MonSync,
+  PaxosValue,
+} from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface IoDeps {
@@ -51,8 +59,15 @@ export function decodeValue(value: Uint8Array): Transaction {
   return Transaction.decodeAll(value);
 }
 
-/** Turn a machine's plain-data writes into one storage Transaction. */
-export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transaction {
+/**
+ * Turn a machine's plain-data writes into one storage Transaction. `decoded` receives each
+ * applied Paxos value's decoded transaction, so that the caller does not decode it again.
+ */
+export function toTransaction(
+  ops: StoreOp[],
+  tx = new Transaction(),
+  decoded?: (version: number, value: Transaction) => void,
+): Transaction {
   for (const op of ops) {
     switch (op.op) {
       case 'put':
@@ -67,7 +82,12 @@ export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transacti
       case 'erase_range':
         tx.eraseRange(op.prefix, op.start, op.end);
         break;
-      case 'apply_value':
+      case 'apply_value': {
+        const value = decodeValue(op.value);
+        decoded?.(op.version, value);
+        tx.append(value);
+        break;
+      }
       case 'apply_encoded':
         tx.append(decodeValue(op.value));
         break;
@@ -77,9 +97,9 @@ export function toTransaction(ops: StoreOp[], tx = new Transaction()): Transacti
 }
 
 /** The ops of a committed value as services see them in update_from_paxos. */
-export function appliedOps(value: Uint8Array): AppliedOp[] {
+export function appliedOps(value: Uint8Array | Transaction): AppliedOp[] {
   const ops: AppliedOp[] = [];
-  for (const op of decodeValue(value).ops) {
+  for (const op of (value instanceof Transaction ? value : decodeValue(value)).ops) {
     if (op.type === 'put') ops.push({ op: 'put', prefix: op.prefix, key: op.key, value: op.value });
     else if (op.type === 'erase') ops.push({ op: 'erase', prefix: op.prefix, key: op.key });
     else if (op.type === 'erase_range')
@@ -138,7 +158,6 @@ const routedToMonitor = new Set<Message['type']>([
   'mon.paxos',
   'mon.sync',
   'mon.join',
-  'mon.forward',
   'mon.route',
 ]);
 
@@ -147,6 +166,13 @@ export function ioLogic(deps: IoDeps) {
     const queue: IoEffectsEvent[] = [];
     let pumping = false;
     let stopped = false;
+
+    let forwards: (MessageEvent<MonForward> & { receivedAt: number })[] = [];
+    const flushForwards = () => {
+      const batch = forwards;
+      forwards = [];
+      if (batch.length && !stopped) sendBack({ type: 'monitor.commands', requests: [], forwards: batch });
+    };
 
     // Monitors whose session was lost (Ceph's ms_handle_reset), until they are heard from again.
     const down = new Set<EntityName>();
@@ -160,7 +186,11 @@ export function ioLogic(deps: IoDeps) {
         if (stopped) return;
         if (down.delete(from)) sendBack({ type: 'monitor.peer_alive', peer: from });
         if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
-        else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
+        else if (msg.type === 'mon.forward') {
+          // Forwards read from the sockets together reach the monitor as one event.
+          forwards.push({ type: 'mon.forward', from, msg, receivedAt: deps.now?.() ?? 0 });
+          if (forwards.length === 1) queueMicrotask(flushForwards);
+        } else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
         else if (routedToMonitor.has(msg.type))
           sendBack({ type: msg.type, from, msg, receivedAt: deps.now?.() ?? 0 } as never);
         else deps.onOther?.(from, msg);
@@ -222,13 +252,11 @@ export function ioLogic(deps: IoDeps) {
         while (queue.length && !stopped) {
           const batch = queue.splice(0, queue.length);
           const tx = new Transaction();
-          const applied: { version: number; value: Uint8Array }[] = [];
+          const applied: { version: number; value: Transaction }[] = [];
           let sync = false;
           for (const effect of batch) {
-            toTransaction(effect.writes, tx);
+            toTransaction(effect.writes, tx, (version, value) => applied.push({ version, value }));
             if (effect.writes.length > 0 && effect.durability !== 'applied') sync = true;
-            for (const op of effect.writes)
-              if (op.op === 'apply_value') applied.push({ version: op.version, value: op.value });
           }
           // Messages that may leave before this batch's fsync: those of the leading effects that
           // write nothing (what they follow is durable already) and of effects marked

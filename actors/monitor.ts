@@ -113,6 +113,13 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     void handle.stop();
   };
 
+  let commands: ServiceRequest[] = [];
+  const flushCommands = () => {
+    const requests = commands;
+    commands = [];
+    if (requests.length && !stopping) actor.send({ type: 'monitor.commands', requests, forwards: [] });
+  };
+
   const io = ioLogic({
     store: options.store,
     transport: options.transport,
@@ -141,7 +148,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       // (the same preprocess_query and readability check the statechart applies).
       if (fastRead(request, reply)) return;
       // Everything else is a PaxosService's (Monitor::dispatch_op → the service by prefix).
-      actor.send({ type: 'monitor.command', request });
+      // Commands read from the sockets together go to the statechart as one event.
+      commands.push(request);
+      if (commands.length === 1) queueMicrotask(flushCommands);
     },
     onOther: (from, msg) => {
       if (msg.type === 'mon.ping') timecheck(from, msg);

@@ -110,6 +110,15 @@ export type MonitorEvent =
   | { type: 'paxos.propose'; id: string; value: Uint8Array }
   /** A client command, stamped by the runtime with the time it arrived. */
   | { type: 'monitor.command'; request: ServiceRequest }
+  /**
+   * Client commands and peons' forwards that arrived together (one read of the sockets): each
+   * service gets its share in one event rather than one event per request.
+   */
+  | {
+      type: 'monitor.commands';
+      requests: ServiceRequest[];
+      forwards: (MessageEvent<MonForward> & { receivedAt?: number })[];
+    }
   /** The runtime's tick (mon_tick_interval): services' tick(); `now` is the wall clock. */
   | { type: 'monitor.tick'; now: number }
   /** The leader's time checks (Monitor::timecheck): clock skew per monitor name. */
@@ -256,6 +265,18 @@ const serviceId = (name: string) => `service:${name}`;
  * The monitor statechart with a given set of PaxosServices (Ceph's Monitor with its
  * paxos_service[] array). `monitorMachine` is the one with paxmon's services.
  */
+/** Monitor::handle_forward: the request a peon forwarded, answered back through that peon. */
+function forwardedRequest(e: MessageEvent<MonForward> & { receivedAt?: number }): ServiceRequest {
+  return {
+    client: e.msg.client as EntityName,
+    tid: e.msg.clientTid,
+    cmd: e.msg.request.cmd,
+    receivedAt: e.receivedAt ?? 0,
+    via: { peer: e.from, forwardTid: e.msg.tid },
+    ...(e.msg.request.inbuf ? { inbuf: e.msg.request.inbuf } : {}),
+  };
+}
+
 export function createMonitorMachine(services: ServiceDefinition[]) {
   const serviceActors = Object.fromEntries(
     services.map((d) => [serviceId(d.name), createPaxosService(d)]),
@@ -296,31 +317,38 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         for (const d of services) enqueue.sendTo(serviceId(d.name), event as never);
       }),
       /** Monitor::dispatch_op → the service whose commands these are (or EINVAL). */
-      routeCommand: enqueueActions(({ enqueue, context, event }) => {
-        let request: ServiceRequest | undefined;
-        if (event.type === 'monitor.command') request = event.request;
+      routeCommand: enqueueActions(({ enqueue, event }) => {
+        const requests: ServiceRequest[] = [];
+        if (event.type === 'monitor.command') requests.push(event.request);
         else if (event.type === 'mon.forward') {
-          const e = event as MessageEvent<MonForward> & { receivedAt?: number };
-          request = {
-            client: e.msg.client as EntityName,
-            tid: e.msg.clientTid,
-            cmd: e.msg.request.cmd,
-            receivedAt: e.receivedAt ?? 0,
-            via: { peer: e.from, forwardTid: e.msg.tid },
-            ...(e.msg.request.inbuf ? { inbuf: e.msg.request.inbuf } : {}),
-          };
+          requests.push(forwardedRequest(event as MessageEvent<MonForward> & { receivedAt?: number }));
+        } else if (event.type === 'monitor.commands') {
+          requests.push(...event.requests, ...event.forwards.map(forwardedRequest));
         }
-        if (!request) return;
-        const service = serviceFor(request.cmd);
-        if (!service) {
-          const io: IoEffectsEvent = {
-            ...effects([], []),
-            replies: [{ target: request, reply: { r: -22, rs: unknownCommand(request.cmd) } }],
-          };
+        const unknown: { target: ServiceRequest; reply: { r: number; rs: string } }[] = [];
+        const byService = new Map<string, ServiceRequest[]>();
+        for (const request of requests) {
+          const service = serviceFor(request.cmd);
+          if (!service) {
+            unknown.push({ target: request, reply: { r: -22, rs: unknownCommand(request.cmd) } });
+            continue;
+          }
+          const share = byService.get(service.name) ?? [];
+          share.push(request);
+          byService.set(service.name, share);
+        }
+        if (unknown.length) {
+          const io: IoEffectsEvent = { ...effects([], []), replies: unknown };
           enqueue.sendTo(({ system }) => system.get('io'), io);
-          return;
         }
-        enqueue.sendTo(serviceId(service.name), { type: 'service.request', request });
+        for (const [name, share] of byService) {
+          enqueue.sendTo(
+            serviceId(name),
+            share.length === 1
+              ? { type: 'service.request', request: share[0] as ServiceRequest }
+              : { type: 'service.requests', requests: share },
+          );
+        }
       }),
       /** Monitor::sync_start, from the decision taken while probing. */
       syncStart: enqueueActions(({ enqueue, context }) => {
@@ -583,6 +611,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }),
       },
       'monitor.command': { actions: 'routeCommand' },
+      'monitor.commands': { actions: 'routeCommand' },
       'mon.forward': { actions: 'routeCommand' },
       'monitor.tick': {
         actions: enqueueActions(({ enqueue, event }) => {

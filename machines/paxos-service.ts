@@ -168,6 +168,8 @@ export interface ServiceContext {
 
 export type ServiceEvent =
   | { type: 'service.request'; request: ServiceRequest }
+  /** Requests that arrived together, dispatched in order in one step. */
+  | { type: 'service.requests'; requests: ServiceRequest[] }
   | { type: 'service.monitor'; monitor: MonitorView }
   /** PaxosService::tick; `now` is the wall clock of the runtime (stamps self-issued requests). */
   | { type: 'service.tick'; now: number }
@@ -511,6 +513,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     type: 'parallel',
     on: {
       'service.request': { actions: 'run' },
+      'service.requests': { actions: 'run' },
       'service.monitor': { actions: 'run' },
       'service.tick': { actions: 'run' },
       'paxos.status': { actions: 'run' },
@@ -575,6 +578,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     switch (event.type) {
       case 'service.request':
         return dispatch(c, event.request, step);
+      case 'service.requests': {
+        let next = c;
+        for (const request of event.requests) next = dispatch(next, request, step);
+        return next;
+      }
       case 'service.monitor': {
         const before = c.monitor;
         let next: ServiceContext = { ...c, monitor: event.monitor };
