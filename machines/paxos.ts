@@ -812,6 +812,16 @@ export const paxosMachine = setup({
       enqueue.assign({ accepted });
       if (context.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
     }),
+    /** Leader: a peon's newest lease token, echoed in the next lease to it. */
+    notePeonToken: assign(({ context, event }) => {
+      if (event.type !== 'mon.paxos') return {};
+      return {
+        peonTokens: {
+          ...context.peonTokens,
+          [rankOf(context.monmap, event.from)]: event.msg.leaseToken ?? 0,
+        },
+      };
+    }),
     enqueueProposal: assign(({ context, event }) =>
       event.type === 'paxos.propose'
         ? { queue: [...context.queue, { id: event.id, value: event.value }] }
@@ -829,6 +839,10 @@ export const paxosMachine = setup({
       const from = rankOf(context.monmap, event.from);
       return from >= 0 && context.quorum.includes(from);
     },
+    leaseAckFromQuorum: and([
+      'fromQuorum',
+      ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
+    ]),
     fromLeader: ({ context, event }) =>
       event.type === 'mon.paxos' &&
       event.msg.electionEpoch === context.electionEpoch &&
@@ -1182,21 +1196,7 @@ export const paxosMachine = setup({
               on: {
                 'paxos.lease_extended': { target: 'waiting' },
                 // A late ack still brings the peon's newest lease token.
-                'mon.paxos': {
-                  guard: and([
-                    'fromQuorum',
-                    ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
-                  ]),
-                  actions: assign(({ context, event }) => {
-                    const e = event as MessageEvent<MonPaxos>;
-                    return {
-                      peonTokens: {
-                        ...context.peonTokens,
-                        [rankOf(context.monmap, e.from)]: e.msg.leaseToken ?? 0,
-                      },
-                    };
-                  }),
-                },
+                'mon.paxos': { guard: 'leaseAckFromQuorum', actions: 'notePeonToken' },
               },
             },
             waiting: {
@@ -1205,14 +1205,11 @@ export const paxosMachine = setup({
               },
               on: {
                 'mon.paxos': {
-                  guard: and([
-                    'fromQuorum',
-                    ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
-                  ]),
+                  guard: 'leaseAckFromQuorum',
                   actions: enqueueActions(({ context, event, enqueue }) => {
                     const e = event as MessageEvent<MonPaxos>;
                     const from = rankOf(context.monmap, e.from);
-                    enqueue.assign({ peonTokens: { ...context.peonTokens, [from]: e.msg.leaseToken ?? 0 } });
+                    enqueue({ type: 'notePeonToken' });
                     // Only acks of the lease in force count (an old ack says nothing about it).
                     if (e.msg.leaseSeq !== undefined && e.msg.leaseSeq !== context.leaseSeq) return;
                     const ackedLease = context.ackedLease.includes(from)
