@@ -212,7 +212,6 @@ const readableRounds = new Set([
   'writing_previous',
   'refresh',
 ]);
-const takingProposals = new Set(readableRounds);
 
 type StatusFields = Pick<
   PaxosContext,
@@ -223,18 +222,14 @@ type StatusFields = Pick<
 export function statusOf(context: StatusFields): PaxosStatus {
   const readable = readableRounds.has(context.round) && context.leaseValid && context.lastCommitted > 0;
   const writeable =
-    context.leader === context.rank && takingProposals.has(context.round) && context.leaseValid;
+    // The leader takes proposals in the rounds it is readable in (recovered, lease valid).
+    context.leader === context.rank && readableRounds.has(context.round) && context.leaseValid;
   return {
     firstCommitted: context.firstCommitted,
     lastCommitted: context.lastCommitted,
     readable,
     writeable,
   };
-}
-
-/** The status as a report for the parent. */
-export function status(context: StatusFields): PaxosParentEvent {
-  return { type: 'paxos.status', ...statusOf(context) };
 }
 
 /**
@@ -266,6 +261,8 @@ type Step = {
   writes?: StoreOp[];
   messages?: Outgoing[];
   notify?: string;
+  /** The versions changed: send the status (see requestReport). */
+  report?: true;
   /** See IoEffectsEvent: how durable the writes must be, and whether the messages may go first. */
   durability?: 'durable' | 'applied';
   sendBeforeDurable?: boolean;
@@ -330,7 +327,7 @@ export function storeState(context: PaxosContext, lastCommitted: number, values:
   return {
     context: { lastCommitted: newLc, firstCommitted, uncommitted },
     writes,
-    parent: [status({ ...context, firstCommitted, lastCommitted: newLc })],
+    report: true,
   };
 }
 
@@ -386,6 +383,7 @@ function handleLast(context: PaxosContext, from: number, msg: MonPaxos): Step {
     writes: [...(stored.writes ?? [])],
     messages: [],
     parent: [...(stored.parent ?? [])],
+    ...(stored.report ? { report: true as const } : {}),
   };
   // A lagging peon gets the commits it lacks (share_state); one behind my trimmed history must sync.
   if (msg.lastCommitted + 1 < c.firstCommitted && c.firstCommitted > 1) {
@@ -695,34 +693,23 @@ function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } 
 }
 
 /**
- * Send an event to the parent. A paxos.status is not sent at once: the step that changed the
- * round, the lease or the versions raises `paxos.report`, which runs after the other events
- * the step raised, and sends the status as the context then stands, only if it differs from the
- * last one sent. A commit on a peon changes the versions, the round and the lease in one
- * macrostep, and each status is a step of the monitor and of every service: one is enough.
+ * Ask for a paxos.status to the parent. It is not sent at once: `paxos.report` is raised and
+ * runs after the other events of the step, and sends the status as the context then stands,
+ * only if it differs from the last one sent. A commit on a peon changes the versions, the round
+ * and the lease in one macrostep, and each status is a step of the monitor and of every
+ * service: one is enough.
  */
-function report(
-  enqueue: {
-    assign(values: Partial<PaxosContext>): void;
-    sendParent(event: PaxosParentEvent): void;
-    raise(event: PaxosEvent): void;
-  },
+function requestReport(
+  enqueue: { assign(values: Partial<PaxosContext>): void; raise(event: PaxosEvent): void },
   context: PaxosContext,
-  event: PaxosParentEvent,
 ): void {
-  if (event.type === 'paxos.status') {
-    if (!context.reportPending) {
-      enqueue.assign({ reportPending: true });
-      enqueue.raise({ type: 'paxos.report' });
-    }
-    return;
-  }
-  if (event.type === 'paxos.committed') {
-    const st = event.status;
-    enqueue.assign({ reported: `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}` });
-  }
-  enqueue.sendParent(event);
+  if (context.reportPending) return;
+  enqueue.assign({ reportPending: true });
+  enqueue.raise({ type: 'paxos.report' });
 }
+
+const statusKey = (st: PaxosStatus) =>
+  `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}`;
 
 export const paxosMachine = setup({
   types: {
@@ -745,11 +732,11 @@ export const paxosMachine = setup({
     ),
     enterRound: enqueueActions(({ enqueue, context }, params: { round: PaxosContext['round'] }) => {
       enqueue.assign({ round: params.round });
-      report(enqueue, context, status({ ...context, round: params.round }));
+      requestReport(enqueue, context);
     }),
     setLease: enqueueActions(({ enqueue, context }, params: { valid: boolean }) => {
       enqueue.assign({ leaseValid: params.valid });
-      report(enqueue, context, status({ ...context, leaseValid: params.valid }));
+      requestReport(enqueue, context);
     }),
     /** Paxos::finish_round → trim when due, as a proposal of its own. */
     maybeTrim: enqueueActions(({ enqueue, context }) => {
@@ -779,7 +766,12 @@ export const paxosMachine = setup({
       }
       // The step's own event first, so that a status report runs after it (see report()).
       if (step.raise) enqueue.raise(step.raise);
-      for (const event of step.parent ?? []) report(enqueue, context, event);
+      for (const event of step.parent ?? []) {
+        // A commit carries the status after it: that is the status last sent.
+        if (event.type === 'paxos.committed') enqueue.assign({ reported: statusKey(event.status) });
+        enqueue.sendParent(event);
+      }
+      if (step.report) requestReport(enqueue, context);
       for (const { event, delayMs } of step.later ?? []) enqueue.raise(event, { delay: delayMs });
     }),
     abortAll: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
@@ -939,7 +931,7 @@ export const paxosMachine = setup({
       actions: enqueueActions(({ enqueue, context }) => {
         enqueue.assign({ reportPending: false });
         const st = statusOf(context);
-        const key = `${st.firstCommitted}:${st.lastCommitted}:${st.readable}:${st.writeable}`;
+        const key = statusKey(st);
         if (key === context.reported) return;
         enqueue.assign({ reported: key });
         enqueue.sendParent({ type: 'paxos.status', ...st });
@@ -975,7 +967,7 @@ export const paxosMachine = setup({
         const trimmingTo =
           context.trimmingTo !== 0 && firstCommitted >= context.trimmingTo ? 0 : context.trimmingTo;
         enqueue.assign({ firstCommitted, trimmingTo });
-        report(enqueue, context, status({ ...context, firstCommitted }));
+        requestReport(enqueue, context);
       }),
     },
   },
