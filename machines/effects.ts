@@ -3,7 +3,8 @@
 // writes as one durable Transaction and only then sends the messages — etcd-raft's "messages
 // after append", Ceph's synchronous apply_transaction before send_message. Messages without
 // writes still queue behind earlier writes, so nothing a monitor says can overtake what it
-// persisted before saying it.
+// persisted before saying it — unless an effect says otherwise (`sendBeforeDurable`,
+// `durability: 'applied'`), which only Paxos does, for values the quorum already holds.
 import type { EntityName, Message } from '../transport/messages.ts';
 
 export type StoreOp =

@@ -3,13 +3,22 @@
 // `idle` is Ceph's Paxos outside a quorum (restart() has run). In a quorum the actor is either
 // `leader` or `peon`, each a parallel state: `round` holds Ceph's states (recovering, active,
 // updating, updating_previous, writing, writing_previous, refresh), `lease` whether reads may be
-// served, and a timer region (lease-ack timeout on the leader, lease timeout on a peon). Every
-// timeout that Ceph answers with mon->bootstrap() sends `paxos.bootstrap` to the monitor.
+// served, and timer regions (lease renewal and lease-ack timeout on the leader, lease timeout on
+// a peon). Every timeout that Ceph answers with mon->bootstrap() sends `paxos.bootstrap` to the
+// monitor.
 //
 // Durability is ordered as data: every step's writes go to the I/O actor in one Transaction and
 // the step's messages are sent only after it is durable. So a peon's `accept` leaves only once
 // the begin value is on disk (Ceph's handle_begin applies before replying), and the leader's own
-// accept counts only when its `io.written` for the begin arrives.
+// accept counts only when its `io.written` for the begin arrives. Two marked exceptions, both
+// about values Paxos already holds safe elsewhere: the leader's begin leaves while its own copy
+// is written, and a commit is applied without an fsync of its own (the whole quorum accepted the
+// value durably first).
+//
+// Leases differ from Ceph's in three ways, each explained where it is made: no lease per commit
+// (a begin suspends a peon's lease, the commit restores it); a peon's lease is bounded by lease
+// tokens, not by the leader's clock (handleLease); and a peon reads under a lease only once a
+// later lease confirms the whole quorum acked it.
 import { and, assign, enqueueActions, raise, sendParent, setup, stateIn } from 'xstate';
 import type { EntityName, MonMap, MonPaxos, PaxosValue } from '../transport/messages.ts';
 import {
