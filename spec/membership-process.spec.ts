@@ -6,7 +6,16 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MonClient } from '../actors/mon-client.ts';
-import { alive, freePorts, paxmon, pollUntil, spawnMon, tempDir, waitForQuorum } from './support/process.ts';
+import {
+  alive,
+  freePorts,
+  paxmon,
+  pollUntil,
+  spawnMon,
+  tempDir,
+  upDetached,
+  waitForQuorum,
+} from './support/process.ts';
 
 const dir = tempDir('membership');
 interface ClusterFile {
@@ -33,18 +42,7 @@ test.after(async () => {
 
 test('a monitor stopped while 5,000 keys of 1 KiB are written returns and serves the latest values', async () => {
   const port = await freePorts(5);
-  const up = await paxmon([
-    '--timeout',
-    '30',
-    'up',
-    '--dir',
-    dir,
-    '--size',
-    '3',
-    '--port',
-    String(port),
-    '--detach',
-  ]);
+  const up = await upDetached(dir, port);
   assert.is(up.code, 0, up.stderr);
   await quorumOf(3);
   const cPid = pidOf('c');

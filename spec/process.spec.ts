@@ -12,6 +12,7 @@ import {
   type QuorumStatus,
   spawnMon,
   tempDir,
+  upDetached,
   waitForQuorum,
 } from './support/process.ts';
 
@@ -28,18 +29,7 @@ test.after(async () => {
 
 test('paxmon up --detach forms a quorum of 3; a second up refuses; kill -9 the leader; restart; down', async () => {
   const port = await freePorts(3);
-  const started = await paxmon([
-    '--timeout',
-    '30',
-    'up',
-    '--dir',
-    dir,
-    '--size',
-    '3',
-    '--port',
-    String(port),
-    '--detach',
-  ]);
+  const started = await upDetached(dir, port);
   assert.is(started.code, 0, started.stderr);
   const first = await quorum(3);
   assert.equal(first.quorum_names, ['a', 'b', 'c']);

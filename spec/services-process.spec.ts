@@ -13,7 +13,7 @@ import {
   kvModel,
   type Operation,
 } from '../sim/linearizability/index.ts';
-import { alive, freePorts, paxmon, pollUntil, tempDir } from './support/process.ts';
+import { alive, freePorts, paxmon, pollUntil, tempDir, upDetached } from './support/process.ts';
 
 const dir = tempDir('services');
 let clients: MonClient[] = [];
@@ -55,18 +55,7 @@ test.after(async () => {
 
 test('500 config-key sets through different monitors; every monitor reads the last values; kill -9 all; restart; nothing acknowledged is lost', async () => {
   const port = await freePorts(3);
-  const up = await paxmon([
-    '--timeout',
-    '30',
-    'up',
-    '--dir',
-    dir,
-    '--size',
-    '3',
-    '--port',
-    String(port),
-    '--detach',
-  ]);
+  const up = await upDetached(dir, port);
   assert.is(up.code, 0, up.stderr);
   await readableEverywhere();
   clients = clientsPerMonitor();

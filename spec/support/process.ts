@@ -1,11 +1,12 @@
 // Helpers for specs that run real paxmon processes: the CLI as a child process, free ports, and
 // bounded polling (a check repeated until it holds or a deadline passes — never a fixed sleep).
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnMonitor } from '../../cli/cluster.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const cliMain = join(repoRoot, 'cli/main.ts');
@@ -34,19 +35,23 @@ export function paxmon(args: string[], timeoutMs = 60_000): Promise<CliResult> {
   });
 }
 
-/** Start `paxmon mon --dir DIR` detached (as `paxmon up` does); returns its pid. */
-export function spawnMon(dir: string): number {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', cliMain, 'mon', '--dir', dir, '--log-file', join(dir, 'log')],
-    {
-      cwd: repoRoot,
-      detached: true,
-      stdio: 'ignore',
-    },
-  );
-  child.unref();
-  return child.pid as number;
+/** Start `paxmon mon --dir DIR` detached, exactly as `paxmon up` does; returns its pid. */
+export const spawnMon = (dir: string): number => spawnMonitor(dir);
+
+/** `paxmon up --detach` of `size` monitors on consecutive ports from `port` (30 s to form). */
+export function upDetached(dir: string, port: number, size = 3): Promise<CliResult> {
+  return paxmon([
+    '--timeout',
+    '30',
+    'up',
+    '--dir',
+    dir,
+    '--size',
+    String(size),
+    '--port',
+    String(port),
+    '--detach',
+  ]);
 }
 
 export function tempDir(label: string): string {
