@@ -32,6 +32,7 @@ import type {
   Message,
   MonCommand,
   MonForward,
+  MonRoute,
   MonSync,
   PaxosValue,
 } from '../transport/messages.ts';
@@ -158,7 +159,6 @@ const routedToMonitor = new Set<Message['type']>([
   'mon.paxos',
   'mon.sync',
   'mon.join',
-  'mon.route',
 ]);
 
 export function ioLogic(deps: IoDeps) {
@@ -172,6 +172,13 @@ export function ioLogic(deps: IoDeps) {
       const batch = forwards;
       forwards = [];
       if (batch.length && !stopped) sendBack({ type: 'monitor.commands', requests: [], forwards: batch });
+    };
+    // A peon gets one mon.route per forwarded request; those read together are one event.
+    let routes: MessageEvent<MonRoute>[] = [];
+    const flushRoutes = () => {
+      const batch = routes;
+      routes = [];
+      if (batch.length && !stopped) sendBack({ type: 'monitor.routes', routes: batch });
     };
 
     // Monitors whose session was lost (Ceph's ms_handle_reset), until they are heard from again.
@@ -190,6 +197,9 @@ export function ioLogic(deps: IoDeps) {
           // Forwards read from the sockets together reach the monitor as one event.
           forwards.push({ type: 'mon.forward', from, msg, receivedAt: deps.now?.() ?? 0 });
           if (forwards.length === 1) queueMicrotask(flushForwards);
+        } else if (msg.type === 'mon.route') {
+          routes.push({ type: 'mon.route', from, msg });
+          if (routes.length === 1) queueMicrotask(flushRoutes);
         } else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
         else if (routedToMonitor.has(msg.type))
           sendBack({ type: msg.type, from, msg, receivedAt: deps.now?.() ?? 0 } as never);

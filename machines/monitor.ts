@@ -119,6 +119,8 @@ export type MonitorEvent =
       requests: ServiceRequest[];
       forwards: (MessageEvent<MonForward> & { receivedAt?: number })[];
     }
+  /** Replies to forwarded requests (mon.route) read together: one event per service, not per reply. */
+  | { type: 'monitor.routes'; routes: MessageEvent<MonRoute>[] }
   /** The runtime's tick (mon_tick_interval): services' tick(); `now` is the wall clock. */
   | { type: 'monitor.tick'; now: number }
   /** The leader's time checks (Monitor::timecheck): clock skew per monitor name. */
@@ -608,6 +610,22 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           const e = event as MessageEvent<MonRoute>;
           const service = services[e.msg.tid % forwardTidStride];
           if (service) enqueue.sendTo(serviceId(service.name), event as never);
+        }),
+      },
+      'monitor.routes': {
+        actions: enqueueActions(({ enqueue, event }) => {
+          if (event.type !== 'monitor.routes') return;
+          const bySlot = new Map<number, MonRoute[]>();
+          for (const { msg } of event.routes) {
+            const slot = msg.tid % forwardTidStride;
+            const share = bySlot.get(slot) ?? [];
+            share.push(msg);
+            bySlot.set(slot, share);
+          }
+          for (const [slot, routes] of bySlot) {
+            const service = services[slot];
+            if (service) enqueue.sendTo(serviceId(service.name), { type: 'service.routes', routes });
+          }
         }),
       },
       'monitor.command': { actions: 'routeCommand' },

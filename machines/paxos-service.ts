@@ -13,7 +13,7 @@
 // every committed version Paxos knows of (its update_from_paxos ran) — so what a service answers
 // from memory or from the store is never older than what the monitor has committed.
 import { enqueueActions, raise, setup } from 'xstate';
-import type { EntityName, MonMap } from '../transport/messages.ts';
+import type { MonMap, MonRoute } from '../transport/messages.ts';
 import type {
   AppliedOp,
   CommandReplyData,
@@ -188,7 +188,9 @@ export type ServiceEvent =
       status: { firstCommitted: number; lastCommitted: number; readable: boolean; writeable: boolean };
     }
   | { type: 'paxos.aborted'; ids: string[]; reason: string }
-  | MessageEvent<import('../transport/messages.ts').MonRoute>
+  | MessageEvent<MonRoute>
+  /** Replies to this service's forwards that arrived together (one event, not one per reply). */
+  | { type: 'service.routes'; routes: MonRoute[] }
   /** Internal: the proposal timer fired, or a step wants a proposal now. */
   | { type: 'service.propose' };
 
@@ -213,6 +215,26 @@ function remember(table: AnsweredTable, key: string, reply: Reply): void {
   if (table.size > answeredMax) table.delete(table.keys().next().value as string);
 }
 const EAGAIN = -11;
+
+/**
+ * Monitor::handle_route: each reply goes to the client whose request this monitor forwarded
+ * (by forward tid); a reply for a tid no longer routed (answered already, or the request was
+ * dropped by a restart) is ignored.
+ */
+function routeReplies(
+  c: ServiceContext,
+  routes: MonRoute[],
+  step: { io: Required<Pick<IoEffectsEvent, 'replies'>> },
+): ServiceContext {
+  const open = new Map(c.routed.map((r) => [r.forwardTid, r]));
+  for (const route of routes) {
+    const routed = open.get(route.tid);
+    if (!routed) continue;
+    step.io.replies.push({ target: routed.request, reply: route.reply });
+    open.delete(route.tid);
+  }
+  return open.size === c.routed.length ? c : { ...c, routed: [...open.values()] };
+}
 
 /** The answers of committed updates, as stored with each version (for dedupe after a leader change). */
 export const dedupePrefix = 'mon_session';
@@ -521,6 +543,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       'paxos.committed': { actions: 'run' },
       'paxos.aborted': { actions: 'run' },
       'mon.route': { actions: 'run' },
+      'service.routes': { actions: 'run' },
       'service.propose': { actions: 'run' },
     },
     states: {
@@ -654,12 +677,10 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         }
         return { ...c, proposing: null };
       }
-      case 'mon.route': {
-        const routed = c.routed.find((r) => r.forwardTid === event.msg.tid);
-        if (!routed) return c;
-        step.io.replies.push({ target: routed.request, reply: event.msg.reply });
-        return { ...c, routed: c.routed.filter((r) => r !== routed) };
-      }
+      case 'mon.route':
+        return routeReplies(c, [event.msg], step);
+      case 'service.routes':
+        return routeReplies(c, event.routes, step);
       case 'service.tick': {
         // Nothing new while a change is pending or in flight: the tick after it sees the result.
         if (c.havePending || c.proposing) return c;
