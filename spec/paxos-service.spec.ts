@@ -150,6 +150,35 @@ test('an update on a peon is forwarded to the leader and answered through mon.ro
   h.stop();
 });
 
+test('replies routed back together answer each forwarded request once, in arrival order', () => {
+  const h = service('peon');
+  h.send(applied(1, 0));
+  h.send(status(true, false));
+  h.send({
+    type: 'service.requests',
+    requests: [request(1, 'add', '1'), request(2, 'add', '2'), request(3, 'add', '3')],
+  });
+  const tids = h.io
+    .flatMap((e) => e.messages)
+    .filter((m) => m.msg.type === 'mon.forward')
+    .map((m) => (m.msg as { tid: number }).tid);
+  assert.is(tids.length, 3);
+  const route = (tid: number, rs: string) => ({
+    type: 'mon.route' as const,
+    tid,
+    reply: { r: 0, rs, data: new Uint8Array() },
+  });
+  // The third and the first answered together, then the first again (a resend after an election)
+  // and a tid this monitor never forwarded: only the second is still owed.
+  h.send({ type: 'service.routes', routes: [route(tids[2] as number, 'c'), route(tids[0] as number, 'a')] });
+  assert.equal(replies(h), ['3:0:c', '1:0:a']);
+  h.send({ type: 'service.routes', routes: [route(tids[0] as number, 'again'), route(999_999, 'x')] });
+  assert.equal(replies(h), ['3:0:c', '1:0:a'], 'no second answer, nothing for an unknown tid');
+  h.send({ type: 'service.routes', routes: [route(tids[1] as number, 'b')] });
+  assert.equal(replies(h), ['3:0:c', '1:0:a', '2:0:b']);
+  h.stop();
+});
+
 test('forwarded requests are resent to the new leader after an election', () => {
   const h = service('peon');
   h.send(applied(1, 0));
