@@ -122,7 +122,7 @@ export interface PaxosContext {
   collectDeferred: boolean;
   /** The last paxos.status sent to the parent (fc:lc:readable:writeable): only changes are sent. */
   reported: string;
-  /** A paxos.report is raised and not handled yet (see report()). */
+  /** A paxos.report is raised and not handled yet (see assignReporting). */
   reportPending: boolean;
   /** Leader: the lease is to be extended the next time the round is active. */
   renewDue: boolean;
@@ -175,7 +175,7 @@ export type PaxosEvent =
   | { type: 'paxos.lease_window_end'; token: number }
   /** Peon: the lease held ran out (its token's window ended). */
   | { type: 'paxos.held_lease_ended' }
-  /** Internal: send the status as it stands now (see report()). */
+  /** Internal: send the status as it stands now (see assignReporting). */
   | { type: 'paxos.report' }
   | { type: 'paxos.fail'; reason: string };
 
@@ -270,7 +270,7 @@ type Step = {
   writes?: StoreOp[];
   messages?: Outgoing[];
   notify?: string;
-  /** The versions changed: send the status (see requestReport). */
+  /** The versions changed: send the status (see assignReporting). */
   report?: true;
   /** See IoEffectsEvent: how durable the writes must be, and whether the messages may go first. */
   durability?: 'durable' | 'applied';
@@ -702,18 +702,23 @@ function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } 
 }
 
 /**
- * Ask for a paxos.status to the parent. It is not sent at once: `paxos.report` is raised and
+ * Assign `changes` and ask for a paxos.status to the parent. It is not sent at once: `paxos.report` is raised and
  * runs after the other events of the step, and sends the status as the context then stands,
  * only if it differs from the last one sent. A commit on a peon changes the versions, the round
  * and the lease in one macrostep, and each status is a step of the monitor and of every
  * service: one is enough.
  */
-function requestReport(
+function assignReporting(
   enqueue: { assign(values: Partial<PaxosContext>): void; raise(event: PaxosEvent): void },
   context: PaxosContext,
+  changes: Partial<PaxosContext>,
 ): void {
-  if (context.reportPending) return;
-  enqueue.assign({ reportPending: true });
+  // One assign, not two: every assign clones the snapshot and the context.
+  if (context.reportPending) {
+    enqueue.assign(changes);
+    return;
+  }
+  enqueue.assign({ ...changes, reportPending: true });
   enqueue.raise({ type: 'paxos.report' });
 }
 
@@ -740,12 +745,10 @@ export const paxosMachine = setup({
       }),
     ),
     enterRound: enqueueActions(({ enqueue, context }, params: { round: PaxosContext['round'] }) => {
-      enqueue.assign({ round: params.round });
-      requestReport(enqueue, context);
+      assignReporting(enqueue, context, { round: params.round });
     }),
     setLease: enqueueActions(({ enqueue, context }, params: { valid: boolean }) => {
-      enqueue.assign({ leaseValid: params.valid });
-      requestReport(enqueue, context);
+      assignReporting(enqueue, context, { leaseValid: params.valid });
     }),
     /** Paxos::finish_round → trim when due, as a proposal of its own. */
     maybeTrim: enqueueActions(({ enqueue, context }) => {
@@ -760,7 +763,14 @@ export const paxosMachine = setup({
       enqueue.sendTo(({ system }) => system.get('io'), io);
     }),
     step: enqueueActions(({ enqueue, context }, step: Step) => {
-      if (step.context && Object.keys(step.context).length) enqueue.assign(step.context);
+      // The context changes in one assign (each assign clones the snapshot and the context).
+      const changes: Partial<PaxosContext> = { ...step.context };
+      // A commit carries the status after it: that is the status last sent.
+      const committed = step.parent?.findLast((e) => e.type === 'paxos.committed');
+      if (committed?.type === 'paxos.committed') changes.reported = statusKey(committed.status);
+      const report = Boolean(step.report) && !context.reportPending;
+      if (report) changes.reportPending = true;
+      if (Object.keys(changes).length) enqueue.assign(changes);
       if (step.writes?.length || step.messages?.length || step.notify) {
         const io: IoEffectsEvent = effects(
           step.writes ?? [],
@@ -773,14 +783,10 @@ export const paxosMachine = setup({
         );
         enqueue.sendTo(({ system }) => system.get('io'), io);
       }
-      // The step's own event first, so that a status report runs after it (see report()).
+      // The step's own event first, so that a status report runs after it (see assignReporting).
       if (step.raise) enqueue.raise(step.raise);
-      for (const event of step.parent ?? []) {
-        // A commit carries the status after it: that is the status last sent.
-        if (event.type === 'paxos.committed') enqueue.assign({ reported: statusKey(event.status) });
-        enqueue.sendParent(event);
-      }
-      if (step.report) requestReport(enqueue, context);
+      for (const event of step.parent ?? []) enqueue.sendParent(event);
+      if (report) enqueue.raise({ type: 'paxos.report' });
       for (const { event, delayMs } of step.later ?? []) enqueue.raise(event, { delay: delayMs });
     }),
     abortAll: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
@@ -938,11 +944,13 @@ export const paxosMachine = setup({
     },
     'paxos.report': {
       actions: enqueueActions(({ enqueue, context }) => {
-        enqueue.assign({ reportPending: false });
         const st = statusOf(context);
         const key = statusKey(st);
-        if (key === context.reported) return;
-        enqueue.assign({ reported: key });
+        if (key === context.reported) {
+          enqueue.assign({ reportPending: false });
+          return;
+        }
+        enqueue.assign({ reportPending: false, reported: key });
         enqueue.sendParent({ type: 'paxos.status', ...st });
       }),
     },
@@ -971,12 +979,11 @@ export const paxosMachine = setup({
         const put = event.ops.find(
           (o) => o.op === 'put' && o.prefix === PREFIX && o.key === 'first_committed',
         );
-        if (!put || put.op !== 'put') return;
+        if (put?.op !== 'put') return;
         const firstCommitted = readVersion(put.value);
         const trimmingTo =
           context.trimmingTo !== 0 && firstCommitted >= context.trimmingTo ? 0 : context.trimmingTo;
-        enqueue.assign({ firstCommitted, trimmingTo });
-        requestReport(enqueue, context);
+        assignReporting(enqueue, context, { firstCommitted, trimmingTo });
       }),
     },
   },
