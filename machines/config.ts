@@ -22,6 +22,13 @@ export interface MonConfig {
   paxosMaxJoinDrift: number;
   /** paxos_propose_interval: 0 proposes at once when idle and batches what arrives during a round (Ceph 1 s). */
   paxosProposeIntervalMs: number;
+  /**
+   * paxmon's paxos_propose_gather (no Ceph equivalent; 0 turns it off): after a commit that
+   * answered several requests, a leader's service waits up to this long for as many requests as
+   * were in flight (the answered clients' next ones) before it proposes again. A commit that
+   * answered one request proposes the next at once, so a lone client waits for nothing.
+   */
+  paxosProposeGatherMs: number;
   /** paxos_min: versions kept after a trim (Ceph 500). */
   paxosMin: number;
   /** paxos_trim_min: trim only when this many versions beyond paxos_min can go (Ceph 250). */
@@ -61,6 +68,7 @@ export const defaultConfig: MonConfig = {
   monProbeTimeoutMs: 500,
   paxosMaxJoinDrift: 10,
   paxosProposeIntervalMs: 0,
+  paxosProposeGatherMs: 2,
   paxosMin: 500,
   paxosTrimMin: 250,
   paxosTrimMax: 500,
@@ -84,6 +92,7 @@ export const cephDefaults: MonConfig = {
   monProbeTimeoutMs: 2000,
   paxosMaxJoinDrift: 10,
   paxosProposeIntervalMs: 1000,
+  paxosProposeGatherMs: 0,
   paxosMin: 500,
   paxosTrimMin: 250,
   paxosTrimMax: 500,
@@ -107,6 +116,7 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   mon_probe_timeout: { field: 'monProbeTimeoutMs', seconds: true },
   paxos_max_join_drift: { field: 'paxosMaxJoinDrift', seconds: false },
   paxos_propose_interval: { field: 'paxosProposeIntervalMs', seconds: true },
+  paxos_propose_gather: { field: 'paxosProposeGatherMs', seconds: true },
   paxos_min: { field: 'paxosMin', seconds: false },
   paxos_trim_min: { field: 'paxosTrimMin', seconds: false },
   paxos_trim_max: { field: 'paxosTrimMax', seconds: false },

@@ -515,6 +515,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           answered: context.serviceBoot[d.name]?.answered ?? [],
           forwardSlot: slot,
           proposeIntervalMs: context.config.paxosProposeIntervalMs,
+          proposeGatherMs: context.config.paxosProposeGatherMs,
           trimMin: context.config.paxosServiceTrimMin,
           trimMax: context.config.paxosServiceTrimMax,
           appliedPaxosVersion: context.lastCommitted,

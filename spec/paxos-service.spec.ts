@@ -59,12 +59,13 @@ const view = (role: MonitorView['role'], rank = role === 'leader' ? 0 : 1): Moni
   clockSkewsMs: {},
 });
 
-function service(role: MonitorView['role']) {
+function service(role: MonitorView['role'], proposeGatherMs = 0) {
   const h = runChild(createPaxosService(counter), {
     monitor: view(role),
     versions: { firstCommitted: 1, lastCommitted: 1 },
     loaded: null,
     proposeIntervalMs: 0,
+    proposeGatherMs,
     trimMin: 250,
     trimMax: 500,
   });
@@ -225,6 +226,51 @@ test('batching: updates arriving while a round is in flight go together into the
   const second = proposals(h)[1];
   h.send(committed(3, [second?.id ?? '']));
   assert.is(replies(h).length, 10, 'every request answered');
+  h.stop();
+});
+
+test('paxos_propose_gather: after a commit that answered several, wait for as many as were in flight', () => {
+  const h = service('leader', 2);
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  // Round 2 carries one; three more arrive while it is in flight.
+  for (let i = 1; i <= 4; i += 1) h.send({ type: 'service.request', request: request(i, 'add', '1') });
+  h.send(committed(2, [proposals(h)[0]?.id ?? '']));
+  h.send(applied(2, 1));
+  assert.is(proposals(h).length, 2, 'one answered: the three waiting go at once');
+  // Round 3 answers three with nothing pending: the next proposal waits for three requests.
+  h.send(committed(3, [proposals(h)[1]?.id ?? '']));
+  h.send(applied(3, 4));
+  h.send({ type: 'service.request', request: request(5, 'add', '1') });
+  h.send({ type: 'service.request', request: request(6, 'add', '1') });
+  assert.is(proposals(h).length, 2, 'two of three: still gathering');
+  h.send({ type: 'service.request', request: request(7, 'add', '1') });
+  assert.is(proposals(h).length, 3, 'the third arrived: proposed without waiting for the timer');
+  // Round 4 answers three again; only one comes back: the timer proposes it.
+  h.send(committed(4, [proposals(h)[2]?.id ?? '']));
+  h.send(applied(4, 7));
+  h.send({ type: 'service.request', request: request(8, 'add', '1') });
+  assert.is(proposals(h).length, 3);
+  h.advance(1);
+  assert.is(proposals(h).length, 3, 'before paxos_propose_gather: waiting');
+  h.advance(1);
+  assert.is(proposals(h).length, 4, 'paxos_propose_gather passed: proposed');
+  h.send(committed(5, [proposals(h)[3]?.id ?? '']));
+  assert.is(replies(h).length, 8, 'every request answered');
+  h.stop();
+});
+
+test('paxos_propose_gather: a lone client waits for nothing (a commit that answered one)', () => {
+  const h = service('leader', 2);
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  for (let i = 1; i <= 3; i += 1) {
+    h.send({ type: 'service.request', request: request(i, 'add', '1') });
+    assert.is(proposals(h).length, i, `request ${i} proposed at once`);
+    h.send(committed(1 + i, [proposals(h)[i - 1]?.id ?? '']));
+    h.send(applied(1 + i, i));
+  }
+  assert.is(replies(h).length, 3);
   h.stop();
 });
 
