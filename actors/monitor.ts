@@ -10,7 +10,7 @@ import {
 } from 'xstate';
 import { defaultConfig, type MonConfig } from '../machines/config.ts';
 import { createMonitorMachine } from '../machines/monitor.ts';
-import { isReadable, isWriteable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
+import { isReadable, isWriteable, type PaxosMachineContext, paxosStateName } from '../machines/paxos.ts';
 import {
   preprocessNow,
   type ServiceContext,
@@ -267,7 +267,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   const paxosSnapshot = () => {
     const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
     return paxos?.getSnapshot() as
-      | { matches(v: unknown): boolean; context: PaxosContext; value: unknown }
+      | { matches(v: unknown): boolean; context: PaxosMachineContext; value: unknown }
       | undefined;
   };
 
@@ -394,9 +394,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         paxos: snap
           ? {
               state: paxosStateName(snap),
-              first_committed: snap.context.firstCommitted,
-              last_committed: snap.context.lastCommitted,
-              accepted_pn: snap.context.acceptedPn,
+              first_committed: snap.context.paxos.firstCommitted,
+              last_committed: snap.context.paxos.lastCommitted,
+              accepted_pn: snap.context.paxos.acceptedPn,
               readable: isReadable(snap),
               writeable: isWriteable(snap),
             }

@@ -17,7 +17,12 @@
 import type { AnyActorRef } from 'xstate';
 import type { MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
-import { isReadable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
+import {
+  isReadable,
+  type PaxosContext,
+  type PaxosMachineContext,
+  paxosStateName,
+} from '../machines/paxos.ts';
 import { Transaction } from '../storage/transaction.ts';
 import type { NetworkEvent } from '../transport/memory-network.ts';
 import type { EntityName, Message } from '../transport/messages.ts';
@@ -468,7 +473,7 @@ export class Simulation {
     const onPaxos = () => {
       if (!current()) return;
       const snapshot = paxos.getSnapshot() as Parameters<typeof isReadable>[0] & { value: unknown };
-      const context = snapshot.context;
+      const context = snapshot.context.paxos;
       const readable = isReadable(snapshot);
       this.checker.onPaxos(name, context.firstCommitted, context.lastCommitted, readable);
       if (context.lastCommitted > this.#highestLastCommitted)
@@ -775,7 +780,7 @@ const recoveredStates = new Set(['active', 'updating', 'writing', 'refresh']);
 
 function paxosContext(monitor: MonitorHandle | null): PaxosContext | undefined {
   const paxos = monitor?.actor.system.get('paxos') as AnyActorRef | undefined;
-  return (paxos?.getSnapshot() as { context: PaxosContext } | undefined)?.context;
+  return (paxos?.getSnapshot() as { context: PaxosMachineContext } | undefined)?.context.paxos;
 }
 
 function both(a: EntityName[], b: EntityName[]): Block[] {

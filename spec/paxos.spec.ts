@@ -1,7 +1,7 @@
 // Paxos core rules (Ceph's Paxos.cc), driven message by message on a SimulatedClock.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newProposalNumber, paxosMachine } from '../machines/paxos.ts';
+import { newProposalNumber, type PaxosMachineContext, paxosMachine } from '../machines/paxos.ts';
 import type { MonMap, MonPaxos } from '../transport/messages.ts';
 import { runChild } from './support/child-harness.ts';
 
@@ -69,14 +69,7 @@ function msg(from: string, op: MonPaxos['op'], fields: Partial<MonPaxos> = {}) {
   };
 }
 
-const ctx = (h: ReturnType<typeof paxos>) =>
-  h.child().getSnapshot().context as {
-    acceptedPn: number;
-    lastCommitted: number;
-    uncommitted: { version: number; pn: number } | null;
-    leaseValid: boolean;
-    leaseTokenSeq: number;
-  };
+const ctx = (h: ReturnType<typeof paxos>) => (h.child().getSnapshot().context as PaxosMachineContext).paxos;
 let nextLeaseSeq = 1;
 /**
  * Leases as the leader sends them to a peon: each echoes the peon's newest token, and a lease
