@@ -11,6 +11,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { applyCephOptions, defaultConfig } from '../machines/config.ts';
 import { etcdTarget } from './harness/etcd.ts';
 import { runLoad, type Spread, spread, valueFor } from './harness/load.ts';
 import { cpuBusySampler, fdatasyncRate, load, machine } from './harness/machine.ts';
@@ -42,6 +43,8 @@ const usage = `usage: npm run bench -- [options]
   --no-profile          skip the CPU profile of paxmon under (b)
   --profile-seconds S   length of the profiled load (default 10, quick 4)
   --keep-profiles DIR   also keep the monitors' raw .cpuprofile files there
+  --paxmon-set N=V      a monitor option for every paxmon run (repeatable), as 'paxmon mon --set'
+                        (e.g. --paxmon-set paxos_propose_gather=0 to compare an option A/B)
   --out DIR             where the JSON goes (default bench/results)
   --no-save             print only
 `;
@@ -58,6 +61,7 @@ function parseOptions() {
         'no-profile': { type: 'boolean', default: false },
         'profile-seconds': { type: 'string' },
         'keep-profiles': { type: 'string' },
+        'paxmon-set': { type: 'string', multiple: true, default: [] },
         out: { type: 'string', default: join(root, 'bench', 'results') },
         'no-save': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -81,6 +85,15 @@ const sizes: Sizes = { ...(opts.quick ? quickSizes : fullSizes) };
 if (opts.writes) sizes.bulkWrites = Math.max(1, Number(opts.writes));
 const reps = Math.max(1, Number(opts.reps ?? 3) || 3);
 const profileSeconds = Number(opts['profile-seconds'] ?? (opts.quick ? 4 : 10));
+const paxmonSets = opts['paxmon-set'] ?? [];
+{
+  // Checked here, so that a typo fails at once rather than as three monitors that never start.
+  const checked = applyCephOptions(defaultConfig, paxmonSets);
+  if (typeof checked === 'string') {
+    process.stderr.write(`--paxmon-set: ${checked}\n`);
+    process.exit(22);
+  }
+}
 const allTargets: Record<string, Target> = { paxmon: paxmonTarget, etcd: etcdTarget };
 const targets = (opts.targets ?? '')
   .split(',')
@@ -113,7 +126,7 @@ async function withCluster<T>(
 ): Promise<T | null> {
   let cluster: Cluster | null = null;
   try {
-    cluster = await target.start({ fast });
+    cluster = await target.start({ fast, sets: paxmonSets });
     return await body(cluster);
   } catch (error) {
     const message = `${what}: ${(error as Error).message}`;
@@ -163,7 +176,7 @@ async function profilePaxmon(): Promise<ProfileResult | null> {
   let cluster: Cluster | null = null;
   const clients: KvClient[] = [];
   try {
-    cluster = await paxmonTarget.start({ fast: false, cpuProfileDir: profDir });
+    cluster = await paxmonTarget.start({ fast: false, cpuProfileDir: profDir, sets: paxmonSets });
     const leader = await cluster.leader();
     const order = [leader, ...cluster.members.map((m) => m.name).filter((n) => n !== leader)];
     for (let i = 0; i < CONNECTIONS; i++)
@@ -377,6 +390,7 @@ log(
   `paxmon vs etcd — ${opts.quick ? 'quick' : 'full'} run, ${reps} repetitions alternating, ${targets.map((t) => t.name).join(' / ')}`,
 );
 log(`  ${Object.values(versions).join(' · ')} · Node ${host.node}`);
+if (paxmonSets.length) log(`  paxmon options: ${paxmonSets.join(' ')}`);
 log(
   `  machine: ${host.cores} × ${host.cpuModel}, ${host.memoryGiB} GiB, ${host.disk}, fdatasync ${host.fdatasyncPerSec}/s, load average ${loadBefore.join(' ')}`,
 );
@@ -455,6 +469,7 @@ if (!opts['no-save']) {
         mode: opts.quick ? 'quick' : 'full',
         repetitions: reps,
         versions,
+        paxmonOptions: paxmonSets,
         machine: host,
         machineLoad: {
           loadAverageBefore: loadBefore,

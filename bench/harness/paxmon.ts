@@ -186,7 +186,10 @@ export const paxmonTarget: Target = {
           mons: mons.map((x) => `${x.name}=${x.addr}`),
         });
       writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify({ fsid, mons }, null, 2)}\n`);
-      const sets = options.fast ? paxmonFastSets.flatMap((s) => ['--set', s]) : [];
+      const sets = [...(options.fast ? paxmonFastSets : []), ...(options.sets ?? [])].flatMap((s) => [
+        '--set',
+        s,
+      ]);
       if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
       const members: Member[] = mons.map((m) => {
         const monDir = join(dir, m.name);

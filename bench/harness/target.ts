@@ -41,6 +41,8 @@ export interface StartOptions {
   fast: boolean;
   /** paxmon only: run the monitors under `node --cpu-prof`, profiles written here on exit. */
   cpuProfileDir?: string;
+  /** paxmon only: Ceph-style options for every monitor (`name=value`, as `paxmon mon --set`). */
+  sets?: string[];
 }
 
 export interface Target {
