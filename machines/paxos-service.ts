@@ -528,7 +528,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     actions: {
       run: enqueueActions(({ enqueue, context, event }) => {
         const { context: next, step } = run(context, (c, s) => handle(c, event, s));
-        enqueue.assign(next);
+        // An event that changed nothing (a status this service ignores) clones no snapshot.
+        if (next !== context) enqueue.assign(next);
         const io = step.io;
         if (io.replies.length || io.reads.length || io.messages.length || io.proposals.length) {
           const effects: IoEffectsEvent = { type: 'io.effects', writes: [], ...io };
