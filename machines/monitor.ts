@@ -606,13 +606,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       'paxos.aborted': { actions: 'broadcast' },
       // Monitor::handle_route: the reply goes to the service that forwarded the request (its
       // slot is in the tid).
-      'mon.route': {
-        actions: enqueueActions(({ enqueue, event }) => {
-          const e = event as MessageEvent<MonRoute>;
-          const service = services[e.msg.tid % forwardTidStride];
-          if (service) enqueue.sendTo(serviceId(service.name), event as never);
-        }),
-      },
       'monitor.routes': {
         actions: enqueueActions(({ enqueue, event }) => {
           if (event.type !== 'monitor.routes') return;

@@ -18,7 +18,6 @@ import type {
   AppliedOp,
   CommandReplyData,
   IoEffectsEvent,
-  MessageEvent,
   Proposal,
   ReadPlan,
   ReplyTarget,
@@ -202,8 +201,7 @@ export type ServiceEvent =
       status: { firstCommitted: number; lastCommitted: number; readable: boolean; writeable: boolean };
     }
   | { type: 'paxos.aborted'; ids: string[]; reason: string }
-  | MessageEvent<MonRoute>
-  /** Replies to this service's forwards that arrived together (one event, not one per reply). */
+  /** Replies (mon.route) to this service's forwards that arrived together: one event, not one per reply. */
   | { type: 'service.routes'; routes: MonRoute[] }
   /** Internal: the proposal timer fired, or a step wants a proposal now. */
   | { type: 'service.propose' };
@@ -489,10 +487,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
 
   /**
    * Waiting for more requests before the next proposal. Under a steady load of N clients each
-   * with a request in flight, half of them are answered by one commit while the other half wait
-   * for the next round, so every round carries N/2 and costs its fixed share (messages, fsyncs,
+   * with a request in flight, about half of them are answered by one commit while the others
+   * wait for the next round, so rounds carry N/2 and pay their fixed share (messages, fsyncs,
    * statechart steps) twice as often as needed. Waiting briefly for the answered clients' next
-   * requests lets one round carry all N.
+   * requests makes rounds fuller (64 writes in flight: ~29 → ~33 per round, +6–8% throughput;
+   * over loopback most answered clients are not back within 2 ms).
    */
   const gathering = (c: ServiceContext) => c.gatherTarget > 0 && c.pendingReplies.length < c.gatherTarget;
 
@@ -574,7 +573,6 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       'store.applied': { actions: 'run' },
       'paxos.committed': { actions: 'run' },
       'paxos.aborted': { actions: 'run' },
-      'mon.route': { actions: 'run' },
       'service.routes': { actions: 'run' },
       'service.propose': { actions: 'run' },
     },
@@ -727,8 +725,6 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         }
         return { ...c, proposing: null };
       }
-      case 'mon.route':
-        return routeReplies(c, [event.msg], step);
       case 'service.routes':
         return routeReplies(c, event.routes, step);
       case 'service.tick': {

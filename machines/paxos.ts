@@ -702,9 +702,9 @@ function takeQueue(context: PaxosContext): { value: Uint8Array; ids: string[] } 
 }
 
 /**
- * Assign `changes` and ask for a paxos.status to the parent. It is not sent at once: `paxos.report` is raised and
- * runs after the other events of the step, and sends the status as the context then stands,
- * only if it differs from the last one sent. A commit on a peon changes the versions, the round
+ * Assign `changes` and ask for a paxos.status to the parent. It is not sent at once:
+ * `paxos.report` is raised and runs after the other events of the step, and sends the status as
+ * the context then stands, only if it differs from the last one sent. A commit on a peon changes the versions, the round
  * and the lease in one macrostep, and each status is a step of the monitor and of every
  * service: one is enough.
  */

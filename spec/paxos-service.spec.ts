@@ -143,9 +143,8 @@ test('an update on a peon is forwarded to the leader and answered through mon.ro
   assert.is(fwd.clientTid, 7);
   assert.equal(proposals(h), [], 'a peon never proposes');
   h.send({
-    type: 'mon.route',
-    from: 'mon.a',
-    msg: { type: 'mon.route', tid: fwd.tid, reply: { r: 0, rs: 'added 3', data: new Uint8Array() } },
+    type: 'service.routes',
+    routes: [{ type: 'mon.route', tid: fwd.tid, reply: { r: 0, rs: 'added 3', data: new Uint8Array() } }],
   });
   assert.equal(replies(h), ['7:0:added 3']);
   h.stop();
