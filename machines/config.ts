@@ -68,7 +68,7 @@ export const defaultConfig: MonConfig = {
   monProbeTimeoutMs: 500,
   paxosMaxJoinDrift: 10,
   paxosProposeIntervalMs: 0,
-  paxosProposeGatherMs: 2,
+  paxosProposeGatherMs: 4,
   paxosMin: 500,
   paxosTrimMin: 250,
   paxosTrimMax: 500,
