@@ -110,6 +110,7 @@ export {
   type PaxosContext,
   type PaxosEvent,
   type PaxosInput,
+  type PaxosMachineContext,
   type PaxosParentEvent,
   paxosMachine,
   paxosStateName,
