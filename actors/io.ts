@@ -167,19 +167,27 @@ export function ioLogic(deps: IoDeps) {
     let pumping = false;
     let stopped = false;
 
-    let forwards: (MessageEvent<MonForward> & { receivedAt: number })[] = [];
-    const flushForwards = () => {
-      const batch = forwards;
-      forwards = [];
-      if (batch.length && !stopped) sendBack({ type: 'monitor.commands', requests: [], forwards: batch });
+    /**
+     * Messages read from the sockets together (one turn of the event loop, up to the microtask
+     * checkpoint) reach the monitor as one event: one statechart step for all of them.
+     */
+    const perRead = <T>(send: (batch: T[]) => void) => {
+      let batch: T[] = [];
+      return (item: T) => {
+        batch.push(item);
+        if (batch.length > 1) return;
+        queueMicrotask(() => {
+          const items = batch;
+          batch = [];
+          if (!stopped) send(items);
+        });
+      };
     };
-    // A peon gets one mon.route per forwarded request; those read together are one event.
-    let routes: MessageEvent<MonRoute>[] = [];
-    const flushRoutes = () => {
-      const batch = routes;
-      routes = [];
-      if (batch.length && !stopped) sendBack({ type: 'monitor.routes', routes: batch });
-    };
+    const forward = perRead<MessageEvent<MonForward> & { receivedAt: number }>((forwards) =>
+      sendBack({ type: 'monitor.commands', requests: [], forwards }),
+    );
+    // A peon gets one mon.route per forwarded request.
+    const route = perRead<MessageEvent<MonRoute>>((routes) => sendBack({ type: 'monitor.routes', routes }));
 
     // Monitors whose session was lost (Ceph's ms_handle_reset), until they are heard from again.
     const down = new Set<EntityName>();
@@ -193,14 +201,10 @@ export function ioLogic(deps: IoDeps) {
         if (stopped) return;
         if (down.delete(from)) sendBack({ type: 'monitor.peer_alive', peer: from });
         if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
-        else if (msg.type === 'mon.forward') {
-          // Forwards read from the sockets together reach the monitor as one event.
-          forwards.push({ type: 'mon.forward', from, msg, receivedAt: deps.now?.() ?? 0 });
-          if (forwards.length === 1) queueMicrotask(flushForwards);
-        } else if (msg.type === 'mon.route') {
-          routes.push({ type: 'mon.route', from, msg });
-          if (routes.length === 1) queueMicrotask(flushRoutes);
-        } else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
+        else if (msg.type === 'mon.forward')
+          forward({ type: 'mon.forward', from, msg, receivedAt: deps.now?.() ?? 0 });
+        else if (msg.type === 'mon.route') route({ type: 'mon.route', from, msg });
+        else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
         else if (routedToMonitor.has(msg.type))
           sendBack({ type: msg.type, from, msg, receivedAt: deps.now?.() ?? 0 } as never);
         else deps.onOther?.(from, msg);
