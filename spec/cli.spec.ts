@@ -192,7 +192,8 @@ test('a port in use is EADDRINUSE naming the port and the option to change (new 
 
 test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async () => {
   const d = dir('bind');
-  const [port, other] = [await freePorts(1), await freePorts(1)];
+  const port = await freePorts(2);
+  const other = port + 1;
   const fsid = '7a1d0c2e-3b4f-4c5d-8e9f-0a1b2c3d4e5f';
   const made = await paxmon([
     'mkfs',
@@ -206,7 +207,7 @@ test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async
     `a=127.0.0.1:${port}`,
   ]);
   assert.is(made.code, 0, made.stderr);
-  const { child, exited } = session(process.execPath, [
+  const { child, out, exited } = session(process.execPath, [
     '--import',
     'tsx',
     join(repoRoot, 'cli/main.ts'),
@@ -218,17 +219,32 @@ test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async
     '--log-file',
     join(d, 'a', 'log'),
   ]);
-  const status = await pollUntil('mon.a answering on --bind-addr', 30_000, async () => {
-    const r = await paxmon([
-      '-m',
-      `127.0.0.1:${other}`,
-      '--format',
-      'json',
-      '--timeout',
-      '2',
-      'quorum_status',
-    ]);
-    return r.code === 0 ? (JSON.parse(r.stdout) as { quorum_names: string[] }) : undefined;
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  void exited.then((e) => {
+    exit = e;
+  });
+  const monOutput = () => {
+    const log = existsSync(join(d, 'a', 'log')) ? readFileSync(join(d, 'a', 'log'), 'utf8') : '';
+    return `stderr: ${out.stderr.slice(-2000)}\nlog: ${log.slice(-4000)}`;
+  };
+  const status = await pollUntil(
+    'mon.a answering on --bind-addr',
+    30_000,
+    async () => {
+      const r = await paxmon([
+        '-m',
+        `127.0.0.1:${other}`,
+        '--format',
+        'json',
+        '--timeout',
+        '2',
+        'quorum_status',
+      ]);
+      return r.code === 0 ? (JSON.parse(r.stdout) as { quorum_names: string[] }) : undefined;
+    },
+    { gaveUp: () => (exit ? `mon.a exited (${JSON.stringify(exit)})\n${monOutput()}` : undefined) },
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}\n${monOutput()}`);
   });
   assert.equal(status.quorum_names, ['a']);
   process.kill(child.pid as number, 'SIGTERM');
@@ -239,7 +255,8 @@ test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async
 
 test('paxmon mon --inspect PORT serves the inspector bridge and streams the actor tree to it', async () => {
   const d = dir('inspect');
-  const [port, bridge] = [await freePorts(1), await freePorts(1)];
+  const port = await freePorts(2);
+  const bridge = port + 1;
   const fsid = '5b2e7c4a-1d3f-4e6a-9b8c-7d6e5f4a3b2c';
   const made = await paxmon([
     'mkfs',

@@ -47,7 +47,7 @@ test('a monitor stopped while 5,000 keys of 1 KiB are written returns and serves
   await quorumOf(3);
   const cPid = pidOf('c');
   process.kill(cPid, 'SIGTERM');
-  await pollUntil('mon.c stopped', 15_000, async () => (alive(cPid) ? undefined : true), 50);
+  await pollUntil('mon.c stopped', 15_000, async () => (alive(cPid) ? undefined : true), { intervalMs: 50 });
   await quorumOf(2);
 
   const writer = client(['a', 'b']);
@@ -98,7 +98,7 @@ test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 a
   assert.match(rm.stderr, /removing mon\.d at .*, there will be 3 monitors/);
   const three = await quorumOf(3);
   assert.equal(three.quorum_names, ['a', 'b', 'c']);
-  await pollUntil('mon.d exits', 20_000, async () => (alive(dPid) ? undefined : true), 100);
+  await pollUntil('mon.d exits', 20_000, async () => (alive(dPid) ? undefined : true), { intervalMs: 100 });
   assert.match(readFileSync(join(dir, 'd', 'log'), 'utf8'), /removed from the monmap \(epoch 3\)/);
   // EEXIST on a name or address conflict; refusing the last monitor is covered in the simulator.
   const clash = await paxmon(['--dir', dir, 'mon', 'add', 'a', '127.0.0.1:1']);

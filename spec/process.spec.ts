@@ -42,7 +42,9 @@ test('paxmon up --detach forms a quorum of 3; a second up refuses; kill -9 the l
   const leader = first.quorum_leader_name;
   const leaderPid = pidOf(leader);
   process.kill(leaderPid, 'SIGKILL');
-  await pollUntil('the leader process gone', 10_000, async () => (alive(leaderPid) ? undefined : true), 50);
+  await pollUntil('the leader process gone', 10_000, async () => (alive(leaderPid) ? undefined : true), {
+    intervalMs: 50,
+  });
   const two = await quorum(2, leader);
   assert.ok(!two.quorum_names.includes(leader));
   assert.ok(two.election_epoch > first.election_epoch);

@@ -115,7 +115,9 @@ test('500 config-key sets through different monitors; every monitor reads the la
   clients = [];
   const pids = cluster().mons.map((m) => pidOf(m.name));
   for (const pid of pids) process.kill(pid, 'SIGKILL');
-  await pollUntil('all monitors dead', 10_000, async () => (pids.some(alive) ? undefined : true), 50);
+  await pollUntil('all monitors dead', 10_000, async () => (pids.some(alive) ? undefined : true), {
+    intervalMs: 50,
+  });
 
   const again = await paxmon(['--timeout', '30', 'up', '--dir', dir, '--detach']);
   assert.is(again.code, 0, again.stderr);

@@ -1,7 +1,7 @@
 // Helpers for specs that run real paxmon processes: the CLI as a child process, free ports, and
 // bounded polling (a check repeated until it holds or a deadline passes — never a fixed sleep).
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,10 +58,26 @@ export function tempDir(label: string): string {
   return mkdtempSync(join(tmpdir(), `paxmon-${label}-`));
 }
 
-/** A base port with `count` consecutive free ports on 127.0.0.1. */
+/**
+ * The kernel's ephemeral range (ports it hands to outgoing connections). A port chosen inside it
+ * can be taken by any client's connect() between the check and a monitor's listen, so test ports
+ * come from below it.
+ */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 1024 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** A base port with `count` consecutive free ports on 127.0.0.1, below the ephemeral range. */
 export async function freePorts(count: number): Promise<number> {
+  const low = 10_000;
+  const high = Math.max(low + 1000, ephemeralLow() - count);
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const base = low + Math.floor(Math.random() * (high - low));
     let ok = true;
     for (let i = 0; i < count && ok; i += 1) ok = await portFree(base + i);
     if (ok) return base;
@@ -82,11 +98,15 @@ export async function pollUntil<T>(
   what: string,
   timeoutMs: number,
   check: () => Promise<T | undefined>,
-  intervalMs = 200,
+  options: { intervalMs?: number; gaveUp?: () => string | undefined } = {},
 ): Promise<T> {
+  const { intervalMs = 200, gaveUp } = options;
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
+    // The thing waited on cannot come any more (say, the process that would answer exited).
+    const reason = gaveUp?.();
+    if (reason !== undefined) throw new Error(`${what}: never reached: ${reason}`);
     try {
       const value = await check();
       if (value !== undefined) return value;
