@@ -251,6 +251,32 @@ test('the queue bound drops the oldest and counts it', async () => {
   assert.equal(tids(a.inbox.from('mon.b')), [3, 4, 5, 6]);
 });
 
+test('messages read before handlers are set are held and delivered in order once they are', async () => {
+  // A monitor listens first and sets its handlers after it has loaded its store: a client's
+  // command read in between must not vanish (it cost the client its whole attempt timeout).
+  const logger = new CaptureLogger();
+  const early = new Messenger({ name: 'mon.a', fsid, logger, queueMessagesMax: 3 });
+  open.push(early);
+  const addr = await early.listen();
+  const client = await startNode('client.h0ld', {}, false);
+  for (let tid = 1; tid <= 4; tid++) client.messenger.send('mon.a', command(tid), addr);
+  await logger.signal.until(
+    () => logger.matching('held until handlers are set').length + logger.matching('; dropped').length >= 4,
+    'four messages read before the handlers',
+  );
+  assert.is(logger.matching('held until handlers are set').length, 3, 'held up to queueMessagesMax');
+  assert.is(early.stats().dropped, 1, 'the one beyond the bound is dropped and counted');
+  assert.is(early.stats().received, 0);
+
+  const inbox = new Inbox();
+  early.setHandlers(inbox.handlers);
+  assert.is(inbox.received.length, 0, 'delivered after the caller has finished setting up');
+  client.messenger.send('mon.a', command(5), addr);
+  await inbox.count(4);
+  assert.equal(tids(inbox.from('client.h0ld')), [1, 2, 3, 5]);
+  assert.is(early.stats().received, 4);
+});
+
 test('reconnect after the peer restarts on the same port; onReset on the loss', async () => {
   const a = await startNode('mon.a');
   const b = await startNode('mon.b');

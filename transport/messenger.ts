@@ -292,6 +292,13 @@ export class Messenger implements Transport {
   readonly #hello: Uint8Array;
 
   #handlers: TransportHandlers | undefined;
+  /**
+   * Messages read after listen() but before the owner set its handlers (a monitor listens, then
+   * loads its store and starts its actors). Ceph's DispatchQueue likewise holds what arrives
+   * until the Monitor has registered as a dispatcher; dropping them silently cost a client its
+   * whole attempt timeout.
+   */
+  #early: Array<{ from: EntityName; message: Message }> = [];
   #server: net.Server | undefined;
   #boundAddr: string | undefined;
   readonly #peers = new Map<EntityName, Peer>();
@@ -358,6 +365,28 @@ export class Messenger implements Transport {
 
   setHandlers(handlers: TransportHandlers): void {
     this.#handlers = handlers;
+    if (this.#early.length === 0) return;
+    const early = this.#early;
+    this.#early = [];
+    // After the caller's own start-up code, and before any socket read that follows it.
+    queueMicrotask(() => {
+      for (const { from, message } of early) {
+        if (this.#closed) return;
+        this.#stats.received++;
+        this.#handlers?.onMessage(from, message);
+      }
+    });
+  }
+
+  /** Hold a message read before handlers were set, up to queueMessagesMax; beyond that, drop it. */
+  #holdEarly(from: EntityName, message: Message): void {
+    if (this.#early.length < this.queueMessagesMax) {
+      this.#early.push({ from, message });
+      this.#logger.debug({ entity: this.name, peer: from }, 'message held until handlers are set');
+      return;
+    }
+    this.#stats.dropped++;
+    this.#logger.debug({ entity: this.name, peer: from }, 'message before handlers were set; dropped');
   }
 
   stats(): MessengerStats {
@@ -516,6 +545,7 @@ export class Messenger implements Transport {
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    this.#early = [];
     const waits: Promise<void>[] = [];
     const server = this.#server;
     if (server) waits.push(new Promise((resolve) => server.close(() => resolve())));
@@ -661,8 +691,7 @@ export class Messenger implements Transport {
       const from = (connection.peer as Peer).name;
       const handlers = this.#handlers;
       if (!handlers) {
-        this.#stats.dropped++;
-        this.#logger.debug({ entity: this.name, peer: from }, 'message before handlers were set; dropped');
+        this.#holdEarly(from, decoded.message);
         continue;
       }
       this.#stats.received++;
@@ -951,7 +980,7 @@ export class Messenger implements Transport {
         return;
       }
       if (!this.#handlers) {
-        this.#stats.dropped++;
+        this.#holdEarly(this.name, decoded.message);
         return;
       }
       this.#stats.received++;
