@@ -102,7 +102,18 @@ export class MonClient {
     // tid) answers it from the first attempt's commit instead of applying it twice.
     const tid = ++this.#tid;
     let lastError = 'no monitor answered';
+    // Every monitor of the list said "not in quorum" in a row: an election is on. Wait a little
+    // before going round again instead of a tight loop of requests (Ceph's monitor holds such a
+    // command until it is in quorum; paxmon answers EAGAIN and the client comes back).
+    let refusals = 0;
+    let backoffMs = 25;
     while (Date.now() < deadline) {
+      if (refusals >= this.#mons.length) {
+        await new Promise((r) => setTimeout(r, Math.max(0, Math.min(backoffMs, deadline - Date.now()))));
+        backoffMs = Math.min(backoffMs * 2, 400);
+        refusals = 0;
+        continue;
+      }
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
       const name = await this.#resolve(mon, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
       if (!name) {
@@ -128,6 +139,7 @@ export class MonClient {
         this.#messenger.send(name, { type: 'mon.command', tid, cmd, ...(inbuf ? { inbuf } : {}) }, mon.addr);
       });
       if (reply && reply.r !== -EAGAIN) return reply;
+      refusals = reply ? refusals + 1 : 0;
       lastError = reply
         ? reply.rs
         : `${name} (${mon.addr}) did not answer within ${this.#attemptTimeoutMs} ms`;

@@ -5,6 +5,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { MonClient, type MonClientError } from '../actors/mon-client.ts';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from '../transport/codec.ts';
 import { encodeFrame, FrameDecoder } from '../transport/frame.ts';
 import { type EntityName, type Message, MessageSchema, validate } from '../transport/messages.ts';
@@ -275,6 +276,48 @@ test('messages read before handlers are set are held and delivered in order once
   await inbox.count(4);
   assert.equal(tids(inbox.from('client.h0ld')), [1, 2, 3, 5]);
   assert.is(early.stats().received, 4);
+});
+
+test('MonClient: "not in quorum" answers are retried with a backoff, under one tid, until an answer or the deadline', async () => {
+  const a = await startNode('mon.a');
+  const tidsSeen: number[] = [];
+  let refuseFirst = 3;
+  a.inbox.onMessage = (from, message) => {
+    if (message.type !== 'mon.command') return;
+    tidsSeen.push(message.tid);
+    const refuse = tidsSeen.length <= refuseFirst;
+    a.messenger.send(from, {
+      type: 'mon.command_ack',
+      tid: message.tid,
+      cmd: message.cmd,
+      r: refuse ? -11 : 0,
+      rs: refuse ? 'mon.a is not in quorum (state electing)' : '',
+      data: new Uint8Array(),
+    });
+  };
+  const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
+  try {
+    const reply = await client.command(['quorum_status']);
+    assert.is(reply.r, 0);
+    assert.is(tidsSeen.length, 4);
+    assert.equal(new Set(tidsSeen).size, 1, 'a retry is the same request');
+
+    // Refused throughout: a bounded number of attempts (25, 50, 100, 200, 400 ms apart), not a
+    // tight loop, then ETIMEDOUT naming the last refusal.
+    tidsSeen.length = 0;
+    refuseFirst = Number.POSITIVE_INFINITY;
+    const failing = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 1000 });
+    const error = await failing.command(['quorum_status']).then(
+      () => null,
+      (e: unknown) => e as MonClientError,
+    );
+    await failing.close();
+    assert.is(error?.code, 'ETIMEDOUT');
+    assert.match(error?.message ?? '', /not in quorum/);
+    assert.ok(tidsSeen.length >= 2 && tidsSeen.length <= 8, `${tidsSeen.length} attempts in 1 s`);
+  } finally {
+    await client.close();
+  }
 });
 
 test('reconnect after the peer restarts on the same port; onReset on the loss', async () => {
