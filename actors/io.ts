@@ -161,28 +161,33 @@ const routedToMonitor = new Set<Message['type']>([
   'mon.join',
 ]);
 
+/**
+ * Items pushed during one read from the sockets (one turn of the event loop, up to the microtask
+ * checkpoint) reach `send` as one batch: one statechart step for all of them instead of one each.
+ */
+export function batchPerRead<T>(send: (batch: T[]) => void): (item: T) => void {
+  let batch: T[] = [];
+  return (item: T) => {
+    batch.push(item);
+    if (batch.length > 1) return;
+    queueMicrotask(() => {
+      const items = batch;
+      batch = [];
+      send(items);
+    });
+  };
+}
+
 export function ioLogic(deps: IoDeps) {
   return fromCallback<EventObject>(({ sendBack, receive, system }) => {
     const queue: IoEffectsEvent[] = [];
     let pumping = false;
     let stopped = false;
 
-    /**
-     * Messages read from the sockets together (one turn of the event loop, up to the microtask
-     * checkpoint) reach the monitor as one event: one statechart step for all of them.
-     */
-    const perRead = <T>(send: (batch: T[]) => void) => {
-      let batch: T[] = [];
-      return (item: T) => {
-        batch.push(item);
-        if (batch.length > 1) return;
-        queueMicrotask(() => {
-          const items = batch;
-          batch = [];
-          if (!stopped) send(items);
-        });
-      };
-    };
+    const perRead = <T>(send: (batch: T[]) => void) =>
+      batchPerRead<T>((items) => {
+        if (!stopped) send(items);
+      });
     const forward = perRead<MessageEvent<MonForward> & { receivedAt: number }>((forwards) =>
       sendBack({ type: 'monitor.commands', requests: [], forwards }),
     );

@@ -22,7 +22,7 @@ import { monmapJson } from '../machines/services/monmap.ts';
 import type { Store } from '../storage/store.ts';
 import type { CommandReply, EntityName, MonCommand, MonPing } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
-import { ioLogic, performRead } from './io.ts';
+import { batchPerRead, ioLogic, performRead } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { loadMonitorState } from './monitor-state.ts';
 import { createSyncProvider } from './sync-provider.ts';
@@ -113,12 +113,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     void handle.stop();
   };
 
-  let commands: ServiceRequest[] = [];
-  const flushCommands = () => {
-    const requests = commands;
-    commands = [];
-    if (requests.length && !stopping) actor.send({ type: 'monitor.commands', requests, forwards: [] });
-  };
+  const command = batchPerRead<ServiceRequest>((requests) => {
+    if (!stopping) actor.send({ type: 'monitor.commands', requests, forwards: [] });
+  });
 
   const io = ioLogic({
     store: options.store,
@@ -149,8 +146,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       if (fastRead(request, reply)) return;
       // Everything else is a PaxosService's (Monitor::dispatch_op → the service by prefix).
       // Commands read from the sockets together go to the statechart as one event.
-      commands.push(request);
-      if (commands.length === 1) queueMicrotask(flushCommands);
+      command(request);
     },
     onOther: (from, msg) => {
       if (msg.type === 'mon.ping') timecheck(from, msg);
