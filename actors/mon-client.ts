@@ -102,9 +102,10 @@ export class MonClient {
     // tid) answers it from the first attempt's commit instead of applying it twice.
     const tid = ++this.#tid;
     let lastError = 'no monitor answered';
-    // Every monitor of the list said "not in quorum" in a row: an election is on. Wait a little
-    // before going round again instead of a tight loop of requests (Ceph's monitor holds such a
-    // command until it is in quorum; paxmon answers EAGAIN and the client comes back).
+    // Every monitor of the list refused the connection or said "not in quorum" in a row: they
+    // are starting or electing. Wait a little before going round again instead of a tight loop
+    // (Ceph's monitor holds such a command until it is in quorum, and MonClient hunts on a
+    // timer; paxmon answers EAGAIN and the client comes back).
     let refusals = 0;
     let backoffMs = 25;
     while (Date.now() < deadline) {
@@ -115,12 +116,14 @@ export class MonClient {
         continue;
       }
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
-      const name = await this.#resolve(mon, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
-      if (!name) {
-        lastError = `no answer from ${mon.addr}`;
+      const resolved = await this.#resolve(mon, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
+      if ('error' in resolved) {
+        lastError = `no answer from ${mon.addr}: ${resolved.error}`;
+        refusals += 1;
         this.#next += 1;
         continue;
       }
+      const { name } = resolved;
       const reply = await new Promise<CommandReply | null>((resolve) => {
         const timer = setTimeout(
           () => {
@@ -153,11 +156,16 @@ export class MonClient {
   }
 
   /** The monitor's entity name: given, or learnt by connecting to its address. */
-  async #resolve(mon: MonAddress, timeoutMs: number): Promise<EntityName | null> {
-    if (mon.name) return `mon.${mon.name}`;
-    const learnt = await this.#messenger.connect(mon.addr, timeoutMs).catch(() => null);
-    if (learnt) mon.name = learnt.slice(4);
-    return learnt;
+  async #resolve(mon: MonAddress, timeoutMs: number): Promise<{ name: EntityName } | { error: string }> {
+    if (mon.name) return { name: `mon.${mon.name}` };
+    try {
+      const learnt = await this.#messenger.connect(mon.addr, timeoutMs);
+      if (!learnt.startsWith('mon.')) return { error: `${learnt} listens there, not a monitor` };
+      mon.name = learnt.slice(4);
+      return { name: learnt };
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
   }
 
   async close(): Promise<void> {

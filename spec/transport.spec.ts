@@ -9,7 +9,13 @@ import { MonClient, type MonClientError } from '../actors/mon-client.ts';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from '../transport/codec.ts';
 import { encodeFrame, FrameDecoder } from '../transport/frame.ts';
 import { type EntityName, type Message, MessageSchema, validate } from '../transport/messages.ts';
-import { anyFsid, type Hello, Messenger, type MessengerOptions } from '../transport/messenger.ts';
+import {
+  anyFsid,
+  connectedToItself,
+  type Hello,
+  Messenger,
+  type MessengerOptions,
+} from '../transport/messenger.ts';
 import { fsid, otherFsid, sampleMessages } from './fixtures/messages.ts';
 import { CaptureLogger, Inbox, Signal, within } from './fixtures/wait.ts';
 
@@ -317,6 +323,79 @@ test('MonClient: "not in quorum" answers are retried with a backoff, under one t
     assert.ok(tidsSeen.length >= 2 && tidsSeen.length <= 8, `${tidsSeen.length} attempts in 1 s`);
   } finally {
     await client.close();
+  }
+});
+
+test('a connection that reached itself is refused: its own hello echoed back, or a TCP self-connect', async () => {
+  // What a socket connected to itself reads is its own hello. An echo server shows it without
+  // luck; MonClient used to learn its own name there and then dial "mon.nt.<id>" for the rest
+  // of the command (and its redial loop held the port a monitor was about to listen on).
+  const echo = net.createServer((socket) => socket.pipe(socket));
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+  const echoAddr = `127.0.0.1:${(echo.address() as net.AddressInfo).port}`;
+  try {
+    const client = await startNode('client.s3lf', {}, false);
+    const error = await client.messenger.connect(echoAddr, 2000).then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.match(error?.message ?? 'connected', /reached itself/);
+    const mc = new MonClient({ mons: [{ addr: echoAddr }], timeoutMs: 300 });
+    const failed = await mc.command(['quorum_status']).then(
+      () => null,
+      (e: MonClientError) => e,
+    );
+    await mc.close();
+    assert.is(failed?.code, 'ETIMEDOUT');
+    assert.match(failed?.message ?? '', /reached itself/);
+    assert.not.match(failed?.message ?? '', /mon\.nt\./);
+  } finally {
+    await new Promise((resolve) => echo.close(resolve));
+  }
+
+  // The kernel's own self-connect (source port = destination port, nothing listening) is what
+  // connectedToItself() recognises; reset at once, it leaves the port free to listen on.
+  const port = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const self = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort: port });
+  await within(new Promise((resolve) => self.once('connect', resolve)), 'a self-connect');
+  assert.ok(connectedToItself(self));
+  const closed = new Promise((resolve) => self.once('close', resolve));
+  self.resetAndDestroy();
+  await closed;
+  const server = net.createServer();
+  await within(
+    new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve)),
+    'listen after the reset',
+  );
+  await new Promise((resolve) => server.close(resolve));
+});
+
+test('MonClient: monitors that refuse connections are retried with a backoff, not a tight loop', async () => {
+  // A port that accepts and hangs up at once: every attempt fails fast, as a monitor starting.
+  let accepted = 0;
+  const slam = net.createServer((socket) => {
+    accepted += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => slam.listen(0, '127.0.0.1', resolve));
+  const addr = `127.0.0.1:${(slam.address() as net.AddressInfo).port}`;
+  try {
+    const mc = new MonClient({ mons: [{ addr }], timeoutMs: 1000 });
+    const failed = await mc.command(['quorum_status']).then(
+      () => null,
+      (e: MonClientError) => e,
+    );
+    await mc.close();
+    assert.is(failed?.code, 'ETIMEDOUT');
+    assert.match(failed?.message ?? '', /no answer from .*closed the connection/);
+    assert.ok(accepted >= 2 && accepted <= 8, `${accepted} connections in 1 s`);
+  } finally {
+    await new Promise((resolve) => slam.close(resolve));
   }
 });
 

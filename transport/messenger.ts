@@ -92,6 +92,17 @@ export function authenticate(hello: unknown, local: { fsid: string; name: Entity
   return null;
 }
 
+/**
+ * A socket connected to itself. Linux completes a connect() to a port of its ephemeral range
+ * that nothing listens on with the socket itself (TCP simultaneous open) once a redial happens
+ * to draw that very port as its source port. Such a "connection" answers its own hello, and its
+ * TIME-WAIT would keep the port's real owner (a monitor starting there) from listening for a
+ * minute; it is reset at once, which leaves no TIME-WAIT.
+ */
+export function connectedToItself(socket: net.Socket): boolean {
+  return socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress;
+}
+
 function isRefusal(value: unknown): value is Refusal {
   return typeof value === 'object' && value !== null && typeof (value as Refusal).refused === 'string';
 }
@@ -453,7 +464,11 @@ export class Messenger implements Transport {
         timeoutMs,
       );
       timer.unref();
-      socket.once('connect', () => socket.write(this.#hello));
+      socket.once('connect', () => {
+        if (!connectedToItself(socket)) return socket.write(this.#hello);
+        socket.resetAndDestroy();
+        finish(new Error(`nothing listens at ${addr} (the connection reached itself)`));
+      });
       socket.on('error', (error) => finish(error));
       socket.on('close', () => finish(new Error(`${addr} closed the connection during the handshake`)));
       socket.on('data', (chunk: Buffer) => {
@@ -468,6 +483,8 @@ export class Messenger implements Transport {
           return finish(new Error(`refused by ${addr}: ${decoded.value.refused}`));
         const reason = authenticate(decoded.value, this);
         if (reason !== null) return finish(new Error(`bad handshake from ${addr}: ${reason}`));
+        if ((decoded.value as Hello).nonce === this.#nonce)
+          return finish(new Error(`nothing listens at ${addr} (the connection reached itself)`));
         finish(null, (decoded.value as Hello).name);
       });
     });
@@ -645,6 +662,11 @@ export class Messenger implements Transport {
     connection.peer = peer;
     peer.dialing = connection;
     socket.once('connect', () => {
+      if (connectedToItself(socket)) {
+        connection.closeReason = `nothing listens at ${addr} (the connection reached itself)`;
+        socket.resetAndDestroy();
+        return;
+      }
       if (connection.state === 'handshaking') this.#write(connection, this.#hello);
     });
   }
