@@ -83,6 +83,7 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
     const stop = () => {
       closing ??= (async () => {
         await monitor.stop();
+        await monitor.drain();
         await ms.close();
         await store.close();
       })();

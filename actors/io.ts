@@ -53,6 +53,8 @@ export interface IoDeps {
   now?: () => number;
   /** A peer asks this monitor for a store sync (mon.sync get_cookie_* / get_chunk): the provider's. */
   onSyncRequest?: (from: EntityName, msg: MonSync) => void;
+  /** Store work under way (a write batch and what follows it): a shutdown waits for it. */
+  track?: (work: Promise<void>) => void;
 }
 
 /** Decode one or more concatenated encoded Transactions (a batched Paxos value). */
@@ -311,8 +313,9 @@ export function ioLogic(deps: IoDeps) {
           }
         }
       } catch (error) {
+        // After a stop the store may close under a read that was under way: not a failure.
+        if (!stopped) deps.onFatal(error instanceof Error ? error : new Error(String(error)));
         stopped = true;
-        deps.onFatal(error instanceof Error ? error : new Error(String(error)));
       } finally {
         pumping = false;
       }
@@ -333,7 +336,8 @@ export function ioLogic(deps: IoDeps) {
       )
         return;
       queue.push(effect);
-      void pump();
+      // A running pump takes up what was queued; a new one is store work a shutdown waits for.
+      if (!pumping) deps.track?.(pump());
     });
 
     return () => {

@@ -88,6 +88,12 @@ export interface MonitorHandle {
   readonly stopped: Promise<void>;
   /** Stop the actor tree; the store and transport are the caller's to close. */
   stop(): Promise<void>;
+  /**
+   * Resolves once the store work under way (write batches, reads) has finished: after stop(),
+   * before the caller closes the store, so that a read in flight is answered rather than cut
+   * off by the closing store.
+   */
+  drain(): Promise<void>;
 }
 
 const encoder = new TextEncoder();
@@ -104,7 +110,18 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     resolveStopped = resolve;
   });
 
+  // Store work under way (the io actor's write batches, fast-path reads), for drain().
+  const inflight = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>) => {
+    inflight.add(work);
+    void work.finally(() => inflight.delete(work));
+  };
+
   const fatal = (error: Error) => {
+    if (stopping) {
+      logger.warn({ err: error.message }, 'store error while stopping');
+      return;
+    }
     logger.fatal(
       { err: error.message, code: (error as { code?: string }).code },
       'store write failed; stopping the monitor',
@@ -152,6 +169,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       if (msg.type === 'mon.ping') timecheck(from, msg);
     },
     onSyncRequest: (from, msg) => provider.handle(from, msg),
+    track,
     now,
   });
 
@@ -283,7 +301,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         data: typeof r.data === 'string' ? encoder.encode(r.data) : (r.data ?? new Uint8Array()),
       });
     if ('reply' in answer) send(answer.reply);
-    else performRead(options.store, answer.read).then(send, (error: Error) => fatal(error));
+    else track(performRead(options.store, answer.read).then(send, (error: Error) => fatal(error)));
     return true;
   }
 
@@ -420,6 +438,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       actor.stop();
       resolveStopped();
       return stopped;
+    },
+    async drain() {
+      while (inflight.size > 0) await Promise.allSettled([...inflight]);
     },
   };
 

@@ -561,6 +561,9 @@ export class Messenger implements Transport {
 
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
+    // What the owner sent before closing (the answer to a read a stopping monitor waited for) is
+    // written out to the open connections, up to the kernel's buffer; the rest is dropped.
+    for (const peer of this.#peers.values()) if (peer.queue.length > 0) this.#flush(peer);
     this.#closed = true;
     this.#early = [];
     const waits: Promise<void>[] = [];
@@ -574,10 +577,19 @@ export class Messenger implements Transport {
     for (const connection of this.#connections) {
       connection.retired = true;
       connection.closeReason ??= 'messenger closed';
-      if (connection.state !== 'closed') {
-        waits.push(new Promise((resolve) => connection.socket.once('close', () => resolve())));
+      if (connection.state === 'closed') continue;
+      waits.push(new Promise((resolve) => connection.socket.once('close', () => resolve())));
+      if (connection.state !== 'open') {
         connection.socket.destroy();
+        continue;
       }
+      // FIN after what was written (a plain close could reset the connection and discard it,
+      // when the peer's last bytes were still unread); a peer that does not close its side in
+      // time is cut off.
+      clearTimeout(connection.timer);
+      connection.timer = setTimeout(() => connection.socket.destroy(), Math.min(this.#lingerMs, 1000));
+      connection.timer.unref();
+      connection.socket.end();
     }
     this.#closing = Promise.all(waits).then(() => {
       this.#peers.clear();
