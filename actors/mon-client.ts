@@ -78,13 +78,10 @@ export class MonClient {
         this.#pending.delete(message.tid);
         pending.resolve({ r: message.r, rs: message.rs, data: message.data });
       },
-      onReset: (peer: EntityName) => {
-        for (const [tid, pending] of this.#pending) {
-          if (pending.monitor !== peer) continue;
-          this.#pending.delete(tid);
-          pending.resolve({ r: -EAGAIN, rs: `connection to ${peer} lost`, data: new Uint8Array() });
-        }
-      },
+      onReset: (peer: EntityName) => this.#failPending(peer, `connection to ${peer} lost`),
+      // A monitor that is down costs one refused connect, not the whole attempt timeout.
+      onUnreachable: (peer: EntityName, reason: string) =>
+        this.#failPending(peer, `${peer} unreachable: ${reason}`),
     });
   }
 
@@ -153,6 +150,15 @@ export class MonClient {
       'ETIMEDOUT',
       `no monitor answered within ${this.#timeoutMs} ms (last: ${lastError})`,
     );
+  }
+
+  /** Give up on the attempts waiting for `monitor`: they go on to the next monitor. */
+  #failPending(monitor: EntityName, rs: string): void {
+    for (const [tid, pending] of this.#pending) {
+      if (pending.monitor !== monitor) continue;
+      this.#pending.delete(tid);
+      pending.resolve({ r: -EAGAIN, rs, data: new Uint8Array() });
+    }
   }
 
   /** The monitor's entity name: given, or learnt by connecting to its address. */

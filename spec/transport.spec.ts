@@ -18,6 +18,7 @@ import {
 } from '../transport/messenger.ts';
 import { fsid, otherFsid, sampleMessages } from './fixtures/messages.ts';
 import { CaptureLogger, Inbox, Signal, within } from './fixtures/wait.ts';
+import { freePorts } from './support/process.ts';
 
 const test = suite('transport');
 
@@ -396,6 +397,38 @@ test('MonClient: monitors that refuse connections are retried with a backoff, no
     assert.ok(accepted >= 2 && accepted <= 8, `${accepted} connections in 1 s`);
   } finally {
     await new Promise((resolve) => slam.close(resolve));
+  }
+});
+
+test('MonClient: a monitor that refuses connections is left at once for the next one, not after the attempt timeout', async () => {
+  const b = await startNode('mon.b', { rank: 1 });
+  b.inbox.onMessage = (from, message) => {
+    if (message.type !== 'mon.command') return;
+    b.messenger.send(from, {
+      type: 'mon.command_ack',
+      tid: message.tid,
+      cmd: message.cmd,
+      r: 0,
+      rs: 'from b',
+      data: new Uint8Array(),
+    });
+  };
+  const dead = await freePorts(1);
+  // Attempts as long as the whole command: only the refused connect can move it on to mon.b.
+  const client = new MonClient({
+    mons: [
+      { name: 'a', addr: `127.0.0.1:${dead}` },
+      { name: 'b', addr: b.addr },
+    ],
+    fsid,
+    attemptTimeoutMs: 30_000,
+    timeoutMs: 30_000,
+  });
+  try {
+    const reply = await client.command(['quorum_status']);
+    assert.is(reply.rs, 'from b');
+  } finally {
+    await client.close();
   }
 });
 

@@ -905,6 +905,8 @@ export class Messenger implements Transport {
         'connect failed',
       );
       if (peer.resetPending) this.#reset(peer, connection.closeReason ?? 'connection lost');
+      else if (!wasEstablished && peer.queue.length > 0)
+        this.#handlers?.onUnreachable?.(peer.name, connection.closeReason ?? 'connection failed');
     }
     peer.connections.delete(connection);
 

@@ -7,6 +7,12 @@ export interface TransportHandlers {
   onMessage(from: EntityName, message: Message): void;
   /** The connection to a peer was lost (Ceph's ms_handle_reset); pending requests to it may be lost. */
   onReset?(peer: EntityName): void;
+  /**
+   * A dial to a peer with messages waiting for it failed before any session existed (refused,
+   * unreachable, bad handshake). The messages stay queued for the next dial; a client can fail
+   * over at once instead of waiting out its attempt (Ceph's MonClient hunts on).
+   */
+  onUnreachable?(peer: EntityName, reason: string): void;
 }
 
 export interface Transport {
