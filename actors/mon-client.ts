@@ -98,13 +98,18 @@ export class MonClient {
     // One tid for every attempt: a retry is the same request, so the leader's dedupe (client +
     // tid) answers it from the first attempt's commit instead of applying it twice.
     const tid = ++this.#tid;
-    let lastError = 'no monitor answered';
+    const noAnswer = 'no monitor answered';
+    let lastError = noAnswer;
     // Every monitor of the list refused the connection or said "not in quorum" in a row: they
     // are starting or electing. Wait a little before going round again instead of a tight loop
     // (Ceph's monitor holds such a command until it is in quorum, and MonClient hunts on a
     // timer; paxmon answers EAGAIN and the client comes back).
     let refusals = 0;
     let backoffMs = 25;
+    // An attempt shortened by the command's deadline that failed as the deadline came failed
+    // for that alone: the error names the failure before it (1 ms: timers round).
+    const cutShort = (allowedMs: number) =>
+      allowedMs < this.#attemptTimeoutMs && deadline - Date.now() <= 1 && lastError !== noAnswer;
     while (Date.now() < deadline) {
       if (refusals >= this.#mons.length) {
         await new Promise((r) => setTimeout(r, Math.max(0, Math.min(backoffMs, deadline - Date.now()))));
@@ -113,22 +118,21 @@ export class MonClient {
         continue;
       }
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
-      const resolved = await this.#resolve(mon, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
+      const resolveMs = Math.min(this.#attemptTimeoutMs, deadline - Date.now());
+      const resolved = await this.#resolve(mon, resolveMs);
       if ('error' in resolved) {
-        lastError = `no answer from ${mon.addr}: ${resolved.error}`;
+        if (!cutShort(resolveMs)) lastError = `no answer from ${mon.addr}: ${resolved.error}`;
         refusals += 1;
         this.#next += 1;
         continue;
       }
       const { name } = resolved;
+      const waitMs = Math.max(1, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
       const reply = await new Promise<CommandReply | null>((resolve) => {
-        const timer = setTimeout(
-          () => {
-            this.#pending.delete(tid);
-            resolve(null);
-          },
-          Math.max(1, Math.min(this.#attemptTimeoutMs, deadline - Date.now())),
-        );
+        const timer = setTimeout(() => {
+          this.#pending.delete(tid);
+          resolve(null);
+        }, waitMs);
         this.#pending.set(tid, {
           monitor: name,
           resolve: (r) => {
@@ -140,9 +144,8 @@ export class MonClient {
       });
       if (reply && reply.r !== -EAGAIN) return reply;
       refusals = reply ? refusals + 1 : 0;
-      lastError = reply
-        ? reply.rs
-        : `${name} (${mon.addr}) did not answer within ${this.#attemptTimeoutMs} ms`;
+      if (reply) lastError = reply.rs;
+      else if (!cutShort(waitMs)) lastError = `${name} (${mon.addr}) did not answer within ${waitMs} ms`;
       this.#next += 1;
     }
     throw new MonClientError(
