@@ -55,6 +55,29 @@ function tids(messages: Message[]): number[] {
   return messages.map((message) => ('tid' in message ? message.tid : -1));
 }
 
+/** A monitor stand-in: every mon.command gets the ack `answer` gives (r, rs, data). */
+function answerCommands(
+  node: Node,
+  answer: (command: Extract<Message, { type: 'mon.command' }>) => {
+    r: number;
+    rs: string;
+    data?: Uint8Array;
+  },
+): void {
+  node.inbox.onMessage = (from, message) => {
+    if (message.type !== 'mon.command') return;
+    const { r, rs, data = new Uint8Array() } = answer(message);
+    node.messenger.send(from, { type: 'mon.command_ack', tid: message.tid, cmd: message.cmd, r, rs, data });
+  };
+}
+
+/** Listen on a free loopback port; resolves to the server's `host:port`. */
+function listenLoopback(server: net.Server): Promise<string> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve(`127.0.0.1:${(server.address() as net.AddressInfo).port}`)),
+  );
+}
+
 /** A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes. */
 class RawPeer {
   readonly frames: unknown[] = [];
@@ -217,17 +240,7 @@ test('a message to oneself arrives through the codec', async () => {
 test('client replies go over the connection the client opened', async () => {
   const a = await startNode('mon.a');
   const client = await startNode('client.x7Kp2', {}, false);
-  a.inbox.onMessage = (from, message) => {
-    if (message.type !== 'mon.command') return;
-    a.messenger.send(from, {
-      type: 'mon.command_ack',
-      tid: message.tid,
-      cmd: message.cmd,
-      r: 0,
-      rs: 'ok',
-      data: new Uint8Array([1]),
-    });
-  };
+  answerCommands(a, () => ({ r: 0, rs: 'ok', data: new Uint8Array([1]) }));
   client.messenger.send('mon.a', command(9), a.addr);
   await client.inbox.count(1);
   assert.equal(client.inbox.received[0], {
@@ -289,19 +302,12 @@ test('MonClient: "not in quorum" answers are retried with a backoff, under one t
   const a = await startNode('mon.a');
   const tidsSeen: number[] = [];
   let refuseFirst = 3;
-  a.inbox.onMessage = (from, message) => {
-    if (message.type !== 'mon.command') return;
+  answerCommands(a, (message) => {
     tidsSeen.push(message.tid);
-    const refuse = tidsSeen.length <= refuseFirst;
-    a.messenger.send(from, {
-      type: 'mon.command_ack',
-      tid: message.tid,
-      cmd: message.cmd,
-      r: refuse ? -11 : 0,
-      rs: refuse ? 'mon.a is not in quorum (state electing)' : '',
-      data: new Uint8Array(),
-    });
-  };
+    return tidsSeen.length <= refuseFirst
+      ? { r: -11, rs: 'mon.a is not in quorum (state electing)' }
+      : { r: 0, rs: '' };
+  });
   const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
   try {
     const reply = await client.command(['quorum_status']);
@@ -332,8 +338,7 @@ test('a connection that reached itself is refused: its own hello echoed back, or
   // luck; MonClient used to learn its own name there and then dial "mon.nt.<id>" for the rest
   // of the command (and its redial loop held the port a monitor was about to listen on).
   const echo = net.createServer((socket) => socket.pipe(socket));
-  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
-  const echoAddr = `127.0.0.1:${(echo.address() as net.AddressInfo).port}`;
+  const echoAddr = await listenLoopback(echo);
   try {
     const client = await startNode('client.s3lf', {}, false);
     const error = await client.messenger.connect(echoAddr, 2000).then(
@@ -356,12 +361,9 @@ test('a connection that reached itself is refused: its own hello echoed back, or
 
   // The kernel's own self-connect (source port = destination port, nothing listening) is what
   // connectedToItself() recognises; reset at once, it leaves the port free to listen on.
-  const port = await new Promise<number>((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(p));
-    });
-  });
+  const probe = net.createServer();
+  const port = Number((await listenLoopback(probe)).split(':')[1]);
+  await new Promise((resolve) => probe.close(resolve));
   const self = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort: port });
   await within(new Promise((resolve) => self.once('connect', resolve)), 'a self-connect');
   assert.ok(connectedToItself(self));
@@ -383,8 +385,7 @@ test('MonClient: monitors that refuse connections are retried with a backoff, no
     accepted += 1;
     socket.destroy();
   });
-  await new Promise<void>((resolve) => slam.listen(0, '127.0.0.1', resolve));
-  const addr = `127.0.0.1:${(slam.address() as net.AddressInfo).port}`;
+  const addr = await listenLoopback(slam);
   try {
     const mc = new MonClient({ mons: [{ addr }], timeoutMs: 1000 });
     const failed = await mc.command(['quorum_status']).then(
@@ -403,17 +404,7 @@ test('MonClient: monitors that refuse connections are retried with a backoff, no
 
 test('MonClient: a monitor that refuses connections is left at once for the next one, not after the attempt timeout', async () => {
   const b = await startNode('mon.b', { rank: 1 });
-  b.inbox.onMessage = (from, message) => {
-    if (message.type !== 'mon.command') return;
-    b.messenger.send(from, {
-      type: 'mon.command_ack',
-      tid: message.tid,
-      cmd: message.cmd,
-      r: 0,
-      rs: 'from b',
-      data: new Uint8Array(),
-    });
-  };
+  answerCommands(b, () => ({ r: 0, rs: 'from b' }));
   const dead = await freePorts(1);
   // Attempts as long as the whole command: only the refused connect can move it on to mon.b.
   const client = new MonClient({
