@@ -32,8 +32,16 @@ export async function loadMonMap(store: Store): Promise<MonMap> {
   const epoch = await store.getNumber('monmap', 'last_committed');
   // A joining monitor's map is epoch 0 (mkfs --addr): older than any map of a cluster.
   const bytes = await store.get('monmap', String(epoch));
-  if (!bytes) throw new MonitorStateError('store has no monmap (was it created with paxmon mkfs?)');
-  return decodeMonMap(bytes);
+  const stored = bytes ? decodeMonMap(bytes) : undefined;
+  // Monitor::obtain_monmap: a full sync erases the monmap prefix first and copies it back only
+  // after the Paxos versions; interrupted in between, the map it stashed at sync_start is the one.
+  if ((await store.getNumber('mon_sync', 'in_sync')) > 0) {
+    const stashed = await store.get('mon_sync', 'latest_monmap');
+    const latest = stashed ? decodeMonMap(stashed) : undefined;
+    if (latest && (!stored || latest.epoch > stored.epoch)) return latest;
+  }
+  if (!stored) throw new MonitorStateError('store has no monmap (was it created with paxmon mkfs?)');
+  return stored;
 }
 
 export interface LoadedMonitor {

@@ -135,14 +135,21 @@ export type MonitorEvent =
   | { type: 'monitor.adopt_monmap'; monmap: MonMap }
   | StoreAppliedEvent;
 
-/** A sync message from the monitor this one is syncing from (anything else is stale). */
+/**
+ * A sync message of the sync under way: from its provider and for its cookie (Ceph's
+ * handle_sync_chunk drops a chunk whose cookie is not sync_cookie). Anything else is stale: a
+ * chunk of an earlier sync from the same provider, delivered after this one restarted, would
+ * move lastKey past keys the restart erased and never copied.
+ */
 function fromProvider(context: MonitorContext, event: MonitorEvent): boolean {
-  return (
-    event.type === 'mon.sync' &&
-    context.sync !== null &&
-    event.from === context.sync.provider &&
-    !context.syncFinishing
-  );
+  if (event.type !== 'mon.sync' || context.sync === null || context.syncFinishing) return false;
+  if (event.from !== context.sync.provider) return false;
+  const msg = (event as MessageEvent<MonSync>).msg;
+  // The cookie reply is the one message taken before a cookie is known; no_cookie may answer
+  // the cookie request (cookie 0) or a chunk request (the cookie asked with).
+  if (msg.op === 'cookie') return context.sync.cookie === 0;
+  if (msg.op === 'no_cookie') return msg.cookie === 0 || msg.cookie === context.sync.cookie;
+  return msg.cookie === context.sync.cookie;
 }
 
 /** Ranks of the named monitors that are in the map. */
@@ -360,6 +367,12 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         const addr = context.monmap.mons.find((m) => `mon.${m.name}` === provider)?.addr;
         const start = syncStart(decision.kind, provider, addr, context.lastCommitted, context.monmap);
         enqueue.assign({ sync: start.progress, syncFinishing: false });
+        // A full sync erases what it copies: until it finishes, this store is no copy of
+        // anything. Ceph's sync_start resets Paxos after store->clear ("make sure paxos knows it
+        // has been reset"): probe replies must not offer the old versions (a peer would sync
+        // from the remains), and an abandoned sync must start over in full.
+        if (decision.kind === 'full')
+          enqueue.assign({ firstCommitted: 0, lastCommitted: 0, forceFullSync: true });
         enqueue.sendTo(({ system }) => system.get('io'), effects(start.writes, start.messages));
       }),
       /**
@@ -673,6 +686,15 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     },
     states: {
       probing: {
+        // Monitor::bootstrap: a monitor that has been in a quorum and is not in its own map was
+        // removed (found at start, say after a store sync brought the map without it).
+        always: {
+          guard: ({ context }) => context.hasEverJoined && context.rank < 0,
+          target: 'shutdown',
+          actions: assign(({ context }) => ({
+            shutdownReason: `removed from the monmap (epoch ${context.monmap.epoch})`,
+          })),
+        },
         entry: ['reset', { type: 'announce', params: { role: 'none' } }, 'probeAll'],
         after: {
           probeTimeout: {
@@ -695,6 +717,13 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                 switch (outcome.kind) {
                   case 'adopt_monmap': {
                     const rank = outcome.monmap.mons.findIndex((m) => m.name === context.name);
+                    if (rank < 0 && context.hasEverJoined) {
+                      // Removed while away: keep the map (a restart must see it too) and stop,
+                      // as the root's adopt_monmap does; never ask to be added back.
+                      enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
+                      enqueue.raise({ type: 'monitor.adopt_monmap', monmap: outcome.monmap });
+                      return;
+                    }
                     enqueue.assign({ monmap: outcome.monmap, rank });
                     enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
                     enqueue.sendTo('elector', { type: 'elector.monmap', monmap: outcome.monmap, rank });

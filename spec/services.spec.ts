@@ -214,4 +214,27 @@ test('mon add / mon rm: identical add is a no-op, name or address clashes are EE
   await alone.stopAll();
 });
 
+test('a monitor removed while it was down stops when it comes back, and never asks to be added again', async () => {
+  // It learns the new map from a probe reply (then from its own store on a second start):
+  // Ceph's monitor exits, "removed from monmap"; it must not send mon.join with its old address.
+  const c = await cluster(3, 40);
+  const client = simClient(c);
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  assert.is((await client.call('a', ['mon', 'rm', 'c'], undefined, 10_000)).r, 0);
+  const names = async () =>
+    (JSON.parse((await client.call('a', ['mon', 'dump'])).data) as { mons: { name: string }[] }).mons
+      .map((m) => m.name)
+      .join(',');
+  assert.is(await names(), 'a,b');
+  for (const start of ['probe reply', 'its own store']) {
+    await c.start('c');
+    await c.runUntil(() => c.node('c').monitor?.state() === 'shutdown', 10_000);
+    await c.run(3_000);
+    assert.is(await names(), 'a,b', `still removed after a start that found it in ${start}`);
+    await c.crash('c');
+  }
+  await c.stopAll();
+});
+
 test.run();

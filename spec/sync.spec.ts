@@ -4,6 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MonConfig } from '../machines/config.ts';
 import { SimCluster } from '../sim/cluster.ts';
+import type { EntityName, Message } from '../transport/messages.ts';
+import type { TransportHandlers } from '../transport/transport.ts';
 import { simClient } from './support/sim-client.ts';
 
 type Status = {
@@ -137,6 +139,155 @@ test('the requester crashes mid-sync: on restart it sees in_sync, clears the par
   assert.equal(watch.kinds, ['full']);
   assert.is(JSON.parse((await client.call('c', ['config-key', 'ls'])).data).length, 400);
   assert.is((await client.call('c', ['config-key', 'get', 'k7'])).data, 'v7');
+  await c.stopAll();
+});
+
+test('a crash before the monmap was copied back: the restart takes the stashed map and syncs again', async () => {
+  // A full sync erases the monmap prefix first and copies it after the Paxos versions; crashed
+  // in between, the store's only map is mon_sync/latest_monmap (Monitor::obtain_monmap).
+  const { c, client } = await cluster(34, {
+    paxosMin: 20,
+    paxosTrimMin: 10,
+    paxosTrimMax: 50,
+    monSyncMaxPayloadKeys: 5,
+  });
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await write(c, client, 400, 4);
+  await c.start('c');
+  await c.runUntil(() => status(c, 'c')?.state === 'synchronizing', 20_000);
+  await c.crash('c');
+  const store = c.node('c').store;
+  assert.is(await store.getNumber('mon_sync', 'in_sync'), 1);
+  assert.is(await store.getNumber('monmap', 'last_committed'), 0, 'the monmap prefix is erased');
+  await c.start('c');
+  await c.runUntil(() => c.stableQuorum(3), 60_000);
+  assert.is(JSON.parse((await client.call('c', ['config-key', 'ls'])).data).length, 400);
+  await c.stopAll();
+});
+
+test('a chunk of an earlier sync delivered after the sync restarted is ignored (cookie check)', async () => {
+  // Hold back one chunk of c's first sync (the sync then times out and restarts) and deliver it
+  // right after the new cookie: taken, it would move the copy past keys the restart erased.
+  let phase: 'copying' | 'holding' | 'done' = 'copying';
+  let copied = 0;
+  let total = 0;
+  let held: { from: EntityName; msg: Message } | undefined;
+  const c = new SimCluster({
+    size: 3,
+    seed: 39,
+    config: {
+      paxosMin: 20,
+      paxosTrimMin: 10,
+      paxosTrimMax: 50,
+      monSyncMaxPayloadKeys: 5,
+      monSyncTimeoutMs: 1500,
+    },
+    wrapTransport: (name, transport) =>
+      name !== 'c'
+        ? transport
+        : {
+            get name() {
+              return transport.name;
+            },
+            send: (to, msg, addr) => transport.send(to, msg, addr),
+            close: () => transport.close(),
+            setHandlers(handlers: TransportHandlers) {
+              transport.setHandlers({
+                ...handlers,
+                onMessage(from, msg) {
+                  if (msg.type === 'mon.sync' && phase === 'copying') {
+                    if (msg.op === 'cookie') total = msg.totalKeys ?? 0;
+                    if (msg.op === 'chunk') copied += msg.chunkKeys ?? 0;
+                    if (msg.op === 'chunk' && total > 0 && copied > 0.7 * total) {
+                      held = { from, msg };
+                      phase = 'holding';
+                      return;
+                    }
+                  }
+                  handlers.onMessage(from, msg);
+                  if (msg.type === 'mon.sync' && msg.op === 'cookie' && phase === 'holding' && held) {
+                    phase = 'done';
+                    handlers.onMessage(held.from, held.msg);
+                  }
+                },
+              });
+            },
+          },
+  });
+  await c.mkfs();
+  await c.startAll();
+  await c.runUntil(() => c.stableQuorum(3) && c.running().every((m) => m.isReadable()), 10_000);
+  const client = simClient(c);
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await write(c, client, 400, 4);
+  await c.start('c');
+  await c.runUntil(() => c.stableQuorum(3) && c.running().every((m) => m.isReadable()), 60_000);
+  assert.is(phase, 'done', 'the stale chunk was delivered after the new cookie');
+  const store = c.node('c').store;
+  const missing: string[] = [];
+  for (let i = 0; i < 400; i += 1) if (!(await store.get('config-key', `k${i}`))) missing.push(`k${i}`);
+  assert.equal(missing, [], 'every key copied');
+  await c.stopAll();
+});
+
+test('a full sync cut off halfway leaves a monitor that offers nothing: a peer never syncs from its remains', async () => {
+  // c's full sync from the quorum is cut off (every other member crashes); d, further behind,
+  // then probes c. c's store is half erased: its probe replies must not offer its old versions
+  // (d copied them once, and then served 362 of 600 keys as a readable peon).
+  const c = new SimCluster({
+    size: 5,
+    seed: 35,
+    config: {
+      paxosMin: 20,
+      paxosTrimMin: 10,
+      paxosTrimMax: 50,
+      monSyncMaxPayloadKeys: 5,
+      monSyncTimeoutMs: 1500,
+    },
+  });
+  await c.mkfs();
+  await c.startAll();
+  await c.runUntil(() => c.stableQuorum(5) && c.running().every((m) => m.isReadable()), 20_000);
+  const client = simClient(c);
+  const writeRange = async (from: number, to: number) => {
+    for (let i = from; i < to; i += 4) {
+      const tids: number[] = [];
+      for (let j = i; j < i + 4; j += 1)
+        tids.push(client.send(j % 2 ? 'a' : 'b', ['config-key', 'set', `k${j}`, `v${j}`]));
+      await c.runUntil(() => tids.every((t) => client.acks.some((a) => a.tid === t && a.r === 0)), 10_000);
+    }
+  };
+  await c.crash('d');
+  await c.runUntil(() => c.stableQuorum(4), 20_000);
+  await writeRange(0, 200);
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(3), 20_000);
+  await writeRange(200, 600);
+  await c.start('c');
+  await c.runUntil(
+    () => status(c, 'c')?.state === 'synchronizing' && (status(c, 'c')?.sync?.keys ?? 0) >= 700,
+    20_000,
+  );
+  for (const name of ['a', 'b', 'e']) await c.crash(name);
+  await c.runUntil(() => status(c, 'c')?.state === 'probing', 10_000);
+  await c.start('d');
+  const providers = new Set<string>();
+  const watchD = () => {
+    const provider = status(c, 'd')?.sync_decision?.provider;
+    if (status(c, 'd')?.state === 'synchronizing' && provider) providers.add(provider);
+    return false;
+  };
+  await c.runUntil(watchD, 10_000).catch(() => {});
+  for (const name of ['a', 'b', 'e']) await c.start(name);
+  await c.runUntil(() => watchD() || (c.stableQuorum(5) && c.running().every((m) => m.isReadable())), 60_000);
+  assert.not.ok(providers.has('mon.c'), `d synced from ${[...providers].join(', ')}`);
+  for (const name of ['c', 'd']) {
+    const keys = JSON.parse((await client.call(name, ['config-key', 'ls'])).data) as string[];
+    assert.is(keys.length, 600, `every key on mon.${name}`);
+    assert.is((await client.call(name, ['config-key', 'get', 'k599'])).data, 'v599');
+  }
   await c.stopAll();
 });
 
