@@ -116,8 +116,21 @@ const decoder = new TextDecoder();
 const toBytes = (data: Uint8Array | string | undefined) =>
   data === undefined ? new Uint8Array() : typeof data === 'string' ? encoder.encode(data) : data;
 
-/** Answer a read plan from the store (PaxosService::preprocess_query reading mon->store). */
+/**
+ * Answer a read plan from the store (PaxosService::preprocess_query reading mon->store). A key
+ * the store refuses (a RangeError: too long, say) is the request's error (EINVAL), not a store
+ * failure: a read changes nothing, so it is answered and the monitor goes on.
+ */
 export async function performRead(store: Store, plan: ReadPlan): Promise<CommandReplyData> {
+  try {
+    return await readPlan(store, plan);
+  } catch (error) {
+    if (error instanceof RangeError) return { r: -22, rs: error.message };
+    throw error;
+  }
+}
+
+async function readPlan(store: Store, plan: ReadPlan): Promise<CommandReplyData> {
   switch (plan.kind) {
     case 'get': {
       const value = await store.get(plan.prefix, plan.key);

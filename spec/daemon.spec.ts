@@ -3,6 +3,7 @@
 import { rmSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { performRead } from '../actors/io.ts';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
 import { createMonitor, type MonitorHandle } from '../actors/monitor.ts';
@@ -69,6 +70,22 @@ test('stopped while a store read is under way, drain() waits for it: the read is
     await messenger.close();
     await rocks.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a read of a key the store refuses is answered EINVAL, not raised as a store failure', async () => {
+  const store = await RocksDBStore.open(tempDir('daemon-read'), { create: true });
+  try {
+    const reply = await performRead(store, {
+      kind: 'get',
+      prefix: 'config-key',
+      key: 'k'.repeat(20_000),
+      missing: { r: -2, rs: 'missing' },
+    });
+    assert.is(reply.r, -22);
+    assert.match(reply.rs, /20000 bytes, limit 16384/);
+  } finally {
+    await store.close();
   }
 });
 

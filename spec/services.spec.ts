@@ -237,4 +237,28 @@ test('a monitor removed while it was down stops when it comes back, and never as
   await c.stopAll();
 });
 
+test('config-key: a key too long for the store is EINVAL for every verb, and the quorum stands', async () => {
+  // A 100,000-byte key once reached RocksDB (whose keys stop at 16 KiB): the write failed, the
+  // monitor stopped on it, and the client's retry stopped the next one too.
+  const c = await cluster(3, 41);
+  const client = simClient(c);
+  const long = 'k'.repeat(100_000);
+  for (const cmd of [
+    ['config-key', 'set', long, 'v'],
+    ['config-key', 'get', long],
+    ['config-key', 'exists', long],
+    ['config-key', 'rm', long],
+    ['config-key', 'dump', long],
+  ]) {
+    const reply = await client.call('b', cmd);
+    assert.is(reply.r, -22, `${cmd[1]}: ${reply.rs}`);
+    assert.match(reply.rs, /limited to 4096 bytes/);
+  }
+  const edge = 'e'.repeat(4096);
+  assert.is((await client.call('b', ['config-key', 'set', edge, 'fits'])).r, 0);
+  assert.is((await client.call('c', ['config-key', 'get', edge])).data, 'fits');
+  assert.ok(c.stableQuorum(3), 'every monitor still in the quorum');
+  await c.stopAll();
+});
+
 test.run();

@@ -7,6 +7,11 @@ export const configKeyDataPrefix = 'config-key';
 /** mon_config_key_max_entry_size (Ceph's default 64 KiB). */
 export const configKeyMaxEntrySizeDefault = 64 * 1024;
 const keysMax = 100_000;
+/**
+ * Longest key, in UTF-8 bytes. Ceph sets none, but RocksDB keys are the store's, and paxmon's
+ * store refuses keys over 16 KiB: a longer one must be the client's EINVAL, never a store error.
+ */
+export const configKeyKeyBytesMax = 4096;
 /** Service versions kept behind the last committed one (Ceph keeps ~500 of most services). */
 const keepVersions = 500;
 
@@ -17,6 +22,14 @@ const einval = (rs: string): Reply => ({ r: -22, rs });
 const enoent = (key: string): Reply => ({ r: -2, rs: `key '${key}' doesn't exist` });
 const usage =
   'usage: config-key set <key> [<value>] (or -i FILE) | get <key> | rm <key> | exists <key> | ls | dump [<prefix>]';
+
+const keyTooLong = (key: string | undefined): Reply | undefined => {
+  if (key === undefined) return undefined;
+  const bytes = new TextEncoder().encode(key).length;
+  return bytes > configKeyKeyBytesMax
+    ? einval(`key is ${bytes} bytes; config-key keys are limited to ${configKeyKeyBytesMax} bytes`)
+    : undefined;
+};
 
 /** Ceph's aliases: put = set, del/delete = rm, list = ls. */
 function verb(cmd: string[]): string | undefined {
@@ -38,6 +51,8 @@ export function configKeyService(
     preprocessQuery(_state, request: ServiceRequest): Preprocessed {
       const cmd = request.cmd;
       const key = cmd[2];
+      const tooLong = keyTooLong(key);
+      if (tooLong) return { reply: tooLong };
       switch (verb(cmd)) {
         case 'get':
           if (key === undefined || cmd.length !== 3) return { reply: einval(`${usage}`) };
@@ -72,6 +87,8 @@ export function configKeyService(
       const cmd = request.cmd;
       const key = cmd[2];
       if (key === undefined || key.length === 0) return { error: einval(usage) };
+      const tooLong = keyTooLong(key);
+      if (tooLong) return { error: tooLong };
       if (verb(cmd) === 'rm') {
         if (cmd.length !== 3) return { error: einval(usage) };
         // KVMonitor::prepare_command: "key deleted" whether or not it existed (rm is idempotent).
