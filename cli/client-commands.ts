@@ -1,9 +1,10 @@
 // Ceph-style client commands (paxmon [-m HOST:PORT,…] [--format …] COMMAND…): each is a
 // mon.command sent by a MonClient to any monitor of the list, answered with Ceph's { r, rs, data }.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client.ts';
-import { readClusterFile } from './cluster.ts';
+import { readClusterFile, writeClusterFile } from './cluster.ts';
 import { CliError, errnoName, fail } from './errors.ts';
 
 export type Format = 'plain' | 'json' | 'json-pretty';
@@ -319,4 +320,14 @@ export async function monClientCommand(
     return;
   }
   emit(reply, globals().format, words[0] === 'dump' ? plainMonDump : undefined);
+  // The local cluster's file names the monitors `paxmon up` starts: a removed one leaves it, or
+  // the next `up` would start a monitor that is no longer in the map.
+  const removed = words[0] === 'rm' && reply.r === 0 ? words[1] : undefined;
+  const cluster = removed && !globals().monHost ? readClusterFile(globals().dir) : null;
+  if (cluster?.mons.some((m) => m.name === removed)) {
+    writeClusterFile(globals().dir, { ...cluster, mons: cluster.mons.filter((m) => m.name !== removed) });
+    process.stderr.write(
+      `mon.${removed} left ${join(globals().dir, 'cluster.json')}; its data stays in ${join(globals().dir, removed as string)}\n`,
+    );
+  }
 }

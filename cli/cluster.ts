@@ -26,11 +26,35 @@ export const monNames = (n: number) =>
 export function readClusterFile(dir: string): ClusterFile | null {
   const file = join(dir, 'cluster.json');
   if (!existsSync(file)) return null;
+  let value: unknown;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as ClusterFile;
+    value = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
     return fail('EINVAL', `${file} is not valid JSON: ${(error as Error).message}`);
   }
+  const cluster = value as Partial<ClusterFile> | null;
+  const wellFormed =
+    typeof cluster === 'object' &&
+    cluster !== null &&
+    typeof cluster.fsid === 'string' &&
+    uuidPattern.test(cluster.fsid) &&
+    Array.isArray(cluster.mons) &&
+    cluster.mons.every(
+      (m) =>
+        typeof m === 'object' &&
+        m !== null &&
+        typeof m.name === 'string' &&
+        namePattern.test(m.name) &&
+        typeof m.addr === 'string' &&
+        addrPattern.test(m.addr),
+    );
+  if (!wellFormed)
+    return fail('EINVAL', `${file} is not a paxmon cluster file ({ fsid, mons: [{ name, addr }] })`);
+  return cluster as ClusterFile;
+}
+
+export function writeClusterFile(dir: string, cluster: ClusterFile): void {
+  writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
 }
 
 /** Parse `--mon name=host:port` options (ceph-mon --mkfs takes a monmap; paxmon builds it). */
@@ -246,7 +270,7 @@ export async function ensureCluster(
       mons: cluster.mons.map((x) => `${x.name}=${x.addr}`),
     });
   }
-  writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
+  writeClusterFile(dir, cluster);
   return cluster;
 }
 
@@ -289,7 +313,7 @@ export async function addMonitors(
       writeFileSync(monmapFile, map.data);
       await mkfs({ dir: join(dir, name), name, mons: [], monmapFile });
       cluster.mons.push({ name, addr });
-      writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
+      writeClusterFile(dir, cluster);
       spawnMonitor(join(dir, name), extraArgs);
     }
   } finally {

@@ -96,6 +96,11 @@ test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 a
   const rm = await paxmon(['--dir', dir, 'mon', 'rm', 'd']);
   assert.is(rm.code, 0, rm.stderr);
   assert.match(rm.stderr, /removing mon\.d at .*, there will be 3 monitors/);
+  assert.match(rm.stderr, /mon\.d left .*cluster\.json; its data stays in /);
+  assert.equal(
+    cluster().mons.map((m) => m.name),
+    ['a', 'b', 'c'],
+  );
   const three = await quorumOf(3);
   assert.equal(three.quorum_names, ['a', 'b', 'c']);
   await pollUntil('mon.d exits', 20_000, async () => (alive(dPid) ? undefined : true), { intervalMs: 100 });
@@ -104,6 +109,11 @@ test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 a
   const clash = await paxmon(['--dir', dir, 'mon', 'add', 'a', '127.0.0.1:1']);
   assert.is(clash.code, 17, clash.stderr);
   assert.match(clash.stderr, /^Error EEXIST: mon\.a already exists/m);
+  // `up` starts the monitors cluster.json names: without d there, the cluster starts again.
+  assert.is((await paxmon(['down', '--dir', dir])).code, 0);
+  const again = await paxmon(['--timeout', '30', 'up', '--dir', dir, '--detach']);
+  assert.is(again.code, 0, again.stderr);
+  assert.equal((await quorumOf(3)).quorum_names, ['a', 'b', 'c']);
 });
 
 test('a new monitor given one peer and its own address joins by itself (mon.join), syncs and serves reads', async () => {

@@ -1,6 +1,6 @@
 // Real processes: a 3-monitor cluster started by the CLI, over TCP and RocksDB; kill -9 of the
 // leader, restart, and a clean shutdown.
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -88,6 +88,18 @@ test('client errors: unreachable monitors time out with ETIMEDOUT; bad arguments
   const bad = await paxmon(['-m', 'nonsense', 'quorum_status']);
   assert.is(bad.code, 22);
   assert.match(bad.stderr, /^Error EINVAL: /m);
+  // A cluster.json of the wrong shape is named as such, not a TypeError (EIO).
+  const odd = tempDir('odd-cluster');
+  writeFileSync(join(odd, 'cluster.json'), '{}\n');
+  for (const args of [
+    ['--dir', odd, 'quorum_status'],
+    ['down', '--dir', odd],
+    ['up', '--dir', odd, '--detach'],
+  ]) {
+    const r = await paxmon(args);
+    assert.is(r.code, 22, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /cluster\.json is not a paxmon cluster file/);
+  }
 });
 
 test('mkfs refuses bad input and a non-empty dir with EINVAL (22)', async () => {
