@@ -2,7 +2,15 @@
 // data dir DIR/NAME (store.db, pid, log), and DIR/cluster.json naming the monitors.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,13 +154,36 @@ export async function mkfs(options: {
   }
 }
 
+/**
+ * The pid in `monDir/pid`, or null when there is none or it is stale: after a kill -9, an OOM
+ * kill or a reboot the file stays, and its pid may since belong to another process, which
+ * `down` must not signal. On Linux the process must be a monitor of this very directory.
+ */
 export function pidOf(monDir: string): number | null {
+  let pid: number;
   try {
-    const pid = Number(readFileSync(join(monDir, 'pid'), 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
+    pid = Number(readFileSync(join(monDir, 'pid'), 'utf8').trim());
   } catch {
     return null;
   }
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  return runsMonitorOf(pid, monDir) ? pid : null;
+}
+
+/** Whether `pid` is `paxmon mon --dir monDir` (true where /proc cannot tell). */
+function runsMonitorOf(pid: number, monDir: string): boolean {
+  let args: string[];
+  let cwd: string;
+  try {
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    cwd = readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    // Gone (the caller's alive() says so), or no /proc here: nothing to check against.
+    return true;
+  }
+  const at = args.indexOf('--dir');
+  const given = at >= 0 ? args[at + 1] : args.find((a) => a.startsWith('--dir='))?.slice('--dir='.length);
+  return args.includes('mon') && given !== undefined && resolve(cwd, given) === resolve(monDir);
 }
 
 export function alive(pid: number): boolean {

@@ -466,7 +466,21 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   const deadline = Date.now() + timeoutMs;
   let first: QuorumStatus | null = null;
   let seen: QuorumStatus | null = null;
+  // Ctrl-C before the first quorum stops what was started, as it does afterwards.
+  let interrupted: string | undefined;
+  const interrupt = (signal: string) => {
+    interrupted = signal;
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   while (!first) {
+    if (interrupted) {
+      await client.close();
+      await down(dir, { quiet: true });
+      server?.stop();
+      process.stderr.write(`${interrupted} before the first quorum: stopped the monitors in ${dir}\n`);
+      process.exit(interrupted === 'SIGINT' ? 130 : 143);
+    }
     const dead = pids.find(({ pid }) => !alive(pid));
     if (dead) {
       const log = join(dir, dead.name, 'log');
@@ -496,6 +510,8 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     if (q && q.quorum.length === cluster.mons.length) first = q;
     else await new Promise((r) => setTimeout(r, 100));
   }
+  process.off('SIGINT', interrupt);
+  process.off('SIGTERM', interrupt);
   let last = `${first.election_epoch} ${first.quorum_names.join(',')}`;
   process.stdout.write(`${plainQuorum(first)}\n`);
   const leader = first.quorum_leader_name;

@@ -2,7 +2,7 @@
 // hint, live quorum changes, Ctrl-C), a second start refused, ports in use, --help, and Ceph's
 // `Error EXXX: …` + errno for every refusal. Real processes; every wait is bounded.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -188,6 +188,50 @@ test('a port in use is EADDRINUSE naming the port and the option to change (new 
   } finally {
     await close(blocker2);
   }
+});
+
+test('Ctrl-C before the first quorum stops the monitors; down never signals a stale pid', async () => {
+  const d = dir('early');
+  const port = await freePorts(3);
+  const { child, out, exited } = session(process.execPath, [
+    '--import',
+    'tsx',
+    join(repoRoot, 'cli/main.ts'),
+    '--timeout',
+    '60',
+    'up',
+    '--dir',
+    d,
+    '--port',
+    String(port),
+  ]);
+  // Hold mon.c stopped: a and b form a quorum, but up waits for all three before it is "up".
+  const cPid = await pollUntil('mon.c started', 30_000, async () =>
+    existsSync(join(d, 'c', 'pid')) ? pidIn(d, 'c') : undefined,
+  );
+  process.kill(cPid, 'SIGSTOP');
+  const pids = await pollUntil('mon.a and mon.b started', 30_000, async () =>
+    ['a', 'b'].every((n) => existsSync(join(d, n, 'pid'))) ? [pidIn(d, 'a'), pidIn(d, 'b'), cPid] : undefined,
+  );
+  process.kill(child.pid as number, 'SIGINT');
+  process.kill(cPid, 'SIGCONT');
+  const ended = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 30_000))]);
+  assert.equal(ended, { code: 130, signal: null }, out.stderr);
+  assert.match(out.stderr, /SIGINT before the first quorum: stopped the monitors in /);
+  assert.ok(
+    pids.every((pid) => !alive(pid)),
+    'no monitor process left behind',
+  );
+
+  // A pid file left by a kill -9 whose pid now belongs to another process: not a monitor.
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  children.push(other);
+  writeFileSync(join(d, 'c', 'pid'), `${other.pid}\n`);
+  const down = await paxmon(['down', '--dir', d]);
+  assert.is(down.code, 0, down.stderr);
+  assert.match(down.stdout, /stopped 0 monitors/);
+  assert.ok(alive(other.pid as number), 'the unrelated process was not signalled');
+  other.kill();
 });
 
 test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async () => {
