@@ -155,6 +155,15 @@ export class MonClient {
     );
   }
 
+  /**
+   * Learn the name of every monitor of the list given by address only (one handshake each, at
+   * once); those that do not answer within the attempt timeout keep no name.
+   */
+  async resolveNames(): Promise<MonAddress[]> {
+    await Promise.all(this.#mons.map((mon) => this.#resolve(mon, this.#attemptTimeoutMs)));
+    return this.#mons.map((mon) => ({ ...mon }));
+  }
+
   /** Give up on the attempts waiting for `monitor`: they go on to the next monitor. */
   #failPending(monitor: EntityName, rs: string): void {
     for (const [tid, pending] of this.#pending) {

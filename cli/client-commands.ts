@@ -71,17 +71,30 @@ export async function runCommand(
   target?: string,
 ) {
   const { mons, fsid } = monitorsFor(globals);
-  let chosen = mons;
-  if (target) {
-    const name = target.replace(/^mon\./, '');
-    const found = mons.find((m) => m.name === name);
-    if (!found && mons.every((m) => m.name))
-      fail('ENOENT', `mon.${name} is not one of ${mons.map((m) => `mon.${m.name}`).join(', ')}`);
-    chosen = found ? [found] : mons;
-  }
   const timeoutMs = Number(globals.timeout) * 1000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
     fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
+  let chosen = mons;
+  if (target) {
+    // `tell mon.X` asks X and no other: given -m addresses only, learn who listens at each.
+    const name = target.replace(/^mon\./, '');
+    let known = mons;
+    if (!mons.some((m) => m.name === name) && !mons.every((m) => m.name)) {
+      const lookup = new MonClient({
+        mons,
+        ...(fsid ? { fsid } : {}),
+        attemptTimeoutMs: Math.min(2000, timeoutMs),
+      });
+      known = await lookup.resolveNames().finally(() => lookup.close());
+    }
+    const found = known.find((m) => m.name === name);
+    if (!found)
+      fail(
+        'ENOENT',
+        `mon.${name} is not one of ${known.map((m) => (m.name ? `mon.${m.name}` : `${m.addr} (no answer)`)).join(', ')}`,
+      );
+    chosen = [found as MonAddress];
+  }
   const client = new MonClient({
     mons: chosen,
     ...(fsid ? { fsid } : {}),

@@ -114,6 +114,16 @@ test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 a
   const again = await paxmon(['--timeout', '30', 'up', '--dir', dir, '--detach']);
   assert.is(again.code, 0, again.stderr);
   assert.equal((await quorumOf(3)).quorum_names, ['a', 'b', 'c']);
+  // tell with -m addresses only: the named monitor answers, or ENOENT — never another one.
+  const addrs = cluster()
+    .mons.map((m) => m.addr)
+    .join(',');
+  const told = await paxmon(['-m', addrs, '--format', 'json', 'tell', 'mon.b', 'mon_status']);
+  assert.is(told.code, 0, told.stderr);
+  assert.is((JSON.parse(told.stdout) as { name: string }).name, 'b');
+  const nobody = await paxmon(['-m', addrs, 'tell', 'mon.zz', 'mon_status']);
+  assert.is(nobody.code, 2, nobody.stderr);
+  assert.match(nobody.stderr, /^Error ENOENT: mon\.zz is not one of mon\.a, mon\.b, mon\.c/m);
 });
 
 test('a new monitor given one peer and its own address joins by itself (mon.join), syncs and serves reads', async () => {
