@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client.ts';
-import { readClusterFile, writeClusterFile } from './cluster.ts';
+import { isMonAddr, readClusterFile, writeClusterFile } from './cluster.ts';
 import { CliError, errnoName, fail } from './errors.ts';
 
 export type Format = 'plain' | 'json' | 'json-pretty';
@@ -27,8 +27,7 @@ export function monitorsFor(options: { monHost?: string; dir: string }): {
       .map((s) => s.trim())
       .filter(Boolean)
       .map((addr) => {
-        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(addr))
-          fail('EINVAL', `-m '${addr}' is not HOST:PORT`);
+        if (!isMonAddr(addr)) fail('EINVAL', `-m '${addr}' is not HOST:PORT (port 1-65535)`);
         return { addr };
       });
     if (mons.length === 0) fail('EINVAL', '-m needs at least one HOST:PORT');

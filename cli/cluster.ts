@@ -28,6 +28,12 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 const namePattern = /^[A-Za-z0-9_-]{1,64}$/;
 const addrPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
 
+/** HOST:PORT with a port a monitor can listen on or be dialled at (1–65535). */
+export function isMonAddr(addr: string): boolean {
+  const m = addrPattern.exec(addr);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65_535;
+}
+
 export const monNames = (n: number) =>
   Array.from({ length: n }, (_, i) => (i < 26 ? String.fromCharCode(97 + i) : `m${i}`));
 
@@ -54,7 +60,7 @@ export function readClusterFile(dir: string): ClusterFile | null {
         typeof m.name === 'string' &&
         namePattern.test(m.name) &&
         typeof m.addr === 'string' &&
-        addrPattern.test(m.addr),
+        isMonAddr(m.addr),
     );
   if (!wellFormed)
     return fail('EINVAL', `${file} is not a paxmon cluster file ({ fsid, mons: [{ name, addr }] })`);
@@ -74,9 +80,7 @@ export function parseMonSpecs(specs: string[]): { name: string; addr: string }[]
     const addr = spec.slice(eq + 1);
     if (!namePattern.test(name))
       return fail('EINVAL', `monitor name '${name}' must be letters, digits, '-' or '_'`);
-    const m = addrPattern.exec(addr);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
-      return fail('EINVAL', `address '${addr}' of mon.${name} is not HOST:PORT`);
+    if (!isMonAddr(addr)) return fail('EINVAL', `address '${addr}' of mon.${name} is not HOST:PORT`);
     return { name, addr };
   });
   const names = new Set<string>();
@@ -126,8 +130,8 @@ export async function mkfs(options: {
     // A joining monitor's map is older than any map of the cluster it joins (epoch 0).
     if (options.addr && !mons.some((m) => m.name === options.name)) monmap = { ...monmap, epoch: 0 };
   }
-  if (options.addr !== undefined && !addrPattern.test(options.addr))
-    fail('EINVAL', `--addr '${options.addr}' is not HOST:PORT`);
+  if (options.addr !== undefined && !isMonAddr(options.addr))
+    fail('EINVAL', `--addr '${options.addr}' is not HOST:PORT (port 1-65535)`);
   const inMap = monmap.mons.find((m) => m.name === options.name);
   if (!inMap && !options.addr) {
     fail(

@@ -130,6 +130,8 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   mon_sync_max_payload_keys: { field: 'monSyncMaxPayloadKeys', seconds: false },
 };
 
+const timerMsMax = 2 ** 31 - 1;
+
 /** Parse `name=value` overrides in Ceph's units into a config; returns a reason on error. */
 export function applyCephOptions(base: MonConfig, pairs: string[]): MonConfig | string {
   const config = { ...base };
@@ -139,9 +141,15 @@ export function applyCephOptions(base: MonConfig, pairs: string[]): MonConfig | 
     const name = pair.slice(0, eq).replace(/-/g, '_');
     const option = cephOptionNames[name];
     if (!option) return `unknown option '${name}' (known: ${Object.keys(cephOptionNames).join(', ')})`;
-    const value = Number(pair.slice(eq + 1));
-    if (!Number.isFinite(value) || value < 0) return `option '${name}' needs a non-negative number`;
-    config[option.field] = option.seconds ? Math.round(value * 1000) : value;
+    const text = pair.slice(eq + 1).trim();
+    const value = Number(text);
+    if (text === '' || !Number.isFinite(value) || value < 0)
+      return `option '${name}' needs a non-negative number`;
+    const converted = option.seconds ? Math.round(value * 1000) : value;
+    // A timer longer than a timer can be (2^31 - 1 ms, about 24.8 days) fires at once, every time.
+    if (option.seconds && converted > timerMsMax)
+      return `option '${name}' is at most ${timerMsMax / 1000} seconds`;
+    config[option.field] = converted;
   }
   return config;
 }

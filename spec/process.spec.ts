@@ -88,6 +88,14 @@ test('client errors: unreachable monitors time out with ETIMEDOUT; bad arguments
   const bad = await paxmon(['-m', 'nonsense', 'quorum_status']);
   assert.is(bad.code, 22);
   assert.match(bad.stderr, /^Error EINVAL: /m);
+  for (const addr of ['127.0.0.1:99999', '127.0.0.1:0']) {
+    const outOfRange = await paxmon(['-m', addr, 'quorum_status']);
+    assert.is(outOfRange.code, 22, outOfRange.stderr);
+    assert.match(
+      outOfRange.stderr,
+      /^Error EINVAL: -m '127\.0\.0\.1:\d+' is not HOST:PORT \(port 1-65535\)/m,
+    );
+  }
   // A cluster.json of the wrong shape is named as such, not a TypeError (EIO).
   const odd = tempDir('odd-cluster');
   writeFileSync(join(odd, 'cluster.json'), '{}\n');
