@@ -98,6 +98,15 @@ export class MonClient {
     // One tid for every attempt: a retry is the same request, so the leader's dedupe (client +
     // tid) answers it from the first attempt's commit instead of applying it twice.
     const tid = ++this.#tid;
+    // Beyond a frame no monitor would read it (the messenger drops it at the sender): say so now
+    // rather than time out.
+    const frameRoom = this.#messenger.frameBytesMax - 64 * 1024;
+    if (inbuf && inbuf.byteLength > frameRoom)
+      throw new MonClientError(
+        27,
+        'EFBIG',
+        `input of ${inbuf.byteLength} bytes exceeds a message's ${frameRoom} bytes`,
+      );
     const noAnswer = 'no monitor answered';
     let lastError = noAnswer;
     // Every monitor of the list refused the connection or said "not in quorum" in a row: they

@@ -265,7 +265,11 @@ export function registerClientCommands(program: Command): void {
         try {
           inbuf = readFileSync(options.inFile);
         } catch (error) {
-          fail('ENOENT', `cannot read ${options.inFile}: ${(error as Error).message}`);
+          const code = (error as NodeJS.ErrnoException).code;
+          fail(
+            code === 'EISDIR' || code === 'EPERM' ? code : code === 'EACCES' ? 'EPERM' : 'ENOENT',
+            `cannot read ${options.inFile}: ${(error as Error).message}`,
+          );
         }
       }
       const reply = await runRaw(['config-key', ...words], globals(), inbuf);

@@ -7,6 +7,7 @@ export const errno = {
   EBUSY: 16,
   EEXIST: 17,
   ENOTDIR: 20,
+  EISDIR: 21,
   EINVAL: 22,
   EFBIG: 27,
   ENOSPC: 28,

@@ -96,6 +96,15 @@ test('client errors: unreachable monitors time out with ETIMEDOUT; bad arguments
       /^Error EINVAL: -m '127\.0\.0\.1:\d+' is not HOST:PORT \(port 1-65535\)/m,
     );
   }
+  // -i: a directory is EISDIR; a value no message can carry is EFBIG at once, not a timeout.
+  const isDir = await paxmon(['-m', `127.0.0.1:${port}`, 'config-key', 'set', 'k', '-i', tempDir('indir')]);
+  assert.is(isDir.code, 21, isDir.stderr);
+  const huge = join(tempDir('huge'), 'value');
+  writeFileSync(huge, new Uint8Array(70_000_000));
+  const tooBig = await paxmon(['-m', `127.0.0.1:${port}`, 'config-key', 'set', 'k', '-i', huge]);
+  rmSync(huge);
+  assert.is(tooBig.code, 27, tooBig.stderr);
+  assert.match(tooBig.stderr, /^Error EFBIG: input of 70000000 bytes exceeds/m);
   // A cluster.json of the wrong shape is named as such, not a TypeError (EIO).
   const odd = tempDir('odd-cluster');
   writeFileSync(join(odd, 'cluster.json'), '{}\n');
