@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
-import { fail } from './errors.ts';
+import { type ErrnoName, errno, fail } from './errors.ts';
 
 export interface ClusterFile {
   fsid: string;
@@ -318,6 +318,7 @@ export async function addMonitors(
   dir: string,
   count: number,
   extraArgs: string[] = [],
+  timeoutMs = 30_000,
 ): Promise<ClusterFile> {
   const cluster = readClusterFile(dir);
   if (!cluster) return fail('ENOENT', `no local cluster in ${dir} (paxmon up first)`);
@@ -327,7 +328,7 @@ export async function addMonitors(
   const client = new MonClient({
     mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
     fsid: cluster.fsid,
-    timeoutMs: 30_000,
+    timeoutMs,
   });
   try {
     for (let i = 0; i < count; i += 1) {
@@ -349,7 +350,32 @@ export async function addMonitors(
       await mkfs({ dir: join(dir, name), name, mons: [], monmapFile });
       cluster.mons.push({ name, addr });
       writeClusterFile(dir, cluster);
-      spawnMonitor(join(dir, name), extraArgs);
+      const pid = spawnMonitor(join(dir, name), extraArgs);
+      // One at a time, as Ceph's docs add monitors: the next waits until this one is in the
+      // quorum, and one that died is reported, not listed as a member.
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (!alive(pid)) {
+          const log = join(dir, name, 'log');
+          const error = lastErrorInLog(log);
+          return fail(
+            (error && error.code in errno ? error.code : 'EIO') as ErrnoName,
+            `mon.${name} was added to the monmap but exited at start${error ? `: ${error.message}` : ''} (log: ${log}; remove it with paxmon mon rm ${name})`,
+          );
+        }
+        const status = await client.command(['quorum_status']).catch(() => null);
+        const quorum =
+          status?.r === 0
+            ? (JSON.parse(new TextDecoder().decode(status.data)) as { quorum_names: string[] })
+            : null;
+        if (quorum?.quorum_names.includes(name)) break;
+        if (Date.now() >= deadline)
+          return fail(
+            'ETIMEDOUT',
+            `mon.${name} was started but is not in the quorum after ${timeoutMs / 1000}s (log: ${join(dir, name, 'log')})`,
+          );
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
   } finally {
     await client.close();

@@ -340,16 +340,27 @@ export function buildProgram(): Command {
     )
     .option('--record <file>', "append every monitor's inspection events to FILE (see paxmon replay)")
     .option('--timeout <seconds>', 'wait this long for the quorum (default: the global --timeout, 10)')
-    .option('--add <n>', 'grow the running cluster by N monitors (mon add, mkfs from mon getmap, start)')
+    .option(
+      '--add <n>',
+      'grow the running cluster by N monitors, one at a time: mon add, mkfs from mon getmap, start, wait until it is in the quorum (--timeout, default 30 s)',
+    )
     .action(async (options: UpOptions & { timeout?: string; add?: string }, command: Command) => {
       const dir = resolve(options.dir ?? program.opts<{ dir: string }>().dir);
       options.given = ['size', 'port'].filter((o) => command.getOptionValueSource(o) === 'cli');
       const globals = program.opts<{ timeout: string }>();
       if (options.add !== undefined) {
+        // Checked here, before a monitor is added to the map and then dies on them.
+        configFrom(options.set);
+        checkLogLevel(options.logLevel);
+        // A new monitor syncs before it joins: 30 s unless --timeout says otherwise.
+        const timeout = Number(options.timeout ?? 30);
+        if (!Number.isFinite(timeout) || timeout <= 0)
+          fail('EINVAL', `--timeout ${options.timeout} is not a positive number of seconds`);
         const cluster = await addMonitors(
           dir,
           Number(options.add),
-          options.set.flatMap((s) => ['--set', s]),
+          [...options.set.flatMap((s) => ['--set', s]), '--log-level', options.logLevel],
+          timeout * 1000,
         );
         process.stdout.write(`monitors now: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`);
         return;
@@ -473,14 +484,16 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
+  const stopIfInterrupted = async () => {
+    if (!interrupted) return;
+    await client.close();
+    await down(dir, { quiet: true });
+    server?.stop();
+    process.stderr.write(`${interrupted} before the first quorum: stopped the monitors in ${dir}\n`);
+    process.exit(interrupted === 'SIGINT' ? 130 : 143);
+  };
   while (!first) {
-    if (interrupted) {
-      await client.close();
-      await down(dir, { quiet: true });
-      server?.stop();
-      process.stderr.write(`${interrupted} before the first quorum: stopped the monitors in ${dir}\n`);
-      process.exit(interrupted === 'SIGINT' ? 130 : 143);
-    }
+    await stopIfInterrupted();
     const dead = pids.find(({ pid }) => !alive(pid));
     if (dead) {
       const log = join(dir, dead.name, 'log');
@@ -510,6 +523,8 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     if (q && q.quorum.length === cluster.mons.length) first = q;
     else await new Promise((r) => setTimeout(r, 100));
   }
+  // A signal during the last poll: the quorum came, but Ctrl-C was first.
+  await stopIfInterrupted();
   process.off('SIGINT', interrupt);
   process.off('SIGTERM', interrupt);
   let last = `${first.election_epoch} ${first.quorum_names.join(',')}`;

@@ -86,8 +86,13 @@ test('a monitor stopped while 5,000 keys of 1 KiB are written returns and serves
 });
 
 test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 and d exits', async () => {
+  // An option the new monitor would die on is refused before anything is added to the map.
+  const bad = await paxmon(['up', '--dir', dir, '--add', '1', '--set', 'foo=1']);
+  assert.is(bad.code, 22, bad.stderr);
+  assert.match(bad.stderr, /^Error EINVAL: unknown option 'foo'/m);
   const add = await paxmon(['up', '--dir', dir, '--add', '1']);
   assert.is(add.code, 0, add.stderr);
+  assert.match(add.stdout, /^monitors now: a@\S+ b@\S+ c@\S+ d@\S+$/m);
   const four = await quorumOf(4);
   assert.equal(four.quorum_names, ['a', 'b', 'c', 'd']);
   const dump = await paxmon(['--dir', dir, '--format', 'json', 'mon', 'dump']);
