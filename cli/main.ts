@@ -187,10 +187,17 @@ async function runMon(options: MonOptions): Promise<void> {
       // Inspection only when asked for: an observer makes XState build an event for every step
       // of every actor (the log fields come from the monitor's handle instead, below).
       ...(inspect ? { inspect } : {}),
-      onFatal: () => {
+      onFatal: (error: Error) => {
+        // The store's own errno (ENOSPC 28 for a full disk), as every paxmon error exits.
+        const code = (error as { code?: string }).code;
+        const name = code && code in errno ? (code as keyof typeof errno) : 'EIO';
+        process.stderr.write(
+          `Error ${name}: mon.${identity.name} stopped: store write failed: ${error.message}\n`,
+        );
         sink?.close();
         rmSync(join(dir, 'pid'), { force: true });
-        process.exit(errno.EIO);
+        logger.flush?.();
+        process.exit(errno[name]);
       },
       onSyncProgress: syncProgressReporter(identity.name, logger),
       onShutdown: (reason: string) => {

@@ -1,15 +1,18 @@
 // Real processes: a 3-monitor cluster started by the CLI, over TCP and RocksDB; kill -9 of the
 // leader, restart, and a clean shutdown.
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { MonClient } from '../actors/mon-client.ts';
 import {
   alive,
   freePorts,
   paxmon,
   pollUntil,
   type QuorumStatus,
+  repoRoot,
   spawnMon,
   tempDir,
   upDetached,
@@ -116,6 +119,92 @@ test('client errors: unreachable monitors time out with ETIMEDOUT; bad arguments
     const r = await paxmon(args);
     assert.is(r.code, 22, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /cluster\.json is not a paxmon cluster file/);
+  }
+});
+
+test('a monitor on a full disk stops with ENOSPC (28) and the reason; every acknowledged write survives', async () => {
+  if (process.platform !== 'linux') return;
+  const mountPoint = tempDir('fulldisk');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+  } catch {
+    // Not permitted here (not root, or no CAP_SYS_ADMIN): there is no honest way to fill a disk.
+    console.log('  (skipped the full-disk case: cannot mount a tmpfs)');
+    return;
+  }
+  try {
+    const port = await freePorts(1);
+    const fsid = '5d0c8f3e-2a1b-4c6d-9e7f-8a9b0c1d2e3f';
+    const monDir = join(mountPoint, 'a');
+    const made = await paxmon([
+      'mkfs',
+      '--dir',
+      monDir,
+      '--name',
+      'a',
+      '--fsid',
+      fsid,
+      '--mon',
+      `a=127.0.0.1:${port}`,
+    ]);
+    assert.is(made.code, 0, made.stderr);
+    const start = () => {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', join(repoRoot, 'cli/main.ts'), 'mon', '--dir', monDir],
+        {
+          cwd: repoRoot,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString('utf8');
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      return { child, exited, stderr: () => stderr };
+    };
+    const mon = start();
+    const client = new MonClient({ mons: [{ name: 'a', addr: `127.0.0.1:${port}` }], fsid, timeoutMs: 5000 });
+    const value = 'x'.repeat(60 * 1024);
+    const acknowledged: string[] = [];
+    try {
+      for (let i = 0; i < 300; i += 1) {
+        const reply = await client.command(['config-key', 'set', `k${i}`, value]).catch(() => null);
+        if (!reply || reply.r !== 0) break;
+        acknowledged.push(`k${i}`);
+      }
+    } finally {
+      await client.close();
+    }
+    assert.is(await mon.exited, 28, mon.stderr());
+    assert.match(mon.stderr(), /^Error ENOSPC: mon\.a stopped: store write failed: /m);
+    assert.ok(acknowledged.length > 5, `${acknowledged.length} writes fit`);
+
+    // Room again: every write the client was told succeeded is there.
+    execFileSync('mount', ['-o', 'remount,size=64m', mountPoint], { stdio: 'ignore' });
+    const again = start();
+    const reader = new MonClient({
+      mons: [{ name: 'a', addr: `127.0.0.1:${port}` }],
+      fsid,
+      timeoutMs: 20_000,
+    });
+    try {
+      const ls = await reader.command(['config-key', 'ls']);
+      const keys = new Set(JSON.parse(new TextDecoder().decode(ls.data)) as string[]);
+      assert.equal(
+        acknowledged.filter((k) => !keys.has(k)),
+        [],
+        'no acknowledged write lost',
+      );
+    } finally {
+      await reader.close();
+      again.child.kill('SIGTERM');
+      await again.exited;
+    }
+  } finally {
+    execFileSync('umount', [mountPoint], { stdio: 'ignore' });
+    rmSync(mountPoint, { recursive: true, force: true });
   }
 });
 
