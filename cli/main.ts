@@ -197,7 +197,11 @@ async function runMon(options: MonOptions): Promise<void> {
         sink?.close();
         rmSync(join(dir, 'pid'), { force: true });
         logger.flush?.();
-        process.exit(errno[name]);
+        // Close the store before exiting: exiting under RocksDB's background threads (a flush
+        // that met the full disk) can abort the process ("pure virtual method called").
+        const exit = () => process.exit(errno[name]);
+        setTimeout(exit, 5000).unref();
+        void (mon ? mon.stop() : Promise.resolve()).then(exit, exit);
       },
       onSyncProgress: syncProgressReporter(identity.name, logger),
       onShutdown: (reason: string) => {

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { alive, freePorts, paxmon, pollUntil, repoRoot, tempDir } from './support/process.ts';
+import { alive, freePorts, mkfsSingle, paxmon, pollUntil, repoRoot, tempDir } from './support/process.ts';
 
 const dirs: string[] = [];
 const dir = (label: string) => {
@@ -245,17 +245,7 @@ test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async
   const port = await freePorts(2);
   const other = port + 1;
   const fsid = '7a1d0c2e-3b4f-4c5d-8e9f-0a1b2c3d4e5f';
-  const made = await paxmon([
-    'mkfs',
-    '--dir',
-    join(d, 'a'),
-    '--name',
-    'a',
-    '--fsid',
-    fsid,
-    '--mon',
-    `a=127.0.0.1:${port}`,
-  ]);
+  const made = await mkfsSingle(join(d, 'a'), port, fsid);
   assert.is(made.code, 0, made.stderr);
   const { child, out, exited } = session(process.execPath, [
     '--import',
@@ -308,17 +298,7 @@ test('paxmon mon --inspect PORT serves the inspector bridge and streams the acto
   const port = await freePorts(2);
   const bridge = port + 1;
   const fsid = '5b2e7c4a-1d3f-4e6a-9b8c-7d6e5f4a3b2c';
-  const made = await paxmon([
-    'mkfs',
-    '--dir',
-    join(d, 'a'),
-    '--name',
-    'a',
-    '--fsid',
-    fsid,
-    '--mon',
-    `a=127.0.0.1:${port}`,
-  ]);
+  const made = await mkfsSingle(join(d, 'a'), port, fsid);
   assert.is(made.code, 0, made.stderr);
   const { child, out, exited } = session(process.execPath, [
     '--import',

@@ -9,6 +9,7 @@ import { MonClient } from '../actors/mon-client.ts';
 import {
   alive,
   freePorts,
+  mkfsSingle,
   paxmon,
   pollUntil,
   type QuorumStatus,
@@ -136,17 +137,7 @@ test('a monitor on a full disk stops with ENOSPC (28) and the reason; every ackn
     const port = await freePorts(1);
     const fsid = '5d0c8f3e-2a1b-4c6d-9e7f-8a9b0c1d2e3f';
     const monDir = join(mountPoint, 'a');
-    const made = await paxmon([
-      'mkfs',
-      '--dir',
-      monDir,
-      '--name',
-      'a',
-      '--fsid',
-      fsid,
-      '--mon',
-      `a=127.0.0.1:${port}`,
-    ]);
+    const made = await mkfsSingle(monDir, port, fsid);
     assert.is(made.code, 0, made.stderr);
     const start = () => {
       const child = spawn(

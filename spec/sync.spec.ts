@@ -40,6 +40,14 @@ async function write(
   }
 }
 
+/** mon.c misses 400 writes while it is down, then starts again (and syncs). */
+async function restartBehind(c: SimCluster, client: ReturnType<typeof simClient>) {
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  await write(c, client, 400, 4);
+  await c.start('c');
+}
+
 /** Watch one monitor's sync decisions while the cluster runs. */
 function watchSync(c: SimCluster, name: string) {
   const kinds: string[] = [];
@@ -103,10 +111,7 @@ test('the provider dies mid-sync: the requester times out, bootstraps and finish
     monSyncMaxPayloadKeys: 5,
     monSyncTimeoutMs: 1500,
   });
-  await c.crash('c');
-  await c.runUntil(() => c.stableQuorum(2), 20_000);
-  await write(c, client, 400, 4);
-  await c.start('c');
+  await restartBehind(c, client);
   // Wait until c is copying, and from whom.
   await c.runUntil(() => (status(c, 'c')?.sync?.keys ?? 0) > 20, 20_000);
   const provider = status(c, 'c')?.sync_decision?.provider.slice(4) as string;
@@ -126,10 +131,7 @@ test('the requester crashes mid-sync: on restart it sees in_sync, clears the par
     paxosTrimMax: 50,
     monSyncMaxPayloadKeys: 5,
   });
-  await c.crash('c');
-  await c.runUntil(() => c.stableQuorum(2), 20_000);
-  await write(c, client, 400, 4);
-  await c.start('c');
+  await restartBehind(c, client);
   await c.runUntil(() => (status(c, 'c')?.sync?.keys ?? 0) > 30, 20_000);
   await c.crash('c');
   assert.is(await c.node('c').store.getNumber('mon_sync', 'in_sync'), 1, 'the interrupted sync is marked');
@@ -151,10 +153,7 @@ test('a crash before the monmap was copied back: the restart takes the stashed m
     paxosTrimMax: 50,
     monSyncMaxPayloadKeys: 5,
   });
-  await c.crash('c');
-  await c.runUntil(() => c.stableQuorum(2), 20_000);
-  await write(c, client, 400, 4);
-  await c.start('c');
+  await restartBehind(c, client);
   await c.runUntil(() => status(c, 'c')?.state === 'synchronizing', 20_000);
   await c.crash('c');
   const store = c.node('c').store;
@@ -219,10 +218,7 @@ test('a chunk of an earlier sync delivered after the sync restarted is ignored (
   await c.startAll();
   await c.runUntil(() => c.stableQuorum(3) && c.running().every((m) => m.isReadable()), 10_000);
   const client = simClient(c);
-  await c.crash('c');
-  await c.runUntil(() => c.stableQuorum(2), 20_000);
-  await write(c, client, 400, 4);
-  await c.start('c');
+  await restartBehind(c, client);
   await c.runUntil(() => c.stableQuorum(3) && c.running().every((m) => m.isReadable()), 60_000);
   assert.is(phase, 'done', 'the stale chunk was delivered after the new cookie');
   const store = c.node('c').store;

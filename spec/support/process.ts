@@ -54,6 +54,11 @@ export function upDetached(dir: string, port: number, size = 3): Promise<CliResu
   ]);
 }
 
+/** `paxmon mkfs` of a one-monitor cluster: mon.a of `fsid` at 127.0.0.1:`port`, in `monDir`. */
+export function mkfsSingle(monDir: string, port: number, fsid: string): Promise<CliResult> {
+  return paxmon(['mkfs', '--dir', monDir, '--name', 'a', '--fsid', fsid, '--mon', `a=127.0.0.1:${port}`]);
+}
+
 export function tempDir(label: string): string {
   return mkdtempSync(join(tmpdir(), `paxmon-${label}-`));
 }
