@@ -110,11 +110,23 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     resolveStopped = resolve;
   });
 
-  // Store work under way (the io actor's write batches, fast-path reads), for drain().
-  const inflight = new Set<Promise<unknown>>();
+  // Store work under way (the io actor's write batches, fast-path reads), for drain(): a count,
+  // not a set of promises, since every fast read passes here.
+  let busy = 0;
+  let drained: Array<() => void> = [];
+  const begin = () => {
+    busy += 1;
+  };
+  const end = () => {
+    busy -= 1;
+    if (busy > 0 || drained.length === 0) return;
+    const waiting = drained;
+    drained = [];
+    for (const resolve of waiting) resolve();
+  };
   const track = (work: Promise<unknown>) => {
-    inflight.add(work);
-    void work.finally(() => inflight.delete(work));
+    begin();
+    work.then(end, end);
   };
 
   const fatal = (error: Error) => {
@@ -301,7 +313,19 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         data: typeof r.data === 'string' ? encoder.encode(r.data) : (r.data ?? new Uint8Array()),
       });
     if ('reply' in answer) send(answer.reply);
-    else track(performRead(options.store, answer.read).then(send, (error: Error) => fatal(error)));
+    else {
+      begin();
+      performRead(options.store, answer.read).then(
+        (r) => {
+          send(r);
+          end();
+        },
+        (error: Error) => {
+          fatal(error);
+          end();
+        },
+      );
+    }
     return true;
   }
 
@@ -439,8 +463,8 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       resolveStopped();
       return stopped;
     },
-    async drain() {
-      while (inflight.size > 0) await Promise.allSettled([...inflight]);
+    drain() {
+      return busy === 0 ? Promise.resolve() : new Promise<void>((resolve) => drained.push(resolve));
     },
   };
 
