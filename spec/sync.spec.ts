@@ -24,6 +24,14 @@ async function cluster(seed: number, config: Partial<MonConfig>) {
   return { c, client: simClient(c) };
 }
 
+/** Short Paxos history and small sync chunks: a sync of a few hundred keys takes many chunks. */
+const smallChunks: Partial<MonConfig> = {
+  paxosMin: 20,
+  paxosTrimMin: 10,
+  paxosTrimMax: 50,
+  monSyncMaxPayloadKeys: 5,
+};
+
 /** Write `count` keys in batches (each batch one or a few Paxos rounds). */
 async function write(
   c: SimCluster,
@@ -104,13 +112,7 @@ test('a monitor that missed a few versions catches up by recent sync', async () 
 });
 
 test('the provider dies mid-sync: the requester times out, bootstraps and finishes from another monitor', async () => {
-  const { c, client } = await cluster(33, {
-    paxosMin: 20,
-    paxosTrimMin: 10,
-    paxosTrimMax: 50,
-    monSyncMaxPayloadKeys: 5,
-    monSyncTimeoutMs: 1500,
-  });
+  const { c, client } = await cluster(33, { ...smallChunks, monSyncTimeoutMs: 1500 });
   await restartBehind(c, client);
   // Wait until c is copying, and from whom.
   await c.runUntil(() => (status(c, 'c')?.sync?.keys ?? 0) > 20, 20_000);
@@ -125,12 +127,7 @@ test('the provider dies mid-sync: the requester times out, bootstraps and finish
 });
 
 test('the requester crashes mid-sync: on restart it sees in_sync, clears the partial copy and syncs again', async () => {
-  const { c, client } = await cluster(34, {
-    paxosMin: 20,
-    paxosTrimMin: 10,
-    paxosTrimMax: 50,
-    monSyncMaxPayloadKeys: 5,
-  });
+  const { c, client } = await cluster(34, smallChunks);
   await restartBehind(c, client);
   await c.runUntil(() => (status(c, 'c')?.sync?.keys ?? 0) > 30, 20_000);
   await c.crash('c');
@@ -147,12 +144,7 @@ test('the requester crashes mid-sync: on restart it sees in_sync, clears the par
 test('a crash before the monmap was copied back: the restart takes the stashed map and syncs again', async () => {
   // A full sync erases the monmap prefix first and copies it after the Paxos versions; crashed
   // in between, the store's only map is mon_sync/latest_monmap (Monitor::obtain_monmap).
-  const { c, client } = await cluster(34, {
-    paxosMin: 20,
-    paxosTrimMin: 10,
-    paxosTrimMax: 50,
-    monSyncMaxPayloadKeys: 5,
-  });
+  const { c, client } = await cluster(34, smallChunks);
   await restartBehind(c, client);
   await c.runUntil(() => status(c, 'c')?.state === 'synchronizing', 20_000);
   await c.crash('c');
@@ -175,13 +167,7 @@ test('a chunk of an earlier sync delivered after the sync restarted is ignored (
   const c = new SimCluster({
     size: 3,
     seed: 39,
-    config: {
-      paxosMin: 20,
-      paxosTrimMin: 10,
-      paxosTrimMax: 50,
-      monSyncMaxPayloadKeys: 5,
-      monSyncTimeoutMs: 1500,
-    },
+    config: { ...smallChunks, monSyncTimeoutMs: 1500 },
     wrapTransport: (name, transport) =>
       name !== 'c'
         ? transport
@@ -235,13 +221,7 @@ test('a full sync cut off halfway leaves a monitor that offers nothing: a peer n
   const c = new SimCluster({
     size: 5,
     seed: 35,
-    config: {
-      paxosMin: 20,
-      paxosTrimMin: 10,
-      paxosTrimMax: 50,
-      monSyncMaxPayloadKeys: 5,
-      monSyncTimeoutMs: 1500,
-    },
+    config: { ...smallChunks, monSyncTimeoutMs: 1500 },
   });
   await c.mkfs();
   await c.startAll();
