@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
-import { type ErrnoName, errno, fail } from './errors.ts';
+import { CliError, errnoOf, fail } from './errors.ts';
 
 export interface ClusterFile {
   fsid: string;
@@ -219,8 +219,18 @@ export async function checkPortFree(addr: string, hint: string): Promise<void> {
   });
 }
 
+/** A monitor that died as it started, named with the last error of its log. */
+export function exitedAtStart(dir: string, name: string, advice = ''): CliError {
+  const log = join(dir, name, 'log');
+  const error = lastErrorInLog(log);
+  return new CliError(
+    errnoOf(error?.code),
+    `mon.${name} exited at start${error ? `: ${error.message}` : ''} (log: ${log}${advice})`,
+  );
+}
+
 /** The last `Error E<CODE>: …` line a monitor wrote to its log (its stderr goes there), if any. */
-export function lastErrorInLog(logFile: string): { code: string; message: string } | null {
+function lastErrorInLog(logFile: string): { code: string; message: string } | null {
   let text: string;
   try {
     text = readFileSync(logFile, 'utf8');
@@ -355,14 +365,8 @@ export async function addMonitors(
       // quorum, and one that died is reported, not listed as a member.
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        if (!alive(pid)) {
-          const log = join(dir, name, 'log');
-          const error = lastErrorInLog(log);
-          return fail(
-            (error && error.code in errno ? error.code : 'EIO') as ErrnoName,
-            `mon.${name} was added to the monmap but exited at start${error ? `: ${error.message}` : ''} (log: ${log}; remove it with paxmon mon rm ${name})`,
-          );
-        }
+        if (!alive(pid))
+          throw exitedAtStart(dir, name, `; remove it from the map with paxmon mon rm ${name}`);
         const status = await client.command(['quorum_status']).catch(() => null);
         const quorum =
           status?.r === 0

@@ -40,17 +40,18 @@ export function errnoName(r: number): string {
   return found ? found[0] : `E${-r}`;
 }
 
+/** A code paxmon exits with (`ENOSPC` from a store error, say), or EIO for any other. */
+export function errnoOf(code: unknown): ErrnoName {
+  return typeof code === 'string' && code in errno ? (code as ErrnoName) : 'EIO';
+}
+
 /** Print and exit for any error: CliError keeps its errno; a store error keeps its code. */
 export function exitWithError(error: unknown): never {
   if (error instanceof CliError) {
     process.stderr.write(`Error ${error.code}: ${error.message}\n`);
     process.exit(error.exitCode);
   }
-  const code = (error as { code?: string }).code;
-  if (typeof code === 'string' && code in errno) {
-    process.stderr.write(`Error ${code}: ${(error as Error).message}\n`);
-    process.exit(errno[code as ErrnoName]);
-  }
-  process.stderr.write(`Error EIO: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(errno.EIO);
+  const code = errnoOf((error as { code?: unknown }).code);
+  process.stderr.write(`Error ${code}: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(errno[code]);
 }

@@ -33,13 +33,13 @@ import {
   alive,
   checkPortFree,
   ensureCluster,
-  lastErrorInLog,
+  exitedAtStart,
   mkfs,
   pidOf,
   readClusterFile,
   spawnMonitor,
 } from './cluster.ts';
-import { CliError, errno, exitWithError, fail } from './errors.ts';
+import { errno, errnoOf, exitWithError, fail } from './errors.ts';
 import { registerInspectCommands } from './inspect-commands.ts';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -189,8 +189,7 @@ async function runMon(options: MonOptions): Promise<void> {
       ...(inspect ? { inspect } : {}),
       onFatal: (error: Error) => {
         // The store's own errno (ENOSPC 28 for a full disk), as every paxmon error exits.
-        const code = (error as { code?: string }).code;
-        const name = code && code in errno ? (code as keyof typeof errno) : 'EIO';
+        const name = errnoOf((error as { code?: unknown }).code);
         process.stderr.write(
           `Error ${name}: mon.${identity.name} stopped: store write failed: ${error.message}\n`,
         );
@@ -507,15 +506,10 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     await stopIfInterrupted();
     const dead = pids.find(({ pid }) => !alive(pid));
     if (dead) {
-      const log = join(dir, dead.name, 'log');
-      const error = lastErrorInLog(log);
       await client.close();
       await down(dir, { quiet: true });
       server?.stop();
-      throw new CliError(
-        (error && error.code in errno ? error.code : 'EIO') as never,
-        `mon.${dead.name} exited at start${error ? `: ${error.message}` : ''} (log: ${log})`,
-      );
+      throw exitedAtStart(dir, dead.name);
     }
     if (Date.now() >= deadline && seen) {
       first = seen;

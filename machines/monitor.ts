@@ -717,15 +717,14 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                 switch (outcome.kind) {
                   case 'adopt_monmap': {
                     const rank = outcome.monmap.mons.findIndex((m) => m.name === context.name);
+                    enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
                     if (rank < 0 && context.hasEverJoined) {
-                      // Removed while away: keep the map (a restart must see it too) and stop,
-                      // as the root's adopt_monmap does; never ask to be added back.
-                      enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
+                      // Removed while away: the map is kept (a restart must see it too) and the
+                      // root's adopt_monmap stops the monitor; it never asks to be added back.
                       enqueue.raise({ type: 'monitor.adopt_monmap', monmap: outcome.monmap });
                       return;
                     }
                     enqueue.assign({ monmap: outcome.monmap, rank });
-                    enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
                     enqueue.sendTo('elector', { type: 'elector.monmap', monmap: outcome.monmap, rank });
                     enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: outcome.monmap, rank });
                     enqueue.raise({
