@@ -196,11 +196,10 @@ async function runMon(options: MonOptions): Promise<void> {
         sink?.close();
         rmSync(join(dir, 'pid'), { force: true });
         logger.flush?.();
-        // Close the store before exiting: exiting under RocksDB's background threads (a flush
-        // that met the full disk) can abort the process ("pure virtual method called").
-        const exit = () => process.exit(errno[name]);
-        setTimeout(exit, 5000).unref();
-        void (mon ? mon.stop() : Promise.resolve()).then(exit, exit);
+        // Exit at once, store open: on a full disk RocksDB's close waits for its background
+        // error recovery, which waits for space, so closing can hang for good. (Exiting under
+        // those threads can, rarely, abort with "pure virtual method called" instead.)
+        process.exit(errno[name]);
       },
       onSyncProgress: syncProgressReporter(identity.name, logger),
       onShutdown: (reason: string) => {
