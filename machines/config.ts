@@ -51,6 +51,11 @@ export interface MonConfig {
   monSyncMaxPayloadSizeBytes: number;
   /** mon_sync_max_payload_keys: keys per sync chunk (Ceph 2000). */
   monSyncMaxPayloadKeys: number;
+  /**
+   * paxmon's mon_session_answers_max (no Ceph equivalent): the answers of committed client
+   * updates a service remembers, so a retry of one is answered rather than applied again.
+   */
+  monSessionAnswersMax: number;
 }
 
 export const defaultConfig: MonConfig = {
@@ -80,6 +85,7 @@ export const defaultConfig: MonConfig = {
   monSyncTimeoutMs: 10_000,
   monSyncMaxPayloadSizeBytes: 1024 * 1024,
   monSyncMaxPayloadKeys: 2000,
+  monSessionAnswersMax: 4096,
 };
 
 export const cephDefaults: MonConfig = {
@@ -104,6 +110,7 @@ export const cephDefaults: MonConfig = {
   monSyncTimeoutMs: 60_000,
   monSyncMaxPayloadSizeBytes: 1024 * 1024,
   monSyncMaxPayloadKeys: 2000,
+  monSessionAnswersMax: 4096,
 };
 
 /** Ceph option name (`mon_lease`) → field, for `--set mon_lease=5` style overrides (seconds, as Ceph). */
@@ -128,6 +135,7 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   mon_sync_timeout: { field: 'monSyncTimeoutMs', seconds: true },
   mon_sync_max_payload_size: { field: 'monSyncMaxPayloadSizeBytes', seconds: false },
   mon_sync_max_payload_keys: { field: 'monSyncMaxPayloadKeys', seconds: false },
+  mon_session_answers_max: { field: 'monSessionAnswersMax', seconds: false },
 };
 
 const timerMsMax = 2 ** 31 - 1;

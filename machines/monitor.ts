@@ -531,6 +531,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           proposeGatherMs: context.config.paxosProposeGatherMs,
           trimMin: context.config.paxosServiceTrimMin,
           trimMax: context.config.paxosServiceTrimMax,
+          answersMax: context.config.monSessionAnswersMax,
           appliedPaxosVersion: context.lastCommitted,
         }),
       })) as never[]),

@@ -122,6 +122,8 @@ export interface ServiceInput {
   trimMax: number;
   /** Requests waiting to be readable or writeable, at most (beyond: EAGAIN). */
   waitingMax?: number;
+  /** mon_session_answers_max. */
+  answersMax?: number;
   /**
    * This service's slot among the monitor's services: its forward tids are slot + k ×
    * forwardTidStride, unique in the monitor (as Ceph's routed_request_tid is), so a mon.route
@@ -175,6 +177,7 @@ export interface ServiceContext {
     trimMin: number;
     trimMax: number;
     waitingMax: number;
+    answersMax: number;
   };
   proposalSeq: number;
 }
@@ -221,10 +224,10 @@ export const forwardTidStride = 64;
  */
 export type AnsweredTable = Map<string, Reply>;
 
-function remember(table: AnsweredTable, key: string, reply: Reply): void {
+function remember(table: AnsweredTable, key: string, reply: Reply, max = answeredMax): void {
   if (table.has(key)) return;
   table.set(key, reply);
-  if (table.size > answeredMax) table.delete(table.keys().next().value as string);
+  if (table.size > max) table.delete(table.keys().next().value as string);
 }
 const EAGAIN = -11;
 
@@ -553,7 +556,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       waitingForWriteable: [],
       routed: [],
       nextForwardTid: forwardTidStride + (input.forwardSlot ?? 0),
-      answered: answeredTable(input.answered ?? []),
+      answered: answeredTable(input.answered ?? [], input.answersMax ?? answeredMax),
       gatherTarget: 0,
       settings: {
         proposeIntervalMs: input.proposeIntervalMs,
@@ -561,6 +564,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         trimMin: input.trimMin,
         trimMax: input.trimMax,
         waitingMax: input.waitingMax ?? 10_000,
+        answersMax: input.answersMax ?? 4096,
       },
       proposalSeq: 1,
     }),
@@ -696,7 +700,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         }
         if (mine.length)
           next = { ...next, versions, state: def.updateFromPaxos(next.state, event.ops, versions) };
-        if (answers.length) rememberCommitted(next.answered, answers);
+        if (answers.length) rememberCommitted(next.answered, answers, next.settings.answersMax);
         return next;
       }
       case 'paxos.committed': {
@@ -707,7 +711,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         if (!proposing || !event.ids.includes(proposing.id)) return current;
         // C_Committed: answer every request of the version now that it is committed.
         for (const p of proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
-        for (const p of proposing.replies) remember(current.answered, p.key, p.reply);
+        for (const p of proposing.replies) remember(current.answered, p.key, p.reply, current.settings.answersMax);
         // paxos_propose_gather: the clients just answered are likely to send again at once.
         const answered = proposing.replies.length;
         const gatherTarget =
@@ -754,10 +758,10 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
 }
 
 /** The answers a committed version carries (mon_session records), on every monitor. */
-function rememberCommitted(table: AnsweredTable, ops: AppliedOp[]): void {
+function rememberCommitted(table: AnsweredTable, ops: AppliedOp[], max: number): void {
   for (const op of ops) {
     if (op.op !== 'put') continue;
-    for (const [key, r, rs] of parseAnswered(op.value)) remember(table, key, { r, rs });
+    for (const [key, r, rs] of parseAnswered(op.value)) remember(table, key, { r, rs }, max);
   }
 }
 
@@ -775,9 +779,9 @@ export function parseAnswered(value: Uint8Array): AnsweredRecord[] {
   }
 }
 
-function answeredTable(records: AnsweredRecord[]): AnsweredTable {
+function answeredTable(records: AnsweredRecord[], max: number): AnsweredTable {
   const table: AnsweredTable = new Map();
-  for (const [key, r, rs] of records) remember(table, key, { r, rs });
+  for (const [key, r, rs] of records) remember(table, key, { r, rs }, max);
   return table;
 }
 

@@ -46,6 +46,11 @@ export interface ClientOptions {
   attemptTimeoutMs: number;
   /** Wait before retrying after EAGAIN or a reset, so a client does not spin on a monitor that is electing. */
   retryBackoffMs: number;
+  /**
+   * Each request's deadline, from its first attempt (MonClient's timeout): every attempt carries
+   * it, and at the deadline the client gives up — a write then may or may not have happened.
+   */
+  deadlineMs: number;
   history: KvOperation[];
   trace: (line: string) => void;
   coverage: Coverage;
@@ -61,6 +66,8 @@ interface Pending {
   ambiguous: boolean;
   target: EntityName;
   timer: unknown;
+  deadline: number;
+  deadlineTimer: unknown;
 }
 
 const decoder = new TextDecoder();
@@ -124,6 +131,7 @@ export class SimClient {
     const pending = this.#pending;
     if (pending) {
       this.#clearTimer(pending.timer);
+      this.#clearTimer(pending.deadlineTimer);
       if (pending.op !== 'get') this.#record(pending, undefined, Number.POSITIVE_INFINITY);
       this.#pending = null;
     }
@@ -174,7 +182,12 @@ export class SimClient {
       ambiguous: false,
       target: this.#target,
       timer: undefined,
+      deadline: this.#options.clock.now() + this.#options.deadlineMs,
+      deadlineTimer: undefined,
     };
+    pending.deadlineTimer = this.#options.clock.setTimeout(() => {
+      if (this.#pending === pending) this.#giveUp(pending);
+    }, this.#options.deadlineMs);
     if (op === 'set') pending.value = `c${this.#options.id}.${++this.#written}`;
     this.#pending = pending;
     this.#send(pending);
@@ -192,10 +205,21 @@ export class SimClient {
     this.#options.trace(
       `${this.name} → ${p.target} tid ${p.tid} ${cmd.slice(1).join(' ')} (attempt ${p.attempts})`,
     );
-    this.#transport.send(p.target, { type: 'mon.command', tid: p.tid, cmd });
+    this.#transport.send(p.target, { type: 'mon.command', tid: p.tid, cmd, deadline: p.deadline });
     p.timer = this.#options.clock.setTimeout(() => {
       if (this.#pending === p) this.#retry(p, 'timeout', false);
     }, this.#options.attemptTimeoutMs);
+  }
+
+  /** The deadline passed unanswered: a write may or may not have happened; a read tells nothing. */
+  #giveUp(p: Pending): void {
+    this.#clearTimer(p.timer);
+    this.#pending = null;
+    this.#options.coverage.mark('client gave up at the deadline');
+    this.#options.trace(`${this.name} tid ${p.tid} ${p.op} ${p.key}: deadline passed after ${p.attempts} attempts`);
+    if (p.op !== 'get') this.#record(p, undefined, Number.POSITIVE_INFINITY);
+    this.#think();
+    if (!this.#issuing && this.#queue.length) this.#next();
   }
 
   /** Try another monitor with the same tid; a write becomes ambiguous (it may have been applied). */
@@ -234,6 +258,7 @@ export class SimClient {
       return;
     }
     this.#clearTimer(p.timer);
+    this.#clearTimer(p.deadlineTimer);
     this.#pending = null;
     this.completed++;
     const took = now - p.call;

@@ -51,6 +51,13 @@ export interface FaultOptions {
   pausesPerMinute: number;
   /** Highest clock-rate deviation: each monitor's clock runs at 1 ± [0, this]. */
   clockSkew: number;
+  /**
+   * Mean rate of client stalls: one client's link to one monitor holds what the client sends for
+   * 2–8 s and then delivers it, in order (a TCP connection that hung and recovered, with the
+   * client's messenger still holding its queue) — requests arriving after their attempt timed out
+   * and the client retried elsewhere.
+   */
+  clientStallsPerMinute: number;
 }
 
 export interface SimulationOptions {
@@ -93,6 +100,7 @@ export const defaultFaults: FaultOptions = {
   crashesPerMinute: 3,
   pausesPerMinute: 2,
   clockSkew: 0.05,
+  clientStallsPerMinute: 2,
 };
 
 export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
@@ -154,6 +162,8 @@ export class Simulation {
   #steps = 0;
   #actions: (() => void | Promise<void>)[] = [];
   readonly #blocks = new Map<number, Block[]>();
+  /** Client links that hold what is sent on them for a while (client stalls), by fault id. */
+  readonly #stalls = new Map<number, { from: EntityName; to: EntityName; delayMs: number }>();
   #faultId = 0;
   readonly #pauseToken = new Map<string, number>();
   /** The actor tree of each monitor being watched (a store sync replaces it). */
@@ -244,6 +254,7 @@ export class Simulation {
       }
       this.#phase = 'safety';
       this.#scheduleFault();
+      this.#scheduleStall();
       this.#scheduleProposal();
       const safetyEnd = this.now() + options.seconds * 1000;
       while (this.now() < safetyEnd) await this.#step(safetyEnd);
@@ -326,6 +337,7 @@ export class Simulation {
     const start = this.now();
     const deadline = start + this.options.livenessSeconds * 1000;
     this.#blocks.clear();
+    this.#stalls.clear();
     this.cluster.network.heal();
     this.cluster.network.setFaults({ dropRate: 0, duplicateRate: 0 });
     this.#line('liveness: faults stop, the network heals, paused monitors resume, crashed ones restart');
@@ -679,9 +691,46 @@ export class Simulation {
   #applyBlocks(): void {
     const network = this.cluster.network;
     network.heal();
+    for (const { from, to, delayMs } of this.#stalls.values()) network.setLink(from, to, { delayMs: [delayMs, delayMs] });
     for (const links of this.#blocks.values()) {
       for (const { from, to } of links) network.setLink(from, to, { blocked: true });
     }
+  }
+
+  /**
+   * Client stalls, drawn from their own PRNG and timers so that adding them left the other
+   * faults' draws as they were.
+   */
+  #scheduleStall(): void {
+    const perMinute = this.options.faults.clientStallsPerMinute * this.#drawn.intensity;
+    if (!(perMinute > 0) || this.options.clients === 0) return;
+    const prng = this.#root.fork('sim.stalls');
+    const meanMs = 60_000 / perMinute;
+    const next = () => {
+      this.cluster.clock.setTimeout(
+        () => {
+          if (this.#phase !== 'safety') return;
+          const client = prng.pick(this.clients);
+          const to = `mon.${prng.pick(this.#names)}` as EntityName;
+          const delayMs = prng.int(2_000, 8_000);
+          const durationMs = prng.int(200, 5_000);
+          const id = ++this.#faultId;
+          this.#stalls.set(id, { from: client.name, to, delayMs });
+          this.#applyBlocks();
+          const description = `stall ${client.name} → ${to} (${delayMs} ms)`;
+          this.#line(`fault: ${description} for ${durationMs} ms`);
+          this.coverage.mark('client stall');
+          this.cluster.clock.setTimeout(() => {
+            if (!this.#stalls.delete(id)) return;
+            this.#applyBlocks();
+            this.#line(`fault: healed ${description}`);
+          }, durationMs);
+          next();
+        },
+        prng.int(0, Math.round(2 * meanMs)),
+      );
+    };
+    next();
   }
 
   // --- workload ------------------------------------------------------------------------------
@@ -698,6 +747,7 @@ export class Simulation {
         thinkMs: [100, 1500],
         attemptTimeoutMs: 1_500,
         retryBackoffMs: 100,
+        deadlineMs: 30_000,
         history: this.history,
         trace: (text) => this.#line(text),
         coverage: this.coverage,
@@ -854,6 +904,7 @@ export const configFlags: [keyof MonConfig, string][] = [
   ['paxosMin', 'paxos-min'],
   ['paxosTrimMin', 'paxos-trim-min'],
   ['paxosTrimMax', 'paxos-trim-max'],
+  ['monSessionAnswersMax', 'session-answers-max'],
 ];
 
 /** Fault option ↔ command-line flag. */
@@ -867,6 +918,7 @@ export const faultFlags: [keyof FaultOptions, string][] = [
   ['crashesPerMinute', 'crashes-per-minute'],
   ['pausesPerMinute', 'pauses-per-minute'],
   ['clockSkew', 'clock-skew'],
+  ['clientStallsPerMinute', 'client-stalls-per-minute'],
 ];
 
 /** Run one seed. */

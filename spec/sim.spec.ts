@@ -30,6 +30,7 @@ const noFaults: FaultOptions = {
   crashesPerMinute: 0,
   pausesPerMinute: 0,
   clockSkew: 0,
+  clientStallsPerMinute: 0,
 };
 
 function options(overrides: Partial<SimulationOptions> & { seed: number }): SimulationOptions {

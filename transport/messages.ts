@@ -19,6 +19,8 @@ export const limits = {
 
 const Version = Type.Integer({ minimum: 0 });
 const Epoch = Type.Integer({ minimum: 0 });
+/** Wall-clock milliseconds since the epoch (a client request's deadline). */
+const DeadlineMs = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Rank = Type.Integer({ minimum: 0, maximum: limits.monitorsMax - 1 });
 const Fsid = Type.String({
   pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
@@ -210,6 +212,13 @@ export const MonCommandSchema = Type.Object(
     cmd: CommandSchema,
     /** Input buffer (`-i FILE`). */
     inbuf: Type.Optional(Bytes),
+    /**
+     * The request's deadline, in wall-clock milliseconds since the epoch, the same for every
+     * attempt of one request. An update is applied at most once, and only before its deadline:
+     * the cluster remembers its answer until the deadline has passed (README, "Where paxmon
+     * departs from Ceph"). Updates without one are refused.
+     */
+    deadline: Type.Optional(DeadlineMs),
   },
   { additionalProperties: false },
 );
@@ -234,7 +243,7 @@ export const MonForwardSchema = Type.Object(
     clientTid: Type.Integer({ minimum: 0 }),
     electionEpoch: Epoch,
     request: Type.Object(
-      { cmd: CommandSchema, inbuf: Type.Optional(Bytes) },
+      { cmd: CommandSchema, inbuf: Type.Optional(Bytes), deadline: Type.Optional(DeadlineMs) },
       { additionalProperties: false },
     ),
   },
