@@ -711,7 +711,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         if (!proposing || !event.ids.includes(proposing.id)) return current;
         // C_Committed: answer every request of the version now that it is committed.
         for (const p of proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
-        for (const p of proposing.replies) remember(current.answered, p.key, p.reply, current.settings.answersMax);
+        for (const p of proposing.replies)
+          remember(current.answered, p.key, p.reply, current.settings.answersMax);
         // paxos_propose_gather: the clients just answered are likely to send again at once.
         const answered = proposing.replies.length;
         const gatherTarget =

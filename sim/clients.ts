@@ -216,7 +216,9 @@ export class SimClient {
     this.#clearTimer(p.timer);
     this.#pending = null;
     this.#options.coverage.mark('client gave up at the deadline');
-    this.#options.trace(`${this.name} tid ${p.tid} ${p.op} ${p.key}: deadline passed after ${p.attempts} attempts`);
+    this.#options.trace(
+      `${this.name} tid ${p.tid} ${p.op} ${p.key}: deadline passed after ${p.attempts} attempts`,
+    );
     if (p.op !== 'get') this.#record(p, undefined, Number.POSITIVE_INFINITY);
     this.#think();
     if (!this.#issuing && this.#queue.length) this.#next();

@@ -97,7 +97,8 @@ for (const [key, flag] of faultFlags) {
     crashesPerMinute: 'crashes (with restart) per minute',
     pausesPerMinute: 'pauses per minute',
     clockSkew: 'highest clock-rate deviation (0.05: clocks run at 0.95–1.05)',
-    clientStallsPerMinute: "client stalls per minute (a client's frames to one monitor held 2–8 s, then delivered)",
+    clientStallsPerMinute:
+      "client stalls per minute (a client's frames to one monitor held 2–8 s, then delivered)",
   };
   program.option(
     `--${flag} <n>`,

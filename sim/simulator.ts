@@ -691,7 +691,8 @@ export class Simulation {
   #applyBlocks(): void {
     const network = this.cluster.network;
     network.heal();
-    for (const { from, to, delayMs } of this.#stalls.values()) network.setLink(from, to, { delayMs: [delayMs, delayMs] });
+    for (const { from, to, delayMs } of this.#stalls.values())
+      network.setLink(from, to, { delayMs: [delayMs, delayMs] });
     for (const links of this.#blocks.values()) {
       for (const { from, to } of links) network.setLink(from, to, { blocked: true });
     }
