@@ -2,7 +2,7 @@
 // Elector::init): everything the machines need as input, from the layout of DESIGN.md §4.
 import type { MonitorInput } from '../machines/monitor.ts';
 import type { Uncommitted } from '../machines/paxos.ts';
-import { type AnsweredRecord, dedupePrefix, parseAnswered } from '../machines/paxos-service.ts';
+import { sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
 import type { Store } from '../storage/store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
 
@@ -110,20 +110,11 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   const storedAddr = await store.get('monitor', 'addr');
   const addr =
     monmap.mons.find((m) => m.name === name)?.addr ?? (storedAddr ? utf8.decode(storedAddr) : undefined);
-  // Each committed version stores its answers (mon_session/<prefix>_<v>); the newest are what a
-  // retry can still carry, so the table is rebuilt oldest first and keeps the last ones.
-  const answered: Record<string, { version: number; records: AnsweredRecord[] }[]> = {};
-  for await (const [key, value] of store.iterate(dedupePrefix)) {
-    const cut = key.lastIndexOf('_');
-    const prefix = key.slice(0, cut);
-    const version = Number(key.slice(cut + 1));
-    if (cut <= 0 || !Number.isSafeInteger(version)) continue;
-    const list = answered[prefix] ?? [];
-    list.push({ version, records: parseAnswered(value) });
-    answered[prefix] = list;
-  }
-  const answersOf = (prefix: string) =>
-    (answered[prefix] ?? []).sort((a, b) => a.version - b.version).flatMap((v) => v.records);
+  // What the services remember of their clients' updates (machines/sessions.ts): every record
+  // still in the store, whatever was trimmed or synced since.
+  const sessionEntries: [string, Uint8Array][] = [];
+  for await (const entry of store.iterate(sessionPrefix)) sessionEntries.push(entry);
+  const sessionsOf = (prefix: string) => sessionsBootFrom(prefix, sessionEntries);
   return {
     name,
     fsid,
@@ -131,10 +122,10 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
     inSync: (await store.getNumber('mon_sync', 'in_sync')) > 0,
     input: {
       services: {
-        monmap: { versions: await versions('monmap'), loaded: monmap, answered: answersOf('monmap') },
-        'config-key': { versions: await versions('kv'), loaded: null, answered: answersOf('kv') },
-        log: { versions: await versions('logm'), loaded: nextLogSeq, answered: answersOf('logm') },
-        health: { versions: await versions('health'), loaded: health, answered: answersOf('health') },
+        monmap: { versions: await versions('monmap'), loaded: monmap, sessions: sessionsOf('monmap') },
+        'config-key': { versions: await versions('kv'), loaded: null, sessions: sessionsOf('kv') },
+        log: { versions: await versions('logm'), loaded: nextLogSeq, sessions: sessionsOf('logm') },
+        health: { versions: await versions('health'), loaded: health, sessions: sessionsOf('health') },
       },
       name,
       monmap,

@@ -169,6 +169,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         cmd: msg.cmd,
         receivedAt: now(),
         ...(msg.inbuf ? { inbuf: msg.inbuf } : {}),
+        ...(msg.deadline !== undefined ? { deadline: msg.deadline } : {}),
       };
       // Reads of a readable service are answered here, without a trip through the actor tree
       // (the same preprocess_query and readability check the statechart applies).

@@ -53,9 +53,16 @@ export interface MonConfig {
   monSyncMaxPayloadKeys: number;
   /**
    * paxmon's mon_session_answers_max (no Ceph equivalent): the answers of committed client
-   * updates a service remembers, so a retry of one is answered rather than applied again.
+   * updates a service remembers at most, each until its request's deadline has passed
+   * (machines/sessions.ts). Beyond it, new updates are answered EAGAIN until answers expire —
+   * never forgotten early, which could let a late copy of an update apply twice.
    */
   monSessionAnswersMax: number;
+  /**
+   * paxmon's mon_client_deadline_max (no Ceph equivalent): how far ahead of the leader's clock an
+   * update's deadline may be (beyond: EINVAL). It bounds how long answers are remembered.
+   */
+  monClientDeadlineMaxMs: number;
 }
 
 export const defaultConfig: MonConfig = {
@@ -85,7 +92,8 @@ export const defaultConfig: MonConfig = {
   monSyncTimeoutMs: 10_000,
   monSyncMaxPayloadSizeBytes: 1024 * 1024,
   monSyncMaxPayloadKeys: 2000,
-  monSessionAnswersMax: 4096,
+  monSessionAnswersMax: 262_144,
+  monClientDeadlineMaxMs: 300_000,
 };
 
 export const cephDefaults: MonConfig = {
@@ -110,7 +118,8 @@ export const cephDefaults: MonConfig = {
   monSyncTimeoutMs: 60_000,
   monSyncMaxPayloadSizeBytes: 1024 * 1024,
   monSyncMaxPayloadKeys: 2000,
-  monSessionAnswersMax: 4096,
+  monSessionAnswersMax: 262_144,
+  monClientDeadlineMaxMs: 300_000,
 };
 
 /** Ceph option name (`mon_lease`) → field, for `--set mon_lease=5` style overrides (seconds, as Ceph). */
@@ -136,6 +145,7 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   mon_sync_max_payload_size: { field: 'monSyncMaxPayloadSizeBytes', seconds: false },
   mon_sync_max_payload_keys: { field: 'monSyncMaxPayloadKeys', seconds: false },
   mon_session_answers_max: { field: 'monSessionAnswersMax', seconds: false },
+  mon_client_deadline_max: { field: 'monClientDeadlineMaxMs', seconds: true },
 };
 
 const timerMsMax = 2 ** 31 - 1;

@@ -21,7 +21,6 @@ import {
 import { type ElectorParentEvent, electorMachine, rankOf } from './elector.ts';
 import { type PaxosParentEvent, paxosMachine, type Uncommitted } from './paxos.ts';
 import {
-  type AnsweredRecord,
   createPaxosService,
   forwardTidStride,
   type MonitorView,
@@ -30,6 +29,7 @@ import {
   type ServiceVersions,
 } from './paxos-service.ts';
 import { defaultServices } from './services/index.ts';
+import type { SessionsBoot } from './sessions.ts';
 import { type SyncProgress, syncChunk, syncCookie, syncFinish, syncStart } from './sync.ts';
 
 export interface MonitorInput {
@@ -46,7 +46,7 @@ export interface MonitorInput {
     uncommitted: Uncommitted | null;
   };
   /** What each service loaded from the store at start-up (its versions and init data), by name. */
-  services?: Record<string, { versions: ServiceVersions; loaded: unknown; answered?: AnsweredRecord[] }>;
+  services?: Record<string, { versions: ServiceVersions; loaded: unknown; sessions?: SessionsBoot }>;
   /** mon_sync/in_sync was found set at start-up (Monitor::preinit: sync again from scratch). */
   inSync?: boolean;
   /** This monitor's own address when its monmap does not name it yet (it is joining). */
@@ -93,7 +93,7 @@ export interface MonitorContext {
   /** What paxos loaded from the store at start-up; handed to the paxos child once. */
   paxosBoot: { acceptedPn: number; lastPn: number; uncommitted: Uncommitted | null };
   /** What the services loaded at start-up; handed to each service child once. */
-  serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown; answered?: AnsweredRecord[] }>;
+  serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown; sessions?: SessionsBoot }>;
   /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
   clockSkewsMs: Record<string, number>;
 }
@@ -282,6 +282,7 @@ function forwardedRequest(e: MessageEvent<MonForward> & { receivedAt?: number })
     cmd: e.msg.request.cmd,
     receivedAt: e.receivedAt ?? 0,
     via: { peer: e.from, forwardTid: e.msg.tid },
+    ...(e.msg.request.deadline !== undefined ? { deadline: e.msg.request.deadline } : {}),
     ...(e.msg.request.inbuf ? { inbuf: e.msg.request.inbuf } : {}),
   };
 }
@@ -525,13 +526,16 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           monitor: monitorView(context, 'none'),
           versions: context.serviceBoot[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
           loaded: context.serviceBoot[d.name]?.loaded ?? null,
-          answered: context.serviceBoot[d.name]?.answered ?? [],
+          ...(context.serviceBoot[d.name]?.sessions
+            ? { sessions: context.serviceBoot[d.name]?.sessions }
+            : {}),
           forwardSlot: slot,
           proposeIntervalMs: context.config.paxosProposeIntervalMs,
           proposeGatherMs: context.config.paxosProposeGatherMs,
           trimMin: context.config.paxosServiceTrimMin,
           trimMax: context.config.paxosServiceTrimMax,
           answersMax: context.config.monSessionAnswersMax,
+          deadlineMaxMs: context.config.monClientDeadlineMaxMs,
           appliedPaxosVersion: context.lastCommitted,
         }),
       })) as never[]),

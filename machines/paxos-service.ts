@@ -25,12 +25,27 @@ import type {
   StoreAppliedEvent,
   StoreOp,
 } from './effects.ts';
+import {
+  admit,
+  answerOf,
+  applySessionOps,
+  createSessions,
+  recordAnswers,
+  type Sessions,
+  type SessionsBoot,
+  sessionOps,
+} from './sessions.ts';
 
 /** A command as a service receives it. */
 export interface ServiceRequest extends ReplyTarget {
   inbuf?: Uint8Array;
   /** Wall-clock milliseconds when the monitor received it (the runtime stamps it; log entries use it). */
   receivedAt: number;
+  /**
+   * The client's deadline for this request (wall-clock ms since the epoch), the same in every
+   * attempt: an update is applied at most once and only before it (machines/sessions.ts).
+   */
+  deadline?: number;
 }
 
 export type Reply = CommandReplyData;
@@ -101,18 +116,16 @@ export interface ServiceDefinition<State = unknown, Pending = unknown> {
   getTrimTo?(state: State, versions: ServiceVersions): number;
 }
 
-/** One committed answer as a version stores it (mon_session/<prefix>_<v>): [client#tid, r, rs]. */
-export type AnsweredRecord = [key: string, r: number, rs: string];
-
 export interface ServiceInput {
   monitor: MonitorView;
   versions: ServiceVersions;
   loaded: unknown;
   /**
-   * The committed answers found in the store at start, oldest first: a restarted leader must
-   * still recognise a retry (or a peon's resent forward) of an update it committed before.
+   * The remembered answers and clock found in the store at start (machines/sessions.ts): a
+   * restarted leader must still recognise a retry (or a peon's resent forward) of an update it
+   * committed before.
    */
-  answered?: AnsweredRecord[];
+  sessions?: SessionsBoot;
   /** paxos_propose_interval (0: propose at once). */
   proposeIntervalMs: number;
   /** paxos_propose_gather (0: off): see MonConfig.paxosProposeGatherMs. */
@@ -122,8 +135,10 @@ export interface ServiceInput {
   trimMax: number;
   /** Requests waiting to be readable or writeable, at most (beyond: EAGAIN). */
   waitingMax?: number;
-  /** mon_session_answers_max. */
+  /** mon_session_answers_max: beyond it, new updates are answered EAGAIN until answers expire. */
   answersMax?: number;
+  /** mon_client_deadline_max: an update's deadline may be at most this far ahead. */
+  deadlineMaxMs?: number;
   /**
    * This service's slot among the monitor's services: its forward tids are slot + k ×
    * forwardTidStride, unique in the monitor (as Ceph's routed_request_tid is), so a mon.route
@@ -144,12 +159,8 @@ export interface ServiceContext {
   pending: unknown;
   havePending: boolean;
   /** Answers owed once the pending change commits (C_Committed in Ceph). */
-  pendingReplies: { target: ReplyTarget; reply: Reply; key: string }[];
-  proposing: {
-    id: string;
-    version: number;
-    replies: { target: ReplyTarget; reply: Reply; key: string }[];
-  } | null;
+  pendingReplies: OwedReply[];
+  proposing: { id: string; version: number; replies: OwedReply[] } | null;
   versions: ServiceVersions;
   monitor: MonitorView;
   paxos: { readable: boolean; writeable: boolean; lastCommitted: number };
@@ -160,8 +171,10 @@ export interface ServiceContext {
   /** Requests this monitor forwarded to the leader, by forward tid (Monitor::routed_requests). */
   routed: Routed[];
   nextForwardTid: number;
-  /** Answers of committed updates by client + tid (dedupe: a retried update applies once). */
-  answered: AnsweredTable;
+  /** What this service remembers of its clients' updates: at most once (machines/sessions.ts). */
+  sessions: Sessions;
+  /** The latest wall-clock time the runtime told this service (requests' receivedAt, ticks). */
+  nowMs: number;
   /**
    * Leader: requests to gather before the next proposal (paxos_propose_gather): those in flight
    * when the last one committed, answered or pending; 0 proposes at once.
@@ -178,6 +191,7 @@ export interface ServiceContext {
     trimMax: number;
     waitingMax: number;
     answersMax: number;
+    deadlineMaxMs: number;
   };
   proposalSeq: number;
 }
@@ -212,22 +226,14 @@ export type ServiceEvent =
 /** paxos_stash_full_interval (Ceph's default 25). */
 const stashFullInterval = 25;
 const requestKey = (r: Pick<ReplyTarget, 'client' | 'tid'>) => `${r.client}#${r.tid}`;
-const answeredMax = 4096;
 /** Forward tids step by this, one slot per service of a monitor (at most this many services). */
 export const forwardTidStride = 64;
 
-/**
- * The answers of committed updates by client + tid, oldest first, at most `answeredMax`. It is
- * checked on every dispatch, so it is a Map updated in place rather than an array copied per
- * commit (the bench profile showed the copy-and-scan at a third of the leader's CPU). Only the
- * template touches it, always through `remember`.
- */
-export type AnsweredTable = Map<string, Reply>;
-
-function remember(table: AnsweredTable, key: string, reply: Reply, max = answeredMax): void {
-  if (table.has(key)) return;
-  table.set(key, reply);
-  if (table.size > max) table.delete(table.keys().next().value as string);
+/** An answer owed once the pending change commits (C_Committed), with what sessions.ts records of it. */
+interface OwedReply {
+  target: ServiceRequest;
+  reply: Reply;
+  key: string;
 }
 const EAGAIN = -11;
 
@@ -250,9 +256,6 @@ function routeReplies(
   }
   return open.size === c.routed.length ? c : { ...c, routed: [...open.values()] };
 }
-
-/** The answers of committed updates, as stored with each version (for dedupe after a leader change). */
-export const dedupePrefix = 'mon_session';
 
 /**
  * PaxosService::is_readable: Paxos is readable (lease valid, something committed) and this
@@ -323,10 +326,30 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       step.io.reads.push({ target: request, plan: pre.read } satisfies ServiceRead);
       return c;
     }
-    // An update. A retried one that already committed gets its first answer again.
-    const done = c.answered.get(requestKey(request));
+    // An update. A retry of one already applied gets that application's answer; a retry of one
+    // in the pending change or in flight gets its answer when it commits.
+    const key = requestKey(request);
+    const done = answerOf(c.sessions, key);
     if (done) {
       step.io.replies.push({ target: request, reply: done });
+      return c;
+    }
+    if (c.pendingReplies.some((p) => p.key === key)) {
+      const owed = c.pendingReplies.find((p) => p.key === key) as OwedReply;
+      return { ...c, pendingReplies: [...c.pendingReplies, { ...owed, target: request }] };
+    }
+    const inFlight = c.proposing?.replies.find((p) => p.key === key);
+    if (c.proposing && inFlight) {
+      const proposing = {
+        ...c.proposing,
+        replies: [...c.proposing.replies, { ...inFlight, target: request }],
+      };
+      return { ...c, proposing };
+    }
+    // Not applied yet: only before its deadline, and only once (machines/sessions.ts).
+    const refused = admit(c.sessions, request, Math.max(c.nowMs, request.receivedAt), c.settings);
+    if (refused) {
+      step.io.replies.push({ target: request, reply: refused });
       return c;
     }
     if (c.monitor.role !== 'leader') return forward(c, request, step);
@@ -361,7 +384,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         client: request.client,
         clientTid: request.tid,
         electionEpoch: c.monitor.electionEpoch,
-        request: { cmd: request.cmd, ...(request.inbuf ? { inbuf: request.inbuf } : {}) },
+        request: {
+          cmd: request.cmd,
+          ...(request.inbuf ? { inbuf: request.inbuf } : {}),
+          ...(request.deadline !== undefined ? { deadline: request.deadline } : {}),
+        },
       },
     });
     return {
@@ -375,12 +402,6 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   function prepare(c: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
     const pending = c.havePending ? c.pending : def.createPending(c.state);
     const key = requestKey(request);
-    const owed =
-      c.pendingReplies.find((p) => p.key === key) ?? c.proposing?.replies.find((p) => p.key === key);
-    if (owed) {
-      // Already in this pending change (or in flight): answer this copy too when it commits.
-      return { ...c, pendingReplies: [...c.pendingReplies, { target: request, reply: owed.reply, key }] };
-    }
     const result = def.prepareUpdate(c.state, pending, request, view(c));
     if ('error' in result) {
       step.io.replies.push({ target: request, reply: result.error });
@@ -406,17 +427,16 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     ops.push({ op: 'put_number', prefix: def.prefix, key: 'last_committed', value: version });
     if (c.versions.firstCommitted === 0)
       ops.push({ op: 'put_number', prefix: def.prefix, key: 'first_committed', value: version });
-    // The answers travel with the version, so a new leader still knows them (dedupe by client + tid).
-    const answers = c.pendingReplies
-      .filter((p) => !p.key.startsWith('mon.'))
-      .map((p) => [p.key, p.reply.r, p.reply.rs]);
-    if (answers.length)
-      ops.push({
-        op: 'put',
-        prefix: dedupePrefix,
-        key: `${def.prefix}_${version}`,
-        value: JSON.stringify(answers),
-      });
+    // The answers travel with the version that applies them, and expire by their deadlines
+    // (machines/sessions.ts): a retry, a late frame or a resent forward is never applied again.
+    const answers: { key: string; reply: Reply; deadlineMs: number }[] = [];
+    const recorded = new Set<string>();
+    for (const p of c.pendingReplies) {
+      if (p.key.startsWith('mon.') || recorded.has(p.key)) continue;
+      recorded.add(p.key);
+      answers.push({ key: p.key, reply: p.reply, deadlineMs: p.target.deadline ?? 0 });
+    }
+    ops.push(...sessionOps(c.sessions, def.prefix, version, c.nowMs, answers));
     // PaxosService::maybe_trim: drop versions of this service's history nobody needs.
     ops.push(...trimOps(c));
     const id = `${def.name}:${version}:${c.proposalSeq}`;
@@ -441,7 +461,6 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     const ops: StoreOp[] = [];
     for (let v = first; v < to; v += 1) {
       ops.push({ op: 'erase', prefix: def.prefix, key: String(v) });
-      ops.push({ op: 'erase', prefix: dedupePrefix, key: `${def.prefix}_${v}` });
     }
     ops.push({ op: 'put_number', prefix: def.prefix, key: 'first_committed', value: to });
     return ops;
@@ -556,7 +575,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       waitingForWriteable: [],
       routed: [],
       nextForwardTid: forwardTidStride + (input.forwardSlot ?? 0),
-      answered: answeredTable(input.answered ?? [], input.answersMax ?? answeredMax),
+      sessions: createSessions(input.sessions),
+      nowMs: input.sessions?.clockMs ?? 0,
       gatherTarget: 0,
       settings: {
         proposeIntervalMs: input.proposeIntervalMs,
@@ -564,7 +584,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         trimMin: input.trimMin,
         trimMax: input.trimMax,
         waitingMax: input.waitingMax ?? 10_000,
-        answersMax: input.answersMax ?? 4096,
+        answersMax: input.answersMax ?? 262_144,
+        deadlineMaxMs: input.deadlineMaxMs ?? 300_000,
       },
       proposalSeq: 1,
     }),
@@ -648,9 +669,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   function handle(c: ServiceContext, event: ServiceEvent, step: Step): ServiceContext {
     switch (event.type) {
       case 'service.request':
-        return dispatch(c, event.request, step);
+        return dispatch(heard(c, event.request.receivedAt), event.request, step);
       case 'service.requests': {
-        let next = c;
+        let latest = c.nowMs;
+        for (const request of event.requests) if (request.receivedAt > latest) latest = request.receivedAt;
+        let next = heard(c, latest);
         for (const request of event.requests) next = dispatch(next, request, step);
         return next;
       }
@@ -663,16 +686,28 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
           next = { ...next, gatherTarget: 0 };
           if (event.monitor.role === 'none' && def.onRestart)
             next = { ...next, state: def.onRestart(next.state) };
-          // A pending change of a past leadership is dropped; its requests are answered EAGAIN so
-          // the client retries (dedupe makes the retry apply once).
+          // A deposed leader proposes nothing it held: its pending change is dropped, and what was
+          // pending, in flight or waiting to be writeable is answered EAGAIN, so the client retries
+          // at the new leader (which answers a retry of an update that did commit from its
+          // record: machines/sessions.ts). Holding a request to propose it the next time this
+          // monitor leads would apply it long after its client moved on.
           if (before.role === 'leader' && event.monitor.role !== 'leader') {
-            for (const p of [...next.pendingReplies, ...(next.proposing?.replies ?? [])]) {
+            const rs = 'leader changed before the update committed; retry';
+            for (const p of [...next.pendingReplies, ...(next.proposing?.replies ?? [])])
+              step.io.replies.push({ target: p.target, reply: { r: EAGAIN, rs } });
+            for (const request of next.waitingForWriteable)
               step.io.replies.push({
-                target: p.target,
-                reply: { r: EAGAIN, rs: 'leader changed before the update committed; retry' },
+                target: request,
+                reply: { r: EAGAIN, rs: `mon.${next.monitor.name} is no longer the leader; retry` },
               });
-            }
-            next = { ...next, pending: undefined, havePending: false, pendingReplies: [], proposing: null };
+            next = {
+              ...next,
+              pending: undefined,
+              havePending: false,
+              pendingReplies: [],
+              proposing: null,
+              waitingForWriteable: [],
+            };
           }
           if (event.monitor.role !== 'none') next = resendRouted(next, step);
         }
@@ -689,9 +724,6 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
           appliedPaxosVersion: Math.max(c.appliedPaxosVersion, event.version),
         };
         const mine = event.ops.filter((o) => o.prefix === def.prefix);
-        const answers = event.ops.filter(
-          (o) => o.op === 'put' && o.prefix === dedupePrefix && o.key.startsWith(`${def.prefix}_`),
-        );
         let versions = c.versions;
         for (const op of mine) {
           if (op.op !== 'put') continue;
@@ -700,7 +732,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         }
         if (mine.length)
           next = { ...next, versions, state: def.updateFromPaxos(next.state, event.ops, versions) };
-        if (answers.length) rememberCommitted(next.answered, answers, next.settings.answersMax);
+        applySessionOps(next.sessions, def.prefix, event.ops);
         return next;
       }
       case 'paxos.committed': {
@@ -711,8 +743,14 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         if (!proposing || !event.ids.includes(proposing.id)) return current;
         // C_Committed: answer every request of the version now that it is committed.
         for (const p of proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
-        for (const p of proposing.replies)
-          remember(current.answered, p.key, p.reply, current.settings.answersMax);
+        // Remembered now, whichever of this and the version's store.applied comes first.
+        recordAnswers(
+          current.sessions,
+          proposing.version,
+          proposing.replies
+            .filter((p) => !p.key.startsWith('mon.'))
+            .map((p) => [p.key, p.reply.r, p.reply.rs, p.target.deadline ?? 0]),
+        );
         // paxos_propose_gather: the clients just answered are likely to send again at once.
         const answered = proposing.replies.length;
         const gatherTarget =
@@ -735,8 +773,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         return routeReplies(c, event.routes, step);
       case 'service.tick': {
         // Nothing new while a change is pending or in flight: the tick after it sees the result.
-        if (c.havePending || c.proposing) return c;
-        let next = c;
+        if (c.havePending || c.proposing) return heard(c, event.now);
+        let next = heard(c, event.now);
         for (const own of def.tick?.(c.state, view(c)) ?? []) {
           const request: ServiceRequest = {
             client: `mon.${c.monitor.name}`,
@@ -758,32 +796,9 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   }
 }
 
-/** The answers a committed version carries (mon_session records), on every monitor. */
-function rememberCommitted(table: AnsweredTable, ops: AppliedOp[], max: number): void {
-  for (const op of ops) {
-    if (op.op !== 'put') continue;
-    for (const [key, r, rs] of parseAnswered(op.value)) remember(table, key, { r, rs }, max);
-  }
-}
-
-/** A mon_session record's answers; a malformed record only loses dedupe for those requests. */
-export function parseAnswered(value: Uint8Array): AnsweredRecord[] {
-  try {
-    const entries = JSON.parse(new TextDecoder().decode(value)) as unknown;
-    if (!Array.isArray(entries)) return [];
-    return entries.filter(
-      (e): e is AnsweredRecord =>
-        Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'number' && typeof e[2] === 'string',
-    );
-  } catch {
-    return [];
-  }
-}
-
-function answeredTable(records: AnsweredRecord[], max: number): AnsweredTable {
-  const table: AnsweredTable = new Map();
-  for (const [key, r, rs] of records) remember(table, key, { r, rs }, max);
-  return table;
+/** The runtime's latest wall-clock time, as this service has heard it (never goes back). */
+function heard(c: ServiceContext, nowMs: number): ServiceContext {
+  return nowMs > c.nowMs ? { ...c, nowMs } : c;
 }
 
 function readNumber(bytes: Uint8Array): number {

@@ -905,7 +905,7 @@ export const configFlags: [keyof MonConfig, string][] = [
   ['paxosMin', 'paxos-min'],
   ['paxosTrimMin', 'paxos-trim-min'],
   ['paxosTrimMax', 'paxos-trim-max'],
-  ['monSessionAnswersMax', 'session-answers-max'],
+  ['monSessionAnswersMax', 'mon-session-answers-max'],
 ];
 
 /** Fault option ↔ command-line flag. */

@@ -2,13 +2,14 @@
 // Ceph's dispatch flow — preprocess, forward, wait for writeable, propose, answer after commit.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { AppliedOp } from '../machines/effects.ts';
+import type { AppliedOp, StoreOp } from '../machines/effects.ts';
 import {
   createPaxosService,
   type MonitorView,
   type ServiceDefinition,
   type ServiceRequest,
 } from '../machines/paxos-service.ts';
+import { type SessionsBoot, sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
 import type { MonMap } from '../transport/messages.ts';
 import { runChild } from './support/child-harness.ts';
 
@@ -59,8 +60,9 @@ const view = (role: MonitorView['role'], rank = role === 'leader' ? 0 : 1): Moni
   clockSkewsMs: {},
 });
 
-function service(role: MonitorView['role'], proposeGatherMs = 0) {
+function service(role: MonitorView['role'], proposeGatherMs = 0, sessions?: SessionsBoot) {
   const h = runChild(createPaxosService(counter), {
+    ...(sessions ? { sessions } : {}),
     monitor: view(role),
     versions: { firstCommitted: 1, lastCommitted: 1 },
     loaded: null,
@@ -77,6 +79,7 @@ const request = (tid: number, ...cmd: string[]): ServiceRequest => ({
   tid,
   cmd: ['counter', ...cmd],
   receivedAt: 0,
+  deadline: 60_000,
 });
 const status = (readable: boolean, writeable: boolean, lastCommitted = 1) => ({
   type: 'paxos.status',
@@ -311,6 +314,148 @@ test('not readable while the service lags what paxos committed (update_from_paxo
   h.send(applied(2, 9));
   h.send({ type: 'service.request', request: request(2, 'get') });
   assert.equal(replies(h), ['2:0:9']);
+  h.stop();
+});
+
+// --- at most once (machines/sessions.ts) ------------------------------------------------------
+
+/** A request at a wall-clock time, with a deadline. */
+const timed = (
+  tid: number,
+  receivedAt: number,
+  deadline: number | undefined,
+  ...cmd: string[]
+): ServiceRequest => ({
+  client: 'client.x',
+  tid,
+  cmd: ['counter', ...cmd],
+  receivedAt,
+  ...(deadline === undefined ? {} : { deadline }),
+});
+
+/** A proposal's ops as update_from_paxos sees them once committed (what the io actor reports). */
+function asApplied(ops: StoreOp[]): AppliedOp[] {
+  const utf8 = new TextEncoder();
+  return ops.flatMap((op): AppliedOp[] => {
+    if (op.op === 'put')
+      return [{ ...op, value: typeof op.value === 'string' ? utf8.encode(op.value) : op.value }];
+    if (op.op === 'put_number') return [{ op: 'put', prefix: op.prefix, key: op.key, value: le64(op.value) }];
+    if (op.op === 'erase' || op.op === 'erase_range') return [op];
+    return [];
+  });
+}
+
+/** Commit the latest proposal: store.applied with its own ops, then paxos.committed. */
+function commitLatest(h: ReturnType<typeof service>, version: number, store?: Map<string, Uint8Array>) {
+  const proposal = proposals(h).at(-1);
+  assert.ok(proposal, 'a proposal to commit');
+  const ops = asApplied(proposal.ops);
+  for (const op of ops) {
+    if (op.prefix !== sessionPrefix || !store) continue;
+    if (op.op === 'put') store.set(op.key, op.value);
+    if (op.op === 'erase') store.delete(op.key);
+  }
+  h.send({ type: 'store.applied', version, ops });
+  h.send(committed(version, [proposal.id]));
+  return proposal;
+}
+
+test('an update is applied only before its deadline: none, passed, or too far ahead are refused, not proposed', () => {
+  const h = service('leader');
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  h.send({ type: 'service.request', request: timed(1, 10_000, undefined, 'add', '1') });
+  h.send({ type: 'service.request', request: timed(2, 10_000, 9_000, 'add', '1') });
+  h.send({ type: 'service.request', request: timed(3, 10_000, 10_000 + 301_000, 'add', '1') });
+  assert.equal(replies(h), [
+    '1:-22:an update needs a deadline (mon.command deadline, ms since the epoch): without one it cannot be applied at most once',
+    "2:-110:the request's deadline passed 1000 ms ago; not applied",
+    "3:-22:the request's deadline is 301 s ahead, more than 300 s (is the client's clock ahead?)",
+  ]);
+  assert.equal(proposals(h), []);
+  // Reads need no deadline.
+  h.send({ type: 'service.request', request: timed(4, 10_000, undefined, 'get') });
+  assert.equal(replies(h).at(-1), '4:0:0');
+  h.stop();
+});
+
+test('a remembered answer outlives a restart and a trim, and goes only once the clock has passed its deadline', () => {
+  const store = new Map<string, Uint8Array>();
+  const first = service('leader');
+  first.send(applied(1, 0));
+  first.send(status(true, true));
+  first.send({ type: 'service.request', request: timed(1, 1_000, 60_000, 'add', '2') });
+  const proposal = commitLatest(first, 2, store);
+  assert.ok(
+    proposal.ops.some(
+      (o) => o.op === 'put_number' && o.prefix === sessionPrefix && o.key === 'counter_clock',
+    ),
+    'the clock rides along',
+  );
+  assert.equal(replies(first), ['1:0:added 2']);
+  first.stop();
+
+  // A new leader (a restart, or a monitor that full-synced after the versions were trimmed):
+  // it knows only what the store holds under mon_session.
+  const boot = sessionsBootFrom('counter', [...store.entries()]);
+  assert.is(boot.clockMs, 1_000);
+  const h = service('leader', 0, boot);
+  h.send(applied(2, 2));
+  h.send(status(true, true, 2));
+  h.send({ type: 'service.request', request: timed(1, 30_000, 60_000, 'add', '2') });
+  assert.equal(replies(h), ['1:0:added 2'], 'a late copy gets the first answer');
+  assert.equal(proposals(h), [], 'and is not applied again');
+
+  // The clock passes the deadline (a later update at 70 s): that proposal erases the record…
+  h.send({ type: 'service.request', request: timed(2, 70_000, 130_000, 'add', '1') });
+  const next = commitLatest(h, 3, store);
+  assert.ok(
+    next.ops.some((o) => o.op === 'erase' && o.prefix === sessionPrefix && o.key === 'counter_2'),
+    'the expired record goes',
+  );
+  assert.ok(store.has('counter_3') && !store.has('counter_2'));
+  // …and a copy arriving now is refused by its deadline: either remembered or refused, never twice.
+  h.send({ type: 'service.request', request: timed(1, 70_500, 60_000, 'add', '2') });
+  assert.equal(replies(h).at(-1), "1:-110:the request's deadline passed 10500 ms ago; not applied");
+  assert.is(proposals(h).length, 1, 'only the update at 70 s was proposed');
+  h.stop();
+});
+
+test('the clock never goes back: a leader whose own clock is behind still refuses what expired', () => {
+  const store = new Map<string, Uint8Array>();
+  const first = service('leader');
+  first.send(applied(1, 0));
+  first.send(status(true, true));
+  first.send({ type: 'service.request', request: timed(1, 100_000, 110_000, 'add', '1') });
+  commitLatest(first, 2, store);
+  first.stop();
+  const h = service('leader', 0, sessionsBootFrom('counter', [...store.entries()]));
+  h.send(applied(2, 1));
+  h.send(status(true, true, 2));
+  // This leader's clock says 50 s, but the cluster's clock is at 100 s.
+  h.send({ type: 'service.request', request: timed(7, 50_000, 90_000, 'add', '1') });
+  assert.equal(replies(h), ["7:-110:the request's deadline passed 10000 ms ago; not applied"]);
+  assert.equal(proposals(h), []);
+  h.stop();
+});
+
+test('a deposed leader answers what it holds EAGAIN and never proposes it later', () => {
+  const h = service('leader');
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  h.send({ type: 'service.request', request: timed(1, 1_000, 60_000, 'add', '1') });
+  assert.is(proposals(h).length, 1, 'in flight');
+  h.send({ type: 'service.request', request: timed(2, 1_000, 60_000, 'add', '5') });
+  assert.equal(replies(h), [], 'waits to be writeable (a proposal is in flight)');
+  h.send({ type: 'service.monitor', monitor: { ...view('peon'), electionEpoch: 4, leader: 1 } });
+  assert.equal(replies(h), [
+    '1:-11:leader changed before the update committed; retry',
+    '2:-11:mon.b is no longer the leader; retry',
+  ]);
+  // Leader again, writeable: nothing of the old term is proposed.
+  h.send({ type: 'service.monitor', monitor: { ...view('leader'), electionEpoch: 6 } });
+  h.send(status(true, true));
+  assert.is(proposals(h).length, 1);
   h.stop();
 });
 

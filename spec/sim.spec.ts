@@ -208,7 +208,11 @@ interface Regression {
   monitors: number;
   seconds?: number;
   leaders?: 'strict' | 'active';
+  clients?: number;
+  keys?: number;
   config?: SimulationOptions['config'];
+  /** Fault rates that differ from the defaults. */
+  faults?: Partial<FaultOptions>;
   /** open: the bug is not fixed yet (the seed is reported, not run); fixed: it must pass. */
   status: 'open' | 'fixed';
   invariant: string;
@@ -226,7 +230,10 @@ function regressionOptions(r: Regression): SimulationOptions {
   const o = options({ seed: r.seed, monitors: r.monitors });
   if (r.seconds !== undefined) o.seconds = r.seconds;
   if (r.leaders !== undefined) o.leaders = r.leaders;
+  if (r.clients !== undefined) o.clients = r.clients;
+  if (r.keys !== undefined) o.keys = r.keys;
   if (r.config !== undefined) o.config = r.config;
+  if (r.faults !== undefined) o.faults = { ...o.faults, ...r.faults };
   return o;
 }
 

@@ -20,6 +20,8 @@ export function simClient(cluster: SimCluster, name = 'client.spec') {
     },
   });
   let tid = 0;
+  // One deadline per request, the same for every attempt (as MonClient's): a minute of simulated time.
+  const deadlines = new Map<number, number>();
   return {
     acks,
     nextTid: () => {
@@ -29,7 +31,12 @@ export function simClient(cluster: SimCluster, name = 'client.spec') {
     send(to: string, cmd: string[], withTid?: number) {
       if (withTid === undefined) tid += 1;
       const t = withTid ?? tid;
-      endpoint.send(`mon.${to}` as EntityName, { type: 'mon.command', tid: t, cmd });
+      let deadline = deadlines.get(t);
+      if (deadline === undefined) {
+        deadline = cluster.clock.now() + 60_000;
+        deadlines.set(t, deadline);
+      }
+      endpoint.send(`mon.${to}` as EntityName, { type: 'mon.command', tid: t, cmd, deadline });
       return t;
     },
     /** Send and run the cluster until the answer arrives (bounded in simulated time). */
