@@ -72,6 +72,7 @@ export {
   MonClient,
   MonClientError,
   type MonClientOptions,
+  requestDeadlineMaxMs,
 } from './actors/mon-client.ts';
 export {
   type Clock,

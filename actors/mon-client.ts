@@ -1,9 +1,11 @@
 // MonClient (Ceph's src/mon/MonClient.cc): sends commands to any monitor of a list and fails over.
-// Each command carries a unique tid; a timeout, a lost connection or "not in quorum" (EAGAIN)
-// moves it to the next monitor, until an overall deadline, after which it fails with ETIMEDOUT.
+// Each command carries a unique tid and one deadline for all its attempts; a timeout, a lost
+// connection or "not in quorum" (EAGAIN) moves it to the next monitor, until that deadline, after
+// which it fails with ETIMEDOUT. An attempt that ends unanswered takes its request back from the
+// messenger's queue, so it never reaches a monitor after the client has moved on.
 import { nanoid } from 'nanoid';
 import type { CommandReply, EntityName, Message } from '../transport/messages.ts';
-import { Messenger } from '../transport/messenger.ts';
+import { Messenger, type Queued } from '../transport/messenger.ts';
 
 export interface MonAddress {
   /** The monitor's name when known (`a`); otherwise it is learnt from the handshake. */
@@ -17,9 +19,20 @@ export interface MonClientOptions {
   fsid?: string;
   /** Time for one attempt at one monitor (default 2 s). */
   attemptTimeoutMs?: number;
-  /** Time for the whole command across monitors (default 10 s). */
+  /**
+   * Time for the whole command across monitors (default 10 s), at most requestDeadlineMaxMs:
+   * the command's deadline, sent with every attempt.
+   */
   timeoutMs?: number;
 }
+
+/**
+ * The longest a command's deadline may lie ahead: 300 s, the widest window the monitors accept
+ * (they remember an update's answer until its deadline, to answer a retry without applying it
+ * twice). A command's deadline is `Date.now() + Math.min(timeoutMs, requestDeadlineMaxMs)`, the
+ * same for all its attempts; the client stops retrying at it.
+ */
+export const requestDeadlineMaxMs = 300_000;
 
 export class MonClientError extends Error {
   constructor(
@@ -31,6 +44,7 @@ export class MonClientError extends Error {
   }
 }
 
+/** Also a monitor's answer when a request's deadline passed before it could be applied (it was not). */
 export const ETIMEDOUT = 110;
 export const EAGAIN = 11;
 /** Any-cluster fsid: the client does not know the cluster yet (like a Ceph client before auth). */
@@ -43,7 +57,8 @@ interface Pending {
 
 /**
  * A client of the monitors (Ceph's MonClient): sends Ceph commands to any monitor of its list
- * over TCP, failing over on timeouts, lost connections and EAGAIN until `timeoutMs`.
+ * over TCP, failing over on timeouts, lost connections and EAGAIN until the command's deadline
+ * (`timeoutMs` ahead, at most {@link requestDeadlineMaxMs}), which every attempt carries.
  *
  * @example
  * const client = new MonClient({ mons: [{ addr: '127.0.0.1:6789' }, { addr: '127.0.0.1:6790' }] });
@@ -87,14 +102,19 @@ export class MonClient {
 
   /**
    * Run one command (its words, as on the command line) and return Ceph's `{ r, rs, data }`.
-   * Rejects with MonClientError ETIMEDOUT when no monitor answered in time.
+   * Rejects with MonClientError ETIMEDOUT when no monitor answered in time. An answer other than
+   * EAGAIN is final, r = -110 (ETIMEDOUT: the deadline passed, the command was not applied) too.
    *
    * @example
    * const client = new MonClient({ mons: [{ addr: '127.0.0.1:6789' }] });
    * const { data } = await client.command(['quorum_status']);
    */
   async command(cmd: string[], inbuf?: Uint8Array): Promise<CommandReply> {
-    const deadline = Date.now() + this.#timeoutMs;
+    // One deadline for every attempt: the monitors apply the request only before it, and at most
+    // once (they remember the answer until then), so no attempt can be applied after the client
+    // has given up on the command.
+    const windowMs = Math.min(this.#timeoutMs, requestDeadlineMaxMs);
+    const deadline = Date.now() + windowMs;
     // One tid for every attempt: a retry is the same request, so the leader's dedupe (client +
     // tid) answers it from the first attempt's commit instead of applying it twice.
     const tid = ++this.#tid;
@@ -137,6 +157,8 @@ export class MonClient {
       }
       const { name } = resolved;
       const waitMs = Math.max(1, Math.min(this.#attemptTimeoutMs, deadline - Date.now()));
+      const request: Message = { type: 'mon.command', tid, cmd, deadline, ...(inbuf ? { inbuf } : {}) };
+      let queued: Queued | undefined;
       const reply = await new Promise<CommandReply | null>((resolve) => {
         const timer = setTimeout(() => {
           this.#pending.delete(tid);
@@ -149,8 +171,13 @@ export class MonClient {
             resolve(r);
           },
         });
-        this.#messenger.send(name, { type: 'mon.command', tid, cmd, ...(inbuf ? { inbuf } : {}) }, mon.addr);
+        queued = this.#messenger.send(name, request, mon.addr);
       });
+      // However the attempt ended, take back the request if it still waits in the messenger's
+      // queue (the monitor unreachable, the dial hanging): sent once a connection formed, it
+      // would reach the monitor after the client moved on. Once written to a socket it cannot be
+      // recalled, and its deadline bounds it; after an answer there is nothing to take back.
+      if (queued) this.#messenger.withdraw(queued);
       if (reply && reply.r !== -EAGAIN) return reply;
       refusals = reply ? refusals + 1 : 0;
       if (reply) lastError = reply.rs;
@@ -160,7 +187,7 @@ export class MonClient {
     throw new MonClientError(
       ETIMEDOUT,
       'ETIMEDOUT',
-      `no monitor answered within ${this.#timeoutMs} ms (last: ${lastError})`,
+      `no monitor answered within ${windowMs} ms (last: ${lastError})`,
     );
   }
 

@@ -1,13 +1,15 @@
 // The TCP transport end to end on 127.0.0.1 (port 0): codec, framing, handshake, the Messenger's
-// routing, queueing and reconnects, and its survival of bad bytes. No sleeps: every wait is on an
-// event (a delivered message, a log line, a closed socket) with a bounded timeout.
+// routing, queueing, withdrawing and reconnects, its bounds on hung dials and silent peers
+// (keepalives), and its survival of bad bytes. No sleeps: every wait is on an event (a delivered
+// message, a log line, a closed socket) with a bounded timeout.
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MonClient, type MonClientError } from '../actors/mon-client.ts';
+import { MonClient, type MonClientError, requestDeadlineMaxMs } from '../actors/mon-client.ts';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from '../transport/codec.ts';
-import { encodeFrame, FrameDecoder } from '../transport/frame.ts';
+import { encodeFrame, FrameDecoder, isKeepalive, keepaliveFrame } from '../transport/frame.ts';
 import { type EntityName, type Message, MessageSchema, validate } from '../transport/messages.ts';
 import {
   anyFsid,
@@ -18,7 +20,7 @@ import {
 } from '../transport/messenger.ts';
 import { fsid, otherFsid, sampleMessages } from './fixtures/messages.ts';
 import { CaptureLogger, Inbox, Signal, within } from './fixtures/wait.ts';
-import { freePorts } from './support/process.ts';
+import { freePorts, pollUntil } from './support/process.ts';
 
 const test = suite('transport');
 
@@ -78,16 +80,24 @@ function listenLoopback(server: net.Server): Promise<string> {
   );
 }
 
-/** A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes. */
+/**
+ * A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes. Keepalives
+ * are counted, not kept among the frames.
+ */
 class RawPeer {
   readonly frames: unknown[] = [];
   readonly signal = new Signal();
   readonly #decoder = new FrameDecoder();
   closed = false;
+  keepalives = 0;
 
-  private constructor(readonly socket: net.Socket) {
+  constructor(readonly socket: net.Socket) {
     socket.on('data', (chunk: Buffer) => {
       for (const frame of this.#decoder.push(chunk).frames) {
+        if (isKeepalive(frame)) {
+          this.keepalives += 1;
+          continue;
+        }
         const decoded = decodeValue(frame);
         this.frames.push('error' in decoded ? decoded : decoded.value);
       }
@@ -127,6 +137,80 @@ class RawPeer {
     await this.frameCount(1);
     return this.frames[0];
   }
+}
+
+/**
+ * A loopback port whose SYNs the kernel drops, as a partitioned peer's are: a child process
+ * listens there with a backlog of 1 and never accepts (its thread blocked), and two connections
+ * fill that backlog (Linux queues backlog + 1). Released by killing the child, by pid.
+ */
+async function jammedPort(): Promise<{ addr: string; release: () => Promise<void> }> {
+  const script = `const server = require('node:net').createServer();
+server.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
+  // Block at once: an accept between here and the block would make room in the backlog.
+  process.stdout.write(server.address().port + '\\n');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+});`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const fillers: net.Socket[] = [];
+  const release = async (): Promise<void> => {
+    for (const socket of fillers) socket.destroy();
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null)
+      process.kill(child.pid, 'SIGKILL');
+    await within(exited, 'the jammed listener to exit');
+  };
+  try {
+    const port = await within(
+      new Promise<number>((resolve) => child.stdout.once('data', (data) => resolve(Number(String(data))))),
+      'the jammed listener',
+    );
+    for (let i = 0; i < 2; i++) {
+      const socket = net.connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      fillers.push(socket);
+      await within(new Promise((resolve) => socket.once('connect', resolve)), `backlog filler ${i}`);
+    }
+    return { addr: `127.0.0.1:${port}`, release };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
+/**
+ * A port that accepts connections and holds them, their bytes unread, until open() pipes them
+ * through to a real address: a dial that hangs in its handshake until the gate opens.
+ */
+class Gate {
+  readonly held: net.Socket[] = [];
+  readonly #upstreams: net.Socket[] = [];
+  readonly server = net.createServer((socket) => {
+    socket.pause();
+    socket.on('error', () => {});
+    this.held.push(socket);
+  });
+
+  open(addr: string): void {
+    const [host, port] = addr.split(':') as [string, string];
+    for (const socket of this.held) {
+      const upstream = net.connect({ host, port: Number(port) });
+      upstream.on('error', () => {});
+      this.#upstreams.push(upstream);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+    }
+  }
+
+  close(): Promise<void> {
+    for (const socket of [...this.held, ...this.#upstreams]) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** The hello a hand-driven monitor answers a dial with. */
+function monHello(name: EntityName, nonce = 7): Hello {
+  return { banner: 'paxmon', protocolVersion: 1, fsid, name, nonce };
 }
 
 test.after.each(async () => {
@@ -424,6 +508,111 @@ test('MonClient: a monitor that refuses connections is left at once for the next
   }
 });
 
+test('MonClient: every attempt of a command carries the same deadline, at most requestDeadlineMaxMs ahead', async () => {
+  const a = await startNode('mon.a');
+  const seen: Extract<Message, { type: 'mon.command' }>[] = [];
+  let answer = (count: number) =>
+    count <= 3 ? { r: -11, rs: 'mon.a is not in quorum (state electing)' } : { r: 0, rs: '' };
+  answerCommands(a, (message) => {
+    seen.push(message);
+    return answer(seen.length);
+  });
+  const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
+  const long = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 3_600_000 });
+  try {
+    const before = Date.now();
+    const reply = await client.command(['config-key', 'set', 'k', 'v']);
+    assert.is(reply.r, 0);
+    assert.is(seen.length, 4, 'three refusals, then the answer');
+    const deadlines = new Set(seen.map((message) => message.deadline));
+    assert.is(deadlines.size, 1, `one deadline for all attempts: ${[...deadlines].join(', ')}`);
+    const deadline = seen[0]?.deadline ?? 0;
+    assert.ok(
+      deadline >= before + 5000 && deadline <= before + 5000 + 1000,
+      `deadline ${deadline - before} ms ahead`,
+    );
+
+    // A longer timeout is cut to the monitors' window; their ETIMEDOUT answer is final.
+    seen.length = 0;
+    answer = () => ({ r: -110, rs: 'deadline passed; not applied' });
+    const start = Date.now();
+    const late = await long.command(['config-key', 'set', 'k', 'w']);
+    assert.equal([late.r, late.rs], [-110, 'deadline passed; not applied']);
+    assert.is(seen.length, 1, 'ETIMEDOUT from a monitor is not retried');
+    const capped = seen[0]?.deadline ?? 0;
+    assert.ok(
+      capped >= start + requestDeadlineMaxMs && capped <= Date.now() + requestDeadlineMaxMs,
+      `deadline ${capped - start} ms ahead`,
+    );
+  } finally {
+    await client.close();
+    await long.close();
+  }
+});
+
+test('MonClient: an attempt at a monitor that was down never reaches it once it is up', async () => {
+  // Refused connects: every attempt ends at once (onUnreachable), and its request used to stay
+  // queued in the messenger, whose redials would deliver it once the monitor listened.
+  const port = await freePorts(1);
+  const addr = `127.0.0.1:${port}`;
+  const client = new MonClient({ mons: [{ name: 'x', addr }], fsid, attemptTimeoutMs: 100, timeoutMs: 300 });
+  try {
+    const failed = await client.command(['config-key', 'set', 'k', 'v']).then(
+      () => null,
+      (e: MonClientError) => e,
+    );
+    assert.is(failed?.code, 'ETIMEDOUT');
+    const x = await startNode('mon.x', { listenAddr: addr });
+    const seen: string[][] = [];
+    answerCommands(x, (message) => {
+      seen.push(message.cmd);
+      return { r: 0, rs: '' };
+    });
+    // The client's next command goes to mon.x behind anything still queued for it (one FIFO
+    // per peer): once it has arrived, nothing older can follow.
+    const reply = await client.command(['mon_status']);
+    assert.is(reply.r, 0);
+    assert.equal(seen, [['mon_status']], 'the abandoned command never arrived');
+  } finally {
+    await client.close();
+  }
+});
+
+test('MonClient: an attempt that timed out while its dial hung never reaches the monitor later', async () => {
+  // The dial connects to the gate and its handshake hangs there, as one to a partitioned
+  // monitor does: each attempt's request waits in the messenger's queue until it times out.
+  const gate = new Gate();
+  const gateAddr = await listenLoopback(gate.server);
+  const client = new MonClient({
+    mons: [{ name: 'x', addr: gateAddr }],
+    fsid,
+    attemptTimeoutMs: 100,
+    timeoutMs: 350,
+  });
+  try {
+    const failed = await client.command(['config-key', 'set', 'k', 'v']).then(
+      () => null,
+      (e: MonClientError) => e,
+    );
+    assert.is(failed?.code, 'ETIMEDOUT');
+    assert.match(failed?.message ?? '', /did not answer within/);
+    assert.is(gate.held.length, 1, 'one dial, held at the gate');
+    const x = await startNode('mon.x');
+    const seen: string[][] = [];
+    answerCommands(x, (message) => {
+      seen.push(message.cmd);
+      return { r: 0, rs: '' };
+    });
+    gate.open(x.addr);
+    const reply = await client.command(['mon_status']);
+    assert.is(reply.r, 0);
+    assert.equal(seen, [['mon_status']], 'the timed-out command never arrived');
+  } finally {
+    await client.close();
+    await gate.close();
+  }
+});
+
 test('reconnect after the peer restarts on the same port; onReset on the loss', async () => {
   const a = await startNode('mon.a');
   const b = await startNode('mon.b');
@@ -685,6 +874,160 @@ test('frame size limits: too big to send is dropped at the sender; too big to re
   // The next message redials and gets through.
   b.messenger.send('mon.a', command(2), a.addr);
   await a.inbox.count(2);
+});
+
+// --- the messenger: withdrawing, and bounds on connects and silent peers ------------------------
+
+test('withdraw() takes back a message still queued, never one a socket has', async () => {
+  const addr = `127.0.0.1:${await freePorts(1)}`;
+  const b = await startNode('mon.b');
+  const first = b.messenger.send('mon.x', command(1), addr);
+  const second = b.messenger.send('mon.x', command(2), addr);
+  assert.ok(first && second);
+  assert.is(b.messenger.stats().queued, 2);
+  assert.ok(b.messenger.withdraw(first));
+  assert.not.ok(b.messenger.withdraw(first), 'only once');
+  assert.is(b.messenger.stats().queued, 1);
+  assert.is(b.messenger.stats().withdrawn, 1);
+
+  const x = await startNode('mon.x', { listenAddr: addr });
+  await x.inbox.count(1);
+  assert.not.ok(b.messenger.withdraw(second), 'written to a socket: too late');
+  // Behind an established connection a message waits for this turn's flush: still in reach.
+  const third = b.messenger.send('mon.x', command(3), addr);
+  b.messenger.send('mon.x', command(4), addr);
+  assert.ok(third && b.messenger.withdraw(third));
+  await x.inbox.count(2);
+  assert.equal(tids(x.inbox.from('mon.b')), [2, 4]);
+  assert.is(b.messenger.send('mon.b', command(5)), undefined, 'to oneself: nothing queued');
+  assert.is(b.messenger.stats().dropped, 0);
+});
+
+test('timing options are validated: the read timeout leaves room for two keepalives', () => {
+  assert.throws(
+    () => new Messenger({ name: 'mon.a', fsid, keepaliveIntervalMs: 100, readTimeoutMs: 150 }),
+    /at least twice keepaliveIntervalMs/,
+  );
+  assert.throws(() => new Messenger({ name: 'mon.a', fsid, connectTimeoutMs: 0 }), /connectTimeoutMs/);
+  assert.throws(() => new Messenger({ name: 'mon.a', fsid, readTimeoutMs: 2.5 }), /readTimeoutMs/);
+});
+
+test('a dial that does not connect within connectTimeoutMs fails quietly, reports the peer unreachable, and is retried with the backoff', async () => {
+  const jam = await jammedPort();
+  try {
+    const b = await startNode('mon.b', { connectTimeoutMs: 200, reconnectMs: { initial: 20, max: 40 } });
+    const unreachable: string[] = [];
+    b.messenger.setHandlers({
+      ...b.inbox.handlers,
+      onUnreachable: (_peer, reason) => {
+        unreachable.push(reason);
+        b.inbox.signal.notify();
+      },
+    });
+    const started = performance.now();
+    b.messenger.send('mon.x', command(1), jam.addr);
+    await b.inbox.signal.until(() => unreachable.length >= 1, 'the first dial to fail');
+    const elapsedMs = performance.now() - started;
+    assert.match(unreachable[0] ?? '', /connect timed out after 200 ms/);
+    assert.ok(elapsedMs >= 190 && elapsedMs < 1000, `failed after ${Math.round(elapsedMs)} ms`);
+    await b.inbox.signal.until(() => unreachable.length >= 2, 'the redial to fail too');
+    const stats = b.messenger.stats();
+    assert.ok(stats.dials >= 2 && stats.connectTimeouts >= 2, JSON.stringify(stats));
+    assert.is(stats.queued, 1, 'the message still waits for the peer');
+    assert.equal(b.logger.matching('closing connection', 'warn'), [], 'a failed dial is no warning');
+  } finally {
+    await jam.release();
+  }
+});
+
+for (const behaviour of ['reads', 'stops reading'] as const) {
+  test(`a peer that answers the handshake, then sends nothing and ${behaviour}: reset after readTimeoutMs, redialled for the next message`, async () => {
+    // What a connection looks like from one side when the other side's packets are dropped, or
+    // its process is frozen: the kernel says nothing for minutes.
+    const accepted: RawPeer[] = [];
+    const signal = new Signal();
+    const mute = net.createServer((socket) => {
+      accepted.push(new RawPeer(socket));
+      signal.notify();
+    });
+    const addr = await listenLoopback(mute);
+    try {
+      const b = await startNode('mon.b', { keepaliveIntervalMs: 40, readTimeoutMs: 200 });
+      b.messenger.send('mon.x', command(1), addr);
+      await signal.until(() => accepted.length === 1, 'the dial');
+      const x = accepted[0] as RawPeer;
+      await x.frameCount(1);
+      x.sendValue(monHello('mon.x'));
+      const connectedAt = performance.now();
+      await x.frameCount(2);
+      assert.equal(x.frames[1], command(1));
+      if (behaviour === 'stops reading') x.socket.pause();
+      await b.inbox.reset('mon.x');
+      const silentMs = performance.now() - connectedAt;
+      assert.ok(silentMs >= 190 && silentMs < 2000, `reset after ${Math.round(silentMs)} ms`);
+      // A paused socket reports the close only once what is buffered before it has been read.
+      x.socket.resume();
+      await x.whenClosed();
+      if (behaviour === 'reads') assert.ok(x.keepalives >= 2, `${x.keepalives} keepalives meanwhile`);
+      const line = await b.logger.waitFor('nothing received for 200 ms', 'warn');
+      assert.is(line.fields.peer, 'mon.x');
+      assert.is(b.messenger.stats().readTimeouts, 1);
+
+      b.messenger.send('mon.x', command(2), addr);
+      await signal.until(() => accepted.length === 2, 'the redial');
+      assert.is(b.messenger.stats().dials, 2);
+    } finally {
+      for (const peer of accepted) peer.socket.destroy();
+      await new Promise((resolve) => mute.close(resolve));
+    }
+  });
+}
+
+test('keepalives keep an idle connection open past readTimeoutMs, both ways', async () => {
+  const timing = { keepaliveIntervalMs: 20, readTimeoutMs: 100 };
+  const a = await startNode('mon.a', timing);
+  const b = await startNode('mon.b', timing);
+  b.messenger.send('mon.a', command(1), a.addr);
+  await a.inbox.count(1);
+  // Fifteen keepalives each way: idle for three read timeouts at least.
+  await pollUntil(
+    'fifteen keepalives each way',
+    5000,
+    async () =>
+      a.messenger.stats().keepalives >= 15 && b.messenger.stats().keepalives >= 15 ? true : undefined,
+    { intervalMs: 10 },
+  );
+  for (const node of [a, b]) {
+    const stats = node.messenger.stats();
+    assert.is(stats.readTimeouts, 0, node.messenger.name);
+    assert.is(stats.connections, 1, node.messenger.name);
+    assert.equal(node.inbox.resets, [], node.messenger.name);
+  }
+  a.messenger.send('mon.b', command(2), b.addr);
+  await b.inbox.count(1);
+  assert.equal(a.inbox.from('mon.b').concat(b.inbox.from('mon.a')), [command(1), command(2)]);
+  assert.is(a.messenger.stats().dials + b.messenger.stats().dials, 1, 'still the first connection');
+});
+
+test('a keepalive is no hello: before the handshake it costs the connection; after it, it reaches no handler', async () => {
+  const a = await startNode('mon.a');
+  const early = await RawPeer.connect(a.addr);
+  early.socket.write(keepaliveFrame);
+  await early.whenClosed();
+  await a.logger.waitFor('undecodable handshake: empty payload', 'warn');
+
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.raw');
+  raw.socket.write(keepaliveFrame);
+  raw.socket.write(keepaliveFrame);
+  raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 3 });
+  await a.inbox.count(1);
+  assert.equal(a.inbox.received, [
+    { from: 'client.raw', message: { type: 'mon.ping', op: 'ping', stamp: 3 } },
+  ]);
+  assert.is(a.messenger.stats().invalid, 0);
+  assert.not.ok(raw.closed);
+  raw.socket.destroy();
 });
 
 test('nothing left open: all servers and sockets of this suite are closed', async () => {

@@ -1,4 +1,5 @@
-// Framing on a byte stream: each frame is a 4-byte big-endian payload length, then the payload.
+// Framing on a byte stream: each frame is a 4-byte big-endian payload length, then the payload;
+// an empty payload is a keepalive (isKeepalive), every other payload one MessagePack value.
 // The decoder is where untrusted bytes first meet paxmon, so it never throws, rejects an
 // oversized length prefix the moment it is read (a 4 GiB prefix costs nothing), and never holds
 // more than one frame's header and payload, received so far, in memory.
@@ -20,6 +21,19 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
   frame.set(payload, frameHeaderBytes);
   return frame;
 }
+
+/**
+ * The keepalive: a frame with an empty payload (Ceph's keepalive2, reduced to its use here). No
+ * MessagePack value is empty, so it can never be mistaken for a message; it carries nothing but
+ * the news that its sender is alive and the path between us open. The messenger sends it on a
+ * connection that has been idle and accepts it only after the handshake.
+ */
+export function isKeepalive(payload: Uint8Array): boolean {
+  return payload.byteLength === 0;
+}
+
+/** The keepalive frame, encoded once (its bytes are never written over). */
+export const keepaliveFrame: Uint8Array = encodeFrame(new Uint8Array(0));
 
 export interface FrameDecoderOptions {
   /** Largest payload accepted, in bytes (default 64 MiB). */

@@ -9,6 +9,8 @@ export {
   frameBytesLimit,
   frameBytesMaxDefault,
   frameHeaderBytes,
+  isKeepalive,
+  keepaliveFrame,
 } from './frame.ts';
 export {
   type LinkSettings,
@@ -29,9 +31,11 @@ export {
   Messenger,
   type MessengerOptions,
   type MessengerStats,
+  messengerTimingDefaults,
   parseAddr,
   protocolBanner,
   protocolVersion,
+  type Queued,
   type Refusal,
 } from './messenger.ts';
 export type { Transport, TransportHandlers } from './transport.ts';

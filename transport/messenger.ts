@@ -5,11 +5,20 @@
 // Ceph: what was written to a connection that then dies is gone, and the monitor protocols
 // (probe, election, Paxos timeouts) recover from that. Bytes from the network never make this
 // module throw: a bad frame costs its connection, never the process or the other connections.
+//
+// The kernel alone would let a partitioned connection hang for minutes: a connect() whose SYNs
+// are dropped waits ~2 min, and an ESTABLISHED connection whose packets are dropped retransmits
+// with a backoff that reaches many seconds, so after a partition heals nothing moves until the
+// next retransmission. The messenger bounds both itself: a dial that has not connected within
+// connectTimeoutMs has failed (and is retried with the reconnect backoff), an idle connection
+// carries a keepalive frame every keepaliveIntervalMs, and a connection that has read nothing for
+// readTimeoutMs is closed as dead (a reset; redialled when traffic waits), as Ceph's monitors
+// declare a connection down when their pings stop (mon_elector_ping_timeout).
 import { Buffer } from 'node:buffer';
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from './codec.ts';
-import { encodeFrame, FrameDecoder, frameBytesMaxDefault } from './frame.ts';
+import { encodeFrame, FrameDecoder, frameBytesMaxDefault, isKeepalive, keepaliveFrame } from './frame.ts';
 import { type EntityName, limits, type Message } from './messages.ts';
 import type { Transport, TransportHandlers } from './transport.ts';
 
@@ -144,6 +153,33 @@ export interface Logger {
 
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/**
+ * The messenger's default timing, sized for monitors that must find a healed peer again within
+ * about a second (paxmon's mon_probe_timeout is 0.5 s, its election 1 s; machines/config.ts).
+ */
+export const messengerTimingDefaults = {
+  /**
+   * A LAN connect takes well under a millisecond; 2 s leaves room for the kernel's first SYN
+   * retransmission (Linux sends it after 1 s). Ceph bounds connect + handshake together
+   * (ms_connection_ready_timeout, 10 s): handshakeTimeoutMs keeps that role here.
+   */
+  connectTimeoutMs: 2000,
+  /** Ceph's monitors ping each other every mon_elector_ping_timeout / mon_elector_ping_divisor = 1 s. */
+  keepaliveIntervalMs: 1000,
+  /**
+   * Five keepalive intervals, and Ceph's mon_lease: longer than any of paxmon's protocol timeouts
+   * (a peon waits mon_lease × 2 = 2 s for a lease), so the monitors notice a lost peer first and
+   * a connection is declared dead only when the protocols cannot have been using it anyway.
+   */
+  readTimeoutMs: 5000,
+  /**
+   * Redial after 50 ms, doubling per failure up to 1 s: a healed peer is dialled again within a
+   * second (Ceph's ms_initial_backoff 0.2 s, ms_max_backoff 15 s, are for thousands of OSDs).
+   */
+  reconnectMs: { initial: 50, max: 1000 },
+  handshakeTimeoutMs: 10_000,
+} as const;
+
 export interface MessengerOptions {
   name: EntityName;
   fsid: string;
@@ -157,10 +193,23 @@ export interface MessengerOptions {
   /** Bytes waiting per peer before the oldest is dropped (default 4 × frameBytesMax). */
   queueBytesMax?: number;
   logger?: Logger;
-  /** Delay before re-dialling a monitor, doubling per failure from initial up to max (default 50…5000). */
+  /** Delay before re-dialling a monitor, doubling per failure from initial up to max (default 50…1000). */
   reconnectMs?: { initial: number; max: number };
   /** Time allowed from connect to a completed handshake (default 10 s). */
   handshakeTimeoutMs?: number;
+  /**
+   * Time a dial may take to connect (until the TCP handshake completes) before it counts as
+   * failed: the queued messages stay and the reconnect backoff applies (default 2 s).
+   */
+  connectTimeoutMs?: number;
+  /** An established connection that has written nothing for this long sends a keepalive frame (default 1 s). */
+  keepaliveIntervalMs?: number;
+  /**
+   * A connection that has read nothing (not even a keepalive) for this long is closed as dead:
+   * a reset, and a redial when messages wait for the peer (default 5 s; at least twice
+   * keepaliveIntervalMs, since the peer's keepalives must have time to arrive).
+   */
+  readTimeoutMs?: number;
   /** Time a deliberately closed connection may take to flush before it is destroyed (default 5 s). */
   lingerMs?: number;
   /** Simultaneous accepted connections (default 1024). */
@@ -188,6 +237,14 @@ export interface MessengerStats {
   resets: number;
   /** Outgoing connection attempts. */
   dials: number;
+  /** Dials that had not connected within connectTimeoutMs. */
+  connectTimeouts: number;
+  /** Connections closed because nothing was read on them for readTimeoutMs. */
+  readTimeouts: number;
+  /** Keepalive frames sent on idle connections. */
+  keepalives: number;
+  /** Queued messages taken back by withdraw() before any socket had them. */
+  withdrawn: number;
   /** Handshakes completed, both directions. */
   handshakes: number;
   /** Connections closed in favour of another to the same peer (simultaneous connect, restarts). */
@@ -219,46 +276,100 @@ interface Connection {
   retired: boolean;
   closeReason: string | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Messenger ticks since a byte was read (or, while connecting, since the dial began). */
+  silentTicks: number;
+  /** Messenger ticks since a byte was written. */
+  idleTicks: number;
 }
 
-/** A bounded FIFO of encoded frames, O(1) at both ends. */
+/**
+ * A message send() queued for a peer: withdraw() takes it back as long as it waits in the
+ * queue. Plain data: the queue's id and the message's position in it.
+ */
+export interface Queued {
+  readonly to: EntityName;
+  readonly queue: number;
+  readonly position: number;
+}
+
+let frameQueueIds = 0;
+
+/**
+ * A bounded FIFO of encoded frames, O(1) at both ends and for taking one back from the middle:
+ * every frame has a position (counted from the queue's creation), a withdrawn frame leaves a
+ * hole that shift() and peek() skip.
+ */
 class FrameQueue {
+  readonly id = ++frameQueueIds;
   #items: (Uint8Array | undefined)[] = [];
   #head = 0;
+  /** The position of #items[0]. */
+  #base = 0;
+  #count = 0;
   bytes = 0;
 
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#count;
   }
 
-  push(frame: Uint8Array): void {
+  /** Append a frame; returns its position, for remove(). */
+  push(frame: Uint8Array): number {
     this.#items.push(frame);
+    this.#count += 1;
     this.bytes += frame.byteLength;
+    return this.#base + this.#items.length - 1;
   }
 
   shift(): Uint8Array | undefined {
+    this.#skipHoles();
     if (this.#head >= this.#items.length) return undefined;
     const frame = this.#items[this.#head];
     this.#items[this.#head++] = undefined;
-    if (frame) this.bytes -= frame.byteLength;
+    if (frame) this.#taken(frame);
     // Compact now and then so a long-lived queue does not grow its backing array forever.
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
+      this.#base += this.#head;
       this.#head = 0;
     }
     return frame;
   }
 
   peek(): Uint8Array | undefined {
+    this.#skipHoles();
     return this.#items[this.#head];
   }
 
+  /** Take back the frame at `position` if it is still waiting; false when it has left or was dropped. */
+  remove(position: number): boolean {
+    const index = position - this.#base;
+    if (index < this.#head || index >= this.#items.length) return false;
+    const frame = this.#items[index];
+    if (!frame) return false;
+    this.#items[index] = undefined;
+    this.#taken(frame);
+    return true;
+  }
+
   clear(): number {
-    const count = this.length;
+    const count = this.#count;
+    this.#base += this.#items.length;
     this.#items = [];
     this.#head = 0;
+    this.#count = 0;
     this.bytes = 0;
     return count;
+  }
+
+  #taken(frame: Uint8Array): void {
+    this.#count -= 1;
+    this.bytes -= frame.byteLength;
+    // Empty: start a fresh array (positions go on counting), dropping the holes with it.
+    if (this.#count === 0) this.clear();
+  }
+
+  #skipHoles(): void {
+    while (this.#head < this.#items.length && this.#items[this.#head] === undefined) this.#head += 1;
   }
 }
 
@@ -296,6 +407,15 @@ export class Messenger implements Transport {
   readonly #logger: Logger;
   readonly #reconnectMs: { initial: number; max: number };
   readonly #handshakeTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #keepaliveIntervalMs: number;
+  readonly #readTimeoutMs: number;
+  /** The period of the one timer that counts every connection's silence and idleness. */
+  readonly #tickMs: number;
+  readonly #connectTimeoutTicks: number;
+  readonly #keepaliveTicks: number;
+  readonly #readTimeoutTicks: number;
+  #ticker: ReturnType<typeof setInterval> | undefined;
   readonly #lingerMs: number;
   readonly #connectionsMax: number;
   readonly #writeBatchBytesMax: number;
@@ -326,6 +446,10 @@ export class Messenger implements Transport {
     framingErrors: 0,
     resets: 0,
     dials: 0,
+    connectTimeouts: 0,
+    readTimeouts: 0,
+    keepalives: 0,
+    withdrawn: 0,
     handshakes: 0,
     replaced: 0,
     bytesSent: 0,
@@ -346,12 +470,36 @@ export class Messenger implements Transport {
     this.queueBytesMax = positiveInteger('queueBytesMax', options.queueBytesMax ?? 4 * this.frameBytesMax);
     this.#listenAddr = options.listenAddr ?? '127.0.0.1:0';
     this.#logger = options.logger ?? silentLogger;
-    const reconnect = options.reconnectMs ?? { initial: 50, max: 5000 };
+    const defaults = messengerTimingDefaults;
+    const reconnect = options.reconnectMs ?? defaults.reconnectMs;
     this.#reconnectMs = {
       initial: positiveInteger('reconnectMs.initial', reconnect.initial),
       max: positiveInteger('reconnectMs.max', Math.max(reconnect.max, reconnect.initial)),
     };
-    this.#handshakeTimeoutMs = positiveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs ?? 10_000);
+    this.#handshakeTimeoutMs = positiveInteger(
+      'handshakeTimeoutMs',
+      options.handshakeTimeoutMs ?? defaults.handshakeTimeoutMs,
+    );
+    this.#connectTimeoutMs = positiveInteger(
+      'connectTimeoutMs',
+      options.connectTimeoutMs ?? defaults.connectTimeoutMs,
+    );
+    this.#keepaliveIntervalMs = positiveInteger(
+      'keepaliveIntervalMs',
+      options.keepaliveIntervalMs ?? defaults.keepaliveIntervalMs,
+    );
+    this.#readTimeoutMs = positiveInteger('readTimeoutMs', options.readTimeoutMs ?? defaults.readTimeoutMs);
+    if (this.#readTimeoutMs < 2 * this.#keepaliveIntervalMs) {
+      throw new RangeError(
+        `readTimeoutMs (${this.#readTimeoutMs}) must be at least twice keepaliveIntervalMs (${this.#keepaliveIntervalMs}): the peer's keepalives need time to arrive`,
+      );
+    }
+    // A quarter of the shortest bound: each bound is kept to within a quarter of itself.
+    this.#tickMs = Math.max(1, Math.floor(Math.min(this.#keepaliveIntervalMs, this.#connectTimeoutMs) / 4));
+    // Strictly more ticks than the bound (see #tick): never declared silent before the bound.
+    this.#connectTimeoutTicks = Math.ceil(this.#connectTimeoutMs / this.#tickMs);
+    this.#readTimeoutTicks = Math.ceil(this.#readTimeoutMs / this.#tickMs);
+    this.#keepaliveTicks = Math.max(1, Math.floor(this.#keepaliveIntervalMs / this.#tickMs));
     this.#lingerMs = positiveInteger('lingerMs', options.lingerMs ?? 5000);
     this.#connectionsMax = positiveInteger('connectionsMax', options.connectionsMax ?? 1024);
     this.#writeBatchBytesMax = positiveInteger(
@@ -490,7 +638,12 @@ export class Messenger implements Transport {
     });
   }
 
-  send(to: EntityName, message: Message, addr?: string): void {
+  /**
+   * Send as the Transport port says. When the message waits in the peer's queue (for a
+   * connection, or for this turn's flush), returns where, for withdraw(); undefined when it was
+   * dropped or sent to ourselves.
+   */
+  send(to: EntityName, message: Message, addr?: string): Queued | undefined {
     if (this.#closed) {
       this.#stats.dropped++;
       return;
@@ -541,9 +694,9 @@ export class Messenger implements Transport {
     }
     if (dialable && addr !== undefined) peer.addr = addr;
     if (peer.active) {
-      this.#enqueue(peer, frame);
+      const queued = this.#enqueue(peer, frame);
       this.#scheduleFlush(peer);
-      return;
+      return queued;
     }
     if (!dialable || peer.addr === undefined) {
       // A client (or a monitor known only by the connection it opened) is reachable only over
@@ -555,8 +708,22 @@ export class Messenger implements Transport {
       );
       return;
     }
-    this.#enqueue(peer, frame);
+    const queued = this.#enqueue(peer, frame);
     if (!peer.dialing && !peer.reconnectTimer) this.#dial(peer);
+    return queued;
+  }
+
+  /**
+   * Take back a message send() queued, if no socket has it yet: a request its sender gave up on
+   * must not reach the peer later, once a connection forms (a client's timed-out attempt). What
+   * was written to a socket cannot be recalled. True when the message was withdrawn.
+   */
+  withdraw(queued: Queued): boolean {
+    const peer = this.#peers.get(queued.to);
+    if (!peer || peer.queue.id !== queued.queue || !peer.queue.remove(queued.position)) return false;
+    this.#stats.withdrawn++;
+    this.#logger.debug({ entity: this.name, peer: peer.name }, 'queued message withdrawn');
+    return true;
   }
 
   close(): Promise<void> {
@@ -566,6 +733,7 @@ export class Messenger implements Transport {
     for (const peer of this.#peers.values()) if (peer.queue.length > 0) this.#flush(peer);
     this.#closed = true;
     this.#early = [];
+    this.#stopTicking();
     const waits: Promise<void>[] = [];
     const server = this.#server;
     if (server) waits.push(new Promise((resolve) => server.close(() => resolve())));
@@ -632,9 +800,12 @@ export class Messenger implements Transport {
       retired: false,
       closeReason: undefined,
       timer: setTimeout(() => this.#abort(connection, 'handshake timed out'), this.#handshakeTimeoutMs),
+      silentTicks: 0,
+      idleTicks: 0,
     };
     connection.timer?.unref();
     this.#connections.add(connection);
+    this.#startTicking();
     socket.on('data', (chunk: Buffer) => this.#onData(connection, chunk));
     socket.on('drain', () => {
       const peer = connection.peer;
@@ -679,8 +850,58 @@ export class Messenger implements Transport {
         socket.resetAndDestroy();
         return;
       }
+      // From here the silence counted is the peer's (readTimeoutMs), no longer the dial's.
+      connection.silentTicks = 0;
       if (connection.state === 'handshaking') this.#write(connection, this.#hello);
     });
+  }
+
+  // --- timing: connect, keepalive and read bounds ---------------------------------------------
+
+  #startTicking(): void {
+    if (this.#ticker || this.#closed) return;
+    this.#ticker = setInterval(() => this.#tick(), this.#tickMs);
+    this.#ticker.unref();
+  }
+
+  #stopTicking(): void {
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
+  }
+
+  /**
+   * The messenger's one timer, running while there are connections (TigerBeetle ticks all its
+   * timeouts from one place). Each tick counts, per connection, the ticks since a byte was read
+   * and since one was written. Counting ticks rather than reading the clock means that a stall
+   * of this process (a long GC pause, a blocked event loop) counts as one tick: a peer is
+   * declared silent only for a silence we were awake to hear, not for our own.
+   */
+  #tick(): void {
+    for (const connection of this.#connections) {
+      // A closing connection has its linger timer; a closed one is about to leave the set.
+      if (connection.state === 'closing' || connection.state === 'closed') continue;
+      connection.silentTicks += 1;
+      if (connection.socket.connecting) {
+        if (connection.silentTicks > this.#connectTimeoutTicks) {
+          // Quietly, as a refused connect is: the peer is down or cut off, the dial failed.
+          this.#stats.connectTimeouts++;
+          connection.closeReason = `connect timed out after ${this.#connectTimeoutMs} ms`;
+          connection.socket.destroy();
+        }
+        continue;
+      }
+      if (connection.silentTicks > this.#readTimeoutTicks) {
+        this.#stats.readTimeouts++;
+        this.#abort(connection, `nothing received for ${this.#readTimeoutMs} ms`);
+        continue;
+      }
+      // Keepalives only once the handshake is done: the first frame each way is the hello.
+      if (connection.state !== 'open' || ++connection.idleTicks < this.#keepaliveTicks) continue;
+      // A socket the kernel cannot drain already has bytes on their way; a keepalive adds nothing.
+      if (connection.socket.writableNeedDrain) continue;
+      this.#stats.keepalives++;
+      this.#write(connection, keepaliveFrame);
+    }
   }
 
   #scheduleReconnect(peer: Peer): void {
@@ -696,6 +917,7 @@ export class Messenger implements Transport {
 
   #onData(connection: Connection, chunk: Buffer): void {
     this.#stats.bytesReceived += chunk.byteLength;
+    connection.silentTicks = 0;
     if (connection.state === 'closed' || (connection.state === 'closing' && !connection.established)) return;
     const { frames, error } = connection.decoder.push(chunk);
     for (const frame of frames) {
@@ -707,6 +929,8 @@ export class Messenger implements Transport {
         this.#onHandshake(connection, frame);
         continue;
       }
+      // A keepalive has done its work by arriving (silentTicks above); it is not a message.
+      if (isKeepalive(frame)) continue;
       const decoded = decodeMessage(frame);
       if ('error' in decoded) {
         if (decoded.kind === 'invalid') {
@@ -885,6 +1109,7 @@ export class Messenger implements Transport {
     clearTimeout(connection.timer);
     connection.timer = undefined;
     this.#connections.delete(connection);
+    if (this.#connections.size === 0) this.#stopTicking();
     const peer = connection.peer;
     this.#logger.debug(
       {
@@ -944,15 +1169,16 @@ export class Messenger implements Transport {
 
   // --- writing --------------------------------------------------------------------------------
 
-  #enqueue(peer: Peer, frame: Uint8Array): void {
+  #enqueue(peer: Peer, frame: Uint8Array): Queued {
     const queue = peer.queue;
-    queue.push(frame);
+    const position = queue.push(frame);
     // Drop the oldest: a monitor's newest message (latest lease, latest election epoch) is the
     // one worth delivering, and the protocols retry what matters.
     while (queue.length > 1 && (queue.length > this.queueMessagesMax || queue.bytes > this.queueBytesMax)) {
       queue.shift();
       this.#stats.dropped++;
     }
+    return { to: peer.name, queue: queue.id, position };
   }
 
   /**
@@ -996,6 +1222,7 @@ export class Messenger implements Transport {
 
   #write(connection: Connection, bytes: Uint8Array): void {
     if (connection.socket.destroyed || connection.socket.writableEnded) return;
+    connection.idleTicks = 0;
     this.#stats.bytesSent += bytes.byteLength;
     connection.socket.write(bytes);
   }

@@ -1,0 +1,311 @@
+// A real network for specs: one Linux network namespace per host, joined by a bridge made for the
+// run, with iptables inside each namespace to cut a host off. Everything lives in namespaces this
+// module creates (the bridge in a namespace of its own; the test process reaches the hosts through
+// one veth whose far end is in the bridge's namespace), so deleting the namespaces removes every
+// link, address, route and firewall rule, and nothing of the machine's own network is touched.
+// Needs root, `ip` (iproute2) and `iptables`; netnsUnavailable() says why not when they are missing.
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, openSync } from 'node:fs';
+import net from 'node:net';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+import { within } from '../fixtures/wait.ts';
+
+const run = promisify(execFile);
+
+/** Linux's IFNAMSIZ - 1: the longest interface name. */
+export const interfaceNameBytesMax = 15;
+/** Every command of the lab is bounded: a wedged `ip` must fail the spec, not hang it. */
+const commandTimeoutMs = 10_000;
+
+export interface LabHost {
+  /** The host's short name (`a`): its namespace is `pm-a-SUFFIX`. */
+  readonly name: string;
+  readonly netns: string;
+  /** Its end of the veth to the bridge. */
+  readonly iface: string;
+  /** Its IPv4 address, 10.99.SUBNET.N. */
+  readonly ip: string;
+}
+
+export interface LabPlan {
+  readonly suffix: string;
+  readonly subnet: number;
+  readonly bridgeNetns: string;
+  readonly hosts: readonly LabHost[];
+  /** The test process's end of the veth into the bridge's namespace, and its address. */
+  readonly rootIface: string;
+  readonly rootIp: string;
+}
+
+/** Names and addresses for a lab of `names` hosts: unique per run, interface names within IFNAMSIZ. */
+export function planLab(names: readonly string[], suffix: string, subnet: number): LabPlan {
+  if (!/^[a-z0-9]{1,8}$/.test(suffix)) throw new RangeError(`suffix '${suffix}': 1 to 8 of [a-z0-9]`);
+  if (!Number.isInteger(subnet) || subnet < 1 || subnet > 254) throw new RangeError(`subnet ${subnet}`);
+  if (names.length === 0 || names.length > 200) throw new RangeError(`${names.length} hosts`);
+  const hosts = names.map((name, index) => {
+    if (!/^[a-z0-9]{1,4}$/.test(name)) throw new RangeError(`host name '${name}': 1 to 4 of [a-z0-9]`);
+    return {
+      name,
+      netns: `pm-${name}-${suffix}`,
+      iface: `pm${name}${suffix}`,
+      ip: `10.99.${subnet}.${index + 1}`,
+    };
+  });
+  return {
+    suffix,
+    subnet,
+    bridgeNetns: `pm-br-${suffix}`,
+    hosts,
+    rootIface: `pmr${suffix}`,
+    rootIp: `10.99.${subnet}.254`,
+  };
+}
+
+/** The peer (bridge-side) name of a host's or the root's veth. */
+function bridgePort(iface: string): string {
+  return `pb${iface.slice(2)}`;
+}
+
+/** The full path of `command` on the PATH or in the sbin directories (a user's PATH may lack them). */
+function locate(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin'])) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return join(dir, command);
+    } catch {}
+  }
+  return undefined;
+}
+
+interface Tools {
+  ip: string;
+  iptables: string;
+}
+
+/**
+ * `ip` and `iptables` by full path (what runs inside `ip netns exec` then does not depend on the
+ * PATH either), or why not.
+ */
+function tools(): Tools | string {
+  const ip = locate('ip');
+  if (ip === undefined) return "no 'ip' (iproute2) on the PATH";
+  const iptables = locate('iptables');
+  if (iptables === undefined) return "no 'iptables' on the PATH";
+  return { ip, iptables };
+}
+
+/**
+ * Why a lab cannot be built here, or undefined when it can: not root, `ip` or `iptables`
+ * missing, or the kernel refusing a network namespace (a container without CAP_SYS_ADMIN).
+ */
+export async function netnsUnavailable(): Promise<string | undefined> {
+  if (process.platform !== 'linux') return `network namespaces are Linux's (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return 'not root (network namespaces and iptables need root)';
+  const found = tools();
+  if (typeof found === 'string') return found;
+  const probe = `pm-probe-${randomBytes(4).toString('hex')}`;
+  try {
+    await run(found.ip, ['netns', 'add', probe], { timeout: commandTimeoutMs });
+  } catch (error) {
+    return `cannot create a network namespace: ${firstLine(error)}`;
+  }
+  try {
+    await run(found.ip, ['netns', 'exec', probe, found.iptables, '-S'], { timeout: commandTimeoutMs });
+  } catch (error) {
+    return `iptables does not work in a network namespace: ${firstLine(error)}`;
+  } finally {
+    await run(found.ip, ['netns', 'del', probe], { timeout: commandTimeoutMs }).catch(() => {});
+  }
+  return undefined;
+}
+
+function firstLine(error: unknown): string {
+  const stderr = (error as { stderr?: unknown }).stderr;
+  const text = typeof stderr === 'string' && stderr.trim() ? stderr : String(error);
+  return text.trim().split('\n')[0] ?? '';
+}
+
+/** A 10.99.X.0/24 the machine does not route anywhere yet (another lab, a real network). */
+async function freeSubnet(ip: string): Promise<number> {
+  const { stdout } = await run(ip, ['-4', '-o', 'addr', 'show'], { timeout: commandTimeoutMs });
+  const { stdout: routes } = await run(ip, ['-4', 'route', 'show'], { timeout: commandTimeoutMs });
+  const used = `${stdout}\n${routes}`;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const subnet = 100 + ((randomBytes(1)[0] as number) % 150);
+    if (!used.includes(`10.99.${subnet}.`)) return subnet;
+  }
+  throw new Error('no free 10.99.X.0/24 subnet');
+}
+
+export interface Lab extends LabPlan {
+  /** Cut a host off: iptables DROP of everything in and out of its veth, in its namespace. */
+  isolate(host: LabHost): Promise<void>;
+  /** Remove isolate()'s rules. */
+  heal(host: LabHost): Promise<void>;
+  /** Start `argv` inside the host's namespace (its output appended to logFile); the pid is the process's own. */
+  spawn(host: LabHost, argv: string[], logFile: string, cwd: string): ChildProcess;
+  /** Stop every process spawned (SIGTERM, SIGKILL after 5 s), then delete the namespaces. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * Build a lab of hosts `names` (namespaces, a bridge, veths, addresses) and check that the test
+ * process reaches every host. On any failure what was built is removed before the error is thrown.
+ */
+export async function createLab(names: readonly string[]): Promise<Lab> {
+  const found = tools();
+  if (typeof found === 'string') throw new Error(found);
+  const plan = planLab(names, randomBytes(4).toString('hex').slice(0, 6), await freeSubnet(found.ip));
+  const namespaces: string[] = [];
+  const children: ChildProcess[] = [];
+  const rules = new Set<LabHost>();
+  let destroyed: Promise<void> | undefined;
+
+  const ip = (...args: string[]) => run(found.ip, args, { timeout: commandTimeoutMs });
+  const iptables = (host: LabHost, ...args: string[]) =>
+    run(found.ip, ['netns', 'exec', host.netns, found.iptables, '-w', '5', ...args], {
+      timeout: commandTimeoutMs,
+    });
+  const dropRules = (host: LabHost): string[][] => [
+    ['INPUT', '-i', host.iface, '-j', 'DROP'],
+    ['OUTPUT', '-o', host.iface, '-j', 'DROP'],
+  ];
+
+  /** Synchronous, for a process that is exiting: kill what is left and delete the namespaces. */
+  const destroyNow = (): void => {
+    for (const child of children)
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {}
+      }
+    for (const netns of namespaces.splice(0))
+      try {
+        execFileSync(found.ip, ['netns', 'del', netns], { timeout: commandTimeoutMs, stdio: 'ignore' });
+      } catch {}
+  };
+  const onExit = (): void => destroyNow();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    destroyNow();
+    process.kill(process.pid, signal);
+  };
+  process.once('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const destroy = (): Promise<void> => {
+    destroyed ??= (async () => {
+      process.off('exit', onExit);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await Promise.all(children.map((child) => stopChild(child)));
+      for (const netns of namespaces.splice(0)) await ip('netns', 'del', netns).catch(() => {});
+      rules.clear();
+    })();
+    return destroyed;
+  };
+
+  try {
+    const bridge = plan.bridgeNetns;
+    await ip('netns', 'add', bridge);
+    namespaces.push(bridge);
+    await ip('-n', bridge, 'link', 'add', 'br0', 'type', 'bridge');
+    await ip('-n', bridge, 'link', 'set', 'br0', 'up');
+    for (const host of plan.hosts) {
+      await ip('netns', 'add', host.netns);
+      namespaces.push(host.netns);
+      // Both ends made directly in their namespaces: nothing of the lab is ever in the root one
+      // but the test process's own veth end, which goes with the bridge's namespace.
+      const port = bridgePort(host.iface);
+      await ip(
+        'link',
+        'add',
+        host.iface,
+        'netns',
+        host.netns,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        port,
+        'netns',
+        bridge,
+      );
+      await ip('-n', bridge, 'link', 'set', port, 'master', 'br0', 'up');
+      await ip('-n', host.netns, 'addr', 'add', `${host.ip}/24`, 'dev', host.iface);
+      await ip('-n', host.netns, 'link', 'set', host.iface, 'up');
+      await ip('-n', host.netns, 'link', 'set', 'lo', 'up');
+    }
+    const rootPort = bridgePort(plan.rootIface);
+    await ip('link', 'add', plan.rootIface, 'type', 'veth', 'peer', 'name', rootPort, 'netns', bridge);
+    await ip('-n', bridge, 'link', 'set', rootPort, 'master', 'br0', 'up');
+    await ip('addr', 'add', `${plan.rootIp}/24`, 'dev', plan.rootIface);
+    await ip('link', 'set', plan.rootIface, 'up');
+    // Nothing listens yet: each host answers a connect with a refusal, at once, once it is reachable.
+    for (const host of plan.hosts) await refused(host.ip);
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+
+  return {
+    ...plan,
+    async isolate(host) {
+      for (const rule of dropRules(host)) await iptables(host, '-I', ...rule);
+      rules.add(host);
+    },
+    async heal(host) {
+      for (const rule of dropRules(host)) await iptables(host, '-D', ...rule);
+      rules.delete(host);
+    },
+    spawn(host, argv, logFile, cwd) {
+      const log = openSync(logFile, 'a');
+      // `ip netns exec` execs the command: the child's pid is the command's own.
+      const child = spawn(found.ip, ['netns', 'exec', host.netns, ...argv], {
+        cwd,
+        stdio: ['ignore', log, log],
+      });
+      child.on('error', () => {});
+      children.push(child);
+      return child;
+    },
+    destroy,
+  };
+}
+
+/** Resolves when a connect to port 9 of `ip` is refused (the host is up and reachable); bounded. */
+async function refused(ip: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let outcome = '';
+  while (Date.now() < deadline) {
+    outcome = await new Promise<string>((resolve) => {
+      const socket = net.connect({ host: ip, port: 9 });
+      const settle = (result: string) => {
+        socket.destroy();
+        resolve(result);
+      };
+      socket.once('connect', () => settle('connected'));
+      socket.once('error', (error: NodeJS.ErrnoException) => settle(error.code ?? 'error'));
+      socket.setTimeout(200, () => settle('no answer within 200 ms'));
+    });
+    if (outcome === 'ECONNREFUSED' || outcome === 'connected') return;
+  }
+  throw new Error(`${ip} not reachable from the test process within ${timeoutMs} ms (last: ${outcome})`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const stopped = await within(exited, 'exit', 5000).then(
+    () => true,
+    () => false,
+  );
+  if (!stopped) {
+    child.kill('SIGKILL');
+    await within(exited, `pid ${child.pid} to exit after SIGKILL`, 5000).catch(() => {});
+  }
+}
