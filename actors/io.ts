@@ -25,8 +25,9 @@ import type {
   ReplyTarget,
   StoreOp,
 } from '../machines/effects.ts';
+import { type StoreFacts, stagedCopyRefusal, stagePrefix } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
-import { Transaction } from '../storage/transaction.ts';
+import { decodeNumber, Transaction } from '../storage/transaction.ts';
 import type {
   EntityName,
   Message,
@@ -55,11 +56,148 @@ export interface IoDeps {
   onSyncRequest?: (from: EntityName, msg: MonSync) => void;
   /** Store work under way (a write batch and what follows it): a shutdown waits for it. */
   track?: (work: Promise<void>) => void;
+  /**
+   * Input refused and dropped: a monitor-protocol message from a session that is no monitor's,
+   * a value that does not decode, or what a machine refused (`io.refused`). For the log.
+   */
+  onRefused?: (from: EntityName, type: string, reason: string) => void;
 }
+
+/** A machine's report of input it refused (logged by the runtime; nothing else happens). */
+export interface IoRefusedEvent {
+  type: 'io.refused';
+  from: EntityName;
+  message: string;
+  reason: string;
+}
+
+// Values checked at receipt (checkValues) are decoded once: applying them takes the decoded copy.
+// A WeakMap keyed by the bytes received, so nothing is held once the message is gone.
+const decodedValues = new WeakMap<Uint8Array, Transaction>();
 
 /** Decode one or more concatenated encoded Transactions (a batched Paxos value). */
 export function decodeValue(value: Uint8Array): Transaction {
-  return Transaction.decodeAll(value);
+  const known = decodedValues.get(value);
+  if (known) return known;
+  const tx = Transaction.decodeAll(value);
+  decodedValues.set(value, tx);
+  return tx;
+}
+
+/**
+ * Messages of the monitor protocol: they can only come from a monitor (a `mon.*` session). A
+ * client's session that sends one is refused (the name is what the peer claimed in its
+ * handshake until sessions authenticate, so this stops a plain client connection, no more).
+ */
+const monitorProtocol = new Set<Message['type']>([
+  'mon.probe',
+  'mon.election',
+  'mon.paxos',
+  'mon.sync',
+  'mon.join',
+  'mon.forward',
+  'mon.route',
+  'mon.ping',
+]);
+
+/**
+ * Why a received message is refused before any machine sees it, or null. Every Paxos value and
+ * sync chunk must decode (TigerBeetle's invalid_header(): invalid input is logged and dropped):
+ * a value that does not decode would otherwise fail the store write that applies it and stop
+ * the monitor — one garbage frame must not do that.
+ */
+export function refuseReason(from: EntityName, msg: Message): string | null {
+  if (monitorProtocol.has(msg.type) && !from.startsWith('mon.'))
+    return `${msg.type} from ${from}: monitor-protocol messages come only from monitors`;
+  try {
+    if (msg.type === 'mon.paxos') for (const v of msg.values) decodeValue(v.value);
+    else if (msg.type === 'mon.sync' && msg.chunk) decodeValue(msg.chunk);
+  } catch (error) {
+    return `${msg.type} from ${from}: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  return null;
+}
+
+/**
+ * A staged full sync as one transaction sees it: the staged keys already in the store (read
+ * before the transaction is built, when it holds a commit_stage), and those staged by earlier
+ * ops of the transaction itself — by prefix.
+ */
+export interface StageView {
+  stored: Map<string, [key: string, value: Uint8Array][]>;
+  staged: Map<string, Map<string, Uint8Array>>;
+  /** The store in use, as the switch compares it with the copy (see stagedCopyRefusal). */
+  live?: StoreFacts;
+  /** The copy was refused: the staging is discarded and the store in use kept. */
+  onRefused?: (reason: string) => void;
+}
+
+/** The facts stagedCopyRefusal weighs, from a store's paxos and monmap keys. */
+export function storeFacts(get: (prefix: string, key: string) => Uint8Array | undefined): StoreFacts {
+  const num = (prefix: string, key: string) => {
+    const bytes = get(prefix, key);
+    try {
+      return bytes ? decodeNumber(bytes) : 0;
+    } catch {
+      return 0;
+    }
+  };
+  const paxosLastCommitted = num('paxos', 'last_committed');
+  let top = 0;
+  const first = num('paxos', 'first_committed');
+  if (paxosLastCommitted > 0 && get('paxos', String(first))) {
+    top = first;
+    while (top < paxosLastCommitted && get('paxos', String(top + 1))) top += 1;
+  }
+  const monmapEpoch = num('monmap', 'last_committed');
+  let fsid = '';
+  const map = get('monmap', String(monmapEpoch));
+  if (map) {
+    try {
+      const parsed = JSON.parse(new TextDecoder().decode(map)) as { fsid?: unknown };
+      if (typeof parsed.fsid === 'string') fsid = parsed.fsid;
+    } catch {
+      fsid = '';
+    }
+  }
+  return { paxosLastCommitted, paxosContiguousTop: top, monmapEpoch, fsid };
+}
+
+/** The same facts of the store in use (read before a switch). */
+async function liveFacts(store: Store): Promise<StoreFacts> {
+  const keys: [string, string][] = [
+    ['paxos', 'last_committed'],
+    ['paxos', 'first_committed'],
+    ['monmap', 'last_committed'],
+  ];
+  const values = new Map<string, Uint8Array>();
+  const read = async (prefix: string, key: string) => {
+    const value = await store.get(prefix, key);
+    if (value) values.set(`${prefix}\0${key}`, value);
+  };
+  for (const [prefix, key] of keys) await read(prefix, key);
+  const first = storeFacts((p, k) => values.get(`${p}\0${k}`));
+  // Versions and the map, now that their numbers are known.
+  const fc = values.get('paxos\0first_committed');
+  const lc = first.paxosLastCommitted;
+  const from = fc ? decodeNumber(fc) : 0;
+  for (let v = from; v <= lc && v > 0; v += 1) {
+    if (!(await store.exists('paxos', String(v)))) break;
+    values.set(`paxos\0${v}`, new Uint8Array(1));
+  }
+  await read('monmap', String(first.monmapEpoch));
+  return storeFacts((p, k) => values.get(`${p}\0${k}`));
+}
+
+/** What a commit_stage will move: the staged keys of `prefixes` in the store now. */
+export async function readStage(store: Store, prefixes: string[]): Promise<StageView['stored']> {
+  const stored = new Map<string, [string, Uint8Array][]>();
+  for (const prefix of prefixes) {
+    const entries: [string, Uint8Array][] = [];
+    for await (const entry of store.iterate(stagePrefix(prefix))) entries.push(entry);
+    stored.set(prefix, entries);
+  }
+  return stored;
 }
 
 /**
@@ -70,6 +208,7 @@ export function toTransaction(
   ops: StoreOp[],
   tx = new Transaction(),
   decoded?: (version: number, value: Transaction) => void,
+  stage: StageView = { stored: new Map(), staged: new Map() },
 ): Transaction {
   for (const op of ops) {
     switch (op.op) {
@@ -94,6 +233,41 @@ export function toTransaction(
       case 'apply_encoded':
         tx.append(decodeValue(op.value));
         break;
+      case 'stage_encoded':
+        for (const chunkOp of decodeValue(op.value).ops) {
+          // Only puts of the synced prefixes: a provider cannot write anything else of mine.
+          if (chunkOp.type !== 'put' || !op.prefixes.includes(chunkOp.prefix)) continue;
+          tx.put(stagePrefix(chunkOp.prefix), chunkOp.key, chunkOp.value);
+          const staged = stage.staged.get(chunkOp.prefix) ?? new Map<string, Uint8Array>();
+          staged.set(chunkOp.key, chunkOp.value);
+          stage.staged.set(chunkOp.prefix, staged);
+        }
+        break;
+      case 'commit_stage': {
+        // The copy as it would be once switched in: what is stored, overridden by this transaction's.
+        const storedByPrefix = new Map(
+          [...stage.stored].map(([prefix, entries]) => [prefix, new Map(entries)] as const),
+        );
+        const copy = (prefix: string, key: string) =>
+          stage.staged.get(prefix)?.get(key) ?? storedByPrefix.get(prefix)?.get(key);
+        const refusal = stage.live ? stagedCopyRefusal(storeFacts(copy), stage.live) : null;
+        if (refusal !== null) {
+          for (const prefix of op.prefixes) tx.eraseRange(stagePrefix(prefix), '', '');
+          stage.staged.clear();
+          stage.onRefused?.(refusal);
+          break;
+        }
+        for (const prefix of op.prefixes) tx.eraseRange(prefix, '', '');
+        for (const prefix of op.prefixes) {
+          const staged = stage.staged.get(prefix);
+          for (const [key, value] of stage.stored.get(prefix) ?? [])
+            if (!staged?.has(key)) tx.put(prefix, key, value);
+          for (const [key, value] of staged ?? []) tx.put(prefix, key, value);
+          tx.eraseRange(stagePrefix(prefix), '', '');
+        }
+        stage.staged.clear();
+        break;
+      }
     }
   }
   return tx;
@@ -219,6 +393,11 @@ export function ioLogic(deps: IoDeps) {
       },
       onMessage(from, msg) {
         if (stopped) return;
+        const refused = refuseReason(from, msg);
+        if (refused !== null) {
+          deps.onRefused?.(from, msg.type, refused);
+          return;
+        }
         if (down.delete(from)) sendBack({ type: 'monitor.peer_alive', peer: from });
         if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
         else if (msg.type === 'mon.forward')
@@ -288,8 +467,26 @@ export function ioLogic(deps: IoDeps) {
           const tx = new Transaction();
           const applied: { version: number; value: Transaction }[] = [];
           let sync = false;
+          // A staged sync's switch moves what earlier batches staged: read it first (the
+          // batches before this one are applied; nothing else writes the staging area).
+          const switchTo = batch.flatMap((effect) => effect.writes).find((op) => op.op === 'commit_stage');
+          const stage: StageView = {
+            stored: switchTo ? await readStage(deps.store, switchTo.prefixes) : new Map(),
+            staged: new Map(),
+            ...(switchTo
+              ? {
+                  live: await liveFacts(deps.store),
+                  onRefused: (reason: string) =>
+                    deps.onRefused?.(
+                      deps.transport.name,
+                      'mon.sync last_chunk',
+                      `staged copy refused: ${reason}`,
+                    ),
+                }
+              : {}),
+          };
           for (const effect of batch) {
-            toTransaction(effect.writes, tx, (version, value) => applied.push({ version, value }));
+            toTransaction(effect.writes, tx, (version, value) => applied.push({ version, value }), stage);
             if (effect.writes.length > 0 && effect.durability !== 'applied') sync = true;
           }
           // Messages that may leave before this batch's fsync: those of the leading effects that
@@ -335,7 +532,13 @@ export function ioLogic(deps: IoDeps) {
     }
 
     receive((event) => {
-      if (stopped || event.type !== 'io.effects') return;
+      if (stopped) return;
+      if (event.type === 'io.refused') {
+        const refused = event as IoRefusedEvent;
+        deps.onRefused?.(refused.from, refused.message, refused.reason);
+        return;
+      }
+      if (event.type !== 'io.effects') return;
       const effect = event as IoEffectsEvent;
       // A proposal depends on no write: paxos gets it now, not after whatever fsync is in
       // progress (the next round's batch forms while the current one is in flight).

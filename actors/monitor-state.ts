@@ -3,8 +3,10 @@
 import type { MonitorInput } from '../machines/monitor.ts';
 import type { Uncommitted } from '../machines/paxos.ts';
 import { sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
+import { discardStage } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
+import { toTransaction } from './io.ts';
 
 const utf8 = new TextDecoder();
 
@@ -54,7 +56,27 @@ export interface LoadedMonitor {
   input: Omit<MonitorInput, 'config'>;
 }
 
+/**
+ * Discard what an interrupted full sync staged (machines/sync.ts stagePrefix): the store in use
+ * was never touched, so the monitor starts over it. Writes only when something is staged.
+ */
+export async function discardSyncStage(store: Store): Promise<boolean> {
+  const ops = discardStage();
+  let staged = false;
+  for (const op of ops) {
+    if (op.op !== 'erase_range') continue;
+    for await (const _ of store.iterate(op.prefix)) {
+      staged = true;
+      break;
+    }
+  }
+  // Not synced: a crash that loses it finds the staging again and discards it again.
+  if (staged) await store.apply(toTransaction(ops), { sync: false });
+  return staged;
+}
+
 export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
+  await discardSyncStage(store);
   const nameBytes = await store.get('monitor', 'name');
   const fsidBytes = await store.get('monitor', 'fsid');
   if (!nameBytes || !fsidBytes)

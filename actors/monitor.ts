@@ -182,6 +182,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       if (msg.type === 'mon.ping') timecheck(from, msg);
     },
     onSyncRequest: (from, msg) => provider.handle(from, msg),
+    onRefused: (from, type, reason) => logger.warn({ mon: loaded.name, from, type }, `refused: ${reason}`),
     track,
     now,
   });

@@ -20,7 +20,18 @@ export type StoreOp =
    */
   | { op: 'apply_value'; version: number; value: Uint8Array }
   /** Decode an encoded Transaction (a sync chunk) and append its ops; nothing is reported. */
-  | { op: 'apply_encoded'; value: Uint8Array };
+  | { op: 'apply_encoded'; value: Uint8Array }
+  /**
+   * A full sync's chunk: decode it and write its puts under the staging prefix of their prefix
+   * (machines/sync.ts stagePrefix), for the listed prefixes only; every other op is dropped.
+   */
+  | { op: 'stage_encoded'; value: Uint8Array; prefixes: string[] }
+  /**
+   * The switch to a staged copy, atomically with the rest of its transaction: erase the listed
+   * prefixes, move every staged key (those already stored, and those staged earlier in this same
+   * transaction) into its prefix, erase the staging area.
+   */
+  | { op: 'commit_stage'; prefixes: string[] };
 
 /** Where a command's answer goes: straight to the client, or back through the peon that forwarded it. */
 export interface ReplyTarget {

@@ -30,7 +30,14 @@ import {
 } from './paxos-service.ts';
 import { defaultServices } from './services/index.ts';
 import type { SessionsBoot } from './sessions.ts';
-import { type SyncProgress, syncChunk, syncCookie, syncFinish, syncStart } from './sync.ts';
+import {
+  type SyncProgress,
+  syncChunk,
+  syncCookie,
+  syncFinish,
+  syncStageBytesMax,
+  syncStart,
+} from './sync.ts';
 
 export interface MonitorInput {
   name: string;
@@ -193,14 +200,58 @@ type ProbeOutcome =
 /** Monitor::handle_probe_reply, while probing. Pure: the machine acts on the outcome. */
 export function handleProbeReply(context: MonitorContext, from: EntityName, msg: MonProbe): ProbeOutcome {
   if (msg.fsid !== context.monmap.fsid) return { kind: 'ignore' };
+  // A monitor syncs only from a monitor of its own map (a joining one's map is the cluster's,
+  // learnt from a probe reply): a stranger's store is never copied over mine.
+  const fromMyMap = rankOf(context.monmap, from) >= 0;
   // A newer monmap from a monitor that has been in a quorum: adopt it and start over.
-  if (
-    msg.hasEverJoined &&
-    (msg.monmap.epoch > context.monmap.epoch || !context.hasEverJoined) &&
-    msg.monmap.epoch !== context.monmap.epoch
-  ) {
-    if (msg.monmap.epoch > context.monmap.epoch) return { kind: 'adopt_monmap', monmap: msg.monmap };
+  if (msg.hasEverJoined && msg.monmap.epoch > context.monmap.epoch) {
+    // Ceph adopts any newer map a peer shows and, if it leaves this monitor out, stops. paxmon
+    // adopts a probe reply's map only when it names me (or I am a joining monitor, out of my
+    // own map already: it learns the cluster's map); a map that leaves me out is neither
+    // written nor obeyed — a probe reply is one message, and "removed" must come from the
+    // committed history. So I sync that history from the peer (a monitor of my map): if I was
+    // removed, the synced store holds the committed monmap and the restart over it stops me.
+    const namesMe = msg.monmap.mons.some((m) => m.name === context.name);
+    if (namesMe || (context.rank < 0 && !context.hasEverJoined))
+      return { kind: 'adopt_monmap', monmap: msg.monmap };
+    if (!fromMyMap) return { kind: 'ignore' };
+    const full = context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1;
+    return {
+      kind: 'sync',
+      decision: {
+        kind: full ? 'full' : 'recent',
+        provider: from,
+        reason: `${from} shows monmap epoch ${msg.monmap.epoch} without me: learn it from the committed history`,
+      },
+    };
   }
+  const sync = probeSync(context, from, msg);
+  if (sync) return fromMyMap ? sync : { kind: 'ignore' };
+  if (msg.quorum.length > 0) {
+    // There is a quorum: if I am in the map, an election pulls me in; otherwise ask to join.
+    if (context.rank >= 0) return { kind: 'start_election' };
+    const leader = msg.monmap.mons[Math.min(...msg.quorum)];
+    if (!leader || !context.addr) return { kind: 'ignore' };
+    return { kind: 'join', to: `mon.${leader.name}`, addr: leader.addr };
+  }
+  if (!fromMyMap) return { kind: 'ignore' }; // not part of my monmap
+  const name = from.slice(4);
+  const outsideQuorum = context.outsideQuorum.includes(name)
+    ? context.outsideQuorum
+    : [...context.outsideQuorum, name];
+  // Only a monitor of the map stands (a joining one waits to be added).
+  if (
+    context.rank >= 0 &&
+    outsideQuorum.length >= minQuorumSize(context.monmap) &&
+    outsideQuorum.includes(context.name)
+  ) {
+    return { kind: 'start_election' };
+  }
+  return { kind: 'wait', outsideQuorum };
+}
+
+/** Monitor::handle_probe_reply's sync decisions: full, recent, or none. */
+function probeSync(context: MonitorContext, from: EntityName, msg: MonProbe): ProbeOutcome | null {
   if (context.forceFullSync) {
     return {
       kind: 'sync',
@@ -231,27 +282,7 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
       },
     };
   }
-  if (msg.quorum.length > 0) {
-    // There is a quorum: if I am in the map, an election pulls me in; otherwise ask to join.
-    if (context.rank >= 0) return { kind: 'start_election' };
-    const leader = msg.monmap.mons[Math.min(...msg.quorum)];
-    if (!leader || !context.addr) return { kind: 'ignore' };
-    return { kind: 'join', to: `mon.${leader.name}`, addr: leader.addr };
-  }
-  if (rankOf(context.monmap, from) < 0) return { kind: 'ignore' }; // not part of my monmap
-  const name = from.slice(4);
-  const outsideQuorum = context.outsideQuorum.includes(name)
-    ? context.outsideQuorum
-    : [...context.outsideQuorum, name];
-  // Only a monitor of the map stands (a joining one waits to be added).
-  if (
-    context.rank >= 0 &&
-    outsideQuorum.length >= minQuorumSize(context.monmap) &&
-    outsideQuorum.includes(context.name)
-  ) {
-    return { kind: 'start_election' };
-  }
-  return { kind: 'wait', outsideQuorum };
+  return null;
 }
 
 /** The monitor's view as its services see it (role follows the monitor's state). */
@@ -366,14 +397,12 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         if (!decision) return;
         const provider = decision.provider as EntityName;
         const addr = context.monmap.mons.find((m) => `mon.${m.name}` === provider)?.addr;
-        const start = syncStart(decision.kind, provider, addr, context.lastCommitted, context.monmap);
+        const start = syncStart(decision.kind, provider, addr, context.lastCommitted);
         enqueue.assign({ sync: start.progress, syncFinishing: false });
-        // A full sync erases what it copies: until it finishes, this store is no copy of
-        // anything. Ceph's sync_start resets Paxos after store->clear ("make sure paxos knows it
-        // has been reset"): probe replies must not offer the old versions (a peer would sync
-        // from the remains), and an abandoned sync must start over in full.
-        if (decision.kind === 'full')
-          enqueue.assign({ firstCommitted: 0, lastCommitted: 0, forceFullSync: true });
+        // Ceph's sync_start clears the store and resets Paxos. paxmon's full sync builds the
+        // copy beside the store in use (machines/sync.ts stagePrefix) and switches at the last
+        // chunk: until then this store is whole, its probe replies stay true, and an abandoned
+        // sync leaves it as it was.
         enqueue.sendTo(({ system }) => system.get('io'), effects(start.writes, start.messages));
       }),
       /**
@@ -450,10 +479,14 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       }),
     },
     guards: {
+      // Monitor::handle_probe_probe: a peer that trimmed beyond me sends me back to probing (and to
+      // a sync) — only a monitor of my map, or any message could cost a quorum its member.
       probeFromBeyondMe: ({ context, event }) =>
         event.type === 'mon.probe' &&
         event.msg.op === 'probe' &&
-        event.msg.paxosFirstVersion > context.lastCommitted + 1,
+        event.msg.paxosFirstVersion > context.lastCommitted + 1 &&
+        event.msg.fsid === context.monmap.fsid &&
+        rankOf(context.monmap, event.from) >= 0,
     },
   }).createMachine({
     id: 'monitor',
@@ -722,13 +755,9 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                 switch (outcome.kind) {
                   case 'adopt_monmap': {
                     const rank = outcome.monmap.mons.findIndex((m) => m.name === context.name);
-                    enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
-                    if (rank < 0 && context.hasEverJoined) {
-                      // Removed while away: the map is kept (a restart must see it too) and the
-                      // root's adopt_monmap stops the monitor; it never asks to be added back.
-                      enqueue.raise({ type: 'monitor.adopt_monmap', monmap: outcome.monmap });
-                      return;
-                    }
+                    // Only a map that names me is written (a joining monitor keeps the map it
+                    // was made with on disk; the sync that joins it brings the cluster's).
+                    if (rank >= 0) enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
                     enqueue.assign({ monmap: outcome.monmap, rank });
                     enqueue.sendTo('elector', { type: 'elector.monmap', monmap: outcome.monmap, rank });
                     enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: outcome.monmap, rank });
@@ -816,6 +845,14 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               target: '.waiting',
               actions: enqueueActions(({ enqueue, context, event }) => {
                 const step = syncChunk(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
+                if (step.progress.kind === 'full' && step.progress.bytes > syncStageBytesMax) {
+                  // The switch would be one batch of the whole copy: more than a staged sync takes.
+                  enqueue.raise({
+                    type: 'monitor.bootstrap',
+                    reason: `sync from ${step.progress.provider}: ${step.progress.bytes} bytes, more than a staged sync takes (${syncStageBytesMax})`,
+                  });
+                  return;
+                }
                 enqueue.assign({ sync: step.progress });
                 enqueue.sendTo(({ system }) => system.get('io'), effects(step.writes, step.messages));
               }),

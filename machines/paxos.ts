@@ -138,6 +138,12 @@ export interface PaxosContext {
   heldToken: number;
   /** Peon: the token each recent lease (by seq) echoed, until a later lease confirms it. */
   leaseEchoes: { seq: number; token: number }[];
+  /**
+   * Peon: the pn and last_committed of this leader's collect I answered in this election epoch
+   * (pn 0: none yet). The committed values a leader shares after my `last` (share_state) are
+   * taken only in that round, and only up to the last_committed its collect announced.
+   */
+  collected: { pn: number; lastCommitted: number };
 }
 
 export type PaxosEvent =
@@ -279,6 +285,8 @@ type Step = {
   raise?: PaxosEvent;
   /** Events to raise later, on the actor's clock. */
   later?: { event: PaxosEvent; delayMs: number }[];
+  /** The message was refused (and changes nothing): why, for the log. */
+  refused?: { from: EntityName; message: string; reason: string };
 };
 
 const nothing: Step = {};
@@ -587,7 +595,11 @@ function handleCollect(context: PaxosContext, msg: MonPaxos, from: EntityName): 
     uncommittedPn = u.pn || previousPn;
   }
   const leaseToken = context.leaseTokenSeq + 1;
-  step.context = { ...step.context, leaseTokenSeq: leaseToken };
+  step.context = {
+    ...step.context,
+    leaseTokenSeq: leaseToken,
+    ...(msg.pn >= context.acceptedPn ? { collected: { pn: msg.pn, lastCommitted: msg.lastCommitted } } : {}),
+  };
   step.later = [leaseWindow(context, leaseToken)];
   const reply: Outgoing = {
     ...peer(context, rankOfLeader(context)),
@@ -623,6 +635,52 @@ function handleBegin(context: PaxosContext, msg: MonPaxos): Step {
     messages: [{ ...peer(context, context.leader), msg: paxosMessage(context, 'accept', { pn: msg.pn }) }],
     raise: { type: 'paxos.peon_updating' },
   };
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) =>
+  a.length === b.length && a.every((byte, i) => byte === b[i]);
+
+/**
+ * Paxos::handle_commit (peon). Ceph applies whatever a commit carries. paxmon applies only what
+ * it can tell is the leader's committed history:
+ * - the value I accepted in this round: same version (last_committed + 1), same pn, same bytes —
+ *   and what is applied is my own accepted copy;
+ * - the committed values the leader shares after my `last` (share_state), in the round I joined
+ *   by answering its collect (the commit's pn is the collect's), up to the last_committed that
+ *   collect announced. I never accepted those; they are the leader's committed history, which
+ *   only authentication can vouch for (a leader that learns newer ones from another peon during
+ *   recovery is refused here: I lag, the next begin does not fit, and a new round catches me up).
+ * Anything else is refused (and logged): one forged message must not write my store.
+ */
+export function handleCommit(context: PaxosContext, msg: MonPaxos, from: EntityName): Step {
+  const refuse = (reason: string): Step => ({
+    refused: { from, message: 'mon.paxos commit', reason: `commit of ${msg.lastCommitted}: ${reason}` },
+  });
+  if (msg.lastCommitted <= context.lastCommitted) return nothing; // nothing new (a duplicate)
+  const u = context.uncommitted;
+  const mine = u !== null && u.version === context.lastCommitted + 1 && u.pn === msg.pn;
+  if (mine && msg.lastCommitted === u.version) {
+    const sent = msg.values.find((v) => v.version === u.version);
+    if (!sent || !sameBytes(sent.value, u.value))
+      return refuse(`not the value I accepted at ${u.version} (pn ${u.pn})`);
+    // The commit of the value I accepted is applied without an fsync, as on the leader
+    // (commitStart): the value is durable here as accepted, and the next begin's fsync covers
+    // the commit.
+    const stored = storeState(context, u.version, [{ version: u.version, value: u.value }]);
+    return { ...stored, durability: 'applied' };
+  }
+  const collected = context.collected;
+  if (collected.pn === 0) return refuse('values I never accepted, and I answered no collect of this leader');
+  if (msg.pn !== collected.pn)
+    return refuse(`values I never accepted, pn ${msg.pn} is not the collect's ${collected.pn}`);
+  if (msg.lastCommitted > collected.lastCommitted)
+    return refuse(
+      `values I never accepted, beyond the last_committed ${collected.lastCommitted} the collect announced`,
+    );
+  // Values I never accepted (a catch-up) are synced: only the newest commit may be lost to a crash.
+  const stored = storeState(context, msg.lastCommitted, msg.values);
+  if (stored === nothing) return refuse(`no values continuing my last_committed ${context.lastCommitted}`);
+  return stored;
 }
 
 /** Paxos::handle_lease (peon). */
@@ -793,6 +851,8 @@ export const paxosMachine = setup({
       const report = Boolean(step.report) && !context.reportPending;
       if (report) changes.reportPending = true;
       if (Object.keys(changes).length) assignTo(enqueue, changes);
+      if (step.refused)
+        enqueue.sendTo(({ system }) => system.get('io'), { type: 'io.refused', ...step.refused });
       if (step.writes?.length || step.messages?.length || step.notify) {
         const io: IoEffectsEvent = effects(
           step.writes ?? [],
@@ -916,6 +976,7 @@ export const paxosMachine = setup({
       leaseTokensEnded: 0,
       heldToken: 0,
       leaseEchoes: [],
+      collected: { pn: 0, lastCommitted: 0 },
     },
   }),
   entry: sendParent(({ context: { paxos: context } }) => ({
@@ -964,6 +1025,7 @@ export const paxosMachine = setup({
             leader: event.leader,
             // Leases of another leadership confirm nothing here.
             leaseEchoes: [],
+            collected: { pn: 0, lastCommitted: 0 },
           },
         })),
       ],
@@ -1334,23 +1396,12 @@ export const paxosMachine = setup({
                 actions: {
                   type: 'step',
                   params: ({ context: { paxos: context }, event }) => {
-                    const msg = (event as MessageEvent<MonPaxos>).msg;
-                    const stored = storeState(context, msg.lastCommitted, msg.values);
-                    // Paxos::handle_commit. Nothing accepted beyond the new last_committed: no
-                    // commit can happen without me, so a lease still held serves reads again.
-                    if (stored === nothing) return stored;
-                    // The commit of the value I accepted is applied without an fsync, as on the
-                    // leader (commitStart): the value is durable here as accepted, and the next
-                    // begin's fsync covers the commit. Values I never accepted (a catch-up) are
-                    // synced: only the newest commit may be lost to a crash.
-                    const u = context.uncommitted;
-                    const onlyMine =
-                      u !== null &&
-                      u.version === context.lastCommitted + 1 &&
-                      msg.lastCommitted === u.version;
-                    const applied: Step = onlyMine ? { ...stored, durability: 'applied' } : stored;
-                    if (stored.context?.uncommitted) return applied;
-                    return { ...applied, raise: { type: 'paxos.peon_committed' } };
+                    const e = event as MessageEvent<MonPaxos>;
+                    const stored = handleCommit(context, e.msg, e.from);
+                    // Nothing accepted beyond the new last_committed: no commit can happen
+                    // without me, so a lease still held serves reads again.
+                    if (stored === nothing || stored.refused || stored.context?.uncommitted) return stored;
+                    return { ...stored, raise: { type: 'paxos.peon_committed' } };
                   },
                 },
               },

@@ -2,7 +2,7 @@
 // "Synchronizing"). Pure step functions over the monitor's context; the monitor statechart's
 // `synchronizing` state calls them. The provider side reads the store, so it lives with the
 // runtime (actors/sync-provider.ts).
-import type { EntityName, MonMap, MonSync } from '../transport/messages.ts';
+import type { EntityName, MonSync } from '../transport/messages.ts';
 import type { Outgoing, StoreOp } from './effects.ts';
 
 /**
@@ -20,6 +20,23 @@ export const syncPrefixes = [
   'health',
   'mon_session',
 ] as const;
+
+/**
+ * A full sync builds the new store beside the old one: each chunk's puts go to the staging
+ * prefix of their prefix (`sync_stage.paxos` …), and the last chunk switches over in one atomic
+ * transaction (erase the synced prefixes, move the staged keys in, erase the staging area). Until
+ * then the old store stays whole and in use: a sync that is cut off, times out or crashes leaves
+ * the monitor with all it had, and the staging area is discarded when the next sync starts or
+ * the monitor starts. (Ceph's sync_start clears the store first and marks it `in_sync`.)
+ */
+export const stagePrefix = (prefix: string) => `sync_stage.${prefix}`;
+
+/**
+ * The most a staged full sync may copy. The switch is one write batch holding the whole synced
+ * store (RocksDB builds it in memory; Transaction's own limit is 256 MiB): a provider offering
+ * more ends the sync (bootstrap) rather than a write that cannot be made.
+ */
+export const syncStageBytesMax = 128 * 1024 * 1024;
 
 export interface SyncProgress {
   kind: 'full' | 'recent';
@@ -41,16 +58,16 @@ const to = (sync: Pick<SyncProgress, 'provider' | 'providerAddr'>, msg: MonSync)
   sync.providerAddr ? { to: sync.provider, addr: sync.providerAddr, msg } : { to: sync.provider, msg };
 
 /**
- * Monitor::sync_start. A full sync first persists that it is in progress (so a crash restarts it
- * cleanly), the floor and the latest monmap, and clears everything it will copy; a recent sync
- * asks for the versions after my last_committed.
+ * Monitor::sync_start. A full sync discards whatever an earlier, interrupted one staged and asks
+ * for a cookie; the store in use is not touched until the copy is complete (see stagePrefix). A
+ * recent sync asks for the versions after my last_committed (each chunk only adds committed
+ * versions to what I have).
  */
 export function syncStart(
   kind: 'full' | 'recent',
   provider: EntityName,
   providerAddr: string | undefined,
   lastCommitted: number,
-  monmap: MonMap,
 ): { writes: StoreOp[]; messages: Outgoing[]; progress: SyncProgress } {
   const progress: SyncProgress = {
     kind,
@@ -70,13 +87,50 @@ export function syncStart(
       progress,
     };
   }
-  const writes: StoreOp[] = [
-    { op: 'put_number', prefix: 'mon_sync', key: 'in_sync', value: 1 },
-    { op: 'put_number', prefix: 'mon_sync', key: 'last_committed_floor', value: lastCommitted },
-    { op: 'put', prefix: 'mon_sync', key: 'latest_monmap', value: JSON.stringify(monmap) },
-    ...syncPrefixes.map((prefix): StoreOp => ({ op: 'erase_range', prefix, start: '', end: '' })),
-  ];
+  const writes: StoreOp[] = discardStage();
   return { writes, messages: [to(progress, message('get_cookie_full', { lastCommitted }))], progress };
+}
+
+/** What a staged copy holds, and what the store in use holds, as the switch sees them. */
+export interface StoreFacts {
+  /** paxos/last_committed, and the top of the contiguous versions from first_committed. */
+  paxosLastCommitted: number;
+  paxosContiguousTop: number;
+  /** monmap/last_committed, and the fsid of the map at that epoch ('' when it is missing). */
+  monmapEpoch: number;
+  fsid: string;
+}
+
+/**
+ * Whether a full sync's staged copy may replace the store in use, or why not. A monitor never
+ * ends a sync with less than it had: the copy must hold a monmap of this cluster, no older than
+ * mine, and Paxos history (contiguous, as the monitor will load it) reaching at least as far as
+ * mine. A provider that ends a sync early, or sends an empty last chunk, leaves the store as it
+ * was (the staging is discarded; the monitor reloads over its own store and probes again).
+ */
+export function stagedCopyRefusal(staged: StoreFacts, live: StoreFacts): string | null {
+  if (!staged.fsid) return `the copy has no monmap (epoch ${staged.monmapEpoch})`;
+  if (live.fsid && staged.fsid !== live.fsid) return `the copy's monmap is of cluster ${staged.fsid}`;
+  if (staged.monmapEpoch < live.monmapEpoch)
+    return `the copy's monmap epoch ${staged.monmapEpoch} is older than mine, ${live.monmapEpoch}`;
+  if (staged.paxosContiguousTop < live.paxosContiguousTop)
+    return `the copy's Paxos history ends at ${staged.paxosContiguousTop}, mine at ${live.paxosContiguousTop}`;
+  return null;
+}
+
+/** Erase every staging prefix (an abandoned full sync's partial copy). */
+export function discardStage(): StoreOp[] {
+  return syncPrefixes.map(
+    (prefix): StoreOp => ({ op: 'erase_range', prefix: stagePrefix(prefix), start: '', end: '' }),
+  );
+}
+
+/** A chunk's writes: staged for a full sync, applied for a recent one. */
+function chunkWrites(sync: SyncProgress, chunk: Uint8Array | undefined): StoreOp[] {
+  if (!chunk) return [];
+  return sync.kind === 'full'
+    ? [{ op: 'stage_encoded', value: chunk, prefixes: [...syncPrefixes] }]
+    : [{ op: 'apply_encoded', value: chunk }];
 }
 
 /** Monitor::handle_sync_cookie: remember the cookie, ask for the first chunk. */
@@ -91,11 +145,12 @@ export function syncCookie(sync: SyncProgress, msg: MonSync) {
 }
 
 /**
- * Monitor::handle_sync_chunk: apply the chunk atomically; only once it is durable ask for the
- * next (the request rides after the write), so a crash never leaves a half-applied chunk.
+ * Monitor::handle_sync_chunk: stage (full) or apply (recent) the chunk atomically; only once it
+ * is durable ask for the next (the request rides after the write), so a crash never leaves a
+ * half-written chunk.
  */
 export function syncChunk(sync: SyncProgress, msg: MonSync) {
-  const writes: StoreOp[] = msg.chunk ? [{ op: 'apply_encoded', value: msg.chunk }] : [];
+  const writes = chunkWrites(sync, msg.chunk);
   const progress: SyncProgress = {
     ...sync,
     keys: sync.keys + (msg.chunkKeys ?? 0),
@@ -109,11 +164,15 @@ export function syncChunk(sync: SyncProgress, msg: MonSync) {
   return { writes, progress, messages: [to(progress, next)] };
 }
 
-/** Monitor::sync_finish: the last chunk, and the sync markers erased in the same transaction. */
+/**
+ * Monitor::sync_finish: the last chunk and, for a full sync, the switch to the staged copy, in
+ * one transaction (with the markers an older paxmon's full sync left, mon_sync/in_sync …).
+ */
 export function syncFinish(sync: SyncProgress, msg: MonSync) {
-  const writes: StoreOp[] = msg.chunk ? [{ op: 'apply_encoded', value: msg.chunk }] : [];
+  const writes = chunkWrites(sync, msg.chunk);
   if (sync.kind === 'full') {
     writes.push(
+      { op: 'commit_stage', prefixes: [...syncPrefixes] },
       { op: 'erase', prefix: 'mon_sync', key: 'in_sync' },
       { op: 'erase', prefix: 'mon_sync', key: 'last_committed_floor' },
       { op: 'erase', prefix: 'mon_sync', key: 'latest_monmap' },

@@ -386,6 +386,64 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
   h.stop();
 });
 
+test('peon: a commit applies only the value it accepted in this round (same pn, version, bytes); anything else is refused', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(msg('a', 'collect', { pn: 100 }));
+  h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
+  const refused = () => h.io.filter((e) => (e as { type: string }).type === 'io.refused');
+  const writesBefore = h.io.length;
+  // Other bytes at the accepted version, or the accepted bytes under another pn: refused.
+  h.send(msg('a', 'commit', { pn: 100, lastCommitted: 1, values: [{ version: 1, value: bytes('evil') }] }));
+  h.send(msg('a', 'commit', { pn: 200, lastCommitted: 1, values: [{ version: 1, value: bytes('v1') }] }));
+  // The next version, never begun: beyond what the collect announced (last_committed 0).
+  h.send(msg('a', 'commit', { pn: 100, lastCommitted: 2, values: [{ version: 2, value: bytes('x') }] }));
+  assert.is(ctx(h).lastCommitted, 0, 'nothing applied');
+  assert.is(refused().length, 3);
+  assert.match(
+    JSON.stringify(refused()),
+    /not the value I accepted.*values I never accepted.*beyond the last_committed 0/,
+  );
+  assert.not.ok(
+    h.io.slice(writesBefore).some((e) => e.writes?.some((w) => w.op === 'apply_value')),
+    'no apply_value was written',
+  );
+  // The real commit: applied from the peon's own accepted copy, without an fsync of its own.
+  h.send(msg('a', 'commit', { pn: 100, lastCommitted: 1, values: [{ version: 1, value: bytes('v1') }] }));
+  assert.is(ctx(h).lastCommitted, 1);
+  const applied = h.io.find((e) => e.writes?.some((w) => w.op === 'apply_value'));
+  assert.is(applied?.durability, 'applied');
+  h.stop();
+});
+
+test("peon: the commits a leader shares after my last are taken up to the collect's last_committed, in that round only", () => {
+  const h = paxos(1, { lastCommitted: 2, firstCommitted: 1, acceptedPn: 100 });
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  // Before any collect of this leader: refused.
+  h.send(msg('a', 'commit', { pn: 200, lastCommitted: 3, values: [{ version: 3, value: bytes('c3') }] }));
+  assert.is(ctx(h).lastCommitted, 2);
+  h.send(msg('a', 'collect', { pn: 200, lastCommitted: 4, firstCommitted: 1 }));
+  // Another pn than the collect's: refused.
+  h.send(msg('a', 'commit', { pn: 300, lastCommitted: 3, values: [{ version: 3, value: bytes('c3') }] }));
+  assert.is(ctx(h).lastCommitted, 2);
+  // share_state: versions 3..4 of the leader's history (its collect said last_committed 4).
+  h.send(
+    msg('a', 'commit', {
+      pn: 200,
+      lastCommitted: 4,
+      values: [
+        { version: 3, value: bytes('c3') },
+        { version: 4, value: bytes('c4') },
+      ],
+    }),
+  );
+  assert.is(ctx(h).lastCommitted, 4);
+  // Beyond it, a value never begun: refused.
+  h.send(msg('a', 'commit', { pn: 200, lastCommitted: 5, values: [{ version: 5, value: bytes('c5') }] }));
+  assert.is(ctx(h).lastCommitted, 4);
+  h.stop();
+});
+
 test('peon: a lease some quorum member never acked serves no reads (that member may be in another quorum already)', () => {
   const h = paxos(1);
   h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1, 2], leader: 0 });

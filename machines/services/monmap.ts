@@ -36,6 +36,9 @@ export function monStat(monmap: MonMap, view: MonitorView): string {
   );
 }
 
+/** MonMap::min_quorum_size. */
+const minQuorumSize = (monmap: MonMap) => Math.floor(monmap.mons.length / 2) + 1;
+
 const namePattern = /^[A-Za-z0-9_-]{1,64}$/;
 const addrPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
 const usage = 'usage: mon dump | mon stat | mon getmap | mon add NAME HOST:PORT | mon rm NAME';
@@ -89,7 +92,7 @@ export const monmapService: ServiceDefinition<MonmapState, MonMap | null> = {
         return { reply: { r: -22, rs: usage } };
     }
   },
-  prepareUpdate(state, pending, request) {
+  prepareUpdate(state, pending, request, view) {
     const current = pending ?? state.monmap;
     const cmd = request.cmd;
     const fail = (r: number, rs: string): { error: Reply } => ({ error: { r, rs } });
@@ -106,6 +109,16 @@ export const monmapService: ServiceDefinition<MonmapState, MonMap | null> = {
       if (byName) return fail(-17, `mon.${name} already exists at address ${byName.addr}`);
       if (byAddr) return fail(-17, `mon.${byAddr.name} already exists at address ${addr}`);
       const next = remap(current, [...current.mons, { name, addr }], request.receivedAt);
+      // No Ceph rule: an add (mon add, or a mon.join from anyone who can reach the leader) must
+      // leave the monitors of the current quorum a majority of the new map. Otherwise a few
+      // adds of monitors that never come (three joins turned a map of 3 into one of 6) leave
+      // the cluster without a quorum, ever — and only a quorum could remove them again.
+      const up = view.quorum.length;
+      if (up < minQuorumSize(next))
+        return fail(
+          -22,
+          `refusing to add mon.${name}: the map would have ${next.mons.length} monitors, a majority is ${minQuorumSize(next)}, and the quorum has ${up}`,
+        );
       return { pending: next, reply: { r: 0, rs: `adding mon.${name} at ${addr}` } };
     }
     if (cmd[1] === 'rm' || cmd[1] === 'remove') {
