@@ -5,7 +5,7 @@
 // messenger's queue, so it never reaches a monitor after the client has moved on.
 import { nanoid } from 'nanoid';
 import type { CommandReply, EntityName, Message } from '../transport/messages.ts';
-import { Messenger, type Queued } from '../transport/messenger.ts';
+import { Messenger, messengerBudgetDefaults, type Queued } from '../transport/messenger.ts';
 
 export interface MonAddress {
   /** The monitor's name when known (`a`); otherwise it is learnt from the handshake. */
@@ -120,7 +120,8 @@ export class MonClient {
     const tid = ++this.#tid;
     // Beyond a frame no monitor would read it (the messenger drops it at the sender): say so now
     // rather than time out.
-    const frameRoom = this.#messenger.frameBytesMax - 64 * 1024;
+    // A monitor reads at most clientFrameBytesMax from a client (transport/messenger.ts).
+    const frameRoom = messengerBudgetDefaults.clientFrameBytesMax - 64 * 1024;
     if (inbuf && inbuf.byteLength > frameRoom)
       throw new MonClientError(
         27,

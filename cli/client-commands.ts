@@ -1,9 +1,10 @@
 // Ceph-style client commands (paxmon [-m HOST:PORT,…] [--format …] COMMAND…): each is a
 // mon.command sent by a MonClient to any monitor of the list, answered with Ceph's { r, rs, data }.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client.ts';
+import { configKeyMaxEntrySizeDefault, replacementCharacter } from '../machines/services/config-key.ts';
 import { isMonAddr, readClusterFile, writeClusterFile } from './cluster.ts';
 import { CliError, errnoName, fail } from './errors.ts';
 
@@ -228,6 +229,47 @@ const plainStatus = (s: Status) =>
     `    mon: ${s.monmap.num_mons} daemons, quorum ${s.quorum_names.join(',')}`,
   ].join('\n');
 
+/**
+ * Read a file's first `bytesMax` bytes at most: `-i /dev/zero` (or any endless or huge input)
+ * costs what the limit allows, never the whole input.
+ */
+export function readAtMost(file: string, bytesMax: number): Uint8Array {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = new Uint8Array(bytesMax);
+    let filled = 0;
+    while (filled < bytesMax) {
+      const read = readSync(fd, buffer, filled, bytesMax - filled, null);
+      if (read === 0) break;
+      filled += read;
+    }
+    return buffer.subarray(0, filled);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A word of argv that was not UTF-8 reaches us with U+FFFD in place of its bytes: as a key it
+ * would silently name the same entry as every other such key ($'\xff' and $'\xfe' both), as a
+ * value it would not be the bytes given. Refused before anything is sent.
+ */
+function refuseReplacedBytes(words: string[]): void {
+  const [verb, key, value] = words;
+  if (key?.includes(replacementCharacter)) {
+    fail(
+      'EINVAL',
+      `config-key ${verb}: the key is not valid UTF-8 (or contains U+FFFD); keys are UTF-8 text, and two keys that differ only in such bytes would be one`,
+    );
+  }
+  if (value?.includes(replacementCharacter)) {
+    fail(
+      'EINVAL',
+      `config-key ${verb}: the value is not valid UTF-8 (or contains U+FFFD); give a value of any bytes with -i FILE`,
+    );
+  }
+}
+
 export function registerClientCommands(program: Command): void {
   const globals = () => program.opts<GlobalOptions>();
 
@@ -260,10 +302,11 @@ export function registerClientCommands(program: Command): void {
     .option('-i, --in-file <file>', 'the value of `set`, read from a file (byte-exact)')
     .option('-o, --out-file <file>', 'write the value of `get` to a file')
     .action(async (words: string[], options: { inFile?: string; outFile?: string }) => {
+      refuseReplacedBytes(words);
       let inbuf: Uint8Array | undefined;
       if (options.inFile) {
         try {
-          inbuf = readFileSync(options.inFile);
+          inbuf = readAtMost(options.inFile, configKeyMaxEntrySizeDefault + 1);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           fail(
@@ -271,6 +314,15 @@ export function registerClientCommands(program: Command): void {
             `cannot read ${options.inFile}: ${(error as Error).message}`,
           );
         }
+      }
+      if (options.inFile && inbuf && inbuf.byteLength > configKeyMaxEntrySizeDefault) {
+        // KVMonitor's answer, given before the rest of the input is read or anything is sent;
+        // a regular file's size is known without reading it, a stream's (/dev/zero) is not.
+        const file = statSync(options.inFile);
+        fail(
+          'EFBIG',
+          `input of ${file.isFile() ? `${file.size} bytes` : `more than ${configKeyMaxEntrySizeDefault} bytes`} exceeds the entry size limit; error: entry size limited to ${configKeyMaxEntrySizeDefault} bytes. Use 'mon config key max entry size' to manually adjust`,
+        );
       }
       const reply = await runRaw(['config-key', ...words], globals(), inbuf);
       const verb = words[0];

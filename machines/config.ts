@@ -167,7 +167,65 @@ export function applyCephOptions(base: MonConfig, pairs: string[]): MonConfig | 
     // A timer longer than a timer can be (2^31 - 1 ms, about 24.8 days) fires at once, every time.
     if (option.seconds && converted > timerMsMax)
       return `option '${name}' is at most ${timerMsMax / 1000} seconds`;
+    if (integerOptions.has(name) && !Number.isInteger(converted))
+      return `option '${name}' needs a whole number`;
     config[option.field] = converted;
+  }
+  return unworkable(config);
+}
+
+/** Options that count things (versions, keys, bytes): a fraction of one means nothing. */
+const integerOptions = new Set([
+  'paxos_max_join_drift',
+  'paxos_min',
+  'paxos_trim_min',
+  'paxos_trim_max',
+  'paxos_service_trim_min',
+  'paxos_service_trim_max',
+  'mon_config_key_max_entry_size',
+  'mon_sync_max_payload_size',
+  'mon_sync_max_payload_keys',
+  'mon_session_answers_max',
+]);
+
+/**
+ * Values that parse but cannot work, refused before a monitor runs with them (issue 13): each
+ * check names the option and what would happen. Checked on the whole result, since some bounds
+ * relate two options.
+ */
+function unworkable(config: MonConfig): MonConfig | string {
+  const positive: [string, number, string][] = [
+    ['mon_lease', config.monLeaseMs, 'a zero lease expires as it is granted: no quorum ever forms'],
+    [
+      'mon_election_timeout',
+      config.monElectionTimeoutMs,
+      'an election would end before any ack could arrive',
+    ],
+    ['mon_probe_timeout', config.monProbeTimeoutMs, 'probing would restart before any reply could arrive'],
+    ['mon_tick_interval', config.monTickIntervalMs, 'a zero tick spins the monitor'],
+    ['mon_sync_timeout', config.monSyncTimeoutMs, 'every sync step would time out at once'],
+    ['mon_accept_timeout_factor', config.monAcceptTimeoutFactor, 'collect and begin would time out at once'],
+    ['mon_sync_max_payload_size', config.monSyncMaxPayloadSizeBytes, 'a sync chunk could carry nothing'],
+    ['mon_sync_max_payload_keys', config.monSyncMaxPayloadKeys, 'a sync chunk could carry no key'],
+    ['mon_session_answers_max', config.monSessionAnswersMax, 'every update would be answered EAGAIN'],
+    ['mon_client_deadline_max', config.monClientDeadlineMaxMs, "every update's deadline would be refused"],
+  ];
+  for (const [name, value, why] of positive) {
+    if (!(value > 0)) return `option '${name}' must be more than 0 (${why})`;
+  }
+  const factor = config.monLeaseRenewIntervalFactor;
+  if (!(factor > 0 && factor < 1)) {
+    return `option 'mon_lease_renew_interval_factor' must be more than 0 and less than 1 (${
+      factor <= 0
+        ? 'the leader would renew its lease continuously'
+        : 'the lease would expire before it is renewed'
+    })`;
+  }
+  if (config.monLeaseMs * factor < 1) {
+    return `option 'mon_lease_renew_interval_factor' makes the renew interval (mon_lease × factor) less than 1 ms`;
+  }
+  if (!(config.monLeaseAckTimeoutFactor > factor)) {
+    return `option 'mon_lease_ack_timeout_factor' must be more than mon_lease_renew_interval_factor (${factor}): a peon would give up on its lease before the next renewal`;
   }
   return config;
 }

@@ -412,6 +412,16 @@ test('every refusal is `Error EXXX: …` on stderr with the errno as exit code',
     [['replay', join(empty, 'missing.jsonl')], 2, /^Error ENOENT: no recording /m],
     [['statecharts', '--machine', 'nope'], 2, /^Error ENOENT: no machine 'nope'/m],
     [
+      ['mon', '--dir', empty, '--set', 'mon_lease=0'],
+      22,
+      /^Error EINVAL: option 'mon_lease' must be more than 0/m,
+    ],
+    [
+      ['up', '--dir', empty, '--set', 'mon_lease_renew_interval_factor=0'],
+      22,
+      /^Error EINVAL: option 'mon_lease_renew_interval_factor' must be more than 0 and less than 1/m,
+    ],
+    [
       ['--timeout', '1', '-m', 'nonsense', 'quorum_status'],
       22,
       /^Error EINVAL: -m 'nonsense' is not HOST:PORT \(port 1-65535\)$/m,
@@ -433,6 +443,67 @@ test('every refusal is `Error EXXX: …` on stderr with the errno as exit code',
     assert.is(r.code, code, `paxmon ${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message, `paxmon ${args.join(' ')}`);
   });
+});
+
+test('config-key set -i reads at most the entry limit + 1 byte (EFBIG); keys and values that were not UTF-8 are EINVAL', async () => {
+  // Refused before any monitor is asked: port 9 (discard) on loopback has nothing listening.
+  const d = dir('config-key');
+  const fits = join(d, 'fits');
+  const over = join(d, 'over');
+  writeFileSync(fits, new Uint8Array(64 * 1024));
+  writeFileSync(over, new Uint8Array(64 * 1024 + 1));
+  const efbig = (size: string) =>
+    new RegExp(
+      `^Error EFBIG: input of ${size} exceeds the entry size limit; error: entry size limited to 65536 bytes\\. Use 'mon config key max entry size' to manually adjust$`,
+      'm',
+    );
+  // /dev/zero never ends: once it was read whole, until the kernel killed the client (8.6 GB).
+  const zero = await paxmon(['-m', '127.0.0.1:9', 'config-key', 'set', 'k', '-i', '/dev/zero'], 20_000);
+  assert.is(zero.code, 27, zero.stderr);
+  assert.match(zero.stderr, efbig('more than 65536 bytes'));
+  const big = await paxmon(['-m', '127.0.0.1:9', 'config-key', 'set', 'k', '-i', over], 20_000);
+  assert.is(big.code, 27, big.stderr);
+  assert.match(big.stderr, efbig('65537 bytes'));
+  // Exactly the limit is sent (and here finds no monitor: not EFBIG).
+  const sent = await paxmon(
+    ['-m', '127.0.0.1:9', '--timeout', '1', 'config-key', 'set', 'k', '-i', fits],
+    20_000,
+  );
+  assert.is.not(sent.code, 27, sent.stderr);
+  // Bytes that are not UTF-8, through a shell as a user types them: $'\xff' and $'\xfe'.
+  const viaShell = (script: string) =>
+    new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(
+        'bash',
+        [
+          '-c',
+          script,
+          'bash',
+          process.execPath,
+          '--import',
+          'tsx',
+          join(repoRoot, 'cli/main.ts'),
+          '-m',
+          '127.0.0.1:9',
+        ],
+        { cwd: repoRoot, timeout: 20_000 },
+        (error, _stdout, stderr) =>
+          resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stderr }),
+      ),
+    );
+  for (const script of [
+    `exec "$@" config-key set $'\\xff' one`,
+    `exec "$@" config-key get $'app/\\xfe'`,
+    `exec "$@" config-key set key $'\\xff\\xfe'`,
+  ]) {
+    const r = await viaShell(script);
+    assert.is(r.code, 22, `${script}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /^Error EINVAL: config-key (set|get): the (key|value) is not valid UTF-8/m,
+      script,
+    );
+  }
 });
 
 test.run();

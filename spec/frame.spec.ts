@@ -168,6 +168,25 @@ test('the first frame has its own limit (the handshake), later frames the genera
   );
 });
 
+test('the general limit can change between frames: it applies to the next header read', () => {
+  // The messenger starts every connection at a client's limit and raises it for a monitor's.
+  const decoder = new FrameDecoder({ frameBytesMax: 100, firstFrameBytesMax: 10 });
+  assert.is(decoder.push(encodeFrame(new Uint8Array(10))).frames.length, 1);
+  decoder.frameBytesMax = 1000;
+  const big = encodeFrame(new Uint8Array(500));
+  assert.equal(decoder.push(big.subarray(0, 6)).frames, []);
+  // Lowered mid-frame: the frame being read keeps the limit it was accepted under.
+  decoder.frameBytesMax = 100;
+  assert.is(decoder.push(big.subarray(6)).frames.length, 1);
+  assert.match(
+    String(decoder.push(encodeFrame(new Uint8Array(101))).error),
+    /101 bytes exceeds the maximum of 100/,
+  );
+  assert.throws(() => {
+    decoder.frameBytesMax = -1;
+  }, /frameBytesMax/);
+});
+
 test('zero-length frames, views into whole chunks, copies of partial ones', () => {
   const decoder = new FrameDecoder();
   const chunk = concat([encodeFrame(new Uint8Array(0)), encodeFrame(new Uint8Array([1, 2, 3]))]);

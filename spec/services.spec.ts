@@ -215,8 +215,10 @@ test('mon add / mon rm: identical add is a no-op, name or address clashes are EE
 });
 
 test('a monitor removed while it was down stops when it comes back, and never asks to be added again', async () => {
-  // It learns the new map from a probe reply (then from its own store on a second start):
-  // Ceph's monitor exits, "removed from monmap"; it must not send mon.join with its old address.
+  // A probe reply shows it the new map; it does not take that one message's word for it (issue
+  // 13) but syncs the committed history from that peer, and the restart over the synced store
+  // stops it (then its own store does, on a second start): Ceph's monitor exits, "removed from
+  // monmap"; it must not send mon.join with its old address.
   const c = await cluster(3, 40);
   const client = simClient(c);
   await c.crash('c');
@@ -258,6 +260,29 @@ test('config-key: a key too long for the store is EINVAL for every verb, and the
   assert.is((await client.call('b', ['config-key', 'set', edge, 'fits'])).r, 0);
   assert.is((await client.call('c', ['config-key', 'get', edge])).data, 'fits');
   assert.ok(c.stableQuorum(3), 'every monitor still in the quorum');
+  await c.stopAll();
+});
+
+test('config-key: keys with U+FFFD (what bytes that are not UTF-8 decode to) are EINVAL, never merged', async () => {
+  // $'\xff' and $'\xfe' both arrive as "\uFFFD": once they silently named one entry.
+  const c = await cluster(3, 43);
+  const client = simClient(c);
+  for (const cmd of [
+    ['config-key', 'set', '\uFFFD', 'from 0xff'],
+    ['config-key', 'set', 'app/\uFFFD', 'from 0xfe'],
+    ['config-key', 'get', '\uFFFD'],
+    ['config-key', 'exists', 'app/\uFFFD'],
+    ['config-key', 'rm', '\uFFFD'],
+    ['config-key', 'dump', 'app/\uFFFD'],
+  ]) {
+    const reply = await client.call('b', cmd);
+    assert.is(reply.r, -22, `${cmd[1]}: ${reply.rs}`);
+    assert.match(reply.rs, /U\+FFFD/);
+  }
+  assert.equal(JSON.parse((await client.call('a', ['config-key', 'ls'])).data), []);
+  // Valid UTF-8 beyond ASCII is a key like any other.
+  assert.is((await client.call('c', ['config-key', 'set', 'clé/ü', 'ok'])).r, 0);
+  assert.is((await client.call('a', ['config-key', 'get', 'clé/ü'])).data, 'ok');
   await c.stopAll();
 });
 

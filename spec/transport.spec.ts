@@ -8,9 +8,9 @@ import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MonClient, type MonClientError, requestDeadlineMaxMs } from '../actors/mon-client.ts';
-import { decodeMessage, decodeValue, encodeMessage, encodeValue } from '../transport/codec.ts';
+import { decodeMessage, decodeValue, encodeMessage, encodeValue, scanValue } from '../transport/codec.ts';
 import { encodeFrame, FrameDecoder, isKeepalive, keepaliveFrame } from '../transport/frame.ts';
-import { type EntityName, type Message, MessageSchema, validate } from '../transport/messages.ts';
+import { type EntityName, limits, type Message, MessageSchema, validate } from '../transport/messages.ts';
 import {
   anyFsid,
   connectedToItself,
@@ -486,6 +486,26 @@ test('MonClient: monitors that refuse connections are retried with a backoff, no
   }
 });
 
+test('MonClient: an input a monitor would not read from a client (clientFrameBytesMax) is EFBIG at once, not a timeout', async () => {
+  const a = await startNode('mon.a');
+  answerCommands(a, () => ({ r: 0, rs: 'ok' }));
+  const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 3000 });
+  try {
+    const started = Date.now();
+    const error = await client
+      .command(['config-key', 'set', 'k'], new Uint8Array(a.messenger.clientFrameBytesMax))
+      .then(
+        () => undefined,
+        (failure: MonClientError) => failure,
+      );
+    assert.is(error?.code, 'EFBIG', String(error));
+    assert.ok(Date.now() - started < 1000, 'refused before anything was sent');
+    assert.is((await client.command(['status'], new Uint8Array(64 * 1024))).rs, 'ok');
+  } finally {
+    await client.close();
+  }
+});
+
 test('MonClient: a monitor that refuses connections is left at once for the next one, not after the attempt timeout', async () => {
   const b = await startNode('mon.b', { rank: 1 });
   answerCommands(b, () => ({ r: 0, rs: 'from b' }));
@@ -781,13 +801,21 @@ test('an invalid message is logged and dropped; the connection stays', async () 
     from: 'client.raw',
     message: { type: 'mon.ping', op: 'ping', stamp: 2 },
   });
-  const invalid = a.logger.matching('invalid message dropped', 'warn');
-  assert.is(invalid.length, 2);
-  assert.match(String(invalid[0]?.fields.reason), /^mon\.ping: \/op/);
-  assert.match(String(invalid[1]?.fields.reason), /unknown message type/);
+  // The first is logged at once; the second, within the same interval, with the count on close.
+  const first = a.logger.matching('invalid message dropped', 'warn');
+  assert.is(first.length, 1);
+  assert.match(String(first[0]?.fields.reason), /^mon\.ping: \/op/);
+  assert.is(first[0]?.fields.count, 1);
   assert.is(a.messenger.stats().invalid, 2);
   assert.not.ok(raw.closed);
   raw.socket.destroy();
+  await a.logger.signal.until(
+    () => a.logger.matching('invalid message dropped', 'warn').length === 2,
+    'the rest counted when the connection closes',
+  );
+  const rest = a.logger.matching('invalid message dropped', 'warn')[1];
+  assert.match(String(rest?.fields.reason), /unknown message type/);
+  assert.is(rest?.fields.count, 1);
 });
 
 test('bad hellos are refused with a reason frame, logged, and closed', async () => {
@@ -1030,13 +1058,256 @@ test('a keepalive is no hello: before the handshake it costs the connection; aft
   raw.socket.destroy();
 });
 
+// --- budgets: what one connection, one host, and all clients together may cost (issue 13) --------
+
+/** `count` empty maps in one array: one byte each, one JavaScript object each once decoded. */
+function emptyMaps(count: number): Uint8Array {
+  const payload = Buffer.alloc(5 + count, 0x80);
+  payload[0] = 0xdd;
+  payload.writeUInt32BE(count, 1);
+  return payload;
+}
+
+/** Maps nested `depth` deep: {"": {"": … {}}}. */
+function nestedMaps(depth: number): Uint8Array {
+  const payload = Buffer.alloc(2 * (depth - 1) + 1, 0x80);
+  for (let i = 0; i < depth - 1; i++) {
+    payload[2 * i] = 0x81;
+    payload[2 * i + 1] = 0xa0;
+  }
+  return payload;
+}
+
+test('codec: decode cost is bounded by values and nesting before anything is built', () => {
+  for (const message of sampleMessages) assert.is(scanValue(encodeMessage(message)), null, message.type);
+  const values = Array.from({ length: limits.paxosValuesMax }, (_, version) => ({
+    version,
+    value: new Uint8Array(8),
+  }));
+  const largest: Message = {
+    type: 'mon.paxos',
+    op: 'commit',
+    electionEpoch: 2,
+    pn: 100,
+    uncommittedPn: 0,
+    firstCommitted: 1,
+    lastCommitted: limits.paxosValuesMax,
+    values,
+  };
+  assert.ok('message' in decodeMessage(encodeMessage(largest)), 'the largest Paxos message decodes');
+  const bounds = { depthMax: 4, valuesMax: 10 };
+  assert.is(scanValue(encodeValue([1, 2, 3, 4, 5, 6, 7, 8, 9]), bounds), null);
+  assert.match(
+    String(scanValue(encodeValue([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), bounds)),
+    /more than 10 values/,
+  );
+  assert.match(
+    String(scanValue(encodeValue({ a: 1, b: 2, c: 3, d: 4, e: 5 }), bounds)),
+    /more than 10 values/,
+  );
+  assert.is(scanValue(nestedMaps(4), bounds), null);
+  assert.match(String(scanValue(nestedMaps(5), bounds)), /nested deeper than 4/);
+  // A count no frame could hold is refused from its header alone.
+  assert.match(String(scanValue(new Uint8Array([0xdf, 0xff, 0xff, 0xff, 0xff]))), /more than/);
+  const eightMillion = decodeValue(emptyMaps(8 * 1024 * 1024 - 5));
+  assert.ok('error' in eightMillion && /more than 200000 values/.test(eightMillion.error));
+  // msgpackr's extensions decode nested values out of the walk's sight: refused; undefined is not one.
+  assert.match(String(scanValue(new Uint8Array([0xd5, 0x73, 0x90, 0x90]))), /extension/);
+  assert.equal(decodeValue(new Uint8Array([0x92, 0x01, 0xd4, 0x00, 0x00])), { value: [1, undefined] });
+  // Truncated or not, a scan never throws and never reads past the end.
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 256 }), (bytes) => typeof (scanValue(bytes) ?? '') === 'string'),
+  );
+});
+
+test('an 8 MiB frame of 8 million empty maps, or maps nested 17 deep, closes the connection before decoding', async () => {
+  const a = await startNode('mon.a');
+  const heapBefore = process.memoryUsage().heapUsed;
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.raw');
+  raw.socket.write(encodeFrame(emptyMaps(8 * 1024 * 1024 - 5)));
+  await raw.whenClosed();
+  const line = await a.logger.waitFor('more than 200000 values in one frame', 'warn');
+  assert.is(line.fields.peer, 'client.raw');
+  // Decoded, the frame would have been ~500 MiB of objects; refused, it costs about its bytes.
+  const grownMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+  assert.ok(grownMiB < 64, `heap grew ${grownMiB.toFixed(0)} MiB`);
+
+  const deep = await RawPeer.connect(a.addr);
+  await deep.handshake('client.deep');
+  deep.socket.write(encodeFrame(nestedMaps(17)));
+  await deep.whenClosed();
+  await a.logger.waitFor('containers nested deeper than 16', 'warn');
+  assert.is(a.messenger.stats().undecodable, 2);
+  await assertStillServing(a);
+});
+
+test("a client's frame is limited to clientFrameBytesMax at its header; a monitor's session keeps frameBytesMax", async () => {
+  const a = await startNode('mon.a');
+  assert.is(a.messenger.clientFrameBytesMax, 8 * 1024 * 1024);
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.raw');
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(9 * 1024 * 1024);
+  raw.socket.write(header);
+  await raw.whenClosed();
+  await a.logger.waitFor('frame of 9437184 bytes exceeds the maximum of 8388608 bytes', 'warn');
+
+  // Small limits, real messages: mon.b's 2 KiB command is a client's until mon.a knows mon.b
+  // as a monitor (it was given mon.b's address: a monmap member).
+  const c = await startNode('mon.c', { frameBytesMax: 64 * 1024, clientFrameBytesMax: 1024 });
+  const b = await startNode('mon.b');
+  const big: Message = { type: 'mon.command', tid: 2, cmd: ['x'.repeat(2000)] };
+  b.messenger.send('mon.c', command(1), c.addr);
+  b.messenger.send('mon.c', big, c.addr);
+  await c.logger.waitFor('exceeds the maximum of 1024 bytes', 'warn');
+  await b.inbox.reset('mon.c');
+  c.messenger.send('mon.b', command(3), b.addr);
+  await b.inbox.count(1);
+  b.messenger.send('mon.c', big, c.addr);
+  await c.inbox.signal.until(() => tids(c.inbox.from('mon.b')).includes(2), 'the big command from a monitor');
+});
+
+test('unfinished frames from clients share clientBytesMax: the connection holding the most is closed', async () => {
+  const a = await startNode('mon.a', { clientBytesMax: 64 * 1024, clientFrameBytesMax: 48 * 1024 });
+  const held: RawPeer[] = [];
+  for (const [index, bytes] of [20, 30, 25].entries()) {
+    const raw = await RawPeer.connect(a.addr);
+    await raw.handshake(`client.hold${index}`);
+    const frame = encodeFrame(encodeValue({ type: 'mon.command', tid: 1, cmd: ['y'.repeat(40 * 1024)] }));
+    raw.socket.write(frame.subarray(0, bytes * 1024));
+    held.push(raw);
+    if (index < 2) {
+      await pollUntil(
+        'the bytes to be buffered',
+        5000,
+        async () =>
+          a.messenger.stats().clientBufferedBytes >= (index === 0 ? 20 : 50) * 1024 ? true : undefined,
+        { intervalMs: 5 },
+      );
+    }
+  }
+  await (held[1] as RawPeer).whenClosed();
+  const line = await a.logger.waitFor('receive budget exhausted', 'warn');
+  assert.is(line.fields.peer, 'client.hold1');
+  const stats = a.messenger.stats();
+  assert.is(stats.budgetCloses, 1);
+  assert.ok(stats.clientBufferedBytes <= 64 * 1024, `${stats.clientBufferedBytes} bytes buffered`);
+  assert.not.ok((held[0] as RawPeer).closed || (held[2] as RawPeer).closed);
+  // A small command, whole in one read, is served while the budget is nearly full.
+  await assertStillServing(a);
+  for (const raw of held) raw.socket.destroy();
+  await pollUntil(
+    'the budget to be released',
+    5000,
+    async () => (a.messenger.stats().clientBufferedBytes === 0 ? true : undefined),
+    { intervalMs: 5 },
+  );
+});
+
+test('connections from one address are capped below the total; refusals are logged once per interval', async () => {
+  const a = await startNode('mon.a', { connectionsPerAddressMax: 3 });
+  const connectFrom = (localAddress: string): Promise<RawPeer> => {
+    const [host, port] = a.addr.split(':') as [string, string];
+    const socket = net.connect({ host, port: Number(port), localAddress });
+    return within(
+      new Promise((resolve) => socket.once('connect', () => resolve(new RawPeer(socket)))),
+      `connect from ${localAddress}`,
+    );
+  };
+  const kept: RawPeer[] = [];
+  for (let i = 0; i < 3; i++) kept.push(await connectFrom('127.0.0.1'));
+  const refused: RawPeer[] = [];
+  for (let i = 0; i < 5; i++) refused.push(await connectFrom('127.0.0.1'));
+  for (const raw of refused) await raw.whenClosed();
+  assert.is(a.messenger.stats().addressRefusals, 5);
+  const lines = a.logger.matching('too many from one address', 'warn');
+  assert.is(lines.length, 1);
+  assert.is(lines[0]?.fields.addr, '127.0.0.1');
+  // Another host is served, and the first host's own connections still work.
+  const other = await connectFrom('127.0.0.2');
+  assert.is(((await other.handshake('client.other')) as Hello).name, 'mon.a');
+  assert.is(((await (kept[0] as RawPeer).handshake('client.kept')) as Hello).name, 'mon.a');
+  assert.not.ok(kept.some((raw) => raw.closed));
+  // Closing one frees its slot.
+  (kept[1] as RawPeer).socket.destroy();
+  await pollUntil(
+    'a slot to free',
+    5000,
+    async () => (a.messenger.stats().connections === 3 ? true : undefined),
+    {
+      intervalMs: 5,
+    },
+  );
+  const again = await connectFrom('127.0.0.1');
+  assert.is(((await again.handshake('client.again')) as Hello).name, 'mon.a');
+  for (const raw of [...kept, other, again]) raw.socket.destroy();
+});
+
+test('a client session that sends no message for clientIdleTimeoutMs is closed, keepalives or not; a monitor session is not', async () => {
+  const timing = { keepaliveIntervalMs: 50, readTimeoutMs: 10_000, clientIdleTimeoutMs: 300 };
+  const a = await startNode('mon.a', timing);
+  const b = await startNode('mon.b', timing);
+  // Two monitors that know each other (each was given the other's address: monmap members),
+  // over one connection; both then go quiet.
+  a.messenger.send('mon.b', command(1), b.addr);
+  await b.inbox.count(1);
+  b.messenger.send('mon.a', command(2), a.addr);
+  await a.inbox.count(1);
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.idle');
+  raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 1 });
+  const started = Date.now();
+  const keepalives = setInterval(() => raw.socket.write(keepaliveFrame), 20);
+  try {
+    await raw.whenClosed();
+  } finally {
+    clearInterval(keepalives);
+  }
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 300, `closed after ${elapsed} ms`);
+  assert.is(a.messenger.stats().idleTimeouts, 1);
+  await a.logger.waitFor('closing idle client session', 'info');
+  assert.equal(b.inbox.resets, []);
+  assert.equal(a.inbox.resets, []);
+  assert.is(a.messenger.stats().readTimeouts, 0);
+});
+
+test('a flood of invalid messages is logged as one line per connection per interval, with a count', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.flood');
+  const flood = 20_000;
+  // 5-byte frames: a length and one positive fixint, a valid MessagePack value but no message.
+  const frames = Buffer.alloc(5 * flood);
+  for (let i = 0; i < flood; i++) frames.set(encodeFrame(new Uint8Array([0x01])), 5 * i);
+  raw.socket.write(frames);
+  raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 1 });
+  await a.inbox.count(1);
+  assert.is(a.messenger.stats().invalid, flood);
+  assert.is(a.logger.matching('invalid message dropped', 'warn').length, 1);
+  raw.socket.destroy();
+  await a.logger.signal.until(
+    () => a.logger.matching('invalid message dropped', 'warn').length === 2,
+    'the count logged when the connection closes',
+  );
+  const lines = a.logger.matching('invalid message dropped', 'warn');
+  assert.is(
+    lines.reduce((sum, line) => sum + Number(line.fields.count), 0),
+    flood,
+  );
+  assert.match(String(lines[1]?.fields.reason), /message is not an object/);
+});
+
 test('nothing left open: all servers and sockets of this suite are closed', async () => {
   await Promise.all(open.map((messenger) => messenger.close()));
   open = [];
-  // 'close' is emitted before libuv runs the handle's close callback; one loop turn finishes it.
-  await new Promise((resolve) => setImmediate(resolve));
-  const handles = process.getActiveResourcesInfo().filter((kind) => kind.startsWith('TCP'));
-  assert.equal(handles, []);
+  // 'close' can be emitted before libuv runs the handle's close callback, which comes after the
+  // loop's setImmediate phase: a few turns finish it.
+  const tcpHandles = () => process.getActiveResourcesInfo().filter((kind) => kind.startsWith('TCP'));
+  for (let turn = 0; turn < 10 && tcpHandles().length > 0; turn++)
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  assert.equal(tcpHandles(), []);
 });
 
 test.run();

@@ -54,7 +54,7 @@ export interface FramePushResult {
 }
 
 export class FrameDecoder {
-  readonly frameBytesMax: number;
+  #frameBytesMax: number;
   readonly firstFrameBytesMax: number;
   readonly #header = new Uint8Array(frameHeaderBytes);
   #headerFilled = 0;
@@ -67,11 +67,24 @@ export class FrameDecoder {
   #error: string | undefined;
 
   constructor(options: FrameDecoderOptions = {}) {
-    this.frameBytesMax = checkedLimit('frameBytesMax', options.frameBytesMax ?? frameBytesMaxDefault);
+    this.#frameBytesMax = checkedLimit('frameBytesMax', options.frameBytesMax ?? frameBytesMaxDefault);
     this.firstFrameBytesMax = checkedLimit(
       'firstFrameBytesMax',
       options.firstFrameBytesMax ?? this.frameBytesMax,
     );
+  }
+
+  /** Largest payload accepted for every frame after the first. */
+  get frameBytesMax(): number {
+    return this.#frameBytesMax;
+  }
+
+  /**
+   * Change the limit for frames whose header is read from now on (the messenger raises it once a
+   * session is known to be with a monitor; a frame already being read keeps the limit it had).
+   */
+  set frameBytesMax(value: number) {
+    this.#frameBytesMax = checkedLimit('frameBytesMax', value);
   }
 
   /** Bytes taken in for a frame not yet returned: never more than frameHeaderBytes + frameBytesMax. */

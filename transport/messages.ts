@@ -15,6 +15,12 @@ export const limits = {
   // Above mon_config_key_max_entry_size, so an oversized value is refused by the service (EFBIG), not dropped.
   commandWordBytesMax: 4 * 1024 * 1024,
   paxosValuesMax: 10_000,
+  /**
+   * Decode cost of one frame (transport/codec.ts scanValue): nesting of containers, and values of
+   * any kind. The deepest message nests 4; the largest, mon.paxos, holds ~5 × paxosValuesMax.
+   */
+  decodeDepthMax: 16,
+  decodeValuesMax: 200_000,
 } as const;
 
 const Version = Type.Integer({ minimum: 0 });

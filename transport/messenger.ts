@@ -14,9 +14,18 @@
 // carries a keepalive frame every keepaliveIntervalMs, and a connection that has read nothing for
 // readTimeoutMs is closed as dead (a reset; redialled when traffic waits), as Ceph's monitors
 // declare a connection down when their pings stop (mon_elector_ping_timeout).
+//
+// Until authentication exists, anyone who can reach the port can open sessions, so what a session
+// may cost is bounded here (issue 13): one frame's decode cost (codec.ts scanValue: values and
+// nesting, not only bytes); the bytes buffered per connection and in total for every connection
+// not known to be a monitor's (a smaller frame limit; Ceph's mon_client_bytes for the sum); an
+// idle timeout for client sessions (Ceph's mon_session_timeout); a cap on connections from one
+// source address below the total; and one log line per connection per interval, with a count,
+// for invalid messages.
 import { Buffer } from 'node:buffer';
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from './codec.ts';
 import { encodeFrame, FrameDecoder, frameBytesMaxDefault, isKeepalive, keepaliveFrame } from './frame.ts';
 import { type EntityName, limits, type Message } from './messages.ts';
@@ -178,6 +187,35 @@ export const messengerTimingDefaults = {
    */
   reconnectMs: { initial: 50, max: 1000 },
   handshakeTimeoutMs: 10_000,
+  /**
+   * A client session that has sent no message for this long is closed (its MonClient redials
+   * for its next command). Ceph's mon_session_timeout is 300 s; a minute frees the slots of
+   * sessions opened and left idle five times sooner, and keepalives do not count.
+   */
+  clientIdleTimeoutMs: 60_000,
+  /** Invalid messages on one connection: one log line per interval, with a count. */
+  invalidLogIntervalMs: 5000,
+} as const;
+
+/**
+ * The messenger's default budgets for connections not known to be a monitor's (clients, and
+ * connections still handshaking). A monitor session (one we dialled, or one from a monitor whose
+ * address we were given: a monmap member) keeps frameBytesMax.
+ */
+export const messengerBudgetDefaults = {
+  /**
+   * Largest frame from a client: a command's words (commandWordBytesMax, 4 MiB) and its input
+   * buffer (mon_config_key_max_entry_size, 64 KiB) fit with room to spare.
+   */
+  clientFrameBytesMax: 8 * 1024 * 1024,
+  /**
+   * Ceph's mon_client_bytes (100 MiB): bytes of unfinished frames buffered from all client
+   * connections together. Beyond it, the connection holding the most is closed, until the sum
+   * fits again (Ceph's throttle makes the reader wait instead; here a client retries).
+   */
+  clientBytesMax: 100 * 1024 * 1024,
+  /** Accepted connections from one source address: an eighth of connectionsMax (1024). */
+  connectionsPerAddressMax: 128,
 } as const;
 
 export interface MessengerOptions {
@@ -214,6 +252,19 @@ export interface MessengerOptions {
   lingerMs?: number;
   /** Simultaneous accepted connections (default 1024). */
   connectionsMax?: number;
+  /**
+   * Simultaneous accepted connections from one source IP address (default 128; at most
+   * connectionsMax): one host cannot take every slot.
+   */
+  connectionsPerAddressMax?: number;
+  /** Largest frame accepted from a connection not known to be a monitor's (default 8 MiB, at most frameBytesMax). */
+  clientFrameBytesMax?: number;
+  /** Bytes of unfinished frames buffered from all such connections together (default 100 MiB, Ceph's mon_client_bytes). */
+  clientBytesMax?: number;
+  /** A client session with no message for this long is closed (default 60 s; keepalives do not count). */
+  clientIdleTimeoutMs?: number;
+  /** Invalid messages on one connection are logged once per interval, with a count (default 5 s). */
+  invalidLogIntervalMs?: number;
   /** Bytes coalesced into one socket write (default 1 MiB). */
   writeBatchBytesMax?: number;
 }
@@ -243,6 +294,14 @@ export interface MessengerStats {
   readTimeouts: number;
   /** Keepalive frames sent on idle connections. */
   keepalives: number;
+  /** Client sessions closed for sending no message for clientIdleTimeoutMs. */
+  idleTimeouts: number;
+  /** Connections closed because the clients' buffered bytes exceeded clientBytesMax. */
+  budgetCloses: number;
+  /** Connections refused because their source address had connectionsPerAddressMax open. */
+  addressRefusals: number;
+  /** Bytes of unfinished frames currently buffered from connections not known to be a monitor's. */
+  clientBufferedBytes: number;
   /** Queued messages taken back by withdraw() before any socket had them. */
   withdrawn: number;
   /** Handshakes completed, both directions. */
@@ -280,6 +339,16 @@ interface Connection {
   silentTicks: number;
   /** Messenger ticks since a byte was written. */
   idleTicks: number;
+  /** Messenger ticks since a message was delivered (an incoming client session's idleness). */
+  quietTicks: number;
+  /** The remote IP of an accepted connection (its per-address count); undefined for dials. */
+  readonly sourceAddress: string | undefined;
+  /** This connection's bytes counted in the clients' buffered total. */
+  clientBufferedBytes: number;
+  /** Invalid messages not yet logged, the latest reason, and when the last line was written. */
+  invalidUnlogged: number;
+  invalidReason: string | undefined;
+  invalidLoggedAt: number;
 }
 
 /**
@@ -418,6 +487,18 @@ export class Messenger implements Transport {
   #ticker: ReturnType<typeof setInterval> | undefined;
   readonly #lingerMs: number;
   readonly #connectionsMax: number;
+  readonly #connectionsPerAddressMax: number;
+  readonly clientFrameBytesMax: number;
+  readonly clientBytesMax: number;
+  readonly #clientIdleTimeoutMs: number;
+  readonly #clientIdleTimeoutTicks: number;
+  readonly #invalidLogIntervalMs: number;
+  /** Accepted connections open per source IP address. */
+  readonly #connectionsByAddress = new Map<string, number>();
+  #clientBufferedBytes = 0;
+  /** Refusals over the per-address cap since the last line about them (logged once per interval). */
+  #addressRefusalsUnlogged = 0;
+  #addressRefusalLoggedAt = -Infinity;
   readonly #writeBatchBytesMax: number;
   readonly #nonce = randomInt(0, 2 ** 47);
   readonly #hello: Uint8Array;
@@ -436,7 +517,7 @@ export class Messenger implements Transport {
   readonly #connections = new Set<Connection>();
   #closed = false;
   #closing: Promise<void> | undefined;
-  readonly #stats: Omit<MessengerStats, 'connections' | 'queued'> = {
+  readonly #stats: Omit<MessengerStats, 'connections' | 'queued' | 'clientBufferedBytes'> = {
     sent: 0,
     received: 0,
     dropped: 0,
@@ -449,6 +530,9 @@ export class Messenger implements Transport {
     connectTimeouts: 0,
     readTimeouts: 0,
     keepalives: 0,
+    idleTimeouts: 0,
+    budgetCloses: 0,
+    addressRefusals: 0,
     withdrawn: 0,
     handshakes: 0,
     replaced: 0,
@@ -502,6 +586,28 @@ export class Messenger implements Transport {
     this.#keepaliveTicks = Math.max(1, Math.floor(this.#keepaliveIntervalMs / this.#tickMs));
     this.#lingerMs = positiveInteger('lingerMs', options.lingerMs ?? 5000);
     this.#connectionsMax = positiveInteger('connectionsMax', options.connectionsMax ?? 1024);
+    const budgets = messengerBudgetDefaults;
+    this.#connectionsPerAddressMax = Math.min(
+      this.#connectionsMax,
+      positiveInteger(
+        'connectionsPerAddressMax',
+        options.connectionsPerAddressMax ?? budgets.connectionsPerAddressMax,
+      ),
+    );
+    this.clientFrameBytesMax = Math.min(
+      this.frameBytesMax,
+      positiveInteger('clientFrameBytesMax', options.clientFrameBytesMax ?? budgets.clientFrameBytesMax),
+    );
+    this.clientBytesMax = positiveInteger('clientBytesMax', options.clientBytesMax ?? budgets.clientBytesMax);
+    this.#clientIdleTimeoutMs = positiveInteger(
+      'clientIdleTimeoutMs',
+      options.clientIdleTimeoutMs ?? defaults.clientIdleTimeoutMs,
+    );
+    this.#invalidLogIntervalMs = positiveInteger(
+      'invalidLogIntervalMs',
+      options.invalidLogIntervalMs ?? defaults.invalidLogIntervalMs,
+    );
+    this.#clientIdleTimeoutTicks = Math.ceil(this.#clientIdleTimeoutMs / this.#tickMs);
     this.#writeBatchBytesMax = positiveInteger(
       'writeBatchBytesMax',
       options.writeBatchBytesMax ?? 1024 * 1024,
@@ -551,7 +657,12 @@ export class Messenger implements Transport {
   stats(): MessengerStats {
     let queued = 0;
     for (const peer of this.#peers.values()) queued += peer.queue.length;
-    return { ...this.#stats, connections: this.#connections.size, queued };
+    return {
+      ...this.#stats,
+      connections: this.#connections.size,
+      queued,
+      clientBufferedBytes: this.#clientBufferedBytes,
+    };
   }
 
   /** Listen on listenAddr; resolves to the bound `host:port` (the real port when 0 was asked). */
@@ -785,13 +896,22 @@ export class Messenger implements Transport {
     return peer;
   }
 
-  #track(socket: net.Socket, direction: Connection['direction'], remoteAddr: string): Connection {
+  #track(
+    socket: net.Socket,
+    direction: Connection['direction'],
+    remoteAddr: string,
+    sourceAddress?: string,
+  ): Connection {
     socket.setNoDelay(true);
     const connection: Connection = {
       id: ++connectionIds,
       socket,
       direction,
-      decoder: new FrameDecoder({ frameBytesMax: this.frameBytesMax, firstFrameBytesMax: helloBytesMax }),
+      // A client's limit until the session is known to be a monitor's (#onData raises it).
+      decoder: new FrameDecoder({
+        frameBytesMax: this.clientFrameBytesMax,
+        firstFrameBytesMax: helloBytesMax,
+      }),
       state: 'handshaking',
       established: false,
       peer: undefined,
@@ -802,6 +922,12 @@ export class Messenger implements Transport {
       timer: setTimeout(() => this.#abort(connection, 'handshake timed out'), this.#handshakeTimeoutMs),
       silentTicks: 0,
       idleTicks: 0,
+      quietTicks: 0,
+      sourceAddress,
+      clientBufferedBytes: 0,
+      invalidUnlogged: 0,
+      invalidReason: undefined,
+      invalidLoggedAt: Number.NEGATIVE_INFINITY,
     };
     connection.timer?.unref();
     this.#connections.add(connection);
@@ -823,8 +949,33 @@ export class Messenger implements Transport {
       socket.destroy();
       return;
     }
-    const remoteAddr = formatAddr(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
-    this.#track(socket, 'incoming', remoteAddr);
+    const source = socket.remoteAddress ?? '?';
+    const open = this.#connectionsByAddress.get(source) ?? 0;
+    if (open >= this.#connectionsPerAddressMax) {
+      // Refused before anything is read or allocated; logged once per interval with a count, so
+      // a host opening connections in a loop cannot flood the log either.
+      this.#stats.addressRefusals++;
+      this.#addressRefusalsUnlogged++;
+      const now = performance.now();
+      if (now - this.#addressRefusalLoggedAt >= this.#invalidLogIntervalMs) {
+        this.#logger.warn(
+          {
+            entity: this.name,
+            addr: source,
+            count: this.#addressRefusalsUnlogged,
+            connectionsPerAddressMax: this.#connectionsPerAddressMax,
+          },
+          'connection refused: too many from one address',
+        );
+        this.#addressRefusalsUnlogged = 0;
+        this.#addressRefusalLoggedAt = now;
+      }
+      socket.destroy();
+      return;
+    }
+    this.#connectionsByAddress.set(source, open + 1);
+    const remoteAddr = formatAddr(source, socket.remotePort ?? 0);
+    this.#track(socket, 'incoming', remoteAddr, source);
   }
 
   #dial(peer: Peer): void {
@@ -895,6 +1046,26 @@ export class Messenger implements Transport {
         this.#abort(connection, `nothing received for ${this.#readTimeoutMs} ms`);
         continue;
       }
+      if (
+        connection.established &&
+        ++connection.quietTicks > this.#clientIdleTimeoutTicks &&
+        !this.#monitorSession(connection)
+      ) {
+        // Keepalives keep a connection alive, not a session: a client that asks nothing leaves.
+        this.#stats.idleTimeouts++;
+        connection.closeReason = `idle client session: no message for ${this.#clientIdleTimeoutMs} ms`;
+        this.#logger.info(
+          { entity: this.name, peer: connection.peer?.name, addr: connection.remoteAddr },
+          'closing idle client session',
+        );
+        connection.socket.destroy();
+        continue;
+      }
+      if (
+        connection.invalidUnlogged > 0 &&
+        performance.now() - connection.invalidLoggedAt >= this.#invalidLogIntervalMs
+      )
+        this.#logInvalid(connection);
       // Keepalives only once the handshake is done: the first frame each way is the hello.
       if (connection.state !== 'open' || ++connection.idleTicks < this.#keepaliveTicks) continue;
       // A socket the kernel cannot drain already has bytes on their way; a keepalive adds nothing.
@@ -919,7 +1090,15 @@ export class Messenger implements Transport {
     this.#stats.bytesReceived += chunk.byteLength;
     connection.silentTicks = 0;
     if (connection.state === 'closed' || (connection.state === 'closing' && !connection.established)) return;
-    const { frames, error } = connection.decoder.push(chunk);
+    const monitor = this.#monitorSession(connection);
+    const decoder = connection.decoder;
+    const limit = monitor ? this.frameBytesMax : this.clientFrameBytesMax;
+    if (decoder.frameBytesMax !== limit) decoder.frameBytesMax = limit;
+    const { frames, error } = decoder.push(chunk);
+    // The clients' buffered total: what this connection holds of unfinished frames now.
+    const buffered = monitor ? 0 : decoder.bufferedBytes;
+    this.#clientBufferedBytes += buffered - connection.clientBufferedBytes;
+    connection.clientBufferedBytes = buffered;
     for (const frame of frames) {
       // A handler may have closed the messenger, or this connection been aborted, mid-batch.
       if (connection.socket.destroyed) return;
@@ -936,10 +1115,10 @@ export class Messenger implements Transport {
         if (decoded.kind === 'invalid') {
           // A well-formed frame with a bad message: drop it, keep the connection (DESIGN.md §3).
           this.#stats.invalid++;
-          this.#logger.warn(
-            { entity: this.name, peer: connection.peer?.name, reason: decoded.error },
-            'invalid message dropped',
-          );
+          connection.invalidUnlogged++;
+          connection.invalidReason = decoded.error;
+          if (performance.now() - connection.invalidLoggedAt >= this.#invalidLogIntervalMs)
+            this.#logInvalid(connection);
           continue;
         }
         this.#stats.undecodable++;
@@ -947,6 +1126,7 @@ export class Messenger implements Transport {
         return;
       }
       const from = (connection.peer as Peer).name;
+      connection.quietTicks = 0;
       const handlers = this.#handlers;
       if (!handlers) {
         this.#holdEarly(from, decoded.message);
@@ -961,6 +1141,59 @@ export class Messenger implements Transport {
       this.#stats.framingErrors++;
       this.#abort(connection, `framing error: ${error}`);
     }
+    if (this.#clientBufferedBytes > this.clientBytesMax) this.#enforceClientBudget();
+  }
+
+  /**
+   * A session with a monitor: one we dialled (an address we were given), or one whose peer is a
+   * monitor we were given an address for (a monmap member). Every other connection — clients,
+   * unknown names, connections still handshaking — gets the clients' budgets.
+   */
+  #monitorSession(connection: Connection): boolean {
+    if (connection.direction === 'outgoing') return true;
+    return connection.established && connection.peer?.addr !== undefined;
+  }
+
+  /**
+   * The clients' buffered bytes are over clientBytesMax: close the connections holding the most
+   * until they fit. Whoever holds big unfinished frames pays, not the small command that happened
+   * to arrive last.
+   */
+  #enforceClientBudget(): void {
+    while (this.#clientBufferedBytes > this.clientBytesMax) {
+      let largest: Connection | undefined;
+      for (const candidate of this.#connections) {
+        if (candidate.socket.destroyed || candidate.clientBufferedBytes === 0) continue;
+        if (!largest || candidate.clientBufferedBytes > largest.clientBufferedBytes) largest = candidate;
+      }
+      if (!largest) return;
+      const total = this.#clientBufferedBytes;
+      this.#stats.budgetCloses++;
+      // Counted out at once (the socket's 'close' comes later), so the loop makes progress.
+      this.#clientBufferedBytes -= largest.clientBufferedBytes;
+      largest.clientBufferedBytes = 0;
+      this.#abort(
+        largest,
+        `receive budget exhausted: ${total} bytes of unfinished frames from clients, at most ${this.clientBytesMax}`,
+      );
+    }
+  }
+
+  /** One line for the invalid messages not yet logged on a connection, with their count. */
+  #logInvalid(connection: Connection): void {
+    if (connection.invalidUnlogged === 0) return;
+    this.#logger.warn(
+      {
+        entity: this.name,
+        peer: connection.peer?.name,
+        addr: connection.remoteAddr,
+        reason: connection.invalidReason,
+        count: connection.invalidUnlogged,
+      },
+      'invalid message dropped',
+    );
+    connection.invalidUnlogged = 0;
+    connection.invalidLoggedAt = performance.now();
   }
 
   #onHandshake(connection: Connection, frame: Uint8Array): void {
@@ -1109,6 +1342,14 @@ export class Messenger implements Transport {
     clearTimeout(connection.timer);
     connection.timer = undefined;
     this.#connections.delete(connection);
+    this.#clientBufferedBytes -= connection.clientBufferedBytes;
+    connection.clientBufferedBytes = 0;
+    if (connection.sourceAddress !== undefined) {
+      const open = (this.#connectionsByAddress.get(connection.sourceAddress) ?? 1) - 1;
+      if (open > 0) this.#connectionsByAddress.set(connection.sourceAddress, open);
+      else this.#connectionsByAddress.delete(connection.sourceAddress);
+    }
+    this.#logInvalid(connection);
     if (this.#connections.size === 0) this.#stopTicking();
     const peer = connection.peer;
     this.#logger.debug(

@@ -23,8 +23,20 @@ const enoent = (key: string): Reply => ({ r: -2, rs: `key '${key}' doesn't exist
 const usage =
   'usage: config-key set <key> [<value>] (or -i FILE) | get <key> | rm <key> | exists <key> | ls | dump [<prefix>]';
 
+/**
+ * U+FFFD, the replacement character: what bytes that are not UTF-8 become once decoded (a
+ * shell's $'\xff' in argv, a raw str in a frame). Two different byte keys would both become it
+ * and silently name one entry, so a key containing it is refused rather than merged.
+ */
+export const replacementCharacter = '\uFFFD';
+
 const keyTooLong = (key: string | undefined): Reply | undefined => {
   if (key === undefined) return undefined;
+  if (key.includes(replacementCharacter)) {
+    return einval(
+      'key contains U+FFFD (bytes that are not UTF-8 decode to it): config-key keys must be valid UTF-8 without U+FFFD',
+    );
+  }
   const bytes = new TextEncoder().encode(key).length;
   return bytes > configKeyKeyBytesMax
     ? einval(`key is ${bytes} bytes; config-key keys are limited to ${configKeyKeyBytesMax} bytes`)
