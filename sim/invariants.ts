@@ -203,16 +203,6 @@ export class StateChecker {
     this.#incarnations.delete(name);
   }
 
-  /**
-   * A monitor began a full store sync: it erases its store first (Ceph's sync_start clears the
-   * synced prefixes), having learnt that everything it held is committed and trimmed at the
-   * provider. What it announced before is given up by design, so a crash from here on may restart
-   * it with nothing (seed 1009 of the --paxos-min 30 runs, before the check knew this).
-   */
-  onFullSync(name: string): void {
-    this.#announced.delete(name);
-  }
-
   /** Every paxos snapshot of a running monitor. */
   onPaxos(name: string, firstCommitted: number, lastCommitted: number, readable: boolean): void {
     const incarnation = this.#incarnations.get(name);

@@ -459,17 +459,11 @@ export class Simulation {
     const onRoot = () => {
       if (!current()) return;
       const snapshot = actor.getSnapshot() as {
-        context: {
-          electionEpoch: number;
-          quorum: number[];
-          lastBootstrapReason: string;
-          sync: { kind: 'full' | 'recent' } | null;
-        };
+        context: { electionEpoch: number; quorum: number[]; lastBootstrapReason: string };
       };
       const state = monitor.state();
       const context = snapshot.context;
       if (state === 'leader') this.checker.onLeader(name, context.electionEpoch);
-      if (state === 'synchronizing' && context.sync?.kind === 'full') this.checker.onFullSync(name);
       const line = `${state} e${context.electionEpoch} q[${context.quorum.join(',')}]`;
       if (line === last) return;
       last = line;
