@@ -334,10 +334,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       step.io.replies.push({ target: request, reply: done });
       return c;
     }
-    if (c.pendingReplies.some((p) => p.key === key)) {
-      const owed = c.pendingReplies.find((p) => p.key === key) as OwedReply;
-      return { ...c, pendingReplies: [...c.pendingReplies, { ...owed, target: request }] };
-    }
+    const owed = c.pendingReplies.find((p) => p.key === key);
+    if (owed) return { ...c, pendingReplies: [...c.pendingReplies, { ...owed, target: request }] };
     const inFlight = c.proposing?.replies.find((p) => p.key === key);
     if (c.proposing && inFlight) {
       const proposing = {
