@@ -436,7 +436,13 @@ export function ioLogic(deps: IoDeps) {
       const r = { r: answer.r, rs: answer.rs, data: toBytes(answer.data) };
       if (target.via) {
         // Monitor::forward_request_leader: the answer goes back through the peon (mon.route).
-        deps.transport.send(target.via.peer, { type: 'mon.route', tid: target.via.forwardTid, reply: r });
+        deps.transport.send(target.via.peer, {
+          type: 'mon.route',
+          tid: target.via.forwardTid,
+          client: target.client,
+          clientTid: target.tid,
+          reply: r,
+        });
       } else {
         deps.transport.send(target.client, {
           type: 'mon.command_ack',

@@ -251,6 +251,14 @@ function routeReplies(
   for (const route of routes) {
     const routed = open.get(route.tid);
     if (!routed) continue;
+    // Forward tids start over when a monitor restarts: an answer to a forward of this monitor's
+    // previous incarnation can carry the tid of a new one (simulator seed 60607: a client got
+    // another key's value). It must name the same client request.
+    if (
+      route.client !== undefined &&
+      (route.client !== routed.request.client || route.clientTid !== routed.request.tid)
+    )
+      continue;
     step.io.replies.push({ target: routed.request, reply: route.reply });
     open.delete(route.tid);
   }

@@ -259,6 +259,13 @@ export const MonRouteSchema = Type.Object(
   {
     type: Type.Literal('mon.route'),
     tid: Type.Integer({ minimum: 0 }),
+    /**
+     * The client and client tid of the forwarded request this answers: the peon checks them, so
+     * an answer to a forward of its previous incarnation (forward tids start over at a restart)
+     * never reaches another client.
+     */
+    client: Type.Optional(Type.String({ maxLength: 128 })),
+    clientTid: Type.Optional(Type.Integer({ minimum: 0 })),
     reply: CommandReplySchema,
   },
   { additionalProperties: false },
