@@ -13,7 +13,15 @@ import { anyFsid, MonClient } from '../actors/mon-client.ts';
 import { spawnMonitor } from '../cli/cluster.ts';
 import type { EntityName, Message } from '../transport/messages.ts';
 import { Messenger } from '../transport/messenger.ts';
-import { alive, freePorts, paxmon, pollUntil, tempDir, waitForQuorum } from './support/process.ts';
+import {
+  alive,
+  freePorts,
+  paxmon,
+  pollUntil,
+  tempDir,
+  upDetached,
+  waitForQuorum,
+} from './support/process.ts';
 
 const dir = tempDir('at-most-once');
 const decoder = new TextDecoder();
@@ -55,17 +63,7 @@ function rawClient(name: EntityName) {
 
 test('an update in flight at kill -9 of the leader applies once, even when a copy reaches it after it full-synced', async () => {
   const port = await freePorts(3);
-  const up = await paxmon([
-    '--timeout',
-    '30',
-    'up',
-    '--dir',
-    dir,
-    '--port',
-    String(port),
-    '--detach',
-    ...setArgs,
-  ]);
+  const up = await upDetached(dir, port, 3, setArgs);
   assert.is(up.code, 0, up.stderr);
   const first = await waitForQuorum(dir, 3);
   const names = ['a', 'b', 'c'];

@@ -38,8 +38,16 @@ export function paxmon(args: string[], timeoutMs = 60_000): Promise<CliResult> {
 /** Start `paxmon mon --dir DIR` detached, exactly as `paxmon up` does; returns its pid. */
 export const spawnMon = (dir: string): number => spawnMonitor(dir);
 
-/** `paxmon up --detach` of `size` monitors on consecutive ports from `port` (30 s to form). */
-export function upDetached(dir: string, port: number, size = 3): Promise<CliResult> {
+/**
+ * `paxmon up --detach` of `size` monitors on consecutive ports from `port` (30 s to form), with
+ * `extraArgs` for `up` (e.g. `--set paxos_min=20`).
+ */
+export function upDetached(
+  dir: string,
+  port: number,
+  size = 3,
+  extraArgs: string[] = [],
+): Promise<CliResult> {
   return paxmon([
     '--timeout',
     '30',
@@ -51,6 +59,7 @@ export function upDetached(dir: string, port: number, size = 3): Promise<CliResu
     '--port',
     String(port),
     '--detach',
+    ...extraArgs,
   ]);
 }
 
