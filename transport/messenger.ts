@@ -218,9 +218,36 @@ export const messengerBudgetDefaults = {
   connectionsPerAddressMax: 128,
 } as const;
 
+/**
+ * Who a messenger proves to be, and how it checks who a peer is (issue 13, Ceph's cephx): the
+ * handshake proves knowledge of an entity's secret in both directions; a peer's name is trusted
+ * only once it proved a key that may carry that name (`mon.*` names: the `mon.` key).
+ */
+export interface MessengerAuth {
+  /** The entity whose secret this messenger proves: `mon.` for every monitor, `client.admin`, … */
+  entity: string;
+  /** That entity's secret (the secret bytes of its Ceph CryptoKey, machines/crypto-key.ts). */
+  secret: Uint8Array;
+  /**
+   * Accepting side: the secret of the entity a dialler claims to be, or undefined when there is
+   * no such entity (the dialler gets EACCES, and nothing tells it whether the entity exists).
+   */
+  keyFor?(entity: string): Uint8Array | undefined;
+  /**
+   * Session modes in order of preference (Ceph's ms_client_mode / ms_cluster_mode /
+   * ms_service_mode): 'secure' encrypts and authenticates every frame (AES-256-GCM), 'crc'
+   * authenticates every frame (HMAC-SHA256) without encrypting.
+   */
+  modes?: SessionMode[];
+}
+
+export type SessionMode = 'secure' | 'crc';
+
 export interface MessengerOptions {
   name: EntityName;
   fsid: string;
+  /** Authentication (issue 13). */
+  auth?: MessengerAuth;
   rank?: number;
   /** `host:port` to listen on (port 0: any free port); default 127.0.0.1:0. */
   listenAddr?: string;

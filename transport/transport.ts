@@ -2,9 +2,18 @@
 // simulator's in-memory network (transport/memory-network.ts) both implement it.
 import type { EntityName, Message } from './messages.ts';
 
+/** What a peer proved in its session's handshake. */
+export interface PeerSession {
+  /**
+   * The entity whose key the peer proved (`mon.` for monitors, `client.admin`, …): caps are this
+   * entity's. A client's session name (`from`) is its own instance's, unique per process.
+   */
+  entity: string;
+}
+
 export interface TransportHandlers {
   /** A validated message from an authenticated peer. */
-  onMessage(from: EntityName, message: Message): void;
+  onMessage(from: EntityName, message: Message, session?: PeerSession): void;
   /** The connection to a peer was lost (Ceph's ms_handle_reset); pending requests to it may be lost. */
   onReset?(peer: EntityName): void;
   /**
