@@ -4,7 +4,7 @@
 // — `paxmon replay FILE` —, both working with no network at all, and (b) a live feed to the
 // Stately inspector over a WebSocket — `paxmon mon --inspect` — through @statelyai/inspect.
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import type { InspectionEvent } from 'xstate';
 
 /** What the inspection code reads of an actor (XState's ActorRef, and its internal parent link). */
@@ -68,15 +68,56 @@ export const jsonSafeLimitsDefault: JsonSafeLimits = {
 };
 
 /**
- * A JSON-serialisable copy of any value: `Uint8Array` → `{ bytes: length, base64? }`, functions →
+ * Fields whose contents are users' data or key material (config-key values, command input, reply
+ * data such as `auth get`'s keyring, secrets): without `values`, a string there becomes
+ * `{ chars: n }` and bytes `{ bytes: n }` — sizes only (issue 13: what the inspector, `--record`
+ * files and logs carry has no key material and no config-key values).
+ */
+const valueFields = new Set(['data', 'inbuf', 'value', 'values', 'secret', 'key_material', 'keyring']);
+
+/**
+ * Command words that are values, not the command's shape: `config-key set KEY VALUE` carries the
+ * value in its fourth word (Ceph's `config-key set <key> <val>`). Those words become `<N chars>`.
+ */
+export function redactCommandWords(cmd: readonly unknown[]): unknown[] {
+  const verb = cmd[1];
+  if (cmd[0] === 'config-key' && (verb === 'set' || verb === 'put') && cmd.length > 3) {
+    return [
+      ...cmd.slice(0, 3),
+      ...cmd.slice(3).map((word) => (typeof word === 'string' ? `<${word.length} chars>` : '<value>')),
+    ];
+  }
+  return [...cmd];
+}
+
+/** How toJsonSafe treats users' data. */
+export interface JsonSafeOptions {
+  /**
+   * Keep values (config-key values, command input and reply data, byte arrays up to
+   * bytesInlineMax as base64). Default false: sizes only — an explicit choice of the user
+   * (`--inspect-values`, `--record-values`) turns it on.
+   */
+  values?: boolean;
+}
+
+/**
+ * A JSON-serialisable copy of any value: `Uint8Array` → `{ bytes: length }`, functions →
  * `{ fn: name }`, Map/Set → objects/arrays, bigint → string, actors → `{ actor: id }`, cycles →
- * '[circular]', and strings, arrays, objects and depth cut to `limits`.
+ * '[circular]', and strings, arrays, objects and depth cut to `limits`. Users' data is reduced to
+ * its size (see valueFields, redactCommandWords) unless `options.values` is set; then byte arrays
+ * up to `bytesInlineMax` are kept as base64.
  *
  * @example
- * toJsonSafe({ value: new Uint8Array([1, 2]) }); // { value: { bytes: 2, base64: 'AQI=' } }
+ * toJsonSafe({ value: new Uint8Array([1, 2]) }); // { value: { bytes: 2 } }
+ * toJsonSafe({ value: new Uint8Array([1, 2]) }, {}, { values: true }); // { value: { bytes: 2, base64: 'AQI=' } }
  */
-export function toJsonSafe(value: unknown, limits: Partial<JsonSafeLimits> = {}): unknown {
+export function toJsonSafe(
+  value: unknown,
+  limits: Partial<JsonSafeLimits> = {},
+  options: JsonSafeOptions = {},
+): unknown {
   const l = { ...jsonSafeLimitsDefault, ...limits };
+  const keepValues = options.values === true;
   const seen = new WeakSet<object>();
   const walk = (v: unknown, depth: number): unknown => {
     if (v === null || typeof v === 'boolean') return v;
@@ -88,7 +129,7 @@ export function toJsonSafe(value: unknown, limits: Partial<JsonSafeLimits> = {})
     if (typeof v === 'symbol') return v.toString();
     if (typeof v === 'function') return { fn: v.name || 'anonymous' };
     if (v instanceof Uint8Array) {
-      return v.byteLength <= l.bytesInlineMax
+      return keepValues && v.byteLength <= l.bytesInlineMax
         ? {
             bytes: v.byteLength,
             base64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'),
@@ -123,7 +164,7 @@ export function toJsonSafe(value: unknown, limits: Partial<JsonSafeLimits> = {})
           out['…'] = `${Object.keys(object).length - l.itemsMax} more keys`;
           break;
         }
-        const safe = walk(item, depth + 1);
+        const safe = keepValues ? walk(item, depth + 1) : walk(redactField(key, item), depth + 1);
         if (safe !== undefined) out[key] = safe;
         count += 1;
       }
@@ -133,6 +174,19 @@ export function toJsonSafe(value: unknown, limits: Partial<JsonSafeLimits> = {})
     }
   };
   return walk(value, 0);
+}
+
+/** A field's value with users' data reduced to its size (toJsonSafe without `values`). */
+function redactField(key: string, item: unknown): unknown {
+  if (valueFields.has(key)) {
+    if (typeof item === 'string') return { chars: item.length };
+    if (item instanceof Uint8Array) return { bytes: item.byteLength };
+    if (Array.isArray(item)) return { items: item.length };
+    if (item !== null && typeof item === 'object') return { fields: Object.keys(item).length };
+    return item;
+  }
+  if (key === 'cmd' && Array.isArray(item)) return redactCommandWords(item);
+  return item;
 }
 
 // --- recording -----------------------------------------------------------------------------------
@@ -185,6 +239,8 @@ export interface RecorderOptions {
   /** Upper bound of one line in bytes (default 16 KiB): contexts, then events, are cut to fit. */
   lineBytesMax?: number;
   limits?: Partial<JsonSafeLimits>;
+  /** Record users' data (config-key values, command input, reply data); default: sizes only. */
+  values?: boolean;
 }
 
 /** A monitor's recorder (createRecorder). */
@@ -212,6 +268,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
   const now = options.now ?? Date.now;
   const lineBytesMax = options.lineBytesMax ?? 16 * 1024;
   const keepContext = options.context ?? true;
+  const jsonOptions: JsonSafeOptions = { values: options.values === true };
   const names = new Map<string, string>();
   const statuses = new Map<string, string>();
   let root: ActorLike | undefined;
@@ -287,7 +344,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
           actor: nameOf(ref),
           session: ref.sessionId,
           ...(event.sourceRef ? { source: nameOf(actorOf(event.sourceRef)) } : {}),
-          event: toJsonSafe(event.event, options.limits),
+          event: toJsonSafe(event.event, options.limits, jsonOptions),
         });
         return;
       }
@@ -304,9 +361,9 @@ export function createRecorder(options: RecorderOptions): Recorder {
           session: ref.sessionId,
           event: (event.event as { type?: unknown }).type,
           status,
-          ...(isMachine ? { value: toJsonSafe(snapshot.value, options.limits) } : {}),
+          ...(isMachine ? { value: toJsonSafe(snapshot.value, options.limits, jsonOptions) } : {}),
           ...(isMachine && keepContext && snapshot.context !== undefined
-            ? { context: toJsonSafe(snapshot.context, options.limits) }
+            ? { context: toJsonSafe(snapshot.context, options.limits, jsonOptions) }
             : {}),
         });
         return;
@@ -603,6 +660,8 @@ export interface StatelyInspectorOptions {
   mon?: string;
   /** Re-announce the live actor tree this often, so a browser opened later still sees it (ms). */
   announceEveryMs?: number;
+  /** Stream users' data (config-key values, command input, reply data); default: sizes only. */
+  values?: boolean;
 }
 
 /** A live connection of one monitor to the Stately inspector. */
@@ -627,6 +686,7 @@ export interface StatelyInspector {
  */
 export async function connectStatelyInspector(options: StatelyInspectorOptions): Promise<StatelyInspector> {
   const { createWebSocketInspector } = await import('@statelyai/inspect');
+  const jsonOptions: JsonSafeOptions = { values: options.values === true };
   let mon = options.mon;
   let root: ActorLike | undefined;
   const prefix = () => {
@@ -646,8 +706,8 @@ export async function connectStatelyInspector(options: StatelyInspectorOptions):
   const inspector = createWebSocketInspector({
     url: options.url,
     maxDeferredEvents: 1000,
-    sanitizeContext: (context) => toJsonSafe(context) as Record<string, unknown>,
-    sanitizeEvent: (event) => toJsonSafe(event) as { type: string },
+    sanitizeContext: (context) => toJsonSafe(context, {}, jsonOptions) as Record<string, unknown>,
+    sanitizeEvent: (event) => toJsonSafe(event, {}, jsonOptions) as { type: string },
     // Idempotent: the adapter serialises events deferred while connecting a second time.
     serialize: (event) => {
       const e = { ...event } as Record<string, unknown>;
@@ -693,7 +753,7 @@ export async function connectStatelyInspector(options: StatelyInspectorOptions):
   };
 }
 
-/** @statelyai/inspect's bridge server, running in this process (startInspectorServer). */
+/** The inspector bridge server, running in this process (startInspectorServer). */
 export interface InspectorServer {
   /** Open this in a browser (it embeds the Stately inspector UI, which needs internet). */
   readonly httpUrl: string;
@@ -703,19 +763,89 @@ export interface InspectorServer {
   stop(): void;
 }
 
+/** Events kept for a browser that connects late (@statelyai/inspect's bridge keeps 200). */
+const bridgeBufferMax = 200;
+
+/** The bridge page: the Stately inspector in an iframe, fed from our WebSocket. */
+function bridgePage(wsUrl: string, inspectorUrl: string): string {
+  return `<!DOCTYPE html>
+<html><head><title>paxmon — Stately inspector</title>
+<style>*{margin:0;padding:0}html,body{height:100%}iframe{width:100%;height:100%;border:none}</style>
+</head><body><iframe id="inspector" src="${inspectorUrl}"></iframe><script>
+const iframe = document.getElementById('inspector');
+const buffer = [];
+let connected = false;
+window.addEventListener('message', (e) => {
+  if (e.data && e.data.type === '@statelyai.connected') {
+    connected = true;
+    for (const event of buffer) iframe.contentWindow.postMessage(event, '*');
+    buffer.length = 0;
+  }
+});
+const ws = new WebSocket(${JSON.stringify(wsUrl)});
+ws.onmessage = (event) => {
+  const data = JSON.parse(event.data);
+  if (connected) iframe.contentWindow.postMessage(data, '*'); else buffer.push(data);
+};
+</script></body></html>`;
+}
+
 /**
- * Start @statelyai/inspect's bridge server on `port` (HTTP page + WebSocket): monitors send
- * their inspection events to `wsUrl`, a browser on `httpUrl` shows them in the Stately
- * inspector. Rejects with an error whose code is EADDRINUSE when the port is taken.
+ * Start the inspector bridge on `host:port` (HTTP page + WebSocket, the same protocol as
+ * @statelyai/inspect's createInspectorServer): monitors send their inspection events to `wsUrl`,
+ * a browser on `httpUrl` shows them in the Stately inspector. It listens on 127.0.0.1 unless
+ * given another host (issue 13: @statelyai/inspect's own server listens on every interface), and
+ * refuses WebSocket connections from any web page but its own (a page from another site, open
+ * in the user's browser, could otherwise read the stream through ws://localhost). Rejects with
+ * an error whose code is EADDRINUSE when the port is taken.
  */
-export async function startInspectorServer(options: { port: number }): Promise<InspectorServer> {
+export async function startInspectorServer(options: {
+  port: number;
+  host?: string;
+}): Promise<InspectorServer> {
   const { port } = options;
-  await new Promise<void>((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(port, () => probe.close(() => resolve()));
+  const host = options.host ?? '127.0.0.1';
+  const { WebSocketServer, WebSocket } = await import('ws');
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const httpUrl = `http://${urlHost}:${port}`;
+  const wsUrl = `ws://${urlHost}:${port}`;
+  const page = bridgePage(wsUrl, 'https://stately.ai/inspect');
+  const server = createHttpServer((_request, response) => {
+    response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    response.end(page);
   });
-  const { createInspectorServer } = await import('@statelyai/inspect/server');
-  const server = createInspectorServer({ port, autoOpen: false });
-  return { httpUrl: `http://localhost:${port}`, wsUrl: `ws://localhost:${port}`, stop: () => server.stop() };
+  const allowedOrigins = new Set([httpUrl, `http://localhost:${port}`]);
+  const wss = new WebSocketServer({
+    server,
+    maxPayload: 4 * 1024 * 1024,
+    // Node clients (the monitors) send no Origin; a browser always does.
+    verifyClient: ({ origin }: { origin?: string }) => origin === undefined || allowedOrigins.has(origin),
+  });
+  const buffer: string[] = [];
+  wss.on('connection', (socket) => {
+    for (const message of buffer) socket.send(message);
+    socket.on('message', (data) => {
+      const message = data.toString();
+      buffer.push(message);
+      if (buffer.length > bridgeBufferMax) buffer.shift();
+      for (const client of wss.clients)
+        if (client !== socket && client.readyState === WebSocket.OPEN) client.send(message);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    httpUrl,
+    wsUrl,
+    stop: () => {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      server.close();
+    },
+  };
 }

@@ -53,19 +53,30 @@ function configFrom(sets: string[]): Partial<MonConfig> {
   return config;
 }
 
-/** `--inspect [PORT|URL]`: a port to serve the inspector bridge on, or a ws:// URL of one. */
-function inspectTarget(value: string | true | undefined): { port: number } | { url: string } | undefined {
+type InspectTarget = { port: number; host?: string } | { url: string };
+
+/**
+ * `--inspect [[HOST:]PORT|URL]`: where to serve the inspector bridge (on 127.0.0.1 unless a
+ * host is given), or a ws:// URL of one already running.
+ */
+function inspectTarget(value: string | true | undefined): InspectTarget | undefined {
   if (value === undefined) return undefined;
   if (value === true) return { port: inspectPortDefault };
   if (/^wss?:\/\/\S+$/.test(value)) return { url: value };
   const port = Number(value);
   if (Number.isInteger(port) && port > 0 && port < 65536) return { port };
-  return fail('EINVAL', `--inspect '${value}' is neither a port nor a ws:// URL`);
+  const addr = parseAddr(value);
+  if (addr && addr.port > 0) return { port: addr.port, host: addr.host };
+  return fail('EINVAL', `--inspect '${value}' is neither [HOST:]PORT nor a ws:// URL`);
 }
 
-async function serveInspector(port: number, option: string): Promise<InspectorServer> {
+async function serveInspector(
+  target: { port: number; host?: string },
+  option: string,
+): Promise<InspectorServer> {
+  const port = target.port;
   try {
-    return await startInspectorServer({ port });
+    return await startInspectorServer(target);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
       fail('EADDRINUSE', `port ${port} is in use (the inspector's; choose another with ${option} PORT)`);
@@ -142,6 +153,8 @@ interface MonOptions {
   bindAddr?: string;
   inspect?: string | true;
   record?: string;
+  /** Stream and record users' data (config-key values, command input and replies) too. */
+  inspectValues?: boolean;
 }
 
 async function runMon(options: MonOptions): Promise<void> {
@@ -170,11 +183,16 @@ async function runMon(options: MonOptions): Promise<void> {
   let stately: StatelyInspector | undefined;
   if (options.record) sink = fileSink(resolve(options.record));
   if (target) {
-    if ('port' in target) server = await serveInspector(target.port, '--inspect');
-    stately = await connectStatelyInspector({ url: server?.wsUrl ?? (target as { url: string }).url });
+    if ('port' in target) server = await serveInspector(target, '--inspect');
+    stately = await connectStatelyInspector({
+      url: server?.wsUrl ?? (target as { url: string }).url,
+      values: options.inspectValues === true,
+    });
     if (server) process.stderr.write(`${inspectorNote(server)}\n`);
   }
-  const recorder = sink ? createRecorder({ write: sink.write, mon: identity.name }) : undefined;
+  const recorder = sink
+    ? createRecorder({ write: sink.write, mon: identity.name, values: options.inspectValues === true })
+    : undefined;
   const listenAddr = options.bindAddr ?? identity.addr;
   const inspect = combineInspectors(recorder?.inspect, stately?.inspect);
   let mon: Awaited<ReturnType<typeof startMonitor>>;
@@ -324,9 +342,13 @@ export function buildProgram(): Command {
     .option('--bind-addr <host:port>', "listen here instead of the monitor's monmap address")
     .option(
       '--inspect [port|url]',
-      `stream the actor tree to the Stately inspector: serve it on PORT (default ${inspectPortDefault}) or send to a ws:// URL`,
+      `stream the actor tree to the Stately inspector: serve it on [HOST:]PORT (default 127.0.0.1:${inspectPortDefault}) or send to a ws:// URL`,
     )
     .option('--record <file>', 'append every inspection event to FILE as JSON lines (see paxmon replay)')
+    .option(
+      '--inspect-values',
+      "with --inspect or --record: include users' data (config-key values, command input and replies); without it, sizes only",
+    )
     .action(async (words: string[], options: MonOptions & { outFile?: string }) => {
       if (words.length > 0) return monClientCommand(program, words, options);
       if (!options.dir)
@@ -345,9 +367,13 @@ export function buildProgram(): Command {
     .option('--log-level <level>', `every monitor's log level (${logLevels.join(', ')})`, 'info')
     .option(
       '--inspect [port|url]',
-      `stream every monitor to the Stately inspector: serve it on PORT (default ${inspectPortDefault}) or send to a ws:// URL`,
+      `stream every monitor to the Stately inspector: serve it on [HOST:]PORT (default 127.0.0.1:${inspectPortDefault}) or send to a ws:// URL`,
     )
     .option('--record <file>', "append every monitor's inspection events to FILE (see paxmon replay)")
+    .option(
+      '--inspect-values',
+      "with --inspect or --record: include users' data (config-key values, command input and replies); without it, sizes only",
+    )
     .option('--timeout <seconds>', 'wait this long for the quorum (default: the global --timeout, 10)')
     .option(
       '--add <n>',
@@ -401,6 +427,7 @@ interface UpOptions {
   logLevel: string;
   inspect?: string | true;
   record?: string;
+  inspectValues?: boolean;
   /** Options of a new cluster given on the command line (ignored for an existing one). */
   given?: string[];
 }
@@ -452,13 +479,14 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
       );
   }
   let server: InspectorServer | undefined;
-  if (target && 'port' in target) server = await serveInspector(target.port, 'paxmon up --inspect');
+  if (target && 'port' in target) server = await serveInspector(target, 'paxmon up --inspect');
   const monArgs = [
     ...options.set.flatMap((s) => ['--set', s]),
     '--log-level',
     options.logLevel,
     ...(target ? ['--inspect', server?.wsUrl ?? (target as { url: string }).url] : []),
     ...(options.record ? ['--record', resolve(options.record)] : []),
+    ...(options.inspectValues ? ['--inspect-values'] : []),
   ];
   const pids = cluster.mons.map((m) => ({ name: m.name, pid: spawnMonitor(join(dir, m.name), monArgs) }));
   process.stdout.write(

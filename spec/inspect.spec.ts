@@ -3,6 +3,7 @@
 // recording replays as a timeline; values are JSON-safe and lines bounded; every statechart
 // exports as JSON and as a mermaid diagram, and the README embeds the current diagrams.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +13,7 @@ import {
   formatTimeline,
   type InspectionRecord,
   readRecords,
+  startInspectorServer,
   stateLeaves,
   toJsonSafe,
 } from '../actors/inspect.ts';
@@ -27,12 +29,13 @@ import {
 import { SimCluster } from '../sim/cluster.ts';
 import type { EntityName } from '../transport/messages.ts';
 import { paxmon, repoRoot, tempDir } from './support/process.ts';
+import { simClient } from './support/sim-client.ts';
 
 const work = tempDir('inspect');
 test.after(() => rmSync(work, { recursive: true, force: true }));
 
 /** A 3-monitor election on the simulator, every monitor recorded; the lines and the live trees. */
-async function recordElection(lineBytesMax?: number) {
+async function recordElection(lineBytesMax?: number, extra: { values?: boolean; write?: boolean } = {}) {
   const c = new SimCluster({ size: 3, seed: 7 });
   await c.mkfs();
   const lines: string[] = [];
@@ -43,6 +46,7 @@ async function recordElection(lineBytesMax?: number) {
       write: (line) => lines.push(line),
       now: () => c.clock.now(),
       ...(lineBytesMax ? { lineBytesMax } : {}),
+      ...(extra.values ? { values: true } : {}),
     });
     const logContext = new MonitorLogContext();
     logContexts.set(node.name, logContext);
@@ -61,6 +65,21 @@ async function recordElection(lineBytesMax?: number) {
     });
   }
   await c.runUntil(() => c.stableQuorum(3), 20_000);
+  if (extra.write) {
+    // A secret written, read back and listed: none of it may reach the recording (issue 13).
+    const client = simClient(c);
+    const leaderName = c.leaders()[0]?.name as string;
+    for (const cmd of [
+      ['config-key', 'set', 'db/password', 'hunter2'],
+      ['config-key', 'get', 'db/password'],
+      ['config-key', 'dump'],
+    ]) {
+      const tid = client.send(leaderName, cmd);
+      await c.runUntil(() => client.acks.some((a) => a.tid === tid), 10_000);
+      assert.is(client.acks.find((a) => a.tid === tid)?.r, 0);
+    }
+    assert.match(client.acks.map((a) => a.data).join(' '), /hunter2/);
+  }
   // The live trees: every actor each monitor runs now.
   const trees = new Map<string, string[]>();
   for (const node of c.nodes) {
@@ -146,9 +165,76 @@ test('recorded values are JSON-safe: bytes become { bytes }, lines stay under th
   assert.is(readRecords(small.lines.join('\n')).malformed, 0);
 });
 
+test('a recording carries no config-key value unless asked for (sizes only), and with --inspect-values it does', async () => {
+  const secret = /hunter2|aHVudGVyMg/;
+  const redacted = await recordElection(undefined, { write: true });
+  const hits = redacted.lines.filter((l) => secret.test(l));
+  assert.is(hits.length, 0, hits.slice(0, 3).join('\n'));
+  assert.ok(
+    redacted.lines.some((l) => l.includes('"<7 chars>"')),
+    'the command is recorded with the value replaced by its size',
+  );
+  const full = await recordElection(undefined, { write: true, values: true });
+  assert.ok(full.lines.some((l) => l.includes('hunter2')));
+});
+
+test('the inspector bridge listens on 127.0.0.1 by default and refuses WebSockets from other web pages', async () => {
+  const { WebSocket } = await import('ws');
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const server = await startInspectorServer({ port });
+  try {
+    assert.is(server.wsUrl, `ws://127.0.0.1:${port}`);
+    const open = (headers: Record<string, string>) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(server.wsUrl, { headers });
+        ws.on('open', () => {
+          ws.close();
+          resolve('open');
+        });
+        ws.on('error', (error) => resolve(error.message));
+      });
+    assert.is(await open({}), 'open', 'a monitor (no Origin) connects');
+    assert.is(await open({ Origin: `http://127.0.0.1:${port}` }), 'open', 'the bridge page connects');
+    assert.match(await open({ Origin: 'http://evil.example' }), /Unexpected server response: 401/);
+    const { networkInterfaces } = await import('node:os');
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    if (external) {
+      // Not reachable on the machine's other addresses.
+      const reached = await new Promise<boolean>((resolve) => {
+        const socket = connect({ host: external, port }, () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      });
+      assert.is(reached, false, `reachable on ${external}`);
+    }
+  } finally {
+    server.stop();
+  }
+});
+
+test("toJsonSafe: sizes only for users' data (values, input, reply data, config-key set words) unless values is asked for", () => {
+  assert.equal(toJsonSafe({ value: new Uint8Array([1, 2]) }), { value: { bytes: 2 } });
+  assert.equal(toJsonSafe({ data: 'key = AQB…' }), { data: { chars: 10 } });
+  assert.equal(toJsonSafe({ inbuf: new Uint8Array(5) }), { inbuf: { bytes: 5 } });
+  assert.equal(toJsonSafe({ cmd: ['config-key', 'set', 'k', 'hunter2'] }), {
+    cmd: ['config-key', 'set', 'k', '<7 chars>'],
+  });
+  assert.equal(toJsonSafe({ cmd: ['config-key', 'get', 'k'] }), { cmd: ['config-key', 'get', 'k'] });
+  assert.equal(toJsonSafe({ value: new Uint8Array([1, 2]) }, {}, { values: true }), {
+    value: { bytes: 2, base64: 'AQI=' },
+  });
+  assert.equal(toJsonSafe({ cmd: ['config-key', 'set', 'k', 'v'] }, {}, { values: true }), {
+    cmd: ['config-key', 'set', 'k', 'v'],
+  });
+});
+
 test('toJsonSafe: bytes, cycles, functions, depth, long strings and arrays', () => {
   const limits = { depthMax: 3, stringCharsMax: 10, itemsMax: 4, bytesInlineMax: 8 };
-  const safe = (value: unknown) => toJsonSafe(value, limits);
+  const safe = (value: unknown) => toJsonSafe(value, limits, { values: true });
   const cyclic: Record<string, unknown> = { name: 'x' };
   cyclic.self = cyclic;
   assert.equal(safe(new Uint8Array([1, 2, 3])), { bytes: 3, base64: 'AQID' });
