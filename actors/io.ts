@@ -25,6 +25,7 @@ import type {
   ReplyTarget,
   StoreOp,
 } from '../machines/effects.ts';
+import { nonMemberRefusal } from '../machines/monitor.ts';
 import { type StoreFacts, stagedCopyRefusal, stagePrefix } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import { decodeNumber, Transaction } from '../storage/transaction.ts';
@@ -33,6 +34,7 @@ import type {
   Message,
   MonCommand,
   MonForward,
+  MonMap,
   MonRoute,
   MonSync,
   PaxosValue,
@@ -61,6 +63,8 @@ export interface IoDeps {
    * a value that does not decode, or what a machine refused (`io.refused`). For the log.
    */
   onRefused?: (from: EntityName, type: string, reason: string) => void;
+  /** The monitor's current monmap: quorum messages come only from its members (nonMemberRefusal). */
+  monmap?: () => MonMap | undefined;
 }
 
 /** A machine's report of input it refused (logged by the runtime; nothing else happens). */
@@ -106,9 +110,13 @@ const monitorProtocol = new Set<Message['type']>([
  * a value that does not decode would otherwise fail the store write that applies it and stop
  * the monitor — one garbage frame must not do that.
  */
-export function refuseReason(from: EntityName, msg: Message): string | null {
+export function refuseReason(from: EntityName, msg: Message, monmap?: MonMap): string | null {
   if (monitorProtocol.has(msg.type) && !from.startsWith('mon.'))
     return `${msg.type} from ${from}: monitor-protocol messages come only from monitors`;
+  if (monmap) {
+    const refusal = nonMemberRefusal(from, msg.type, monmap);
+    if (refusal !== null) return refusal;
+  }
   try {
     if (msg.type === 'mon.paxos') for (const v of msg.values) decodeValue(v.value);
     else if (msg.type === 'mon.sync' && msg.chunk) decodeValue(msg.chunk);
@@ -393,7 +401,7 @@ export function ioLogic(deps: IoDeps) {
       },
       onMessage(from, msg) {
         if (stopped) return;
-        const refused = refuseReason(from, msg);
+        const refused = refuseReason(from, msg, deps.monmap?.());
         if (refused !== null) {
           deps.onRefused?.(from, msg.type, refused);
           return;

@@ -20,7 +20,7 @@ import {
 import { defaultServices } from '../machines/services/index.ts';
 import { monmapJson } from '../machines/services/monmap.ts';
 import type { Store } from '../storage/store.ts';
-import type { CommandReply, EntityName, MonCommand, MonPing } from '../transport/messages.ts';
+import type { CommandReply, EntityName, MonCommand, MonMap, MonPing } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { batchPerRead, ioLogic, performRead } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
@@ -84,6 +84,8 @@ export interface MonitorHandle {
   quorumStatus(): Record<string, unknown>;
   isReadable(): boolean;
   isWriteable(): boolean;
+  /** Messages refused and dropped since start (a monitor message from a non-monitor, from a monitor not in the monmap, a value that does not decode, …). */
+  refusedMessages(): number;
   /** Resolves once a shutdown (stop() or a fatal store error) has completed. */
   readonly stopped: Promise<void>;
   /** Stop the actor tree; the store and transport are the caller's to close. */
@@ -128,6 +130,12 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     begin();
     work.then(end, end);
   };
+
+  // Refused input (actors/io.ts refuseReason, machines' io.refused): a count, and the peers
+  // already logged.
+  let refusedTotal = 0;
+  const refusedBy = new Map<string, number>();
+  const refusedPeersMax = 1024;
 
   const fatal = (error: Error) => {
     if (stopping) {
@@ -182,7 +190,23 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       if (msg.type === 'mon.ping') timecheck(from, msg);
     },
     onSyncRequest: (from, msg) => provider.handle(from, msg),
-    onRefused: (from, type, reason) => logger.warn({ mon: loaded.name, from, type }, `refused: ${reason}`),
+    onRefused: (from, type, reason) => {
+      // Logged once per session (a peer's name), counted always: a peer that keeps sending what
+      // is refused must not fill the log (issue 13).
+      refusedTotal += 1;
+      const seen = refusedBy.get(from);
+      if (seen !== undefined) {
+        refusedBy.set(from, seen + 1);
+        return;
+      }
+      if (refusedBy.size >= refusedPeersMax) refusedBy.clear();
+      refusedBy.set(from, 1);
+      logger.warn(
+        { mon: loaded.name, from, type },
+        `refused: ${reason} (further refusals from ${from} are counted, not logged)`,
+      );
+    },
+    monmap: () => (actor as MonitorActor | undefined)?.getSnapshot()?.context.monmap as MonMap | undefined,
     track,
     now,
   });
@@ -407,6 +431,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       const snap = paxosSnapshot();
       return snap ? isWriteable(snap) : false;
     },
+    refusedMessages: () => refusedTotal,
     monStatus() {
       const ctx = actor.getSnapshot().context;
       const snap = paxosSnapshot();

@@ -165,6 +165,32 @@ function downRanks(monmap: MonMap, peers: string[]): number[] {
 }
 
 /** MonMap::min_quorum_size. */
+/**
+ * Monitor-protocol messages that act on the quorum: taken only from a monitor in the receiver's
+ * current monmap (issue 13). A `mon.*` session name can only be had with the `mon.` key
+ * (transport/session-crypto.ts), so a name here is one a monitor proved — but a monitor that was
+ * removed, or a process that has the key and calls itself mon.zz, is not one of ours. As in
+ * Ceph (Elector::dispatch: "discarding election message … not in my monmap"; Paxos and the
+ * forward/route of Monitor::dispatch_op need a quorum member). Probes and mon.join are the
+ * exceptions: a monitor not yet in the map must be able to find the cluster and ask to join.
+ */
+export const quorumMessageTypes: ReadonlySet<string> = new Set([
+  'mon.election',
+  'mon.paxos',
+  'mon.sync',
+  'mon.forward',
+  'mon.route',
+  'mon.ping',
+]);
+
+/** Why a message from monitor `from` is refused under `monmap`, or null (see quorumMessageTypes). */
+export function nonMemberRefusal(from: string, type: string, monmap: MonMap): string | null {
+  if (!quorumMessageTypes.has(type) || !from.startsWith('mon.')) return null;
+  const name = from.slice('mon.'.length);
+  if (monmap.mons.some((m) => m.name === name)) return null;
+  return `${type} from ${from}: not in monmap epoch ${monmap.epoch}`;
+}
+
 export const minQuorumSize = (monmap: MonMap) => Math.floor(monmap.mons.length / 2) + 1;
 
 function probeMessage(context: MonitorContext, op: MonProbe['op']): MonProbe {
