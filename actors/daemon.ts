@@ -4,6 +4,7 @@ import type { InspectionEvent } from 'xstate';
 import type { MonConfig } from '../machines/config.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { Messenger } from '../transport/messenger.ts';
+import { type KeyringEntry, KeyringError, keySecret, readKeyring } from './keyring.ts';
 import type { Logger } from './log.ts';
 import { silentLogger } from './log.ts';
 import { type Clock, type CreateMonitorOptions, createMonitor, type MonitorHandle } from './monitor.ts';
@@ -26,6 +27,33 @@ export interface StartMonitorOptions {
   /** A store sync made progress. */
   onSyncProgress?: CreateMonitorOptions['onSyncProgress'];
   onCommand?: CreateMonitorOptions['onCommand'];
+  /**
+   * The monitor's keyring (default: read from DIR/keyring, which mkfs writes): its `mon.` key
+   * authenticates the monitors to each other; its other entries seed the auth database.
+   */
+  keyring?: KeyringEntry[];
+}
+
+/** The monitor's keyring: DIR/keyring (Ceph's mon data keyring), which must hold the mon. key. */
+export async function monitorKeyring(dir: string): Promise<KeyringEntry[]> {
+  const file = join(dir, 'keyring');
+  let entries: KeyringEntry[];
+  try {
+    entries = await readKeyring(file);
+  } catch (error) {
+    if (error instanceof KeyringError && error.code === 'ENOENT') {
+      throw Object.assign(
+        new Error(
+          `no keyring at ${file}: a monitor needs the cluster's mon. key (paxmon mkfs --keyring FILE writes it)`,
+        ),
+        { code: 'ENOENT' },
+      );
+    }
+    throw error;
+  }
+  if (!entries.some((e) => e.entity === 'mon.'))
+    throw Object.assign(new Error(`keyring ${file} has no mon. key`), { code: 'EINVAL' });
+  return entries;
 }
 
 export interface DaemonHandle extends MonitorHandle {
@@ -57,9 +85,22 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
         `mon.${loaded.name} is not in its own monmap (epoch ${loaded.input.monmap.epoch}) and has no address`,
       );
     }
+    const keyring = options.keyring ?? (await monitorKeyring(options.dir));
+    const monEntry = keyring.find((e) => e.entity === 'mon.');
+    if (!monEntry) throw Object.assign(new Error('the keyring has no mon. key'), { code: 'EINVAL' });
+    const monSecret = keySecret(monEntry);
+    // Who may connect is the monitor's auth database's to say (or the keyring's, until the
+    // database exists); the monitor is created after the messenger, so the lookup is bound late.
+    let lookup: (entity: string) => Uint8Array | undefined = () => undefined;
     messenger = new Messenger({
       name: `mon.${loaded.name}`,
       fsid: loaded.fsid,
+      auth: {
+        entity: 'mon.',
+        secret: monSecret,
+        keyFor: (entity) => (entity === 'mon.' ? monSecret : lookup(entity)),
+        modes: ['secure', 'crc'],
+      },
       ...(me ? { rank: me.rank } : {}),
       listenAddr: options.bindAddr ?? (loaded.addr as string),
       logger: logger.child({ subsystem: 'ms' }),
@@ -77,7 +118,9 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       ...(options.onSyncProgress ? { onSyncProgress: options.onSyncProgress } : {}),
       ...(options.services ? { services: options.services } : {}),
       ...(options.onCommand ? { onCommand: options.onCommand } : {}),
+      keyring,
     });
+    lookup = (entity) => monitor.authEntity(entity)?.secret;
     const ms = messenger;
     let closing: Promise<void> | undefined;
     const stop = () => {

@@ -39,13 +39,13 @@ import type {
   MonSync,
   PaxosValue,
 } from '../transport/messages.ts';
-import type { Transport } from '../transport/transport.ts';
+import type { PeerSession, Transport } from '../transport/transport.ts';
 
 export interface IoDeps {
   store: Store;
   transport: Transport;
   /** A client command (mon.command), answered by the runtime from the monitor's state. */
-  onCommand?: (from: EntityName, msg: MonCommand) => void;
+  onCommand?: (from: EntityName, msg: MonCommand, session?: PeerSession) => void;
   /** Messages the monitor statechart does not handle (e.g. mon.forward before services exist). */
   onOther?: (from: EntityName, msg: Message) => void;
   /** A durable write failed: the monitor cannot go on consistently and must stop (Ceph asserts). */
@@ -114,7 +114,7 @@ export function refuseReason(from: EntityName, msg: Message, monmap?: MonMap): s
   if (monitorProtocol.has(msg.type) && !from.startsWith('mon.'))
     return `${msg.type} from ${from}: monitor-protocol messages come only from monitors`;
   if (monmap) {
-    const refusal = nonMemberRefusal(from, msg.type, monmap);
+    const refusal = nonMemberRefusal(from, msg as { type: string; op?: unknown }, monmap);
     if (refusal !== null) return refusal;
   }
   try {
@@ -399,7 +399,7 @@ export function ioLogic(deps: IoDeps) {
         down.add(peer);
         sendBack({ type: 'monitor.peer_reset', peer });
       },
-      onMessage(from, msg) {
+      onMessage(from, msg, session) {
         if (stopped) return;
         const refused = refuseReason(from, msg, deps.monmap?.());
         if (refused !== null) {
@@ -407,7 +407,7 @@ export function ioLogic(deps: IoDeps) {
           return;
         }
         if (down.delete(from)) sendBack({ type: 'monitor.peer_alive', peer: from });
-        if (msg.type === 'mon.command') deps.onCommand?.(from, msg);
+        if (msg.type === 'mon.command') deps.onCommand?.(from, msg, session);
         else if (msg.type === 'mon.forward')
           forward({ type: 'mon.forward', from, msg, receivedAt: deps.now?.() ?? 0 });
         else if (msg.type === 'mon.route') route({ type: 'mon.route', from, msg });

@@ -12,8 +12,9 @@ import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { type DaemonHandle, startMonitor } from './daemon.ts';
 import type { InspectObserver } from './inspect.ts';
+import { readKeyring, writeKeyring } from './keyring.ts';
 import type { Logger } from './log.ts';
-import { buildMonMap, mkfsTransaction } from './mkfs.ts';
+import { buildMonMap, mkfsTransaction, newClusterKeyring } from './mkfs.ts';
 import { MonClient, type MonClientOptions } from './mon-client.ts';
 
 /** Where and how startLocalCluster runs its monitors. */
@@ -66,7 +67,8 @@ export interface LocalCluster {
    */
   waitForQuorum(options?: { size?: number; timeoutMs?: number }): Promise<QuorumStatus>;
   /** A MonClient for this cluster's monitors (close it when done). */
-  client(options?: Omit<MonClientOptions, 'mons' | 'fsid'>): MonClient;
+  /** A client of the cluster; it authenticates as client.admin with DIR/keyring's key unless given a name and key. */
+  client(options?: Partial<Omit<MonClientOptions, 'mons' | 'fsid'>>): MonClient;
   /** Stop every monitor and close its store and port. */
   stop(): Promise<void>;
 }
@@ -133,7 +135,16 @@ async function createCluster(
   };
   const monmap = buildMonMap(cluster.fsid, cluster.mons, Date.now());
   mkdirSync(dir, { recursive: true });
+  // As `paxmon up` lays them out: DIR/keyring (client.admin, for clients) and each monitor's
+  // DIR/NAME/keyring (mon. and client.admin).
+  const keyring = newClusterKeyring();
+  await writeKeyring(
+    join(dir, 'keyring'),
+    keyring.filter((e) => e.entity === 'client.admin'),
+  );
   for (const m of cluster.mons) {
+    mkdirSync(join(dir, m.name), { recursive: true, mode: 0o700 });
+    await writeKeyring(join(dir, m.name, 'keyring'), keyring);
     const store = await RocksDBStore.open(join(dir, m.name, 'store.db'), { create: true });
     try {
       await store.apply(mkfsTransaction(m.name, monmap));
@@ -162,6 +173,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const cluster: ClusterFile = existsSync(file)
     ? (JSON.parse(readFileSync(file, 'utf8')) as ClusterFile)
     : await createCluster(dir, options.size ?? 3, options.basePort ?? 6789, options.host ?? '127.0.0.1');
+  const admin = (await readKeyring(join(dir, 'keyring'))).find((e) => e.entity === 'client.admin');
+  if (!admin) throw new LocalClusterError('ENOENT', `${join(dir, 'keyring')} has no client.admin key`);
+  const adminKey = admin.key;
   const monitors: DaemonHandle[] = [];
   try {
     for (const m of cluster.mons) {
@@ -211,7 +225,12 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       }
     },
     client(clientOptions = {}) {
-      return new MonClient({ ...clientOptions, mons: cluster.mons, fsid: cluster.fsid });
+      return new MonClient({
+        ...clientOptions,
+        key: clientOptions.key ?? adminKey,
+        mons: cluster.mons,
+        fsid: cluster.fsid,
+      });
     },
     async stop() {
       await Promise.all(monitors.map((mon) => mon.stop()));

@@ -2,6 +2,7 @@
 // written as one Transaction so a half-created store cannot exist.
 import { Transaction } from '../storage/transaction.ts';
 import type { MonMap } from '../transport/messages.ts';
+import { generateKey, type KeyringEntry } from './keyring.ts';
 import { encodeMonMap } from './monitor-state.ts';
 
 /**
@@ -35,4 +36,15 @@ export function buildMonMap(fsid: string, mons: { name: string; addr: string }[]
     created: createdMs,
     lastChanged: createdMs,
   };
+}
+
+/**
+ * A new cluster's keys (what Ceph's deployment tools make with ceph-authtool): `mon.`, which
+ * every monitor of the cluster shares, and `client.admin` with caps `allow *`.
+ */
+export function newClusterKeyring(): KeyringEntry[] {
+  return [
+    { entity: 'mon.', key: generateKey(), caps: { mon: 'allow *' } },
+    { entity: 'client.admin', key: generateKey(), caps: { mon: 'allow *' } },
+  ];
 }

@@ -3,9 +3,15 @@
 // connection or "not in quorum" (EAGAIN) moves it to the next monitor, until that deadline, after
 // which it fails with ETIMEDOUT. An attempt that ends unanswered takes its request back from the
 // messenger's queue, so it never reaches a monitor after the client has moved on.
+//
+// The client authenticates as an entity (`client.admin` unless named) with that entity's key
+// (Ceph's `-n NAME -k KEYRING`); its session name stays its own (`client.<random>`, one per
+// process, as Ceph's client.<global_id>), so two processes with one key are two sessions. A wrong
+// key is final: EACCES at once, with no retry on another monitor.
 import { nanoid } from 'nanoid';
+import { CryptoKeyError, decodeCryptoKey } from '../machines/crypto-key.ts';
 import type { CommandReply, EntityName, Message } from '../transport/messages.ts';
-import { Messenger, messengerBudgetDefaults, type Queued } from '../transport/messenger.ts';
+import { Messenger, messengerBudgetDefaults, type Queued, type SessionMode } from '../transport/messenger.ts';
 
 export interface MonAddress {
   /** The monitor's name when known (`a`); otherwise it is learnt from the handshake. */
@@ -15,6 +21,15 @@ export interface MonAddress {
 
 export interface MonClientOptions {
   mons: MonAddress[];
+  /** The entity to authenticate as (Ceph's `-n`; default `client.admin`). */
+  name?: string;
+  /**
+   * That entity's key, as a keyring holds it (`AQ…==`, machines/crypto-key.ts): from the
+   * cluster's keyring (actors/keyring.ts readKeyring) or `auth get-or-create`.
+   */
+  key: string;
+  /** Session modes offered, in order of preference (Ceph's ms_client_mode; default crc, then secure). */
+  modes?: SessionMode[];
   /** The cluster fsid when known; otherwise any cluster's monitor is accepted. */
   fsid?: string;
   /** Time for one attempt at one monitor (default 2 s). */
@@ -47,6 +62,9 @@ export class MonClientError extends Error {
 /** Also a monitor's answer when a request's deadline passed before it could be applied (it was not). */
 export const ETIMEDOUT = 110;
 export const EAGAIN = 11;
+export const EACCES = 13;
+/** A refusal that is final: the monitor did not accept our key (transport/messenger.ts). */
+const authRefused = /EACCES/;
 /** Any-cluster fsid: the client does not know the cluster yet (like a Ceph client before auth). */
 export const anyFsid = '00000000-0000-0000-0000-000000000000';
 
@@ -67,6 +85,8 @@ interface Pending {
  */
 export class MonClient {
   readonly name: EntityName = `client.${nanoid(10).replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  /** The entity this client authenticates as. */
+  readonly entity: string;
   readonly #messenger: Messenger;
   readonly #mons: MonAddress[];
   readonly #attemptTimeoutMs: number;
@@ -80,10 +100,21 @@ export class MonClient {
     this.#mons = options.mons;
     this.#attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.entity = options.name ?? 'client.admin';
+    if (!/^client\.[^\s]+$/.test(this.entity))
+      throw new MonClientError(22, 'EINVAL', `'${this.entity}' is not a client entity name (client.NAME)`);
+    let secret: Uint8Array;
+    try {
+      secret = decodeCryptoKey(options.key).secret;
+    } catch (error) {
+      if (!(error instanceof CryptoKeyError)) throw error;
+      throw new MonClientError(22, 'EINVAL', `the key of ${this.entity} is malformed: ${error.message}`);
+    }
     this.#messenger = new Messenger({
       name: this.name,
       fsid: options.fsid ?? anyFsid,
       reconnectMs: { initial: 50, max: 500 },
+      auth: { entity: this.entity, secret, modes: options.modes ?? ['crc', 'secure'] },
     });
     this.#messenger.setHandlers({
       onMessage: (_from: EntityName, message: Message) => {
@@ -95,8 +126,10 @@ export class MonClient {
       },
       onReset: (peer: EntityName) => this.#failPending(peer, `connection to ${peer} lost`),
       // A monitor that is down costs one refused connect, not the whole attempt timeout.
-      onUnreachable: (peer: EntityName, reason: string) =>
-        this.#failPending(peer, `${peer} unreachable: ${reason}`),
+      onUnreachable: (peer: EntityName, reason: string) => {
+        if (authRefused.test(reason)) this.#failPending(peer, reason.replace(/^.*?EACCES: /, ''), -EACCES);
+        else this.#failPending(peer, `${peer} unreachable: ${reason}`);
+      },
     });
   }
 
@@ -150,6 +183,8 @@ export class MonClient {
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
       const resolveMs = Math.min(this.#attemptTimeoutMs, deadline - Date.now());
       const resolved = await this.#resolve(mon, resolveMs);
+      if ('error' in resolved && authRefused.test(resolved.error))
+        throw new MonClientError(EACCES, 'EACCES', resolved.error.replace(/^.*?(EACCES: )/, ''));
       if ('error' in resolved) {
         if (!cutShort(resolveMs)) lastError = `no answer from ${mon.addr}: ${resolved.error}`;
         refusals += 1;
@@ -202,11 +237,11 @@ export class MonClient {
   }
 
   /** Give up on the attempts waiting for `monitor`: they go on to the next monitor. */
-  #failPending(monitor: EntityName, rs: string): void {
+  #failPending(monitor: EntityName, rs: string, r = -EAGAIN): void {
     for (const [tid, pending] of this.#pending) {
       if (pending.monitor !== monitor) continue;
       this.#pending.delete(tid);
-      pending.resolve({ r: -EAGAIN, rs, data: new Uint8Array() });
+      pending.resolve({ r, rs, data: new Uint8Array() });
     }
   }
 

@@ -2,10 +2,16 @@
 // Elector::init): everything the machines need as input, from the layout of DESIGN.md §4.
 import type { MonitorInput } from '../machines/monitor.ts';
 import type { Uncommitted } from '../machines/paxos.ts';
+import { authDataPrefix, authHistoryPrefix, authLoaded } from '../machines/services/auth.ts';
 import { sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
 import { discardStage } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
-import { type MonMap, validateMonMap } from '../transport/messages.ts';
+import {
+  type ConnectionTracker,
+  checkConnectionTracker,
+  type MonMap,
+  validateMonMap,
+} from '../transport/messages.ts';
 import { toTransaction } from './io.ts';
 
 const utf8 = new TextDecoder();
@@ -53,6 +59,8 @@ export interface LoadedMonitor {
   addr: string | undefined;
   /** mon_sync/in_sync was set: a store sync was interrupted; the synced data must be cleared and copied again. */
   inSync: boolean;
+  /** Why the stored connectivity scores were not used (the elector starts with fresh ones), if so. */
+  scoresRefused?: string;
   input: Omit<MonitorInput, 'config'>;
 }
 
@@ -137,17 +145,32 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
   const sessionEntries: [string, Uint8Array][] = [];
   for await (const entry of store.iterate(sessionPrefix)) sessionEntries.push(entry);
   const sessionsOf = (prefix: string) => sessionsBootFrom(prefix, sessionEntries);
+  // AuthMonitor's database: the entities (KeyServer's data), read whole at start-up.
+  const authVersions = await versions(authHistoryPrefix);
+  const authEntries: [string, Uint8Array][] = [];
+  for await (const entry of store.iterate(authDataPrefix)) authEntries.push(entry);
+  const scores = await loadConnectivityScores(
+    store,
+    monmap.mons.findIndex((m) => m.name === name),
+  );
   return {
     name,
     fsid,
     addr,
     inSync: (await store.getNumber('mon_sync', 'in_sync')) > 0,
+    ...(scores.refused ? { scoresRefused: scores.refused } : {}),
     input: {
+      connectivityScores: scores.tracker,
       services: {
         monmap: { versions: await versions('monmap'), loaded: monmap, sessions: sessionsOf('monmap') },
         'config-key': { versions: await versions('kv'), loaded: null, sessions: sessionsOf('kv') },
         log: { versions: await versions('logm'), loaded: nextLogSeq, sessions: sessionsOf('logm') },
         health: { versions: await versions('health'), loaded: health, sessions: sessionsOf('health') },
+        auth: {
+          versions: authVersions,
+          loaded: authLoaded(authVersions, authEntries),
+          sessions: sessionsOf(authHistoryPrefix),
+        },
       },
       name,
       monmap,
@@ -162,4 +185,32 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
       },
     },
   };
+}
+
+/**
+ * The elector's scores (Elector's constructor reads monitor/connectivity_scores). Scores that do
+ * not decode, or were made at another rank (the monmap changed while the monitor was down), are
+ * not used: the elector starts with fresh ones, and the reason is logged.
+ */
+export async function loadConnectivityScores(
+  store: Store,
+  rank: number,
+): Promise<{ tracker: ConnectionTracker | null; refused?: string }> {
+  const bytes = await store.get('monitor', 'connectivity_scores');
+  if (!bytes) return { tracker: null };
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(bytes));
+  } catch (error) {
+    return { tracker: null, refused: `connectivity_scores is not valid JSON: ${(error as Error).message}` };
+  }
+  const reason = checkConnectionTracker(value);
+  if (reason) return { tracker: null, refused: `connectivity_scores: ${reason}` };
+  const tracker = value as ConnectionTracker;
+  if (tracker.rank !== rank)
+    return {
+      tracker: null,
+      refused: `connectivity_scores were made at rank ${tracker.rank}, I am rank ${rank}`,
+    };
+  return { tracker };
 }

@@ -1,6 +1,8 @@
 // Running a monitor: the pure monitor statechart, given its world. `createMonitor` takes any Store
 // and Transport (the simulator's in-memory ones, or an app's own); `startMonitor` (actors/daemon.ts)
 // opens RocksDB and TCP and calls it.
+
+import { randomBytes } from 'node:crypto';
 import {
   type ActorOptions,
   type AnyActorLogic,
@@ -8,7 +10,12 @@ import {
   createActor,
   type InspectionEvent,
 } from 'xstate';
+import { capsAllow, commandPerm, type MonCaps, parseMonCaps } from '../machines/caps.ts';
 import { defaultConfig, type MonConfig } from '../machines/config.ts';
+import { dumpTracker } from '../machines/connection-tracker.ts';
+import { decodeCryptoKey } from '../machines/crypto-key.ts';
+import type { ElectorContext } from '../machines/elector.ts';
+import type { KeyringEntry } from '../machines/keyring-text.ts';
 import { createMonitorMachine } from '../machines/monitor.ts';
 import { isReadable, isWriteable, type PaxosMachineContext, paxosStateName } from '../machines/paxos.ts';
 import {
@@ -17,6 +24,7 @@ import {
   type ServiceDefinition,
   type ServiceRequest,
 } from '../machines/paxos-service.ts';
+import { type AuthState, authCreated, authLookup } from '../machines/services/auth.ts';
 import { defaultServices } from '../machines/services/index.ts';
 import { monmapJson } from '../machines/services/monmap.ts';
 import type { Store } from '../storage/store.ts';
@@ -51,6 +59,21 @@ export interface CreateMonitorOptions {
   onShutdown?: (reason: string) => void;
   /** A store sync made progress (keys and bytes copied, of the totals when known). */
   onSyncProgress?: (progress: SyncProgressReport) => void;
+  /**
+   * The monitor's keyring (its data dir's, which mkfs writes): the auth database's first
+   * entries (AuthMonitor::create_initial imports it), and who may connect until that database
+   * exists. Without one, only the entities of the auth database are known.
+   */
+  keyring?: KeyringEntry[];
+  /** Randomness for new keys (`auth get-or-create`): node's crypto, or the simulator's PRNG. */
+  randomBytes?: (n: number) => Uint8Array;
+}
+
+/** What the monitor knows of an entity (MonitorHandle.authEntity). */
+export interface AuthEntity {
+  secret: Uint8Array;
+  /** Caps by service (`mon` → `allow r`). */
+  caps: Record<string, string>;
 }
 
 export interface SyncProgressReport {
@@ -84,6 +107,11 @@ export interface MonitorHandle {
   quorumStatus(): Record<string, unknown>;
   isReadable(): boolean;
   isWriteable(): boolean;
+  /**
+   * An entity's secret and caps: from the auth database once it exists (the auth service's
+   * committed state), else from the monitor's keyring. Undefined for an unknown entity.
+   */
+  authEntity(entity: string): AuthEntity | undefined;
   /** Messages refused and dropped since start (a monitor message from a non-monitor, from a monitor not in the monmap, a value that does not decode, …). */
   refusedMessages(): number;
   /** Resolves once a shutdown (stop() or a fatal store error) has completed. */
@@ -105,6 +133,8 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   const now = options.now ?? (() => Date.now());
   const config: MonConfig = { ...defaultConfig, ...(options.config ?? {}) };
   const loaded = await loadMonitorState(options.store);
+  if (loaded.scoresRefused)
+    logger.warn({ mon: loaded.name }, `starting with fresh connectivity scores: ${loaded.scoresRefused}`);
   let quorumSince = 0;
   let stopping = false;
   let resolveStopped!: () => void;
@@ -130,6 +160,61 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     begin();
     work.then(end, end);
   };
+
+  // The monitor's keyring: the auth database's seed, and the entities known until it exists.
+  const localKeyring = new Map<string, AuthEntity>();
+  for (const entry of options.keyring ?? []) {
+    localKeyring.set(entry.entity, { secret: decodeCryptoKey(entry.key).secret, caps: entry.caps });
+  }
+  function authEntity(entity: string): AuthEntity | undefined {
+    const service = actor?.system.get('service:auth') as AnyActorRef | undefined;
+    const state = (service?.getSnapshot()?.context as ServiceContext | undefined)?.state as
+      | AuthState
+      | undefined;
+    if (state && authCreated(state)) {
+      const found = authLookup(state, entity);
+      return found ? { secret: found.secret, caps: { ...found.caps } } : undefined;
+    }
+    return localKeyring.get(entity);
+  }
+
+  // Parsed caps by their text: a session's caps are parsed once, not per command.
+  const parsedCaps = new Map<string, MonCaps | null>();
+  const capsOf = (text: string): MonCaps | null => {
+    let caps = parsedCaps.get(text);
+    if (caps === undefined) {
+      try {
+        caps = parseMonCaps(text);
+      } catch {
+        caps = null; // caps that do not parse grant nothing (Ceph: the cap fails to decode)
+      }
+      if (parsedCaps.size >= 4096) parsedCaps.clear();
+      parsedCaps.set(text, caps);
+    }
+    return caps;
+  };
+  const noData = new Uint8Array();
+  /**
+   * Why `entity` may not run `cmd` (EACCES), or null. An unknown entity, caps that do not parse
+   * and a command its caps do not cover are all `access denied`, as Ceph answers them.
+   */
+  function commandDenied(entity: string | undefined, cmd: string[]): CommandReply | null {
+    const accessDenied = { r: -13, rs: 'access denied', data: noData };
+    if (entity === undefined) return accessDenied;
+    const known = authEntity(entity);
+    if (!known) return accessDenied;
+    // A command no table declares needs everything (`allow *`): a new command is never a way
+    // around caps, and an unknown one is EINVAL only to those who could run anything.
+    const need = commandPerm(services, cmd) ?? {
+      service: 'mon',
+      prefix: cmd.join(' '),
+      perm: 'rwx',
+      args: {},
+    };
+    const caps = capsOf(known.caps.mon ?? '');
+    if (!caps) return accessDenied;
+    return capsAllow(caps, { ...need, entity }) ? null : accessDenied;
+  }
 
   // Refused input (actors/io.ts refuseReason, machines' io.refused): a count, and the peers
   // already logged.
@@ -158,7 +243,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     store: options.store,
     transport: options.transport,
     onFatal: fatal,
-    onCommand: (from, msg) => {
+    onCommand: (from, msg, session) => {
       const reply = (r: CommandReply) =>
         options.transport.send(from, {
           type: 'mon.command_ack',
@@ -168,6 +253,10 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
           rs: r.rs,
           data: r.data,
         });
+      // Monitor::_allowed_command: the caps of the entity the session proved, before anything
+      // else (a forwarded request was checked here, at the monitor the client is connected to).
+      const denied = commandDenied(session?.entity, msg.cmd);
+      if (denied) return reply(denied);
       const builtin = handleStatusCommand(handle, msg);
       if (builtin) return reply(builtin);
       if (options.onCommand?.(from, msg, reply)) return;
@@ -187,7 +276,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       command(request);
     },
     onOther: (from, msg) => {
-      if (msg.type === 'mon.ping') timecheck(from, msg);
+      // A ping with scores is the elector's (connectivity); one without is a time check.
+      if (msg.type === 'mon.ping' && msg.scoring) actor.send({ type: 'mon.ping', from, msg });
+      else if (msg.type === 'mon.ping') timecheck(from, msg);
     },
     onSyncRequest: (from, msg) => provider.handle(from, msg),
     onRefused: (from, type, reason) => {
@@ -231,6 +322,10 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     ...defaultServices({
       configKeyMaxEntrySizeBytes: config.monConfigKeyMaxEntrySizeBytes,
       clockDriftAllowedMs: config.monClockDriftAllowedMs,
+      auth: {
+        randomBytes: options.randomBytes ?? ((n: number) => new Uint8Array(randomBytes(n))),
+        ...(options.keyring ? { initialKeyring: options.keyring } : {}),
+      },
     }),
     ...(options.services ?? []),
   ];
@@ -432,6 +527,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       return snap ? isWriteable(snap) : false;
     },
     refusedMessages: () => refusedTotal,
+    authEntity,
     monStatus() {
       const ctx = actor.getSnapshot().context;
       const snap = paxosSnapshot();
@@ -516,6 +612,19 @@ function handleStatusCommand(handle: MonitorHandle, msg: MonCommand): CommandRep
     data: encoder.encode(JSON.stringify(value)),
   });
   if (words.length === 1 && words[0] === 'mon_status') return json(handle.monStatus());
+  // Ceph's admin-socket `connection scores dump|reset` (Elector::dump_connection_scores,
+  // notify_clear_peer_state), asked with `tell mon.NAME connection scores dump`.
+  if (words.length === 3 && words[0] === 'connection' && words[1] === 'scores') {
+    const elector = handle.actor.system.get('elector') as AnyActorRef | undefined;
+    const context = elector?.getSnapshot()?.context as ElectorContext | undefined;
+    if (!context) return { r: -11, rs: `mon.${handle.name} has no elector now`, data: new Uint8Array() };
+    if (words[2] === 'dump') return json(dumpTracker(context.tracker, context.tracking.persistInterval));
+    if (words[2] === 'reset') {
+      handle.actor.send({ type: 'monitor.connection_scores_reset' });
+      return json({});
+    }
+    return { r: -22, rs: 'usage: connection scores dump | connection scores reset', data: new Uint8Array() };
+  }
   if (words.length === 1 && words[0] === 'quorum_status') {
     const state = handle.state();
     // Ceph answers quorum_status from a monitor in the quorum; one outside it cannot know it.

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MonClient } from '../actors/mon-client.ts';
+import { clientCredentials } from '../cli/client-commands.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const mbArg = process.argv.indexOf('--mb');
@@ -62,7 +63,12 @@ async function main() {
       fsid: string;
       mons: { name: string; addr: string }[];
     };
-    const client = new MonClient({ mons: cluster.mons, fsid: cluster.fsid, timeoutMs: 60_000 });
+    const client = new MonClient({
+      mons: cluster.mons,
+      fsid: cluster.fsid,
+      timeoutMs: 60_000,
+      key: clientCredentials({ dir }).key,
+    });
     const count = Math.ceil((targetMb * 1024 * 1024) / valueBytes);
     const value = 'v'.repeat(valueBytes);
     let next = 0;

@@ -1,15 +1,21 @@
-// Messenger throughput over loopback: mon.b streams mon.command messages to mon.a with a bounded
-// window of messages in flight (below the queue bound, so nothing is dropped), then a ping-pong
-// round trip with one message outstanding. Bounded: each phase runs for a fixed time.
+// Messenger throughput over loopback, in each session mode (issue 13: 'secure' encrypts and
+// authenticates every frame, 'crc' authenticates it): mon.b streams mon.command messages to mon.a
+// with a bounded window of messages in flight (below the queue bound, so nothing is dropped), then
+// a ping-pong round trip with one message outstanding; last, the cost of sealing and opening one
+// frame alone (transport/session-crypto.ts, no sockets). Bounded: each phase runs for a fixed time.
+// Both messengers run in this one process, so a message's seal and its open are both counted.
 //   node --import tsx bench/transport.ts
+import { randomBytes } from 'node:crypto';
 import { encodeMessage } from '../transport/codec.ts';
 import { encodeFrame } from '../transport/frame.ts';
 import type { Message } from '../transport/messages.ts';
-import { Messenger } from '../transport/messenger.ts';
+import { Messenger, monEntity } from '../transport/messenger.ts';
+import { deriveSession, type SessionMode, sessionChannels } from '../transport/session-crypto.ts';
 
 const fsid = '5f0c3b4e-9a43-4d1e-8c7b-2f6a1d9e0b11';
 const phaseMs = 2000;
 const windowMessages = 2048;
+const monSecret = new Uint8Array(randomBytes(16));
 
 /** A mon.command whose frame (header included) is `frameBytes` long. */
 function commandOfFrameBytes(frameBytes: number): Message {
@@ -26,16 +32,17 @@ function commandOfFrameBytes(frameBytes: number): Message {
   return message;
 }
 
-async function pair(): Promise<{ a: Messenger; b: Messenger; addr: string }> {
-  const a = new Messenger({ name: 'mon.a', fsid, rank: 0 });
-  const b = new Messenger({ name: 'mon.b', fsid, rank: 1 });
+async function pair(mode: SessionMode): Promise<{ a: Messenger; b: Messenger; addr: string }> {
+  const auth = { entity: monEntity, secret: monSecret, modes: [mode] };
+  const a = new Messenger({ name: 'mon.a', fsid, rank: 0, auth });
+  const b = new Messenger({ name: 'mon.b', fsid, rank: 1, auth });
   const addr = await a.listen();
   await b.listen();
   return { a, b, addr };
 }
 
-async function stream(frameBytes: number): Promise<void> {
-  const { a, b, addr } = await pair();
+async function stream(mode: SessionMode, frameBytes: number): Promise<void> {
+  const { a, b, addr } = await pair(mode);
   const message = commandOfFrameBytes(frameBytes);
   const actualFrameBytes = encodeFrame(encodeMessage(message)).byteLength;
   let sent = 0;
@@ -74,15 +81,16 @@ async function stream(frameBytes: number): Promise<void> {
   const messages = received - startReceived;
   const rate = messages / seconds;
   console.log(
-    `stream  ${String(actualFrameBytes).padStart(6)} B frames: ${Math.round(rate).toLocaleString('en-US').padStart(10)} msg/s` +
+    `${mode.padEnd(6)}  stream ${String(actualFrameBytes).padStart(6)} B frames: ${Math.round(rate).toLocaleString('en-US').padStart(10)} msg/s` +
+      `  ${(1e6 / rate).toFixed(2).padStart(6)} µs/msg` +
       `  ${((rate * actualFrameBytes) / 1e6).toFixed(1).padStart(7)} MB/s` +
       `  (dropped ${b.stats().dropped}, invalid ${a.stats().invalid})`,
   );
   await Promise.all([a.close(), b.close()]);
 }
 
-async function pingPong(): Promise<void> {
-  const { a, b, addr } = await pair();
+async function pingPong(mode: SessionMode): Promise<void> {
+  const { a, b, addr } = await pair(mode);
   const bAddr = b.addr as string;
   let trips = 0;
   let done = false;
@@ -107,7 +115,7 @@ async function pingPong(): Promise<void> {
   await finished;
   const seconds = Number(process.hrtime.bigint() - startNs) / 1e9;
   console.log(
-    `ping-pong (one outstanding): ${Math.round(trips / seconds).toLocaleString('en-US')} round trips/s, ` +
+    `${mode.padEnd(6)}  ping-pong (one outstanding): ${Math.round(trips / seconds).toLocaleString('en-US')} round trips/s, ` +
       `${((seconds / trips) * 1e6).toFixed(1)} µs per round trip`,
   );
   await Promise.all([a.close(), b.close()]);
@@ -116,6 +124,40 @@ async function pingPong(): Promise<void> {
 console.log(
   `paxmon transport bench — node ${process.version}, loopback TCP, window ${windowMessages} messages`,
 );
-await stream(100);
-await stream(16 * 1024);
-await pingPong();
+/** Seal and open frames of `payloadBytes` in one session, as fast as one core does it. */
+function sealOpen(mode: SessionMode, payloadBytes: number): void {
+  const challenge = (): Uint8Array => new Uint8Array(randomBytes(32));
+  const secrets = deriveSession(monSecret, {
+    diallerHello: new Uint8Array(64),
+    acceptorHello: new Uint8Array(64),
+    diallerChallenge: challenge(),
+    acceptorChallenge: challenge(),
+  });
+  const dialler = sessionChannels(secrets, mode, 'dialler');
+  const acceptor = sessionChannels(secrets, mode, 'acceptor');
+  const payload = new Uint8Array(randomBytes(payloadBytes));
+  const round = (count: number): void => {
+    for (let i = 0; i < count; i++) {
+      const frame = dialler.sealer.sealOne(payload);
+      if (acceptor.opener.open(frame.subarray(4)) === null) throw new Error('a sealed frame did not open');
+    }
+  };
+  round(5000);
+  const count = payloadBytes > 1024 ? 20_000 : 100_000;
+  const startNs = process.hrtime.bigint();
+  round(count);
+  const microseconds = Number(process.hrtime.bigint() - startNs) / 1e3 / count;
+  console.log(
+    `${mode.padEnd(6)}  seal + open alone, ${String(payloadBytes).padStart(6)} B payload: ${microseconds.toFixed(2)} µs per frame`,
+  );
+}
+
+for (const mode of ['crc', 'secure'] as const) {
+  await stream(mode, 100);
+  await stream(mode, 16 * 1024);
+  await pingPong(mode);
+}
+for (const mode of ['crc', 'secure'] as const) {
+  sealOpen(mode, 100);
+  sealOpen(mode, 16 * 1024);
+}

@@ -1,12 +1,15 @@
 // Ceph-style client commands (paxmon [-m HOST:PORT,…] [--format …] COMMAND…): each is a
 // mon.command sent by a MonClient to any monitor of the list, answered with Ceph's { r, rs, data }.
-import { closeSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { keyringBytesMax } from '../actors/keyring.ts';
 import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client.ts';
+import { type KeyringEntry, parseKeyring } from '../machines/keyring-text.ts';
+import { authInbufBytesMax, renderAuth } from '../machines/services/auth.ts';
 import { configKeyMaxEntrySizeDefault, replacementCharacter } from '../machines/services/config-key.ts';
 import { isMonAddr, readClusterFile, writeClusterFile } from './cluster.ts';
-import { CliError, errnoName, fail } from './errors.ts';
+import { CliError, errnoName, errnoOf, fail } from './errors.ts';
 
 export type Format = 'plain' | 'json' | 'json-pretty';
 
@@ -15,6 +18,48 @@ export interface GlobalOptions {
   dir: string;
   format: Format;
   timeout: string;
+  /** The entity to authenticate as (Ceph's -n/--name; default client.admin). */
+  name?: string;
+  /** A keyring file holding its key (Ceph's -k/--keyring; default the cluster's, DIR/keyring). */
+  keyring?: string;
+}
+
+/**
+ * Who the CLI is and its key (Ceph's `-n NAME -k KEYRING`): the entity's entry in `-k FILE`, else
+ * in the local cluster's keyring (`paxmon up` writes DIR/keyring with client.admin's key).
+ */
+export function clientCredentials(options: { dir: string; name?: string; keyring?: string }): {
+  name: string;
+  key: string;
+} {
+  const name = options.name ?? 'client.admin';
+  if (!/^client\.\S+$/.test(name)) fail('EINVAL', `-n '${name}' is not a client entity name (client.NAME)`);
+  const file = options.keyring ?? join(options.dir, 'keyring');
+  let text: string;
+  try {
+    const bytes = readFileSync(file);
+    if (bytes.byteLength > keyringBytesMax)
+      fail('EINVAL', `keyring ${file} is ${bytes.byteLength} bytes: not a keyring`);
+    text = bytes.toString('utf8');
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
+    return fail(
+      errnoOf(code),
+      options.keyring
+        ? `unable to read keyring ${file}: ${(error as Error).message}`
+        : `no keyring for ${name}: give -k KEYRING (a local cluster's is ${file}, written by paxmon up)`,
+    );
+  }
+  let entries: KeyringEntry[];
+  try {
+    entries = parseKeyring(text);
+  } catch (error) {
+    return fail('EINVAL', `keyring ${file}: ${(error as Error).message}`);
+  }
+  const entry = entries.find((e) => e.entity === name);
+  if (!entry) fail('ENOENT', `keyring ${file} has no key for ${name}`);
+  return { name, key: (entry as KeyringEntry).key };
 }
 
 /** Monitors to talk to: -m HOST:PORT[,…], else the local cluster's cluster.json. */
@@ -65,11 +110,7 @@ export const plainQuorum = (q: QuorumStatus) =>
     `monmap e${q.monmap.epoch} fsid ${q.monmap.fsid}: ${q.monmap.mons.map((m) => `${m.rank}:${m.name}@${m.addr}`).join(' ')}`,
   ].join('\n');
 
-export async function runCommand(
-  words: string[],
-  globals: { monHost?: string; dir: string; format: Format; timeout: string },
-  target?: string,
-) {
+export async function runCommand(words: string[], globals: GlobalOptions, target?: string) {
   const { mons, fsid } = monitorsFor(globals);
   const timeoutMs = Number(globals.timeout) * 1000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
@@ -82,6 +123,7 @@ export async function runCommand(
     if (!mons.some((m) => m.name === name) && !mons.every((m) => m.name)) {
       const lookup = new MonClient({
         mons,
+        ...clientCredentials(globals),
         ...(fsid ? { fsid } : {}),
         attemptTimeoutMs: Math.min(2000, timeoutMs),
       });
@@ -97,6 +139,7 @@ export async function runCommand(
   }
   const client = new MonClient({
     mons: chosen,
+    ...clientCredentials(globals),
     ...(fsid ? { fsid } : {}),
     timeoutMs,
     attemptTimeoutMs: Math.min(2000, timeoutMs),
@@ -138,6 +181,7 @@ export async function runRaw(
     fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
   const client = new MonClient({
     mons: chosen,
+    ...clientCredentials(globals),
     ...(fsid ? { fsid } : {}),
     timeoutMs,
     attemptTimeoutMs: Math.min(2000, timeoutMs),
@@ -334,6 +378,37 @@ export function registerClientCommands(program: Command): void {
         return;
       }
       emit(reply, globals().format);
+    });
+
+  program
+    .command('auth')
+    .description(
+      "entities, keys and caps (Ceph's AuthMonitor): get-or-create ENTITY [TYPE CAPS…] | get ENTITY | ls | del ENTITY | caps ENTITY TYPE CAPS… | print-key ENTITY | add ENTITY [TYPE CAPS…] -i KEYRING | import -i KEYRING | export [ENTITY]",
+    )
+    .argument('<words...>', 'the auth command')
+    .option('-i, --in-file <file>', 'a keyring to read (auth add, auth import)')
+    .option('-o, --out-file <file>', 'write what the command prints (a keyring, a key) to a file, mode 0600')
+    .action(async (words: string[], options: { inFile?: string; outFile?: string }) => {
+      let inbuf: Uint8Array | undefined;
+      if (options.inFile) {
+        try {
+          inbuf = readAtMost(options.inFile, authInbufBytesMax + 1);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          fail(errnoOf(code), `cannot read ${options.inFile}: ${(error as Error).message}`);
+        }
+        if (inbuf && inbuf.byteLength > authInbufBytesMax)
+          fail('EFBIG', `${options.inFile} is larger than a keyring (${authInbufBytesMax} bytes at most)`);
+      }
+      const cmd = ['auth', ...words];
+      const reply = await runRaw(cmd, globals(), inbuf);
+      const out = renderAuth(cmd, reply, globals().format);
+      if (out.stderr) process.stderr.write(out.stderr);
+      if (options.outFile) {
+        // A keyring holds secrets: written only for its owner (Ceph's ceph-authtool writes 0600 too).
+        writeFileSync(options.outFile, out.stdout, { mode: 0o600 });
+        chmodSync(options.outFile, 0o600);
+      } else process.stdout.write(out.stdout);
     });
 
   program

@@ -14,7 +14,8 @@ import {
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
+import { type KeyringEntry, KeyringError, readKeyring, writeKeyring } from '../actors/keyring.ts';
+import { buildMonMap, mkfsTransaction, newClusterKeyring } from '../actors/mkfs.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
 import { CliError, errnoOf, fail } from './errors.ts';
@@ -94,12 +95,46 @@ export function parseMonSpecs(specs: string[]): { name: string; addr: string }[]
   return mons;
 }
 
-/** paxmon mkfs: create one monitor's store with the initial monmap. */
+/**
+ * The keyring mkfs was given (Ceph's `ceph-mon --mkfs --keyring FILE`): it must hold `mon.`; its
+ * other entries become the auth database's first entries when the cluster first forms a quorum
+ * (AuthMonitor::create_initial imports the monitor's keyring).
+ */
+export async function mkfsKeyring(file: string): Promise<KeyringEntry[]> {
+  let entries: KeyringEntry[];
+  try {
+    entries = await readKeyring(file);
+  } catch (error) {
+    if (error instanceof KeyringError) return fail(errnoOf(error.code), error.message);
+    throw error;
+  }
+  if (!entries.some((e) => e.entity === 'mon.'))
+    fail('EINVAL', `keyring ${file} has no mon. key (the key every monitor of the cluster shares)`);
+  return entries;
+}
+
+/** The `mon.` entry of a local cluster's monitors (in any monitor's DIR/NAME/keyring). */
+export async function clusterMonKey(dir: string, cluster: ClusterFile): Promise<KeyringEntry> {
+  for (const m of cluster.mons) {
+    const file = join(dir, m.name, 'keyring');
+    if (!existsSync(file)) continue;
+    const entry = (await mkfsKeyring(file)).find((e) => e.entity === 'mon.');
+    if (entry) return entry;
+  }
+  return fail('ENOENT', `no monitor of the cluster in ${dir} has a keyring with the mon. key`);
+}
+
+/** paxmon mkfs: create one monitor's store with the initial monmap, and its keyring. */
 export async function mkfs(options: {
   dir: string;
   name: string;
   fsid?: string;
   mons: string[];
+  /**
+   * The monitor's keyring (DIR/keyring, mode 0600): must hold `mon.`; default a new one with
+   * new `mon.` and `client.admin` keys.
+   */
+  keyring?: KeyringEntry[];
   /** A monmap file (paxmon mon getmap -o FILE): Ceph's `ceph-mon --mkfs --monmap`. */
   monmapFile?: string;
   /** This monitor's own address when it is not in the map yet: it will join (mon.join). */
@@ -147,7 +182,10 @@ export async function mkfs(options: {
   }
   const reason = validateMonMap(monmap);
   if (reason) fail('EINVAL', reason);
-  mkdirSync(options.dir, { recursive: true });
+  const keyring = options.keyring ?? newClusterKeyring();
+  if (!keyring.some((e) => e.entity === 'mon.')) fail('EINVAL', 'the keyring has no mon. key');
+  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  await writeKeyring(join(options.dir, 'keyring'), keyring);
   const store = await RocksDBStore.open(join(options.dir, 'store.db'), { create: true });
   try {
     const tx = mkfsTransaction(options.name, monmap);
@@ -307,12 +345,20 @@ export async function ensureCluster(
   for (const m of cluster.mons)
     await checkPortFree(m.addr, `mon.${m.name} needs it; choose another first port with --port`);
   mkdirSync(dir, { recursive: true });
+  // The cluster's keyring (Ceph's ceph.client.admin.keyring): client.admin, for the CLI. Each
+  // monitor's DIR/NAME/keyring (Ceph's mon data keyring) holds mon. and client.admin.
+  const keyring = newClusterKeyring();
+  await writeKeyring(
+    join(dir, 'keyring'),
+    keyring.filter((e) => e.entity === 'client.admin'),
+  );
   for (const m of cluster.mons) {
     await mkfs({
       dir: join(dir, m.name),
       name: m.name,
       fsid: cluster.fsid,
       mons: cluster.mons.map((x) => `${x.name}=${x.addr}`),
+      keyring,
     });
   }
   writeClusterFile(dir, cluster);
@@ -335,10 +381,13 @@ export async function addMonitors(
   if (!Number.isInteger(count) || count < 1 || count > 16)
     fail('EINVAL', `--add ${count}: add 1 to 16 monitors at a time`);
   const { MonClient } = await import('../actors/mon-client.ts');
+  const { clientCredentials } = await import('./client-commands.ts');
+  const monKey = await clusterMonKey(dir, cluster);
   const client = new MonClient({
     mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
     fsid: cluster.fsid,
     timeoutMs,
+    ...clientCredentials({ dir }),
   });
   try {
     for (let i = 0; i < count; i += 1) {
@@ -357,7 +406,9 @@ export async function addMonitors(
       if (map.r < 0) fail('EIO', `mon getmap: ${map.rs}`);
       const monmapFile = join(dir, `monmap.${name}.json`);
       writeFileSync(monmapFile, map.data);
-      await mkfs({ dir: join(dir, name), name, mons: [], monmapFile });
+      // A new monitor gets the cluster's mon. key (Ceph: `ceph auth get mon. -o KEYRING`, then
+      // `ceph-mon --mkfs --keyring KEYRING`).
+      await mkfs({ dir: join(dir, name), name, mons: [], monmapFile, keyring: [monKey] });
       cluster.mons.push({ name, addr });
       writeClusterFile(dir, cluster);
       const pid = spawnMonitor(join(dir, name), extraArgs);

@@ -4,6 +4,7 @@ export const errno = {
   ENOENT: 2,
   EIO: 5,
   EAGAIN: 11,
+  EACCES: 13,
   EBUSY: 16,
   EEXIST: 17,
   ENOTDIR: 20,

@@ -23,6 +23,7 @@ import { applyCephOptions, defaultConfig, type MonConfig } from '../machines/con
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { parseAddr } from '../transport/messenger.ts';
 import {
+  clientCredentials,
   monClientCommand,
   plainQuorum,
   type QuorumStatus,
@@ -35,6 +36,7 @@ import {
   ensureCluster,
   exitedAtStart,
   mkfs,
+  mkfsKeyring,
   pidOf,
   readClusterFile,
   spawnMonitor,
@@ -283,6 +285,8 @@ export function buildProgram(): Command {
       'monitor addresses HOST:PORT[,HOST:PORT…] (default: the local cluster in --dir)',
     )
     .option('--dir <dir>', 'local cluster directory (paxmon up)', '.paxmon')
+    .option('-n, --name <entity>', 'authenticate as this client entity (default client.admin)')
+    .option('-k, --keyring <file>', "the keyring with its key (default: the local cluster's, DIR/keyring)")
     .addOption(
       new Option('--format <format>', 'output format')
         .choices(['plain', 'json', 'json-pretty'])
@@ -307,6 +311,10 @@ export function buildProgram(): Command {
       '--addr <host:port>',
       "this monitor's address, when it joins a cluster whose map does not name it yet",
     )
+    .option(
+      '--keyring <file>',
+      "the cluster's keyring with the mon. key (and client.admin, imported when the cluster first forms); default: new keys",
+    )
     .action(
       async (options: {
         dir: string;
@@ -315,7 +323,9 @@ export function buildProgram(): Command {
         mon: string[];
         monmap?: string;
         addr?: string;
+        keyring?: string;
       }) => {
+        const keyring = options.keyring ? await mkfsKeyring(options.keyring) : undefined;
         await mkfs({
           dir: options.dir,
           name: options.name,
@@ -323,8 +333,13 @@ export function buildProgram(): Command {
           ...(options.fsid ? { fsid: options.fsid } : {}),
           ...(options.monmap ? { monmapFile: options.monmap } : {}),
           ...(options.addr ? { addr: options.addr } : {}),
+          ...(keyring ? { keyring } : {}),
         });
         process.stdout.write(`created mon.${options.name} in ${options.dir}\n`);
+        if (!keyring)
+          process.stderr.write(
+            `created ${join(options.dir, 'keyring')} with new keys for mon. and client.admin: give other monitors of this cluster its mon. key (mkfs --keyring), clients the client.admin entry (-k)\n`,
+          );
       },
     );
 
@@ -499,6 +514,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     fsid: cluster.fsid,
     timeoutMs: 1500,
     attemptTimeoutMs: 500,
+    ...clientCredentials({ dir }),
   });
   const poll = async (): Promise<QuorumStatus | null> => {
     try {

@@ -18,6 +18,22 @@ export interface MonConfig {
   monElectionDeferExtraMs: number;
   /** mon_probe_timeout (Ceph 2 s). */
   monProbeTimeoutMs: number;
+  /**
+   * mon_elector_ping_timeout: under the connectivity strategy a peer whose ping is not answered
+   * for this long is reported dead (Ceph 2 s).
+   */
+  monElectorPingTimeoutMs: number;
+  /** mon_elector_ping_divisor: pings (and their checks) every ping timeout / this (Ceph 2). */
+  monElectorPingDivisor: number;
+  /** mon_con_tracker_score_halflife, in seconds: how fast a link's score follows its pings (Ceph 43200). */
+  monConTrackerScoreHalflifeS: number;
+  /** mon_con_tracker_persist_interval: scores are written every this many updates (Ceph 10). */
+  monConTrackerPersistInterval: number;
+  /**
+   * mon_elector_ignore_propose_margin: a stable monitor ignores a propose from outside its
+   * quorum unless the best score beats its last vote's by this much (Ceph 0.0005).
+   */
+  monElectorIgnoreProposeMargin: number;
   /** paxos_max_join_drift: versions a monitor may lag before it must sync rather than catch up (Ceph 10). */
   paxosMaxJoinDrift: number;
   /** paxos_propose_interval: 0 proposes at once when idle and batches what arrives during a round (Ceph 1 s). */
@@ -78,6 +94,13 @@ export const defaultConfig: MonConfig = {
   monElectionTimeoutMs: 1000,
   monElectionDeferExtraMs: 200,
   monProbeTimeoutMs: 500,
+  // Ceph's elector options scaled as the election timeout is (1 s for Ceph's 5): a dead link is
+  // noticed in 0.4–0.6 s, before an election times out, as Ceph's 2 s ping timeout is before 5 s.
+  monElectorPingTimeoutMs: 400,
+  monElectorPingDivisor: 2,
+  monConTrackerScoreHalflifeS: 8640,
+  monConTrackerPersistInterval: 10,
+  monElectorIgnoreProposeMargin: 0.0005,
   paxosMaxJoinDrift: 10,
   paxosProposeIntervalMs: 0,
   paxosProposeGatherMs: 4,
@@ -104,6 +127,11 @@ export const cephDefaults: MonConfig = {
   monElectionTimeoutMs: 5000,
   monElectionDeferExtraMs: 1000,
   monProbeTimeoutMs: 2000,
+  monElectorPingTimeoutMs: 2000,
+  monElectorPingDivisor: 2,
+  monConTrackerScoreHalflifeS: 43200,
+  monConTrackerPersistInterval: 10,
+  monElectorIgnoreProposeMargin: 0.0005,
   paxosMaxJoinDrift: 10,
   paxosProposeIntervalMs: 1000,
   paxosProposeGatherMs: 0,
@@ -130,6 +158,11 @@ export const cephOptionNames: Record<string, { field: keyof MonConfig; seconds: 
   mon_accept_timeout_factor: { field: 'monAcceptTimeoutFactor', seconds: false },
   mon_election_timeout: { field: 'monElectionTimeoutMs', seconds: true },
   mon_probe_timeout: { field: 'monProbeTimeoutMs', seconds: true },
+  mon_elector_ping_timeout: { field: 'monElectorPingTimeoutMs', seconds: true },
+  mon_elector_ping_divisor: { field: 'monElectorPingDivisor', seconds: false },
+  mon_con_tracker_score_halflife: { field: 'monConTrackerScoreHalflifeS', seconds: false },
+  mon_con_tracker_persist_interval: { field: 'monConTrackerPersistInterval', seconds: false },
+  mon_elector_ignore_propose_margin: { field: 'monElectorIgnoreProposeMargin', seconds: false },
   paxos_max_join_drift: { field: 'paxosMaxJoinDrift', seconds: false },
   paxos_propose_interval: { field: 'paxosProposeIntervalMs', seconds: true },
   paxos_propose_gather: { field: 'paxosProposeGatherMs', seconds: true },
@@ -176,6 +209,8 @@ export function applyCephOptions(base: MonConfig, pairs: string[]): MonConfig | 
 
 /** Options that count things (versions, keys, bytes): a fraction of one means nothing. */
 const integerOptions = new Set([
+  'mon_elector_ping_divisor',
+  'mon_con_tracker_persist_interval',
   'paxos_max_join_drift',
   'paxos_min',
   'paxos_trim_min',
@@ -202,6 +237,14 @@ function unworkable(config: MonConfig): MonConfig | string {
       'an election would end before any ack could arrive',
     ],
     ['mon_probe_timeout', config.monProbeTimeoutMs, 'probing would restart before any reply could arrive'],
+    ['mon_elector_ping_timeout', config.monElectorPingTimeoutMs, 'every link would be reported dead at once'],
+    ['mon_elector_ping_divisor', config.monElectorPingDivisor, 'pings would never be sent'],
+    ['mon_con_tracker_score_halflife', config.monConTrackerScoreHalflifeS, 'scores would have no half-life'],
+    [
+      'mon_con_tracker_persist_interval',
+      config.monConTrackerPersistInterval,
+      'scores would never be written',
+    ],
     ['mon_tick_interval', config.monTickIntervalMs, 'a zero tick spins the monitor'],
     ['mon_sync_timeout', config.monSyncTimeoutMs, 'every sync step would time out at once'],
     ['mon_accept_timeout_factor', config.monAcceptTimeoutFactor, 'collect and begin would time out at once'],

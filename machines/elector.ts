@@ -1,15 +1,41 @@
-// The Elector: Ceph's classic ElectionLogic (src/mon/ElectionLogic.cc, seed 003) as a child
-// actor of the monitor. States mirror the logic's modes: `stable` (even epoch, nothing to do),
-// `electingMe` (proposed myself, collecting acks), `deferring` (acked a better-ranked monitor,
-// waiting for its victory). The election epoch is persisted on every bump through the I/O
-// actor, and the messages of that step are sent only after it is durable.
+// The Elector: Ceph's ElectionLogic (src/mon/ElectionLogic.cc, seed 003) and Elector's pinging
+// (src/mon/Elector.cc) as a child actor of the monitor. States mirror the logic's modes: `stable`
+// (even epoch, nothing to do), `electingMe` (proposed myself, collecting acks), `deferring` (acked
+// a better monitor, waiting for its victory). The election epoch is persisted on every bump
+// through the I/O actor, and the messages of that step are sent only after it is durable.
+//
+// Three strategies, the monmap's `election_strategy`, as Ceph has them (ElectionLogic.h):
+//   classic       the lowest rank wins (propose_classic_handler)
+//   disallow      the lowest rank not in the monmap's disallowed_leaders wins; nobody acks a
+//                 disallowed proposer (propose_disallow_handler, victory_makes_sense)
+//   connectivity  the monitor whose links the others score highest wins, ties to the lower rank;
+//                 disallowed monitors score −1 (propose_connectivity_handler). Scores come from
+//                 pings on the elector's own timer (machines/connection-tracker.ts).
 //
 // Parent protocol (what the monitor sees): `elector.join_election` (an epoch bump pulled me into
 // an election: Monitor::join_election), `elector.win`, `elector.lose`, `elector.reset_election`
 // (deferred but nobody won and I never joined a quorum: Monitor::bootstrap), `elector.epoch`.
 import { assign, enqueueActions, sendParent, sendTo, setup } from 'xstate';
-import type { ElectionStrategy, EntityName, MonElection, MonMap } from '../transport/messages.ts';
-import { effects, type IoEffectsEvent, type MessageEvent, type Outgoing } from './effects.ts';
+import type {
+  ElectionStrategy,
+  EntityName,
+  Message,
+  MonElection,
+  MonMap,
+  MonPing,
+} from '../transport/messages.ts';
+import { defaultConfig } from './config.ts';
+import {
+  type ConnectionTracker,
+  createTracker,
+  increaseEpoch,
+  receivePeerReport,
+  remapTracker,
+  reportConnection,
+  resetTracker,
+  totalScore,
+} from './connection-tracker.ts';
+import { effects, type IoEffectsEvent, type MessageEvent, type Outgoing, type StoreOp } from './effects.ts';
 
 export interface ElectorInput {
   rank: number;
@@ -20,6 +46,42 @@ export interface ElectorInput {
   hasEverJoined: boolean;
   electionTimeoutMs: number;
   deferExtraMs: number;
+  /** The scores loaded from monitor/connectivity_scores (Elector's constructor), or none. */
+  connectivityScores?: ConnectionTracker | null;
+  /** The connectivity options (machines/config.ts); paxmon's defaults when left out. */
+  tracking?: Partial<TrackingOptions>;
+}
+
+/** Ceph's elector options for connectivity (mon_elector_ping_timeout, …), in paxmon's units. */
+export interface TrackingOptions {
+  pingTimeoutMs: number;
+  pingDivisor: number;
+  halfLifeS: number;
+  persistInterval: number;
+  ignoreProposeMargin: number;
+}
+
+export const defaultTracking: TrackingOptions = {
+  pingTimeoutMs: defaultConfig.monElectorPingTimeoutMs,
+  pingDivisor: defaultConfig.monElectorPingDivisor,
+  halfLifeS: defaultConfig.monConTrackerScoreHalflifeS,
+  persistInterval: defaultConfig.monConTrackerPersistInterval,
+  ignoreProposeMargin: defaultConfig.monElectorIgnoreProposeMargin,
+};
+
+/**
+ * Elector's pinging of one peer (live_pinging / dead_pinging, peer_acked_ping, peer_sent_ping).
+ * Times are the elector's own clock: the ping timer's ticks, in milliseconds (`pingNowMs`).
+ */
+export interface PeerPing {
+  rank: number;
+  live: boolean;
+  /** Stamp of the newest ping answered (or when pinging began, or the last dead report). */
+  ackedAt: number;
+  /** Stamp of the newest ping sent. */
+  sentAt: number;
+  /** While dead: when the next dead report is due (Elector::dead_ping every ping timeout). */
+  deadNextAt: number;
 }
 
 export interface ElectorContext {
@@ -41,6 +103,22 @@ export interface ElectorContext {
   stoodSinceInit: boolean;
   /** Ranks whose session was lost and not heard from since (the monitor tells). */
   downRanks: number[];
+  /** My ConnectionTracker (Elector::peer_tracker): my links' scores and the newest of everyone's. */
+  tracker: ConnectionTracker;
+  /** The scores frozen when this election started (ElectionLogic::stable_peer_tracker). */
+  stableTracker: ConnectionTracker | null;
+  /** The scores the monitor I acked proposed with (ElectionLogic::leader_peer_tracker). */
+  leaderTracker: ConnectionTracker | null;
+  /** ElectionLogic::last_election_winner / last_voted_for, for the anti-flap filter. */
+  lastElectionWinner: number;
+  lastVotedFor: number;
+  /** The peers being pinged (connectivity only). */
+  pings: PeerPing[];
+  /** The elector's clock: the ping timer's ticks so far × its interval, in ms. */
+  pingNowMs: number;
+  /** The ping timer is armed (it re-arms itself while the strategy is connectivity). */
+  pingTimerArmed: boolean;
+  tracking: TrackingOptions;
 }
 
 export type ElectorEvent =
@@ -54,7 +132,12 @@ export type ElectorEvent =
   | { type: 'elector.joined' }
   /** Monitors known down (their session reset and they have not spoken since). */
   | { type: 'elector.down'; ranks: number[] }
+  /** `connection scores reset` (Elector::notify_clear_peer_state). */
+  | { type: 'elector.scores_reset' }
+  /** Internal: the ping timer (Elector::ping_check every ping timeout / divisor). */
+  | { type: 'elector.ping_tick' }
   | MessageEvent<MonElection>
+  | MessageEvent<MonPing>
   /** Internal: a receive_* step moved the elector (raised by dispatch). */
   | { type: 'elector.goto.stable' }
   | { type: 'elector.goto.electingMe' }
@@ -75,13 +158,37 @@ export function rankOf(monmap: MonMap, entity: EntityName): number {
   return monmap.mons.findIndex((m) => m.name === name);
 }
 
+const isConnectivity = (context: ElectorContext) => context.monmap.electionStrategy === 'connectivity';
+
+/**
+ * The elector's disallowed set (Monitor::set_elector_disallowed_leaders): the monmap's
+ * disallowed_leaders, by rank. It counts under disallow and connectivity; classic ignores it.
+ */
+export function disallowedRanks(monmap: MonMap): number[] {
+  if (monmap.electionStrategy === 'classic') return [];
+  return monmap.mons.filter((m) => monmap.disallowedLeaders.includes(m.name)).map((m) => m.rank);
+}
+
+const isDisallowed = (context: ElectorContext, rank: number) =>
+  disallowedRanks(context.monmap).includes(rank);
+
+/**
+ * ElectionLogic::connectivity_election_score: −1 for a disallowed monitor, else its total score in
+ * the scores frozen for this election (or the live ones before any election).
+ */
+export function electionScore(context: ElectorContext, rank: number): number {
+  if (isDisallowed(context, rank)) return -1;
+  return totalScore(context.stableTracker ?? context.tracker, rank).score;
+}
+
 function electionMessage(
   context: ElectorContext,
   op: MonElection['op'],
   epoch: number,
   quorum: number[] = [],
+  sharing?: ConnectionTracker,
 ): MonElection {
-  return {
+  const msg: MonElection = {
     type: 'mon.election',
     op,
     fsid: context.monmap.fsid,
@@ -90,15 +197,36 @@ function electionMessage(
     quorum,
     strategy: context.monmap.electionStrategy as ElectionStrategy,
   };
+  // Every election message carries my scores (Elector.cc: peer_tracker.get_encoded_bl()); a
+  // propose also the snapshot it was made with (sharing_bl). Only under connectivity, the one
+  // strategy that reads them.
+  if (isConnectivity(context)) {
+    msg.scoring = context.tracker;
+    if (sharing) msg.sharing = sharing;
+  }
+  return msg;
 }
 
-function to(context: ElectorContext, rank: number, msg: MonElection): Outgoing {
+function to(context: ElectorContext, rank: number, msg: Message): Outgoing {
   const mon = context.monmap.mons[rank];
   return mon ? { to: `mon.${mon.name}`, addr: mon.addr, msg } : { to: `mon.?`, msg };
 }
 
-const persistEpoch = (epoch: number) =>
-  ({ op: 'put_number', prefix: 'monitor', key: 'election_epoch', value: epoch }) as const;
+/** The store key Ceph keeps the scores under (Elector::persist_connectivity_scores). */
+export const connectivityScoresKey = { prefix: 'monitor', key: 'connectivity_scores' } as const;
+
+const scoresWrite = (tracker: ConnectionTracker): StoreOp => ({
+  op: 'put',
+  ...connectivityScoresKey,
+  value: JSON.stringify(tracker),
+});
+
+/** Elector::persist_epoch: the epoch, and (connectivity) the scores with it. */
+function persistEpoch(context: ElectorContext, epoch: number): StoreOp[] {
+  const writes: StoreOp[] = [{ op: 'put_number', prefix: 'monitor', key: 'election_epoch', value: epoch }];
+  if (isConnectivity(context)) writes.push(scoresWrite(context.tracker));
+  return writes;
+}
 
 /**
  * ElectionLogic::init: read the persisted epoch; an odd one means we died mid-election, so move
@@ -109,21 +237,6 @@ export function initialEpoch(persisted: number): number {
   return persisted % 2 === 1 ? persisted + 1 : persisted;
 }
 
-/** Who may lead under the current strategy ('disallow': listed monitors never do). */
-function canLead(monmap: MonMap, rank: number): boolean {
-  if (monmap.electionStrategy !== 'disallow') return true;
-  const name = monmap.mons[rank]?.name;
-  return name !== undefined && !monmap.disallowedLeaders.includes(name);
-}
-
-/** Classic priority with 'disallow' applied: true when `a` would win over `b`. */
-function outranks(monmap: MonMap, a: number, b: number): boolean {
-  const aLeads = canLead(monmap, a);
-  const bLeads = canLead(monmap, b);
-  if (aLeads !== bLeads) return aLeads;
-  return a < b;
-}
-
 type Step = {
   context: Partial<ElectorContext>;
   io?: IoEffectsEvent;
@@ -131,6 +244,11 @@ type Step = {
   /** Which state to be in after the step; undefined keeps the current one (and its timer). */
   next?: 'stable' | 'electingMe' | 'deferring';
 };
+
+const nothing = (): Step => ({ context: {}, parent: [] });
+
+/** The next odd epoch after `epoch` (a fresh election: paxmon never reuses an odd epoch). */
+const nextOdd = (epoch: number) => epoch + (epoch % 2 === 0 ? 1 : 2);
 
 /**
  * ElectionLogic::start: bump to an odd epoch, ack myself, propose to everybody.
@@ -147,34 +265,54 @@ function start(context: ElectorContext, keepEpoch = false): Step {
   const parent: ElectorParentEvent[] = [];
   // Acks live in memory only: the first election after start-up cannot meet a stale one.
   if (epoch % 2 === 0 || (!keepEpoch && context.stoodSinceInit)) {
-    epoch += epoch % 2 === 0 ? 1 : 2;
+    epoch = nextOdd(epoch);
     parent.push({ type: 'elector.join_election', epoch }, { type: 'elector.epoch', epoch });
   }
+  // The scores this election is decided on are frozen now and sent with the propose
+  // (reset_stable_tracker; propose_to_peers' sharing_bl).
+  const tracker = increaseEpoch(context.tracker, epoch);
+  const c: ElectorContext = { ...context, epoch, tracker, stableTracker: tracker };
   if (context.monmap.mons.length === 1 && context.rank === 0) {
     // Monitor::win_standalone_election: alone in the monmap, the election is won at once.
-    const victory = declareVictory({ ...context, epoch, ackedMe: [context.rank] });
+    const victory = declareVictory({ ...c, ackedMe: [context.rank] });
     return {
       ...victory,
-      io: effects([persistEpoch(epoch), ...(victory.io?.writes ?? [])], victory.io?.messages ?? []),
+      io: effects([...persistEpoch(c, epoch), ...(victory.io?.writes ?? [])], victory.io?.messages ?? []),
       parent: [...parent, ...victory.parent],
     };
   }
   const messages = context.monmap.mons
     .filter((m) => m.rank !== context.rank)
-    .map((m) => to(context, m.rank, electionMessage(context, 'propose', epoch)));
+    .map((m) => to(c, m.rank, electionMessage(c, 'propose', epoch, [], tracker)));
   return {
-    context: { epoch, ackedMe: [context.rank], leaderAcked: -1, nakedBy: [], stoodSinceInit: true },
-    io: effects([persistEpoch(epoch)], messages),
+    context: {
+      epoch,
+      tracker,
+      stableTracker: tracker,
+      leaderTracker: null,
+      ackedMe: [context.rank],
+      leaderAcked: -1,
+      nakedBy: [],
+      stoodSinceInit: true,
+    },
+    io: effects(persistEpoch(c, epoch), messages),
     parent,
     next: 'electingMe',
   };
 }
 
-/** ElectionLogic::bump_epoch: adopt a higher epoch, persist it, drop whatever I was doing. */
-function bump(epoch: number): Step {
+/**
+ * ElectionLogic::bump_epoch: adopt a higher epoch, persist it, drop whatever I was doing. The
+ * scores are frozen again for the new epoch (connectivity_bump_epoch_in_election; every bump in
+ * Ceph is followed or preceded by one). paxmon also forgets whom it acked: an ack is never carried
+ * into another epoch.
+ */
+function bump(context: ElectorContext, epoch: number): Step {
+  const tracker = increaseEpoch(context.tracker, epoch);
+  const c = { ...context, tracker };
   return {
-    context: { epoch, ackedMe: [], leaderAcked: -1 },
-    io: effects([persistEpoch(epoch)], []),
+    context: { epoch, ackedMe: [], leaderAcked: -1, leaderTracker: null, tracker, stableTracker: tracker },
+    io: effects(persistEpoch(c, epoch), []),
     parent: [
       { type: 'elector.join_election', epoch },
       { type: 'elector.epoch', epoch },
@@ -193,16 +331,21 @@ function then(first: Step, context: ElectorContext, second: (c: ElectorContext) 
     context: { ...first.context, ...s.context },
     parent: [...first.parent, ...s.parent],
   };
-  if (writes.length || messages.length) step.io = effects(writes, messages);
+  if (writes.length || messages.length) {
+    // Writes of scores alone need no fsync of their own (see pingStep); any other write does.
+    const writers = [first.io, s.io].filter((io) => io && io.writes.length > 0);
+    const applied = writers.length > 0 && writers.every((io) => io?.durability === 'applied');
+    step.io = effects(writes, messages, undefined, applied ? { durability: 'applied' } : {});
+  }
   const next = s.next ?? first.next;
   if (next) step.next = next;
   return step;
 }
 
 /** ElectionLogic::defer: ack `rank` and give it the election timeout plus a little to declare victory. */
-function defer(context: ElectorContext, rank: number): Step {
+function defer(context: ElectorContext, rank: number, leaderTracker: ConnectionTracker | null = null): Step {
   return {
-    context: { ackedMe: [], leaderAcked: rank },
+    context: { ackedMe: [], leaderAcked: rank, leaderTracker },
     io: effects([], [to(context, rank, electionMessage(context, 'ack', context.epoch))]),
     parent: [],
     next: 'deferring',
@@ -213,12 +356,26 @@ function defer(context: ElectorContext, rank: number): Step {
 function declareVictory(context: ElectorContext): Step {
   const quorum = [...context.ackedMe].sort((a, b) => a - b);
   const epoch = context.epoch + 1;
+  const tracker = increaseEpoch(context.tracker, epoch);
+  const c = { ...context, tracker };
   const messages = quorum
     .filter((r) => r !== context.rank)
-    .map((r) => to(context, r, electionMessage(context, 'victory', epoch, quorum)));
+    .map((r) => to(c, r, electionMessage(c, 'victory', epoch, quorum)));
   return {
-    context: { epoch, ackedMe: [], leaderAcked: -1, quorum, hasEverJoined: true },
-    io: effects([persistEpoch(epoch)], messages),
+    context: {
+      epoch,
+      ackedMe: [],
+      leaderAcked: -1,
+      quorum,
+      hasEverJoined: true,
+      // clear_live_election_state; last_election_winner / last_voted_for are me.
+      tracker,
+      stableTracker: tracker,
+      leaderTracker: null,
+      lastElectionWinner: context.rank,
+      lastVotedFor: context.rank,
+    },
+    io: effects(persistEpoch(c, epoch), messages),
     parent: [
       { type: 'elector.epoch', epoch },
       { type: 'elector.win', epoch, quorum },
@@ -227,43 +384,324 @@ function declareVictory(context: ElectorContext): Step {
   };
 }
 
-/** ElectionLogic::receive_propose + propose_classic_handler. */
-function receivePropose(context: ElectorContext, from: number, msg: MonElection, electingMe: boolean): Step {
-  let step: Step = { context: {}, parent: [] };
-  let c = context;
-  if (msg.epoch > c.epoch) {
-    step = bump(msg.epoch);
-    c = { ...c, ...step.context };
-    electingMe = false;
-  } else if (msg.epoch < c.epoch) {
-    // An old propose. From outside a stable quorum it is a monitor that just started: call a
-    // new election so it can rejoin. Otherwise it is stale and ignored.
-    if (c.epoch % 2 === 0 && !c.quorum.includes(from)) {
-      step = start(c);
-      c = { ...c, ...step.context };
-      electingMe = true;
-    } else {
-      return { context: {}, parent: [] };
-    }
+/**
+ * ElectionLogic::propose_classic_prefix, the epoch handling every strategy shares: a newer epoch
+ * is adopted; an older propose from outside a stable quorum is a monitor that just started, so a
+ * new election is called (paxmon then goes on to weigh the proposer in it, see the callers);
+ * any other older propose is dropped (`done`).
+ */
+function proposePrefix(
+  context: ElectorContext,
+  from: number,
+  msg: MonElection,
+  electingMe: boolean,
+): { step: Step; c: ElectorContext; electingMe: boolean } | { done: Step } {
+  if (msg.epoch > context.epoch) {
+    const step = bump(context, msg.epoch);
+    return { step, c: { ...context, ...step.context }, electingMe: false };
   }
-  if (outranks(c.monmap, c.rank, from)) {
-    // I would win over them: if I already acked someone, they outrank the proposer too.
-    // Stand in the proposer's epoch (Ceph's propose_classic_handler → start()).
+  if (msg.epoch < context.epoch) {
+    if (context.epoch % 2 === 0 && !context.quorum.includes(from)) {
+      const step = start(context);
+      return { step, c: { ...context, ...step.context }, electingMe: true };
+    }
+    return { done: nothing() };
+  }
+  return { step: nothing(), c: context, electingMe };
+}
+
+/** ElectionLogic::receive_propose: the strategy's handler. */
+function receivePropose(context: ElectorContext, from: number, msg: MonElection, electingMe: boolean): Step {
+  if (context.monmap.electionStrategy === 'connectivity')
+    return proposeConnectivity(context, from, msg, electingMe);
+  const prefix = proposePrefix(context, from, msg, electingMe);
+  if ('done' in prefix) return prefix.done;
+  return rankDecision(context, prefix.step, prefix.c, from, prefix.electingMe);
+}
+
+/**
+ * propose_classic_handler and propose_disallow_handler: the lower rank wins, a disallowed
+ * monitor never does (disallow). When both are disallowed neither wins: nobody acks a
+ * disallowed proposer, so a disallowed monitor can only ever hold its own ack.
+ */
+function rankDecision(
+  context: ElectorContext,
+  step: Step,
+  c: ElectorContext,
+  from: number,
+  electingMe: boolean,
+): Step {
+  const meDisallowed = isDisallowed(c, c.rank);
+  const fromDisallowed = isDisallowed(c, from);
+  const myWin = !meDisallowed && (c.rank < from || fromDisallowed);
+  const theirWin = !fromDisallowed && (c.rank > from || meDisallowed);
+  if (myWin) {
+    // I would win over them: if I already acked someone, that one wins over them too. Stand in
+    // the proposer's epoch (Ceph's handler → trigger_new_election → start()).
     if (c.leaderAcked < 0 && !electingMe) return then(step, context, (cc) => start(cc, true));
     return step;
   }
+  if (!theirWin) return step;
   // They would win over me: ack unless I acked someone even better.
   if (c.leaderAcked < 0 || c.leaderAcked === from) return then(step, context, (cc) => defer(cc, from));
-  if (outranks(c.monmap, from, c.leaderAcked)) {
-    // Switching my ack to a better proposer. Ceph acks it in the same epoch, so the monitor I
-    // acked first may still count my ack and win that epoch too (two leaders in one epoch; the
-    // simulator finds it). paxmon acks at most one proposer per epoch: the switch moves me to
-    // the next odd epoch, where the better one collects acks afresh.
-    const moved = then(step, context, (cc) => bump(cc.epoch + (cc.epoch % 2 === 0 ? 1 : 2)));
-    return then(moved, context, (cc) => defer(cc, from));
+  if (from < c.leaderAcked) return switchAck(step, context, (cc) => defer(cc, from));
+  return step;
+}
+
+/**
+ * Switching my ack to a better proposer. Ceph acks it in the same epoch, so the monitor I acked
+ * first may still count my ack and win that epoch too (two leaders in one epoch; the simulator
+ * finds it). paxmon acks at most one proposer per epoch: the switch moves me to the next odd
+ * epoch, where the better one collects acks afresh.
+ */
+function switchAck(step: Step, context: ElectorContext, after: (c: ElectorContext) => Step): Step {
+  const moved = then(step, context, (cc) => bump(cc, nextOdd(cc.epoch)));
+  return then(moved, context, after);
+}
+
+/** ElectionLogic::propose_connectivity_handler. */
+function proposeConnectivity(
+  context: ElectorContext,
+  from: number,
+  msg: MonElection,
+  electingMe: boolean,
+): Step {
+  const c0 = context;
+  // The anti-flap filter: a stable monitor that did not win the last election ignores a propose
+  // from outside its quorum unless the best score now beats its last vote's by
+  // mon_elector_ignore_propose_margin (the leader still answers it: it calls an election).
+  if (c0.epoch % 2 === 0 && c0.lastElectionWinner !== c0.rank && !c0.quorum.includes(from)) {
+    let bestScorer = 0;
+    let bestScore = 0;
+    let lastVotedForScore = 0;
+    for (let rank = 0; rank < c0.monmap.mons.length; rank++) {
+      const score = electionScore(c0, rank);
+      if (score > bestScore) {
+        bestScorer = rank;
+        bestScore = score;
+      }
+      if (c0.lastVotedFor >= 0 && rank === c0.lastVotedFor) lastVotedForScore = score;
+    }
+    if (bestScorer === c0.lastVotedFor || bestScore - lastVotedForScore < c0.tracking.ignoreProposeMargin)
+      return nothing();
+  }
+  const prefix = proposePrefix(context, from, msg, electingMe);
+  if ('done' in prefix) return prefix.done;
+  return connectivityDecision(context, prefix.step, prefix.c, from, msg, prefix.electingMe);
+}
+
+/** A propose that came without scores (sharing) counts as one whose scores are all 0. */
+const emptyTracker = (c: ElectorContext): ConnectionTracker => ({
+  rank: 0,
+  epoch: 0,
+  version: 0,
+  halfLife: c.tracking.halfLifeS,
+  reports: [],
+});
+
+/** The score comparison of propose_connectivity_handler (ties go to the lower rank). */
+function connectivityDecision(
+  context: ElectorContext,
+  step: Step,
+  c: ElectorContext,
+  from: number,
+  msg: MonElection,
+  electingMe: boolean,
+): Step {
+  const me = c.rank;
+  const myScore = electionScore(c, me);
+  const fromScore = electionScore(c, from);
+  const leaderScore = c.leaderAcked >= 0 ? electionScore(c, c.leaderAcked) : -1;
+  const myWin = myScore >= 0 && ((me < from && myScore >= fromScore) || myScore > fromScore);
+  const theirWin =
+    fromScore >= 0 &&
+    ((from < me && fromScore >= myScore) || fromScore > myScore) &&
+    ((from <= c.leaderAcked && fromScore >= leaderScore) || fromScore > leaderScore);
+  if (myWin) {
+    if (c.leaderAcked < 0 && !electingMe) return then(step, context, (cc) => start(cc, true));
+    return step;
+  }
+  if (!theirWin && from !== c.leaderAcked) return step;
+  const sharing = msg.sharing ?? emptyTracker(c);
+  if (c.leaderAcked < 0 || from === c.leaderAcked)
+    return then(step, context, (cc) => defer(cc, from, sharing));
+  // I acked another monitor: switch only if that monitor's own scores (its propose's) say it
+  // would defer to `from` too, so deference stays transitive. paxmon's switch moves to the next
+  // odd epoch (switchAck), whose scores are frozen afresh: `from` is weighed again there.
+  const leaderScores = c.leaderTracker ?? emptyTracker(c);
+  const better = (t: ConnectionTracker) => {
+    const f = totalScore(t, from).score;
+    const l = totalScore(t, c.leaderAcked).score;
+    return (from < c.leaderAcked && f >= l) || f > l;
+  };
+  if (better(leaderScores))
+    return switchAck(step, context, (cc) => connectivityDecision(cc, nothing(), cc, from, msg, false));
+  // They should win by my current scores but my acked leader would not defer: score
+  // disagreement, so a new election (Ceph: bump_epoch(epoch + 1); start()).
+  if (better(c.tracker)) {
+    const moved = then(step, context, (cc) => bump(cc, nextOdd(cc.epoch)));
+    return then(moved, context, (cc) => start(cc, true));
   }
   return step;
 }
+
+/**
+ * ElectionLogic::victory_makes_sense. Classic: any victory (Ceph asserts the winner has a lower
+ * rank, which its rules make true). Disallow: the winner is allowed and has a lower rank, or I
+ * am disallowed. Connectivity: the winner is allowed and scores at least as high as I do. paxmon
+ * also refuses a disallowed winner under disallow and connectivity, which Ceph's rules only
+ * make impossible.
+ */
+export function victoryMakesSense(context: ElectorContext, from: number): boolean {
+  switch (context.monmap.electionStrategy) {
+    case 'classic':
+      return true;
+    case 'disallow':
+      return !isDisallowed(context, from) && (from < context.rank || isDisallowed(context, context.rank));
+    case 'connectivity':
+      return (
+        !isDisallowed(context, from) && electionScore(context, from) >= electionScore(context, context.rank)
+      );
+  }
+}
+
+// --- pinging (Elector::begin_peer_ping, ping_check, dead_ping, handle_ping) ----------------------
+
+const pingIntervalMs = (c: ElectorContext) =>
+  Math.max(1, Math.round(c.tracking.pingTimeoutMs / Math.max(1, c.tracking.pingDivisor)));
+
+interface PingDraft {
+  tracker: ConnectionTracker;
+  pings: PeerPing[];
+  messages: Outgoing[];
+  persist: boolean;
+}
+
+const draftOf = (c: ElectorContext): PingDraft => ({
+  tracker: c.tracker,
+  pings: c.pings.map((p) => ({ ...p })),
+  messages: [],
+  persist: false,
+});
+
+function report(c: ElectorContext, d: PingDraft, peer: number, alive: boolean, units: number): void {
+  const r = reportConnection(d.tracker, peer, alive, units, c.tracking.persistInterval);
+  d.tracker = r.tracker;
+  if (r.persist) d.persist = true;
+}
+
+/** Elector::send_peer_ping: my clock's stamp and my scores. */
+function sendPing(c: ElectorContext, d: PingDraft, ping: PeerPing): void {
+  if (!c.monmap.mons[ping.rank]) return;
+  ping.sentAt = c.pingNowMs;
+  d.messages.push(to(c, ping.rank, { type: 'mon.ping', op: 'ping', stamp: c.pingNowMs, scoring: d.tracker }));
+}
+
+/** Elector::begin_peer_ping: a monitor I heard from is pinged from now on (it starts live). */
+function beginPeerPing(c: ElectorContext, d: PingDraft, peer: number): void {
+  if (peer === c.rank || !c.monmap.mons[peer]) return;
+  let ping = d.pings.find((p) => p.rank === peer);
+  if (ping?.live) return;
+  report(c, d, peer, true, 0);
+  if (!ping) {
+    ping = { rank: peer, live: true, ackedAt: c.pingNowMs, sentAt: c.pingNowMs, deadNextAt: 0 };
+    d.pings.push(ping);
+    d.pings.sort((a, b) => a.rank - b.rank);
+  }
+  ping.live = true;
+  ping.ackedAt = c.pingNowMs;
+  sendPing(c, d, ping);
+}
+
+/**
+ * The step of a ping draft: the new tracker and pings, the pings to send, and the scores written
+ * every mon_con_tracker_persist_interval versions — with no fsync of their own (scores lost in a
+ * crash are rebuilt by the next pings).
+ */
+function pingStep(d: PingDraft): Step {
+  const step: Step = { context: { tracker: d.tracker, pings: d.pings }, parent: [] };
+  if (d.persist || d.messages.length)
+    step.io = effects(d.persist ? [scoresWrite(d.tracker)] : [], d.messages, undefined, {
+      durability: 'applied',
+    });
+  return step;
+}
+
+/**
+ * Elector::ping_check for every peer, on the elector's ping timer: a live peer that answered no
+ * ping for mon_elector_ping_timeout is reported dead for the time since its last answer; one
+ * whose newest ping was answered gets the next. A dead peer is reported dead again every ping
+ * timeout (Elector::dead_ping) — and, unlike Ceph, pinged too, so that a healed link is noticed
+ * without waiting for an election message from that peer.
+ */
+export function pingCheck(context: ElectorContext): Step {
+  const c = { ...context, pingNowMs: context.pingNowMs + pingIntervalMs(context) };
+  const d = draftOf(c);
+  const now = c.pingNowMs;
+  const timeout = c.tracking.pingTimeoutMs;
+  for (const ping of d.pings) {
+    if (ping.live) {
+      if (now - ping.ackedAt > timeout) {
+        report(c, d, ping.rank, false, (now - ping.ackedAt) / 1000);
+        ping.ackedAt = now;
+        ping.live = false;
+        ping.deadNextAt = now + timeout;
+        sendPing(c, d, ping);
+      } else if (ping.ackedAt === ping.sentAt) {
+        sendPing(c, d, ping);
+      }
+    } else if (now >= ping.deadNextAt) {
+      report(c, d, ping.rank, false, (now - ping.ackedAt) / 1000);
+      ping.ackedAt = now;
+      ping.deadNextAt = now + timeout;
+      sendPing(c, d, ping);
+    }
+  }
+  const step = pingStep(d);
+  step.context.pingNowMs = now;
+  return step;
+}
+
+/**
+ * Elector::handle_ping: begin pinging the sender, take its scores; answer a ping with my scores
+ * (the reply echoes its stamp); a reply reports the link alive for the time since the previous
+ * answered ping. Ceph also takes a ping's stamp, from the sender's clock, as an answer; paxmon
+ * judges a link by the answers to its own pings only, on its own clock.
+ */
+function handlePing(context: ElectorContext, from: number, msg: MonPing): Step {
+  const d = draftOf(context);
+  if (msg.scoring) d.tracker = receivePeerReport(d.tracker, msg.scoring, context.monmap.mons.length);
+  beginPeerPing(context, d, from);
+  if (msg.op === 'ping') {
+    d.messages.push(
+      to(context, from, {
+        type: 'mon.ping',
+        op: 'reply',
+        stamp: context.pingNowMs,
+        echo: msg.stamp,
+        scoring: d.tracker,
+      }),
+    );
+  } else if (msg.echo !== undefined) {
+    const ping = d.pings.find((p) => p.rank === from);
+    // A reply newer than the newest ping sent is not one of mine (Ceph drops it too).
+    if (ping && msg.echo <= ping.sentAt && msg.echo > ping.ackedAt) {
+      report(context, d, from, true, (msg.echo - ping.ackedAt) / 1000);
+      ping.ackedAt = msg.echo;
+    }
+  }
+  return pingStep(d);
+}
+
+/** Elector::dispatch, under connectivity: take the sender's scores and begin pinging it. */
+function assimilate(context: ElectorContext, from: number, msg: MonElection): Step {
+  const d = draftOf(context);
+  if (msg.scoring) d.tracker = receivePeerReport(d.tracker, msg.scoring, context.monmap.mons.length);
+  beginPeerPing(context, d, from);
+  return pingStep(d);
+}
+
+const armPing = (c: ElectorContext) => isConnectivity(c) && !c.pingTimerArmed;
 
 export const electorMachine = setup({
   types: {
@@ -287,6 +725,12 @@ export const electorMachine = setup({
       for (const event of step.parent) enqueue.sendParent(event);
       if (step.next) enqueue.raise({ type: `elector.goto.${step.next}` });
     }),
+    /** Arm the ping timer (once; it re-arms itself while the strategy is connectivity). */
+    armPingTimer: enqueueActions(({ enqueue, context }) => {
+      if (!armPing(context)) return;
+      enqueue.assign({ pingTimerArmed: true });
+      enqueue.raise({ type: 'elector.ping_tick' }, { delay: pingIntervalMs(context), id: 'elector.ping' });
+    }),
   },
   guards: {
     validElectionMessage: ({ context, event }) => {
@@ -300,45 +744,125 @@ export const electorMachine = setup({
   },
 }).createMachine({
   id: 'elector',
-  context: ({ input }) => ({
-    rank: input.rank,
-    monmap: input.monmap,
-    epoch: initialEpoch(input.persistedEpoch),
-    ackedMe: [],
-    leaderAcked: -1,
-    quorum: [],
-    hasEverJoined: input.hasEverJoined,
-    electionTimeoutMs: input.electionTimeoutMs,
-    deferExtraMs: input.deferExtraMs,
-    nakedBy: [],
-    stoodSinceInit: false,
-    downRanks: [],
-  }),
+  context: ({ input }) => {
+    const tracking = { ...defaultTracking, ...(input.tracking ?? {}) };
+    const rank = Math.max(input.rank, 0);
+    // The loaded scores are mine only if they were made at my rank (actors/monitor-state.ts
+    // checks them); the half-life is always the configured one.
+    const loaded = input.connectivityScores;
+    const tracker =
+      loaded && loaded.rank === rank
+        ? { ...loaded, halfLife: tracking.halfLifeS }
+        : createTracker(rank, tracking.halfLifeS);
+    return {
+      rank: input.rank,
+      monmap: input.monmap,
+      epoch: initialEpoch(input.persistedEpoch),
+      ackedMe: [],
+      leaderAcked: -1,
+      quorum: [],
+      hasEverJoined: input.hasEverJoined,
+      electionTimeoutMs: input.electionTimeoutMs,
+      deferExtraMs: input.deferExtraMs,
+      nakedBy: [],
+      stoodSinceInit: false,
+      downRanks: [],
+      tracker,
+      stableTracker: null,
+      leaderTracker: null,
+      lastElectionWinner: -1,
+      lastVotedFor: -1,
+      pings: [],
+      pingNowMs: 0,
+      pingTimerArmed: false,
+      tracking,
+    };
+  },
   entry: [
     // ElectionLogic::init persists the bumped epoch so a restart never reuses an election epoch.
     sendTo(
       ({ system }) => system.get('io'),
-      ({ context }) => effects([persistEpoch(context.epoch)], []),
+      ({ context }) => effects(persistEpoch(context, context.epoch), []),
     ),
     sendParent(({ context }) => ({ type: 'elector.epoch', epoch: context.epoch })),
+    'armPingTimer',
   ],
   initial: 'stable',
   on: {
     'elector.reset': { target: '.stable', actions: assign({ quorum: [], ackedMe: [], leaderAcked: -1 }) },
     'elector.monmap': {
       target: '.stable',
-      actions: assign(({ event }) => ({
-        monmap: event.monmap,
-        rank: event.rank,
-        quorum: [],
-        ackedMe: [],
-        leaderAcked: -1,
-      })),
+      actions: [
+        assign(({ context, event }) => {
+          const rank = Math.max(event.rank, 0);
+          // Ranks follow names into the new map (ConnectionTracker::notify_rank_removed /
+          // notify_rank_changed); pinging starts over as peers are heard from.
+          // A joining monitor (no rank before) has nothing of its own to carry over.
+          const tracker =
+            context.rank < 0
+              ? createTracker(rank, context.tracking.halfLifeS, context.tracker.epoch)
+              : remapTracker(context.tracker, context.monmap, event.monmap, rank);
+          return {
+            monmap: event.monmap,
+            rank: event.rank,
+            quorum: [],
+            ackedMe: [],
+            leaderAcked: -1,
+            tracker,
+            stableTracker: null,
+            leaderTracker: null,
+            lastElectionWinner: -1,
+            lastVotedFor: -1,
+            pings: [],
+          };
+        }),
+        'armPingTimer',
+      ],
     },
     'elector.joined': { actions: assign({ hasEverJoined: true }) },
     'elector.down': { actions: assign(({ event }) => ({ downRanks: event.ranks })) },
     // start() itself says where to go: electingMe, or stable after a standalone victory.
     'elector.start': { actions: { type: 'dispatch', params: ({ context }) => start(context) } },
+    'elector.ping_tick': [
+      {
+        guard: ({ context }) => isConnectivity(context),
+        actions: [
+          { type: 'apply', params: ({ context }) => pingCheck(context) },
+          enqueueActions(({ enqueue, context }) => {
+            enqueue.raise(
+              { type: 'elector.ping_tick' },
+              { delay: pingIntervalMs(context), id: 'elector.ping' },
+            );
+          }),
+        ],
+      },
+      // Another strategy now: the timer stops (armPingTimer starts it again if needed).
+      { actions: assign({ pingTimerArmed: false, pings: [] }) },
+    ],
+    'mon.ping': {
+      guard: ({ context, event }) => {
+        const from = rankOf(context.monmap, event.from);
+        return isConnectivity(context) && from >= 0 && from !== context.rank;
+      },
+      actions: {
+        type: 'apply',
+        params: ({ context, event }) =>
+          handlePing(context, rankOf(context.monmap, event.from), (event as MessageEvent<MonPing>).msg),
+      },
+    },
+    'elector.scores_reset': {
+      actions: {
+        type: 'apply',
+        params: ({ context }) => {
+          const tracker = resetTracker(context.tracker);
+          return {
+            context: { tracker },
+            io: effects([scoresWrite(tracker)], [], undefined, { durability: 'applied' }),
+            parent: [],
+          };
+        },
+      },
+    },
     // Every start() and defer() re-arms the election timer (Elector::reset_timer): a transition
     // from the root to a child state exits and re-enters that child, restarting its `after`
     // delay. (`reenter: true` here would re-enter the root itself.)
@@ -441,13 +965,23 @@ export function dispatchStep(
   if (msg.strategy !== context.monmap.electionStrategy) {
     // Ceph drops a strategy mismatch; paxmon also tells the proposer (nak) so the operator sees
     // why a monitor never joins: one of the two runs with an older monmap.
-    if (msg.op !== 'propose') return { context: {}, parent: [] };
+    if (msg.op !== 'propose') return nothing();
     return {
       context: {},
       parent: [],
       io: effects([], [to(context, from, electionMessage(context, 'nak', context.epoch))]),
     };
   }
+  if (isConnectivity(context)) {
+    // Scores first, then the message (Elector::dispatch: assimilate_connection_reports,
+    // begin_peer_ping, then handle_*).
+    const taken = assimilate(context, from, msg);
+    return then(taken, context, (c) => receive(c, from, msg, electingMe));
+  }
+  return receive(context, from, msg, electingMe);
+}
+
+function receive(context: ElectorContext, from: number, msg: MonElection, electingMe: boolean): Step {
   switch (msg.op) {
     case 'propose':
       return receivePropose(context, from, msg, electingMe);
@@ -464,9 +998,9 @@ export function dispatchStep(
 function receiveAck(context: ElectorContext, from: number, msg: MonElection, electingMe: boolean): Step {
   if (msg.epoch > context.epoch) {
     // They are in a newer election than me: join it and stand for it.
-    return then(bump(msg.epoch), context, (c) => start(c, true));
+    return then(bump(context, msg.epoch), context, (c) => start(c, true));
   }
-  if (msg.epoch < context.epoch || !electingMe) return { context: {}, parent: [] };
+  if (msg.epoch < context.epoch || !electingMe) return nothing();
   const ackedMe = context.ackedMe.includes(from) ? context.ackedMe : [...context.ackedMe, from];
   const c = { ...context, ackedMe };
   if (allAcked(c)) return declareVictory(c);
@@ -485,17 +1019,42 @@ function allAcked(c: ElectorContext): boolean {
   return c.monmap.mons.every((m) => c.ackedMe.includes(m.rank) || c.downRanks.includes(m.rank));
 }
 
-/** ElectionLogic::receive_victory_claim: I must have seen the election being won. */
+/** ElectionLogic::receive_victory_claim: I must have seen the election being won, by a monitor that could. */
 function receiveVictory(context: ElectorContext, from: number, msg: MonElection): Step {
-  if (msg.epoch % 2 === 1 || msg.epoch <= context.epoch - 1) return { context: {}, parent: [] };
+  if (msg.epoch % 2 === 1 || msg.epoch <= context.epoch - 1) return nothing();
+  // last_election_winner / last_voted_for, and clear_live_election_state.
+  const seen: Partial<ElectorContext> = {
+    lastElectionWinner: from,
+    lastVotedFor: context.leaderAcked,
+    leaderAcked: -1,
+    leaderTracker: null,
+  };
+  const c = { ...context, ...seen };
+  if (!victoryMakesSense(context, from)) {
+    // I should have been elected over this leader (or it may not lead): bump and stand.
+    const refused = then({ context: seen, parent: [] }, context, (cc) =>
+      bump(cc, Math.max(msg.epoch, cc.epoch)),
+    );
+    return then(refused, context, (cc) => start(cc, true));
+  }
   if (msg.epoch !== context.epoch + 1) {
     // I missed that election (or part of it): take the epoch and stand again.
-    return then(bump(msg.epoch), context, (c) => start(c, true));
+    const missed = then({ context: seen, parent: [] }, context, (cc) => bump(cc, msg.epoch));
+    return then(missed, context, (cc) => start(cc, true));
   }
   const quorum = [...msg.quorum].sort((a, b) => a - b);
+  const tracker = increaseEpoch(c.tracker, msg.epoch);
   return {
-    context: { epoch: msg.epoch, ackedMe: [], leaderAcked: -1, quorum, hasEverJoined: true },
-    io: effects([persistEpoch(msg.epoch)], []),
+    context: {
+      ...seen,
+      epoch: msg.epoch,
+      ackedMe: [],
+      quorum,
+      hasEverJoined: true,
+      tracker,
+      stableTracker: tracker,
+    },
+    io: effects(persistEpoch({ ...c, tracker }, msg.epoch), []),
     parent: [
       { type: 'elector.epoch', epoch: msg.epoch },
       { type: 'elector.lose', epoch: msg.epoch, quorum, leader: from },

@@ -7,7 +7,15 @@
 // as Ceph's Monitor::dispatch_op routes them: election messages to the elector (not while
 // probing or synchronizing), paxos messages to paxos, probes handled here.
 import { type AnyActorLogic, assign, enqueueActions, fromCallback, raise, sendTo, setup } from 'xstate';
-import type { EntityName, MonForward, MonMap, MonProbe, MonRoute, MonSync } from '../transport/messages.ts';
+import type {
+  ConnectionTracker,
+  EntityName,
+  MonForward,
+  MonMap,
+  MonProbe,
+  MonRoute,
+  MonSync,
+} from '../transport/messages.ts';
 import { defaultConfig, type MonConfig } from './config.ts';
 import {
   effects,
@@ -58,6 +66,8 @@ export interface MonitorInput {
   inSync?: boolean;
   /** This monitor's own address when its monmap does not name it yet (it is joining). */
   addr?: string;
+  /** The connectivity scores found in the store (monitor/connectivity_scores), for the elector. */
+  connectivityScores?: ConnectionTracker | null;
 }
 
 /** Why and from whom this monitor would sync (Monitor::handle_probe_reply), kept visible in the state. */
@@ -103,6 +113,8 @@ export interface MonitorContext {
   serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown; sessions?: SessionsBoot }>;
   /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
   clockSkewsMs: Record<string, number>;
+  /** What the elector loaded at start-up (its connectivity scores); handed to it once. */
+  electorBoot: { connectivityScores: ConnectionTracker | null };
 }
 
 export type MonitorEvent =
@@ -140,6 +152,8 @@ export type MonitorEvent =
   | { type: 'monitor.leader_lost'; peer: EntityName }
   /** Internal: take a committed monmap (MonmapMonitor::update_from_paxos → bootstrap). */
   | { type: 'monitor.adopt_monmap'; monmap: MonMap }
+  /** `connection scores reset` (Ceph's admin-socket command): the elector forgets its scores. */
+  | { type: 'monitor.connection_scores_reset' }
   | StoreAppliedEvent;
 
 /**
@@ -171,8 +185,11 @@ function downRanks(monmap: MonMap, peers: string[]): number[] {
  * (transport/session-crypto.ts), so a name here is one a monitor proved — but a monitor that was
  * removed, or a process that has the key and calls itself mon.zz, is not one of ours. As in
  * Ceph (Elector::dispatch: "discarding election message … not in my monmap"; Paxos and the
- * forward/route of Monitor::dispatch_op need a quorum member). Probes and mon.join are the
- * exceptions: a monitor not yet in the map must be able to find the cluster and ask to join.
+ * forward/route of Monitor::dispatch_op need a quorum member). The exceptions: probes and
+ * mon.join (a monitor not yet in the map must be able to find the cluster and ask to join), and
+ * a sync *request* (`get_*`): a copy of the committed store is what a monitor removed while it
+ * was down needs to learn that it was removed. A sync *provider's* answers (cookies, chunks) are
+ * taken only from a member.
  */
 export const quorumMessageTypes: ReadonlySet<string> = new Set([
   'mon.election',
@@ -184,11 +201,16 @@ export const quorumMessageTypes: ReadonlySet<string> = new Set([
 ]);
 
 /** Why a message from monitor `from` is refused under `monmap`, or null (see quorumMessageTypes). */
-export function nonMemberRefusal(from: string, type: string, monmap: MonMap): string | null {
-  if (!quorumMessageTypes.has(type) || !from.startsWith('mon.')) return null;
+export function nonMemberRefusal(
+  from: string,
+  msg: { type: string; op?: unknown },
+  monmap: MonMap,
+): string | null {
+  if (!quorumMessageTypes.has(msg.type) || !from.startsWith('mon.')) return null;
+  if (msg.type === 'mon.sync' && typeof msg.op === 'string' && msg.op.startsWith('get_')) return null;
   const name = from.slice('mon.'.length);
   if (monmap.mons.some((m) => m.name === name)) return null;
-  return `${type} from ${from}: not in monmap epoch ${monmap.epoch}`;
+  return `${msg.type} from ${from}: not in monmap epoch ${monmap.epoch}`;
 }
 
 export const minQuorumSize = (monmap: MonMap) => Math.floor(monmap.mons.length / 2) + 1;
@@ -537,6 +559,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       },
       serviceBoot: input.services ?? {},
       clockSkewsMs: {},
+      electorBoot: { connectivityScores: input.connectivityScores ?? null },
       pendingMonmap: null,
       shutdownReason: '',
       sync: null,
@@ -558,6 +581,14 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           hasEverJoined: context.hasEverJoined,
           electionTimeoutMs: context.config.monElectionTimeoutMs,
           deferExtraMs: context.config.monElectionDeferExtraMs,
+          connectivityScores: context.electorBoot.connectivityScores,
+          tracking: {
+            pingTimeoutMs: context.config.monElectorPingTimeoutMs,
+            pingDivisor: context.config.monElectorPingDivisor,
+            halfLifeS: context.config.monConTrackerScoreHalflifeS,
+            persistInterval: context.config.monConTrackerPersistInterval,
+            ignoreProposeMargin: context.config.monElectorIgnoreProposeMargin,
+          },
         }),
       },
       {
@@ -733,6 +764,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       },
       'paxos.propose': { actions: sendTo('paxos', ({ event }) => event) },
       'mon.paxos': { actions: sendTo('paxos', ({ event }) => event) },
+      // The elector's pings (connectivity scores), in every state: Monitor::dispatch_op hands
+      // MMonPing to the Elector whatever the monitor is doing.
+      'mon.ping': { actions: sendTo('elector', ({ event }) => event) },
+      'monitor.connection_scores_reset': { actions: sendTo('elector', { type: 'elector.scores_reset' }) },
       'mon.probe': { actions: 'replyProbe' },
       'monitor.bootstrap': {
         target: '.probing',

@@ -14,6 +14,7 @@
 // from memory or from the store is never older than what the monitor has committed.
 import { enqueueActions, raise, setup } from 'xstate';
 import type { MonMap, MonRoute } from '../transport/messages.ts';
+import type { CommandDeclaration } from './caps.ts';
 import type {
   AppliedOp,
   CommandReplyData,
@@ -83,6 +84,13 @@ export interface ServiceDefinition<State = unknown, Pending = unknown> {
   prefix: string;
   /** Whether this service handles a command (Monitor::dispatch routes by command prefix). */
   handles(cmd: string[]): boolean;
+  /**
+   * The commands it handles with the perm each needs and the names of its arguments (Ceph's
+   * MonCommands.h); machines/caps.ts `commandPerm` finds a command's entry by its longest prefix.
+   * Without a table every command of the service needs `rw`; a command the table does not
+   * declare needs `rwx`.
+   */
+  commands?: readonly CommandDeclaration[];
   /** init: the in-memory state from what the store held at start-up. */
   init(loaded: unknown): State;
   /** on_restart: called on every bootstrap. */

@@ -18,6 +18,8 @@ export const syncPrefixes = [
   'logm',
   'log',
   'health',
+  'auth',
+  'auth_entity',
   'mon_session',
 ] as const;
 

@@ -5,9 +5,11 @@ import { SimulatedClock } from 'xstate';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { type Clock, createMonitor, type MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
+import { encodeCryptoKey } from '../machines/crypto-key.ts';
+import type { KeyringEntry } from '../machines/keyring-text.ts';
 import { MemoryStore } from '../storage/memory-store.ts';
 import { MemoryNetwork, type NetworkEvent, type NetworkFaults } from '../transport/memory-network.ts';
-import type { EntityName, MonMap } from '../transport/messages.ts';
+import type { ElectionStrategy, EntityName, MonMap } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { Prng } from './prng.ts';
 
@@ -26,6 +28,12 @@ export interface SimClusterOptions {
   clockFor?: (name: string, clock: SimulatedClock) => Clock & { now(): number };
   /** Wraps each incarnation's endpoint before the monitor gets it (the simulator watches and holds messages). */
   wrapTransport?: (name: string, transport: Transport) => Transport;
+  /** The election strategy mkfs writes into the monmap (default classic, as `paxmon mkfs`). */
+  strategy?: ElectionStrategy;
+  /** Monitors (by name) the monmap disallows as leaders from the start. */
+  disallowedLeaders?: string[];
+  /** Every message delivered, as bytes (MemoryNetworkOptions.tap): the adversary records them. */
+  tap?: (from: EntityName, to: EntityName, bytes: Uint8Array) => void;
 }
 
 export interface SimNode {
@@ -50,6 +58,19 @@ export class SimCluster {
   readonly monmap: MonMap;
   readonly nodes: SimNode[];
   readonly config: Partial<MonConfig>;
+  /**
+   * The cluster's keyring, as mkfs gives every monitor: `mon.` and `client.admin` (`allow *`).
+   * The simulated network does no cryptography — an endpoint is the entity it was opened as
+   * (MemoryNetwork.endpoint) — so the keys are fixed bytes; the caps are real.
+   */
+  readonly keyring: KeyringEntry[] = [
+    { entity: 'mon.', key: encodeCryptoKey(new Uint8Array(16).fill(1), 0), caps: { mon: 'allow *' } },
+    { entity: 'client.admin', key: encodeCryptoKey(new Uint8Array(16).fill(2), 0), caps: { mon: 'allow *' } },
+    // The adversary's insider (sim/adversary.ts): a real client key that may only read.
+    { entity: 'client.eve', key: encodeCryptoKey(new Uint8Array(16).fill(3), 0), caps: { mon: 'allow r' } },
+  ];
+  /** Each monitor's randomness for new keys (`auth get-or-create`), kept across its restarts. */
+  readonly #authRandom = new Map<string, Prng>();
   readonly #clocks = new Map<string, Clock & { now(): number }>();
   readonly #wrapTransport: ((name: string, transport: Transport) => Transport) | undefined;
 
@@ -63,12 +84,17 @@ export class SimCluster {
       random: () => netRandom.next(),
       faults: { delayMs: [1, 3], dropRate: 0, duplicateRate: 0, reorder: false, ...(options.faults ?? {}) },
       ...(options.onNetworkEvent ? { onEvent: options.onNetworkEvent } : {}),
+      ...(options.tap ? { tap: options.tap } : {}),
     });
     const mons = Array.from({ length: options.size }, (_, i) => ({
       name: names[i] as string,
       addr: `10.0.0.${i + 1}:6789`,
     }));
-    this.monmap = buildMonMap(simFsid, mons, 0);
+    this.monmap = {
+      ...buildMonMap(simFsid, mons, 0),
+      electionStrategy: options.strategy ?? 'classic',
+      disallowedLeaders: options.disallowedLeaders ?? [],
+    };
     this.nodes = mons.map((m) => {
       const storeRandom = this.prng.fork(`store.${m.name}`);
       const clock = options.clockFor?.(m.name, this.clock) ?? this.clock;
@@ -115,12 +141,20 @@ export class SimCluster {
     const endpoint = this.network.endpoint(`mon.${name}` as EntityName);
     const transport = this.#wrapTransport ? this.#wrapTransport(name, endpoint) : endpoint;
     const clock = this.#clocks.get(name) ?? this.clock;
+    let random = this.#authRandom.get(name);
+    if (!random) {
+      random = this.prng.fork(`auth.${name}`);
+      this.#authRandom.set(name, random);
+    }
+    const authRandom = random;
     const monitor = await createMonitor({
       store: node.store,
       transport,
       config: this.config,
       clock,
       now: () => clock.now(),
+      keyring: this.keyring,
+      randomBytes: (n) => Uint8Array.from({ length: n }, () => Math.floor(authRandom.next() * 256)),
     });
     node.monitor = monitor;
     node.transport = transport;

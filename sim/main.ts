@@ -4,6 +4,7 @@
 //   npm run sim -- --seed 42 --monitors 5 --verbose   …printing the whole trace as it happens
 //   npm run sim -- --seeds 200 --monitors 3,5     200 seeds from a random first seed
 //   npm run sim -- --seeds 10000                  the soak
+//   npm run sim -- --seeds 200 --strategy connectivity   under another election strategy
 //
 // Prints `SEED=…` first and the trace hash last. A failing seed prints what failed, the command
 // that replays it exactly, and the last trace lines before the failure; the exit code is 1.
@@ -82,6 +83,26 @@ const program = new Command('sim')
     },
     d.leaders,
   )
+  .option(
+    '--strategy <name>',
+    'election strategy written by mkfs: classic, disallow or connectivity',
+    (text: string) => {
+      if (text !== 'classic' && text !== 'disallow' && text !== 'connectivity')
+        throw new InvalidArgumentError("expected 'classic', 'disallow' or 'connectivity'");
+      return text;
+    },
+    'classic',
+  )
+  .option(
+    '--disallow <names>',
+    'monitors the monmap disallows as leaders (with --strategy disallow or connectivity), e.g. a or a,b',
+    (text: string) => {
+      const names = text.split(',').map((n) => n.trim());
+      if (names.some((n) => !/^[a-g]$/.test(n)))
+        throw new InvalidArgumentError('expected monitor names a…g separated by commas');
+      return names;
+    },
+  )
   .option('--trace-lines <n>', 'trace lines shown for a failing seed', number(1, 1000, true), d.traceLines)
   .option('--verbose', 'print every trace line as it happens', false)
   .option('--coverage', 'print the coverage marks after every seed (always printed at the end)', false);
@@ -99,6 +120,8 @@ for (const [key, flag] of faultFlags) {
     clockSkew: 'highest clock-rate deviation (0.05: clocks run at 0.95–1.05)',
     clientStallsPerMinute:
       "client stalls per minute (a client's frames to one monitor held 2–8 s, then delivered)",
+    linkBlocksPerMinute:
+      'one-link blocks per minute (two monitors cut from each other, both reaching the rest)',
   };
   program.option(
     `--${flag} <n>`,
@@ -128,6 +151,18 @@ const opts = program.opts() as Record<string, unknown> & {
   coverage: boolean;
 };
 
+// Checked before any seed runs (the exit hook below reports a run that stops early as stalled).
+if (opts.disallow) {
+  const names = opts.disallow as string[];
+  const smallest = Math.min(...opts.monitors);
+  if (opts.strategy === 'classic')
+    program.error('error: --disallow needs --strategy disallow or connectivity');
+  if (names.some((n) => n.charCodeAt(0) - 97 >= smallest) || names.length >= smallest)
+    program.error(
+      `error: --disallow ${names.join(',')}: not monitors of a ${smallest}-monitor cluster, or no allowed leader left`,
+    );
+}
+
 const faults = { ...d.faults };
 for (const [key] of faultFlags) faults[key] = opts[key] as number;
 
@@ -145,6 +180,9 @@ function optionsFor(seed: number, index: number): SimulationOptions {
     faults,
     traceLines: opts.traceLines as number,
   };
+  if (opts.disallow) options.disallowedLeaders = opts.disallow as string[];
+  if (opts.strategy !== 'classic')
+    options.strategy = opts.strategy as NonNullable<SimulationOptions['strategy']>;
   const config: Partial<MonConfig> = {};
   for (const [key] of configFlags) if (opts[key] !== undefined) config[key] = opts[key] as number;
   if (Object.keys(config).length) options.config = config;

@@ -6,8 +6,9 @@
 //
 // Faults, all drawn from the seed: message delay, loss and duplication (links stay FIFO, as
 // Ceph's monitor sessions are ordered: loss is modelled, reordering is not), symmetric partitions,
-// one-way blocks, netsplits where one monitor still sees both sides, crashes (unsynced writes may
-// be lost) with restarts over the same store, pauses (the monitor's timers and deliveries are held,
+// one-way blocks, netsplits where one monitor still sees both sides, one-link blocks (two
+// monitors cut from each other, both still reaching the rest: what Ceph's connectivity strategy
+// is for), crashes (unsynced writes may be lost) with restarts over the same store, pauses (the monitor's timers and deliveries are held,
 // then released) and per-monitor clock skew (sim/clock.ts).
 //
 // Time: the cluster's one SimulatedClock. A step advances it to the next armed timer — at least
@@ -25,7 +26,7 @@ import {
 } from '../machines/paxos.ts';
 import { Transaction } from '../storage/transaction.ts';
 import type { NetworkEvent } from '../transport/memory-network.ts';
-import type { EntityName, Message } from '../transport/messages.ts';
+import type { ElectionStrategy, EntityName, Message } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { type KvOperation, SimClient } from './clients.ts';
 import { drainMicrotasks, MonitorClock, nextDueAt } from './clock.ts';
@@ -58,6 +59,11 @@ export interface FaultOptions {
    * and the client retried elsewhere.
    */
   clientStallsPerMinute: number;
+  /**
+   * Mean rate of one-link blocks: the link between two monitors is cut both ways while both still
+   * reach every other monitor (Ceph's test_election blocked_connection_* scenarios), 200 ms–10 s.
+   */
+  linkBlocksPerMinute: number;
 }
 
 export interface SimulationOptions {
@@ -84,6 +90,10 @@ export interface SimulationOptions {
   leaders: LeaderInvariant;
   /** Trace lines printed for a failing seed. */
   traceLines: number;
+  /** The election strategy mkfs writes into the monmap (default classic). */
+  strategy?: ElectionStrategy;
+  /** Monitors (by name) the monmap disallows as leaders (disallow and connectivity). */
+  disallowedLeaders?: string[];
   /** Receives every trace line as it happens (`--verbose`). */
   echo?: (line: string) => void;
   /** Test hooks run at a simulated time (e.g. corrupt a store to prove the checker fires). */
@@ -101,6 +111,7 @@ export const defaultFaults: FaultOptions = {
   pausesPerMinute: 2,
   clockSkew: 0.05,
   clientStallsPerMinute: 2,
+  linkBlocksPerMinute: 2,
 };
 
 export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
@@ -214,6 +225,8 @@ export class Simulation {
         return clock;
       },
       wrapTransport: (name, endpoint) => this.#wrap(name, endpoint),
+      ...(options.strategy ? { strategy: options.strategy } : {}),
+      ...(options.disallowedLeaders ? { disallowedLeaders: options.disallowedLeaders } : {}),
     });
   }
 
@@ -255,6 +268,7 @@ export class Simulation {
       this.#phase = 'safety';
       this.#scheduleFault();
       this.#scheduleStall();
+      this.#scheduleLinkBlock();
       this.#scheduleProposal();
       const safetyEnd = this.now() + options.seconds * 1000;
       while (this.now() < safetyEnd) await this.#step(safetyEnd);
@@ -464,6 +478,13 @@ export class Simulation {
       const state = monitor.state();
       const context = snapshot.context;
       if (state === 'leader') this.checker.onLeader(name, context.electionEpoch);
+      // disallow and connectivity: a monitor the monmap disallows never leads (the monmap the
+      // simulator wrote; no spec changes it during a run).
+      if (state === 'leader' && this.options.disallowedLeaders?.includes(name))
+        this.checker.fail(
+          'a disallowed monitor never leads',
+          `mon.${name} leads epoch ${context.electionEpoch}`,
+        );
       const line = `${state} e${context.electionEpoch} q[${context.quorum.join(',')}]`;
       if (line === last) return;
       last = line;
@@ -530,13 +551,13 @@ export class Simulation {
       setHandlers: (handlers) => {
         const run = (fn: () => void) => (clock ? clock.run(fn) : fn());
         endpoint.setHandlers({
-          onMessage: (from, message) =>
+          onMessage: (from, message, session) =>
             run(() => {
               if (message.type === 'mon.command') {
                 this.#ensureObserved(name);
                 this.checker.onRequest(name, from, message.tid);
               }
-              handlers.onMessage(from, message);
+              handlers.onMessage(from, message, session);
             }),
           onReset: (peer) => run(() => handlers.onReset?.(peer)),
         });
@@ -734,6 +755,40 @@ export class Simulation {
     next();
   }
 
+  /**
+   * One-link blocks, drawn from their own PRNG and timers (as client stalls) so that adding them
+   * left the other faults' draws as they were.
+   */
+  #scheduleLinkBlock(): void {
+    const perMinute = this.options.faults.linkBlocksPerMinute * this.#drawn.intensity;
+    if (!(perMinute > 0) || this.options.monitors < 3) return;
+    const prng = this.#root.fork('sim.links');
+    const meanMs = 60_000 / perMinute;
+    const next = () => {
+      this.cluster.clock.setTimeout(
+        () => {
+          if (this.#phase !== 'safety') return;
+          const mons = this.#names.map((n) => `mon.${n}` as EntityName);
+          const a = prng.pick(mons);
+          const b = prng.pick(mons.filter((m) => m !== a));
+          const durationMs = prng.int(200, 10_000);
+          this.coverage.mark('one-link block');
+          this.#block(
+            [
+              { from: a, to: b },
+              { from: b, to: a },
+            ],
+            `link block ${a} ↮ ${b}`,
+            durationMs,
+          );
+          next();
+        },
+        prng.int(0, Math.round(2 * meanMs)),
+      );
+    };
+    next();
+  }
+
   // --- workload ------------------------------------------------------------------------------
 
   #startClients(): void {
@@ -866,6 +921,8 @@ export function summarize(message: Message): string {
     }
     case 'mon.election':
       return `${message.op} e${message.epoch}${message.quorum.length ? ` q[${message.quorum.join(',')}]` : ''}`;
+    case 'mon.ping':
+      return `${message.op} ${message.op === 'ping' ? message.stamp : message.echo}${message.scoring ? ' scores' : ''}`;
     case 'mon.probe':
       return `${message.op} lc ${message.paxosLastVersion} q[${message.quorum.join(',')}]`;
     case 'mon.command_ack':
@@ -890,6 +947,8 @@ export function replayCommand(options: SimulationOptions): string {
     parts.push(`--proposals-per-second ${options.proposalsPerSecond}`);
   if (options.stepMs !== d.stepMs) parts.push(`--step-ms ${options.stepMs}`);
   if (options.leaders !== d.leaders) parts.push(`--leaders ${options.leaders}`);
+  if (options.strategy && options.strategy !== 'classic') parts.push(`--strategy ${options.strategy}`);
+  if (options.disallowedLeaders?.length) parts.push(`--disallow ${options.disallowedLeaders.join(',')}`);
   for (const [key, flag] of configFlags) {
     const value = options.config?.[key];
     if (value !== undefined) parts.push(`--${flag} ${value}`);
@@ -920,6 +979,7 @@ export const faultFlags: [keyof FaultOptions, string][] = [
   ['pausesPerMinute', 'pauses-per-minute'],
   ['clockSkew', 'clock-skew'],
   ['clientStallsPerMinute', 'client-stalls-per-minute'],
+  ['linkBlocksPerMinute', 'link-blocks-per-minute'],
 ];
 
 /** Run one seed. */

@@ -9,11 +9,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { keySecret } from '../actors/keyring.ts';
 import { anyFsid, MonClient } from '../actors/mon-client.ts';
 import { spawnMonitor } from '../cli/cluster.ts';
 import type { EntityName, Message } from '../transport/messages.ts';
 import { Messenger } from '../transport/messenger.ts';
 import {
+  adminKey,
   alive,
   freePorts,
   paxmon,
@@ -44,7 +46,12 @@ test.after(async () => {
 
 /** A client with a name of its own choosing, sending raw mon.command frames (tid, deadline). */
 function rawClient(name: EntityName) {
-  const messenger = new Messenger({ name, fsid: anyFsid, reconnectMs: { initial: 20, max: 200 } });
+  const messenger = new Messenger({
+    name,
+    fsid: anyFsid,
+    reconnectMs: { initial: 20, max: 200 },
+    auth: { entity: 'client.admin', secret: keySecret(adminKey(dir)) },
+  });
   const acks: { from: EntityName; tid: number; r: number; rs: string }[] = [];
   messenger.setHandlers({
     onMessage: (from: EntityName, message: Message) => {
@@ -73,6 +80,7 @@ test('an update in flight at kill -9 of the leader applies once, even when a cop
   const client = new MonClient({
     mons: names.map((name) => ({ name, addr: addr(name) })),
     timeoutMs: 20_000,
+    key: adminKey(dir),
   });
   const raw = rawClient('client.at-most-once');
   try {
@@ -107,7 +115,7 @@ test('an update in flight at kill -9 of the leader applies once, even when a cop
       assert.is(reply.r, 0, reply.rs);
     }
     const status = async (name: string) => {
-      const one = new MonClient({ mons: [{ name, addr: addr(name) }], timeoutMs: 5_000 });
+      const one = new MonClient({ mons: [{ name, addr: addr(name) }], timeoutMs: 5_000, key: adminKey(dir) });
       const reply = await one.command(['mon_status']).finally(() => one.close());
       return JSON.parse(decoder.decode(reply.data)) as {
         state: string;
@@ -143,7 +151,11 @@ test('an update in flight at kill -9 of the leader applies once, even when a cop
     // was going to, then every monitor reads the value.
     assert.is((await client.command(['config-key', 'set', 'amo/after', 'x'])).r, 0);
     for (const name of names) {
-      const one = new MonClient({ mons: [{ name, addr: addr(name) }], timeoutMs: 10_000 });
+      const one = new MonClient({
+        mons: [{ name, addr: addr(name) }],
+        timeoutMs: 10_000,
+        key: adminKey(dir),
+      });
       const got = await one.command(['config-key', 'get', 'amo/k']);
       await one.close();
       assert.is(decoder.decode(got.data), 'second', `mon.${name} reads the overwrite, not the late copy`);

@@ -7,7 +7,16 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { alive, freePorts, mkfsSingle, paxmon, pollUntil, repoRoot, tempDir } from './support/process.ts';
+import {
+  alive,
+  freePorts,
+  mkfsSingle,
+  paxmon,
+  pollUntil,
+  repoRoot,
+  strangerKeyring,
+  tempDir,
+} from './support/process.ts';
 
 const dirs: string[] = [];
 const dir = (label: string) => {
@@ -272,6 +281,8 @@ test('paxmon mon --bind-addr listens elsewhere; SIGTERM stops it cleanly', async
     30_000,
     async () => {
       const r = await paxmon([
+        '-k',
+        join(d, 'a', 'keyring'),
         '-m',
         `127.0.0.1:${other}`,
         '--format',
@@ -317,7 +328,7 @@ test('paxmon mon --inspect PORT serves the inspector bridge and streams the acto
   );
   assert.match(
     out.stderr,
-    new RegExp(`inspector: open http://localhost:${bridge} in a browser .*needs internet`),
+    new RegExp(`inspector: open http://127\\.0\\.0\\.1:${bridge} in a browser .*needs internet`),
   );
   // The page a browser opens embeds the Stately inspector UI.
   const page = await fetch(`http://127.0.0.1:${bridge}/`).then((r) => r.text());
@@ -466,7 +477,7 @@ test('config-key set -i reads at most the entry limit + 1 byte (EFBIG); keys and
   assert.match(big.stderr, efbig('65537 bytes'));
   // Exactly the limit is sent (and here finds no monitor: not EFBIG).
   const sent = await paxmon(
-    ['-m', '127.0.0.1:9', '--timeout', '1', 'config-key', 'set', 'k', '-i', fits],
+    ['-k', strangerKeyring(), '-m', '127.0.0.1:9', '--timeout', '1', 'config-key', 'set', 'k', '-i', fits],
     20_000,
   );
   assert.is.not(sent.code, 27, sent.stderr);

@@ -4,7 +4,8 @@ import { rmSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { performRead } from '../actors/io.ts';
-import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
+import { keySecret } from '../actors/keyring.ts';
+import { buildMonMap, mkfsTransaction, newClusterKeyring } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
 import { createMonitor, type MonitorHandle } from '../actors/monitor.ts';
 import { logDataPrefix } from '../machines/services/log.ts';
@@ -15,6 +16,11 @@ import { freePorts, tempDir } from './support/process.ts';
 
 const dir = tempDir('daemon');
 const fsid = '3c1e5a7b-9d2f-4b6a-8c0e-1f2a3b4c5d6e';
+// The monitor's keyring (`mon.` and client.admin, as mkfs writes it): its messenger proves `mon.`
+// and knows client.admin's key; the monitor's auth database starts from it.
+const keyring = newClusterKeyring();
+const keys = new Map(keyring.map((entry) => [entry.entity, keySecret(entry)]));
+const keyOf = (entity: string) => keyring.find((entry) => entry.entity === entity)?.key ?? '';
 
 test('stopped while a store read is under way, drain() waits for it: the read is answered, nothing is fatal', async () => {
   const addr = `127.0.0.1:${await freePorts(1)}`;
@@ -46,11 +52,26 @@ test('stopped while a store read is under way, drain() waits for it: the read is
       };
     },
   });
-  const messenger = new Messenger({ name: 'mon.a', fsid, rank: 0, listenAddr: addr });
+  const messenger = new Messenger({
+    name: 'mon.a',
+    fsid,
+    rank: 0,
+    listenAddr: addr,
+    auth: {
+      entity: 'mon.',
+      secret: keySecret(keyOf('mon.')),
+      keyFor: (entity) => keys.get(entity),
+    },
+  });
   await messenger.listen();
   const fatal: Error[] = [];
-  mon = await createMonitor({ store, transport: messenger, onFatal: (error) => fatal.push(error) });
-  const client = new MonClient({ mons: [{ name: 'a', addr }], fsid, timeoutMs: 20_000 });
+  mon = await createMonitor({ store, transport: messenger, keyring, onFatal: (error) => fatal.push(error) });
+  const client = new MonClient({
+    mons: [{ name: 'a', addr }],
+    fsid,
+    timeoutMs: 20_000,
+    key: keyOf('client.admin'),
+  });
   try {
     for (let i = 0; i < 20; i++) assert.is((await client.command(['log', `line ${i}`])).r, 0);
     armed = true;

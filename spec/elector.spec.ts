@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { electorMachine, initialEpoch } from '../machines/elector.ts';
-import type { MonElection, MonMap } from '../transport/messages.ts';
+import type { ConnectionTracker, MonElection, MonMap } from '../transport/messages.ts';
 import { runChild } from './support/child-harness.ts';
 
 const fsid = '11111111-2222-3333-4444-555555555555';
@@ -286,6 +286,196 @@ test('every bump is persisted before the messages of that step go out', () => {
     .some((e) => e.writes.some((w) => w.op === 'put_number' && (w as { value: number }).value === 7));
   assert.ok(written);
   h.stop();
+});
+
+// --- disallow and connectivity (ElectionLogic's propose_disallow_handler,
+// propose_connectivity_handler, victory_makes_sense; Elector's pings) ------------------------------
+
+function strategyElector(
+  rank: number,
+  strategy: MonMap['electionStrategy'],
+  disallowed: string[] = [],
+  scores: ConnectionTracker | null = null,
+  size = 5,
+) {
+  return runChild(electorMachine, {
+    rank,
+    monmap: { ...monmap(size), electionStrategy: strategy, disallowedLeaders: disallowed },
+    persistedEpoch: 4,
+    hasEverJoined: true,
+    electionTimeoutMs: TIMEOUT,
+    deferExtraMs: 200,
+    connectivityScores: scores,
+    tracking: {
+      pingTimeoutMs: 400,
+      pingDivisor: 2,
+      halfLifeS: 5,
+      persistInterval: 10,
+      ignoreProposeMargin: 0.0005,
+    },
+  });
+}
+const as = (strategy: MonMap['electionStrategy']) => ({ strategy });
+
+test('disallow: nobody acks a disallowed proposer, not even another disallowed monitor', () => {
+  // a, b, c disallowed: b used to ack a (both disallowed, a the lower rank).
+  const b = strategyElector(1, 'disallow', ['a', 'b', 'c']);
+  b.takeMessages();
+  b.send(election(0, 'propose', 5, as('disallow')));
+  assert.is(epochOf(b), 5);
+  assert.not.ok(
+    b.takeMessages().some((m) => m.op === 'ack'),
+    'no ack for a disallowed proposer',
+  );
+  b.stop();
+  // An allowed monitor stands instead, even with the higher rank.
+  const d = strategyElector(3, 'disallow', ['a', 'b', 'c']);
+  d.send(election(0, 'propose', 5, as('disallow')));
+  assert.is(stateOf(d), 'electingMe');
+  assert.ok(d.takeMessages().some((m) => m.op === 'propose'));
+  // …and a disallowed monitor acks an allowed one of higher rank.
+  const c = strategyElector(2, 'disallow', ['a', 'b', 'c']);
+  c.send(election(3, 'propose', 5, as('disallow')));
+  assert.equal(
+    c.takeMessages().map((m) => `${m.to} ${m.op}`),
+    ['mon.d ack'],
+  );
+  c.stop();
+  d.stop();
+});
+
+test('disallow: a victory from a disallowed monitor is refused (bump and stand), one that makes sense is taken', () => {
+  const d = strategyElector(3, 'disallow', ['a']);
+  d.send(election(1, 'propose', 5, as('disallow')));
+  d.send(election(0, 'victory', 6, { ...as('disallow'), quorum: [0, 1, 3] }));
+  assert.not.ok(d.takeParent().some((e) => e.type === 'elector.lose'));
+  assert.is(stateOf(d), 'electingMe');
+  assert.is(epochOf(d), 7);
+  d.stop();
+  const ok = strategyElector(3, 'disallow', ['a']);
+  ok.send(election(1, 'propose', 5, as('disallow')));
+  ok.send(election(1, 'victory', 6, { ...as('disallow'), quorum: [1, 2, 3] }));
+  assert.ok(ok.takeParent().some((e) => e.type === 'elector.lose' && e.leader === 1));
+  ok.stop();
+});
+
+/** A tracker of `rank` whose reports give each rank the listed scores (alive) from one other monitor each. */
+function scoresFor(rank: number, size: number, score: (r: number) => number): ConnectionTracker {
+  // Report of monitor `reporter` about every other rank; one reporter per scored rank is enough.
+  const reports = Array.from({ length: size }, (_, reporter) => ({
+    rank: reporter,
+    epoch: 4,
+    version: 1,
+    peers: Array.from({ length: size }, (_, r) => r)
+      .filter((r) => r !== reporter)
+      .map((r) => ({ rank: r, score: score(r) / (size - 1), alive: true })),
+  }));
+  return { rank, epoch: 4, version: 1, halfLife: 5, reports };
+}
+
+test('connectivity: the propose carries the frozen scores, every message my scores; the best scorer wins', () => {
+  // Scores: c (rank 2) highest.
+  const scores = (rank: number) => scoresFor(rank, 5, (r) => (r === 2 ? 4 : 3));
+  const a = strategyElector(0, 'connectivity', [], scores(0));
+  a.send({ type: 'elector.start' });
+  const proposes = a.takeMessages().filter((m) => m.op === 'propose');
+  assert.is(proposes.length, 4);
+  const msg = proposes[0]?.msg as MonElection;
+  assert.ok(msg.scoring && msg.sharing, 'scoring and sharing');
+  // c's propose: a defers (ack with my scores) although c has the higher rank.
+  a.send(election(2, 'propose', 7, { ...as('connectivity'), sharing: scores(2), scoring: scores(2) }));
+  const ack = a.takeMessages().find((m) => m.op === 'ack');
+  assert.is(ack?.to, 'mon.c');
+  assert.ok((ack?.msg as MonElection | undefined)?.scoring);
+  a.stop();
+  // c itself, proposed to by a, stands.
+  const c = strategyElector(2, 'connectivity', [], scores(2));
+  c.send(election(0, 'propose', 5, { ...as('connectivity'), sharing: scores(0) }));
+  assert.is(stateOf(c), 'electingMe');
+  c.stop();
+});
+
+test('connectivity: ties go to the lower rank; a disallowed monitor scores −1 and gets no ack', () => {
+  const even = (rank: number) => scoresFor(rank, 5, () => 3);
+  const d = strategyElector(3, 'connectivity', [], even(3));
+  d.send(election(1, 'propose', 5, { ...as('connectivity'), sharing: even(1) }));
+  assert.equal(
+    d
+      .takeMessages()
+      .filter((m) => m.op === 'ack')
+      .map((m) => m.to),
+    ['mon.b'],
+  );
+  d.stop();
+  const e = strategyElector(4, 'connectivity', ['a'], even(4));
+  e.send(election(0, 'propose', 5, { ...as('connectivity'), sharing: even(0) }));
+  assert.not.ok(e.takeMessages().some((m) => m.op === 'ack'));
+  assert.is(stateOf(e), 'electingMe');
+  e.stop();
+});
+
+test('connectivity: a victory from a monitor that scores below me is refused (bump and stand)', () => {
+  // b (rank 1) scores 4, a (rank 0) 3: a's victory makes no sense to b.
+  const b = strategyElector(
+    1,
+    'connectivity',
+    [],
+    scoresFor(1, 5, (r) => (r === 1 ? 4 : 3)),
+  );
+  b.send(election(0, 'victory', 6, { ...as('connectivity'), quorum: [0, 1, 2] }));
+  assert.not.ok(b.takeParent().some((e) => e.type === 'elector.lose'));
+  assert.is(stateOf(b), 'electingMe');
+  b.stop();
+  const c = strategyElector(
+    2,
+    'connectivity',
+    [],
+    scoresFor(2, 5, (r) => (r === 1 ? 4 : 3)),
+  );
+  c.send(
+    election(1, 'propose', 5, { ...as('connectivity'), sharing: scoresFor(1, 5, (r) => (r === 1 ? 4 : 3)) }),
+  );
+  c.send(election(1, 'victory', 6, { ...as('connectivity'), quorum: [1, 2, 3] }));
+  assert.ok(c.takeParent().some((e) => e.type === 'elector.lose' && e.leader === 1));
+  c.stop();
+});
+
+test('connectivity: pings begin with a peer’s first message, every timeout/divisor; no answer for the timeout reports it dead', () => {
+  const a = strategyElector(0, 'connectivity', [], null, 3);
+  a.takeMessages();
+  a.send(election(1, 'propose', 5, { ...as('connectivity'), sharing: scoresFor(1, 3, () => 2) }));
+  const pings = () => a.takeMessages().filter((m) => m.type === 'mon.ping');
+  assert.equal(
+    pings().map((m) => `${m.to} ${m.op} ${m.msg.stamp}`),
+    ['mon.b ping 0'],
+  );
+  const tracker = () =>
+    (a.child().getSnapshot().context as { tracker: ConnectionTracker }).tracker.reports.find(
+      (r) => r.rank === 0,
+    );
+  assert.equal(tracker()?.peers, [{ rank: 1, score: 1, alive: true }]);
+  // b answers the first ping at 200 ms: alive.
+  a.advance(200);
+  pings();
+  a.send({ type: 'mon.ping', from: 'mon.b', msg: { type: 'mon.ping', op: 'reply', stamp: 0, echo: 200 } });
+  // Then silence: 400 ms with no answer (more than the ping timeout) → dead.
+  for (let t = 0; t < 600; t += 100) a.advance(100);
+  const peer = tracker()?.peers[0];
+  assert.is(peer?.alive, false);
+  assert.ok((peer?.score ?? 1) < 1);
+  // A ping from b is answered with my scores and its stamp echoed.
+  a.takeMessages();
+  a.send({ type: 'mon.ping', from: 'mon.b', msg: { type: 'mon.ping', op: 'ping', stamp: 1234 } });
+  const reply = a.takeMessages().find((m) => m.type === 'mon.ping' && m.op === 'reply');
+  assert.is(reply?.msg.echo, 1234);
+  assert.ok(reply?.msg.scoring);
+  a.stop();
+  // Under classic nothing is pinged.
+  const classic = strategyElector(0, 'classic', [], null, 3);
+  classic.send(election(1, 'propose', 5));
+  classic.advance(2000);
+  assert.not.ok(classic.takeMessages().some((m) => m.type === 'mon.ping'));
+  classic.stop();
 });
 
 test.run();

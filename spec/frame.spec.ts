@@ -168,6 +168,32 @@ test('the first frame has its own limit (the handshake), later frames the genera
   );
 });
 
+test('firstFrames: the handshake limit holds for that many frames, whole or cut anywhere', () => {
+  // The messenger's handshake is three frames each way, all read before the peer is proven.
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 4 }), cuts, (oversized, cutAt) => {
+      const sizes = [10, 10, 10, 500];
+      if (oversized < 3) sizes[oversized] = 11;
+      const stream = concat(sizes.map((size) => encodeFrame(new Uint8Array(size))));
+      const outcome = feed(
+        new FrameDecoder({ frameBytesMax: 1000, firstFrameBytesMax: 10, firstFrames: 3 }),
+        split(stream, cutAt),
+      );
+      if (oversized < 3) {
+        assert.is(outcome.frames.length, oversized);
+        assert.match(String(outcome.error), /11 bytes exceeds the maximum of 10/);
+      } else {
+        assert.is(outcome.error, undefined);
+        assert.equal(
+          outcome.frames.map((frame) => frame.byteLength),
+          sizes,
+        );
+      }
+    }),
+  );
+  assert.throws(() => new FrameDecoder({ firstFrames: -1 }), /firstFrames/);
+});
+
 test('the general limit can change between frames: it applies to the next header read', () => {
   // The messenger starts every connection at a client's limit and raises it for a monitor's.
   const decoder = new FrameDecoder({ frameBytesMax: 100, firstFrameBytesMax: 10 });

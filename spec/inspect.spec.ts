@@ -58,6 +58,7 @@ async function recordElection(lineBytesMax?: number, extra: { values?: boolean; 
       config: c.config,
       clock: c.clock,
       now: () => c.clock.now(),
+      keyring: c.keyring,
       inspect: (event) => {
         recorder.inspect(event);
         logContext.inspect(event);

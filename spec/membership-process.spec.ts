@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MonClient } from '../actors/mon-client.ts';
 import {
+  adminKey,
   alive,
   freePorts,
   paxmon,
@@ -30,6 +31,7 @@ const client = (names: string[]) => {
     mons: c.mons.filter((m) => names.includes(m.name)),
     fsid: c.fsid,
     timeoutMs: 20_000,
+    key: adminKey(dir),
   });
 };
 
@@ -123,10 +125,20 @@ test('mon add d + mkfs + start d → a quorum of 4; mon rm d → a quorum of 3 a
   const addrs = cluster()
     .mons.map((m) => m.addr)
     .join(',');
-  const told = await paxmon(['-m', addrs, '--format', 'json', 'tell', 'mon.b', 'mon_status']);
+  const told = await paxmon([
+    '-k',
+    join(dir, 'keyring'),
+    '-m',
+    addrs,
+    '--format',
+    'json',
+    'tell',
+    'mon.b',
+    'mon_status',
+  ]);
   assert.is(told.code, 0, told.stderr);
   assert.is((JSON.parse(told.stdout) as { name: string }).name, 'b');
-  const nobody = await paxmon(['-m', addrs, 'tell', 'mon.zz', 'mon_status']);
+  const nobody = await paxmon(['-k', join(dir, 'keyring'), '-m', addrs, 'tell', 'mon.zz', 'mon_status']);
   assert.is(nobody.code, 2, nobody.stderr);
   assert.match(nobody.stderr, /^Error ENOENT: mon\.zz is not one of mon\.a, mon\.b, mon\.c/m);
 });
@@ -136,8 +148,14 @@ test('a new monitor given one peer and its own address joins by itself (mon.join
   const port = Number(c.mons[2]?.addr.split(':')[1]) + 2;
   const addr = `127.0.0.1:${port}`;
   const joinDir = join(dir, 'e');
+  // The cluster's mon. key, as a Ceph operator gets it for a new monitor (ceph auth get mon.).
+  const monKeyring = join(dir, 'mon-e.keyring');
+  const got = await paxmon(['--dir', dir, 'auth', 'get', 'mon.', '-o', monKeyring]);
+  assert.is(got.code, 0, got.stderr);
   const mkfs = await paxmon([
     'mkfs',
+    '--keyring',
+    monKeyring,
     '--dir',
     joinDir,
     '--name',
@@ -154,7 +172,12 @@ test('a new monitor given one peer and its own address joins by itself (mon.join
   try {
     const four = await quorumOf(4);
     assert.ok(four.quorum_names.includes('e'), `e joined: ${four.quorum_names.join(',')}`);
-    const reader = new MonClient({ mons: [{ name: 'e', addr }], fsid: c.fsid, timeoutMs: 20_000 });
+    const reader = new MonClient({
+      mons: [{ name: 'e', addr }],
+      fsid: c.fsid,
+      timeoutMs: 20_000,
+      key: adminKey(dir),
+    });
     try {
       const reply = await pollUntil('mon.e readable', 30_000, async () => {
         const r = await reader.command(['config-key', 'get', 'key4999']);

@@ -9,6 +9,8 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { keySecret } from '../actors/keyring.ts';
+import { newClusterKeyring } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
 import { mkfs, monitorCommand } from '../cli/cluster.ts';
 import { defaultConfig } from '../machines/config.ts';
@@ -48,6 +50,9 @@ interface MonStatus {
 }
 
 const decoder = new TextDecoder();
+/** The run's cluster keyring: every monitor's mon. key, and client.admin for `ask`. */
+const keyring = newClusterKeyring();
+const adminKeyText = keyring.find((e) => e.entity === 'client.admin')?.key as string;
 
 /** One command to `hosts`, bounded; the parsed answer, or undefined when none answered r = 0. */
 async function ask<T>(hosts: readonly LabHost[], fsid: string, cmd: string[]): Promise<T | undefined> {
@@ -56,6 +61,7 @@ async function ask<T>(hosts: readonly LabHost[], fsid: string, cmd: string[]): P
     fsid,
     attemptTimeoutMs: 250,
     timeoutMs: 500,
+    key: adminKeyText,
   });
   try {
     const reply = await client.command(cmd);
@@ -101,7 +107,8 @@ if (unavailable !== undefined) {
     try {
       const fsid = randomUUID();
       const mons = lab.hosts.map((host) => `${host.name}=${host.ip}:${monPort}`);
-      for (const host of lab.hosts) await mkfs({ dir: join(dir, host.name), name: host.name, fsid, mons });
+      for (const host of lab.hosts)
+        await mkfs({ dir: join(dir, host.name), name: host.name, fsid, mons, keyring });
       for (const host of lab.hosts) {
         const monDir = join(dir, host.name);
         const argv = [
@@ -134,7 +141,12 @@ if (unavailable !== undefined) {
 
       // Meanwhile, on the real network: a dial to the isolated monitor hangs (its SYNs are
       // dropped) until the connect bound fails it, and the other two elect a leader.
-      const probe = new Messenger({ name: 'client.probe', fsid, connectTimeoutMs: 300 });
+      const probe = new Messenger({
+        name: 'client.probe',
+        fsid,
+        connectTimeoutMs: 300,
+        auth: { entity: 'client.admin', secret: keySecret(adminKeyText) },
+      });
       const signal = new Signal();
       const unreachable: string[] = [];
       probe.setHandlers({

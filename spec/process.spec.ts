@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MonClient } from '../actors/mon-client.ts';
 import {
+  adminKey,
   alive,
   freePorts,
   mkfsSingle,
@@ -15,6 +16,7 @@ import {
   type QuorumStatus,
   repoRoot,
   spawnMon,
+  strangerKeyring,
   tempDir,
   upDetached,
   waitForQuorum,
@@ -66,6 +68,8 @@ test('paxmon up --detach forms a quorum of 3; a second up refuses; kill -9 the l
 
   // Only an address: the client learns the monitor's name and the cluster from the handshake.
   const byAddr = await paxmon([
+    '-k',
+    join(dir, 'keyring'),
     '-m',
     `127.0.0.1:${port + 1},127.0.0.1:${port}`,
     '--format',
@@ -86,7 +90,15 @@ test('paxmon up --detach forms a quorum of 3; a second up refuses; kill -9 the l
 
 test('client errors: unreachable monitors time out with ETIMEDOUT; bad arguments exit EINVAL', async () => {
   const port = await freePorts(1);
-  const r = await paxmon(['-m', `127.0.0.1:${port}`, '--timeout', '1', 'quorum_status']);
+  const r = await paxmon([
+    '-k',
+    strangerKeyring(),
+    '-m',
+    `127.0.0.1:${port}`,
+    '--timeout',
+    '1',
+    'quorum_status',
+  ]);
   assert.is(r.code, 110);
   assert.match(r.stderr, /^Error ETIMEDOUT: /m);
   const bad = await paxmon(['-m', 'nonsense', 'quorum_status']);
@@ -158,7 +170,12 @@ test('a monitor on a full disk stops with ENOSPC (28) and the reason; every ackn
       return { child, exited, stderr: () => stderr };
     };
     const mon = start();
-    const client = new MonClient({ mons: [{ name: 'a', addr: `127.0.0.1:${port}` }], fsid, timeoutMs: 5000 });
+    const client = new MonClient({
+      mons: [{ name: 'a', addr: `127.0.0.1:${port}` }],
+      fsid,
+      timeoutMs: 5000,
+      key: adminKey(monDir),
+    });
     const value = 'x'.repeat(60 * 1024);
     const acknowledged: string[] = [];
     try {
@@ -188,6 +205,7 @@ test('a monitor on a full disk stops with ENOSPC (28) and the reason; every ackn
       mons: [{ name: 'a', addr: `127.0.0.1:${port}` }],
       fsid,
       timeoutMs: 20_000,
+      key: adminKey(monDir),
     });
     try {
       const ls = await reader.command(['config-key', 'ls']);

@@ -13,7 +13,7 @@ import {
   kvModel,
   type Operation,
 } from '../sim/linearizability/index.ts';
-import { alive, freePorts, paxmon, pollUntil, tempDir, upDetached } from './support/process.ts';
+import { adminKey, alive, freePorts, paxmon, pollUntil, tempDir, upDetached } from './support/process.ts';
 
 const dir = tempDir('services');
 let clients: MonClient[] = [];
@@ -29,7 +29,13 @@ const pidOf = (name: string) => Number(readFileSync(join(dir, name, 'pid'), 'utf
 function clientsPerMonitor(): MonClient[] {
   const c = cluster();
   return c.mons.map(
-    (m) => new MonClient({ mons: [{ name: m.name, addr: m.addr }], fsid: c.fsid, timeoutMs: 15_000 }),
+    (m) =>
+      new MonClient({
+        mons: [{ name: m.name, addr: m.addr }],
+        fsid: c.fsid,
+        timeoutMs: 15_000,
+        key: adminKey(dir),
+      }),
   );
 }
 

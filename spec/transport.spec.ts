@@ -1,23 +1,40 @@
-// The TCP transport end to end on 127.0.0.1 (port 0): codec, framing, handshake, the Messenger's
-// routing, queueing, withdrawing and reconnects, its bounds on hung dials and silent peers
-// (keepalives), and its survival of bad bytes. No sleeps: every wait is on an event (a delivered
+// The TCP transport end to end on 127.0.0.1 (port 0): codec, framing, the authenticated handshake
+// and sealed frames (issue 13), the Messenger's routing, queueing, withdrawing and reconnects, its
+// bounds on hung dials and silent peers (keepalives), and its survival of bad bytes. No sleeps: every wait is on an event (a delivered
 // message, a log line, a closed socket) with a bounded timeout.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MonClient, type MonClientError, requestDeadlineMaxMs } from '../actors/mon-client.ts';
+import { encodeCryptoKey } from '../machines/crypto-key.ts';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue, scanValue } from '../transport/codec.ts';
 import { encodeFrame, FrameDecoder, isKeepalive, keepaliveFrame } from '../transport/frame.ts';
 import { type EntityName, limits, type Message, MessageSchema, validate } from '../transport/messages.ts';
 import {
   anyFsid,
   connectedToItself,
-  type Hello,
+  type HelloReply,
+  helloBytesMax,
   Messenger,
+  type MessengerAuth,
   type MessengerOptions,
+  monEntity,
+  protocolVersion,
 } from '../transport/messenger.ts';
+import {
+  challengeBytes,
+  deriveSession,
+  type FrameOpener,
+  type FrameSealer,
+  proofMatches,
+  type SessionMode,
+  type SessionSecrets,
+  sealTagBytes,
+  sessionChannels,
+} from '../transport/session-crypto.ts';
 import { fsid, otherFsid, sampleMessages } from './fixtures/messages.ts';
 import { CaptureLogger, Inbox, Signal, within } from './fixtures/wait.ts';
 import { freePorts, pollUntil } from './support/process.ts';
@@ -25,6 +42,25 @@ import { freePorts, pollUntil } from './support/process.ts';
 const test = suite('transport');
 
 // --- helpers ----------------------------------------------------------------------------------
+
+// The spec's keys (issue 13): every monitor proves `mon.`, every client `client.admin`, unless a
+// test says otherwise. Fresh per run, as a cluster's keyring is.
+const monSecret = new Uint8Array(randomBytes(16));
+const adminSecret = new Uint8Array(randomBytes(16));
+const keys = new Map<string, Uint8Array>([
+  [monEntity, monSecret],
+  ['client.admin', adminSecret],
+  ['client.other', new Uint8Array(randomBytes(16))],
+]);
+/** client.admin's key as a keyring holds it, for MonClient. */
+const adminKey = encodeCryptoKey(adminSecret, Date.now());
+
+/** A monitor proves `mon.` and knows every key of the spec; a client proves client.admin. */
+function authFor(name: string): MessengerAuth {
+  return name.startsWith('mon.')
+    ? { entity: monEntity, secret: monSecret, keyFor: (entity) => keys.get(entity) }
+    : { entity: 'client.admin', secret: adminSecret };
+}
 
 interface Node {
   messenger: Messenger;
@@ -42,7 +78,14 @@ async function startNode(
 ): Promise<Node> {
   const logger = new CaptureLogger();
   const inbox = new Inbox();
-  const messenger = new Messenger({ name, fsid, logger, reconnectMs: { initial: 10, max: 100 }, ...options });
+  const messenger = new Messenger({
+    name,
+    fsid,
+    logger,
+    reconnectMs: { initial: 10, max: 100 },
+    auth: authFor(name),
+    ...options,
+  });
   messenger.setHandlers(inbox.handlers);
   open.push(messenger);
   const addr = listen ? await messenger.listen() : '';
@@ -80,27 +123,63 @@ function listenLoopback(server: net.Server): Promise<string> {
   );
 }
 
+function decoded(bytes: Uint8Array): unknown {
+  const result = decodeValue(bytes);
+  return 'error' in result ? result : result.value;
+}
+
+interface RawHandshake {
+  /** The session name claimed. */
+  name: EntityName;
+  /** The entity whose key is proven (default: `mon.` for a `mon.*` name, else client.admin). */
+  entity?: string;
+  /** The secret used (default: the entity's, from the spec's keys; a random one if it has none). */
+  secret?: Uint8Array;
+  /** Hello fields to override or add (a bad banner, another nonce, the modes offered…). */
+  hello?: Record<string, unknown>;
+  /** The fsid told in the sealed session frame (default: the fixture's). */
+  fsid?: string;
+}
+
 /**
- * A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes. Keepalives
- * are counted, not kept among the frames.
+ * A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes: it runs the
+ * handshake itself (transport/session-crypto.ts), as a dialler (handshake()) or an acceptor (the
+ * `accept` option), and then seals what it sends (sendValue, sendPayloads) and opens what it
+ * reads, unless told to write raw bytes to its socket. Keepalives are counted, not kept among
+ * the frames; frames that do not open are counted too.
  */
 class RawPeer {
+  /** Values read after the handshake (before one, or without one: every value read). */
   readonly frames: unknown[] = [];
+  /** Values of the handshake frames read: the reply (or refusal), the proof, the session frame. */
+  readonly handshakeFrames: unknown[] = [];
+  /** Every byte read, for asserting what was never said. */
+  readonly received: Buffer[] = [];
   readonly signal = new Signal();
   readonly #decoder = new FrameDecoder();
   closed = false;
   keepalives = 0;
+  unopened = 0;
+  sealer: FrameSealer | undefined;
+  opener: FrameOpener | undefined;
+  /** Where the handshake is: undefined when none was started; 'done' once over (or refused). */
+  step: 'hello' | 'reply' | 'proof' | 'session' | 'done' | undefined;
+  #role: 'dialler' | 'acceptor' | undefined;
+  #options: RawHandshake | undefined;
+  #secret: Uint8Array = new Uint8Array(16);
+  #ownHello: Uint8Array = new Uint8Array();
+  #ownChallenge: Uint8Array = new Uint8Array();
+  #mode: SessionMode = 'crc';
+  #secrets: SessionSecrets | undefined;
 
-  constructor(readonly socket: net.Socket) {
+  constructor(
+    readonly socket: net.Socket,
+    options: { accept?: RawHandshake } = {},
+  ) {
+    if (options.accept) this.#begin('acceptor', options.accept);
     socket.on('data', (chunk: Buffer) => {
-      for (const frame of this.#decoder.push(chunk).frames) {
-        if (isKeepalive(frame)) {
-          this.keepalives += 1;
-          continue;
-        }
-        const decoded = decodeValue(frame);
-        this.frames.push('error' in decoded ? decoded : decoded.value);
-      }
+      this.received.push(chunk);
+      for (const frame of this.#decoder.push(chunk).frames) this.#onFrame(frame);
       this.signal.notify();
     });
     socket.on('error', () => {});
@@ -110,17 +189,29 @@ class RawPeer {
     });
   }
 
-  static connect(addr: string): Promise<RawPeer> {
+  static connect(addr: string, localAddress?: string): Promise<RawPeer> {
     const [host, port] = addr.split(':') as [string, string];
-    const socket = net.connect({ host, port: Number(port) });
+    const socket = net.connect({ host, port: Number(port), ...(localAddress ? { localAddress } : {}) });
     return within(
       new Promise((resolve) => socket.once('connect', () => resolve(new RawPeer(socket)))),
       `raw connect to ${addr}`,
     );
   }
 
+  /** Send a value: sealed once the session is, plain before. */
   sendValue(value: unknown): void {
-    this.socket.write(encodeFrame(encodeValue(value)));
+    const payload = encodeValue(value);
+    this.socket.write(this.sealer ? this.sealer.sealOne(payload) : encodeFrame(payload));
+  }
+
+  /** Seal payloads (any bytes, not only messages) into one write. */
+  sendPayloads(payloads: Uint8Array[]): void {
+    const bytes = payloads.reduce((sum, payload) => sum + payload.byteLength, 0);
+    this.socket.write((this.sealer as FrameSealer).seal(payloads, bytes));
+  }
+
+  sendKeepalive(): void {
+    this.sendPayloads([new Uint8Array(0)]);
   }
 
   frameCount(count: number): Promise<void> {
@@ -131,11 +222,136 @@ class RawPeer {
     return this.signal.until(() => this.closed, 'the raw socket to close');
   }
 
-  /** Complete a handshake as `name`; resolves with the monitor's hello. */
-  async handshake(name: EntityName, overrides: Partial<Record<keyof Hello, unknown>> = {}): Promise<unknown> {
-    this.sendValue({ banner: 'paxmon', protocolVersion: 1, fsid, name, nonce: 42, ...overrides });
-    await this.frameCount(1);
-    return this.frames[0];
+  /** The handshake is over (established, refused, or the connection closed). */
+  whenHandshaken(): Promise<void> {
+    return this.signal.until(() => this.step === 'done' || this.closed, 'the raw handshake');
+  }
+
+  /**
+   * Dial: run the handshake as `name` (a client.admin or `mon.` key by default); resolves with the
+   * monitor's reply, or its refusal.
+   */
+  async handshake(name: EntityName, options: Omit<RawHandshake, 'name'> = {}): Promise<unknown> {
+    this.#begin('dialler', { name, ...options });
+    const challenge = new Uint8Array(randomBytes(challengeBytes));
+    const hello = {
+      banner: 'paxmon',
+      protocolVersion,
+      name,
+      entity: this.#options?.entity,
+      nonce: 42,
+      challenge,
+      modes: ['crc', 'secure'],
+      ...options.hello,
+    };
+    this.#ownHello = encodeValue(hello).slice();
+    this.#ownChallenge = hello.challenge instanceof Uint8Array ? hello.challenge : challenge;
+    this.socket.write(encodeFrame(this.#ownHello));
+    await this.whenHandshaken();
+    return this.handshakeFrames[0];
+  }
+
+  #begin(role: 'dialler' | 'acceptor', options: RawHandshake): void {
+    const entity = options.entity ?? (options.name.startsWith('mon.') ? monEntity : 'client.admin');
+    this.#role = role;
+    this.#options = { ...options, entity };
+    this.#secret = options.secret ?? keys.get(entity) ?? new Uint8Array(randomBytes(16));
+    this.step = role === 'dialler' ? 'reply' : 'hello';
+  }
+
+  #onFrame(frame: Uint8Array): void {
+    if (this.opener) {
+      const payload = this.opener.open(frame);
+      if (payload === null) {
+        this.unopened += 1;
+        return;
+      }
+      if (payload.byteLength === 0) {
+        this.keepalives += 1;
+        return;
+      }
+      if (this.step !== 'session') {
+        this.frames.push(decoded(payload));
+        return;
+      }
+      this.handshakeFrames.push(decoded(payload));
+      // The peer's session frame (its fsid): the dialler answers with its own.
+      if (this.#role === 'dialler') this.sendValue({ fsid: this.#options?.fsid ?? fsid });
+      this.step = 'done';
+      return;
+    }
+    const value = decoded(frame);
+    if (this.step === undefined || this.step === 'done') {
+      if (isKeepalive(frame)) this.keepalives += 1;
+      else this.frames.push(value);
+      return;
+    }
+    this.handshakeFrames.push(value);
+    if (typeof value === 'object' && value !== null && 'refused' in value) {
+      this.step = 'done';
+      return;
+    }
+    const fields = (value ?? {}) as Record<string, unknown>;
+    if (this.#role === 'dialler') this.#diallerStep(frame, fields);
+    else this.#acceptorStep(frame, fields);
+  }
+
+  #diallerStep(frame: Uint8Array, fields: Record<string, unknown>): void {
+    if (this.step === 'reply') {
+      this.#mode = fields.mode as SessionMode;
+      this.#secrets = deriveSession(this.#secret, {
+        diallerHello: this.#ownHello,
+        acceptorHello: frame.slice(),
+        diallerChallenge: this.#ownChallenge,
+        acceptorChallenge: fields.challenge as Uint8Array,
+      });
+      this.step = 'proof';
+      this.sendValue({ proof: this.#secrets.diallerProof });
+      return;
+    }
+    // The acceptor's proof: wrong, and the handshake stops here, as a Messenger's would.
+    const secrets = this.#secrets as SessionSecrets;
+    if (!proofMatches(secrets.acceptorProof, fields.proof)) {
+      this.step = 'done';
+      return;
+    }
+    ({ sealer: this.sealer, opener: this.opener } = sessionChannels(secrets, this.#mode, 'dialler'));
+    this.step = 'session';
+  }
+
+  #acceptorStep(frame: Uint8Array, fields: Record<string, unknown>): void {
+    if (this.step === 'hello') {
+      const options = this.#options as RawHandshake;
+      this.#mode = ((fields.modes as SessionMode[] | undefined) ?? ['crc'])[0] as SessionMode;
+      const challenge = new Uint8Array(randomBytes(challengeBytes));
+      const reply = {
+        banner: 'paxmon',
+        protocolVersion,
+        name: options.name,
+        nonce: 7,
+        challenge,
+        mode: this.#mode,
+        ...options.hello,
+      };
+      this.#ownHello = encodeValue(reply).slice();
+      this.#ownChallenge = challenge;
+      this.#secrets = deriveSession(this.#secret, {
+        diallerHello: frame.slice(),
+        acceptorHello: this.#ownHello,
+        diallerChallenge: fields.challenge as Uint8Array,
+        acceptorChallenge: challenge,
+      });
+      this.step = 'proof';
+      this.socket.write(encodeFrame(this.#ownHello));
+      return;
+    }
+    // The dialler's proof: answered with ours and the sealed session frame, right or wrong (a
+    // fake monitor does not care).
+    const secrets = this.#secrets as SessionSecrets;
+    this.sendValue({ proof: secrets.acceptorProof });
+    ({ sealer: this.sealer, opener: this.opener } = sessionChannels(secrets, this.#mode, 'acceptor'));
+    this.sendValue({ fsid: this.#options?.fsid ?? fsid });
+    this.step = 'session';
   }
 }
 
@@ -206,11 +422,6 @@ class Gate {
     for (const socket of [...this.held, ...this.#upstreams]) socket.destroy();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-/** The hello a hand-driven monitor answers a dial with. */
-function monHello(name: EntityName, nonce = 7): Hello {
-  return { banner: 'paxmon', protocolVersion: 1, fsid, name, nonce };
 }
 
 test.after.each(async () => {
@@ -360,7 +571,7 @@ test('messages read before handlers are set are held and delivered in order once
   // A monitor listens first and sets its handlers after it has loaded its store: a client's
   // command read in between must not vanish (it cost the client its whole attempt timeout).
   const logger = new CaptureLogger();
-  const early = new Messenger({ name: 'mon.a', fsid, logger, queueMessagesMax: 3 });
+  const early = new Messenger({ name: 'mon.a', fsid, logger, queueMessagesMax: 3, auth: authFor('mon.a') });
   open.push(early);
   const addr = await early.listen();
   const client = await startNode('client.h0ld', {}, false);
@@ -392,7 +603,7 @@ test('MonClient: "not in quorum" answers are retried with a backoff, under one t
       ? { r: -11, rs: 'mon.a is not in quorum (state electing)' }
       : { r: 0, rs: '' };
   });
-  const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
+  const client = new MonClient({ key: adminKey, mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
   try {
     const reply = await client.command(['quorum_status']);
     assert.is(reply.r, 0);
@@ -403,7 +614,12 @@ test('MonClient: "not in quorum" answers are retried with a backoff, under one t
     // tight loop, then ETIMEDOUT naming the last refusal.
     tidsSeen.length = 0;
     refuseFirst = Number.POSITIVE_INFINITY;
-    const failing = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 1000 });
+    const failing = new MonClient({
+      key: adminKey,
+      mons: [{ name: 'a', addr: a.addr }],
+      fsid,
+      timeoutMs: 1000,
+    });
     const error = await failing.command(['quorum_status']).then(
       () => null,
       (e: unknown) => e as MonClientError,
@@ -430,7 +646,7 @@ test('a connection that reached itself is refused: its own hello echoed back, or
       (e: Error) => e,
     );
     assert.match(error?.message ?? 'connected', /reached itself/);
-    const mc = new MonClient({ mons: [{ addr: echoAddr }], timeoutMs: 300 });
+    const mc = new MonClient({ key: adminKey, mons: [{ addr: echoAddr }], timeoutMs: 300 });
     const failed = await mc.command(['quorum_status']).then(
       () => null,
       (e: MonClientError) => e,
@@ -471,7 +687,7 @@ test('MonClient: monitors that refuse connections are retried with a backoff, no
   });
   const addr = await listenLoopback(slam);
   try {
-    const mc = new MonClient({ mons: [{ addr }], timeoutMs: 1000 });
+    const mc = new MonClient({ key: adminKey, mons: [{ addr }], timeoutMs: 1000 });
     const failed = await mc.command(['quorum_status']).then(
       () => null,
       (e: MonClientError) => e,
@@ -489,7 +705,7 @@ test('MonClient: monitors that refuse connections are retried with a backoff, no
 test('MonClient: an input a monitor would not read from a client (clientFrameBytesMax) is EFBIG at once, not a timeout', async () => {
   const a = await startNode('mon.a');
   answerCommands(a, () => ({ r: 0, rs: 'ok' }));
-  const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 3000 });
+  const client = new MonClient({ key: adminKey, mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 3000 });
   try {
     const started = Date.now();
     const error = await client
@@ -512,6 +728,7 @@ test('MonClient: a monitor that refuses connections is left at once for the next
   const dead = await freePorts(1);
   // Attempts as long as the whole command: only the refused connect can move it on to mon.b.
   const client = new MonClient({
+    key: adminKey,
     mons: [
       { name: 'a', addr: `127.0.0.1:${dead}` },
       { name: 'b', addr: b.addr },
@@ -537,8 +754,13 @@ test('MonClient: every attempt of a command carries the same deadline, at most r
     seen.push(message);
     return answer(seen.length);
   });
-  const client = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
-  const long = new MonClient({ mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 3_600_000 });
+  const client = new MonClient({ key: adminKey, mons: [{ name: 'a', addr: a.addr }], fsid, timeoutMs: 5000 });
+  const long = new MonClient({
+    key: adminKey,
+    mons: [{ name: 'a', addr: a.addr }],
+    fsid,
+    timeoutMs: 3_600_000,
+  });
   try {
     const before = Date.now();
     const reply = await client.command(['config-key', 'set', 'k', 'v']);
@@ -575,7 +797,13 @@ test('MonClient: an attempt at a monitor that was down never reaches it once it 
   // queued in the messenger, whose redials would deliver it once the monitor listened.
   const port = await freePorts(1);
   const addr = `127.0.0.1:${port}`;
-  const client = new MonClient({ mons: [{ name: 'x', addr }], fsid, attemptTimeoutMs: 100, timeoutMs: 300 });
+  const client = new MonClient({
+    key: adminKey,
+    mons: [{ name: 'x', addr }],
+    fsid,
+    attemptTimeoutMs: 100,
+    timeoutMs: 300,
+  });
   try {
     const failed = await client.command(['config-key', 'set', 'k', 'v']).then(
       () => null,
@@ -604,6 +832,7 @@ test('MonClient: an attempt that timed out while its dial hung never reaches the
   const gate = new Gate();
   const gateAddr = await listenLoopback(gate.server);
   const client = new MonClient({
+    key: adminKey,
     mons: [{ name: 'x', addr: gateAddr }],
     fsid,
     attemptTimeoutMs: 100,
@@ -660,23 +889,23 @@ test('a new connection from a restarted peer (new nonce) replaces a stale sessio
   const a = await startNode('mon.a');
   // Two incarnations of mon.b, the first one's socket still open as a crashed peer's may look.
   const stale = await RawPeer.connect(a.addr);
-  await stale.handshake('mon.b', { nonce: 1 });
+  await stale.handshake('mon.b', { hello: { nonce: 1 } });
   const fresh = await RawPeer.connect(a.addr);
-  await fresh.handshake('mon.b', { nonce: 2 });
+  await fresh.handshake('mon.b', { hello: { nonce: 2 } });
   await stale.whenClosed();
   await a.inbox.reset('mon.b');
   a.messenger.send('mon.b', command(1));
-  await fresh.frameCount(2);
-  assert.equal(fresh.frames[1], command(1));
+  await fresh.frameCount(1);
+  assert.equal(fresh.frames[0], command(1));
 
   // The same incarnation reconnecting: the newer connection wins quietly (no reset).
   const again = await RawPeer.connect(a.addr);
-  await again.handshake('mon.b', { nonce: 2 });
+  await again.handshake('mon.b', { hello: { nonce: 2 } });
   await fresh.whenClosed();
   assert.equal(a.inbox.resets, ['mon.b']);
   a.messenger.send('mon.b', command(2));
-  await again.frameCount(2);
-  assert.equal(again.frames[1], command(2));
+  await again.frameCount(1);
+  assert.equal(again.frames[0], command(2));
   assert.is(a.messenger.stats().replaced, 2);
   again.socket.destroy();
 });
@@ -769,9 +998,9 @@ test('garbage before the handshake: logged reason, connection closed, server kee
 test('an undecodable frame after the handshake closes that connection only', async () => {
   const a = await startNode('mon.a');
   const raw = await RawPeer.connect(a.addr);
-  const reply = (await raw.handshake('client.raw')) as Hello;
+  const reply = (await raw.handshake('client.raw')) as HelloReply;
   assert.is(reply.name, 'mon.a');
-  raw.socket.write(encodeFrame(new Uint8Array([0xc1, 0x00])));
+  raw.sendPayloads([new Uint8Array([0xc1, 0x00])]);
   await raw.whenClosed();
   await a.logger.waitFor('undecodable payload', 'warn');
   assert.is(a.messenger.stats().undecodable, 1);
@@ -820,16 +1049,19 @@ test('an invalid message is logged and dropped; the connection stays', async () 
 
 test('bad hellos are refused with a reason frame, logged, and closed', async () => {
   const a = await startNode('mon.a');
-  const cases: [Partial<Record<keyof Hello, unknown>>, RegExp][] = [
+  const cases: [Record<string, unknown>, RegExp][] = [
     [{ banner: 'ceph v2' }, /wrong banner "ceph v2"/],
-    [{ protocolVersion: 2 }, /unsupported protocol version 2/],
-    [{ fsid: otherFsid }, /fsid mismatch/],
+    [{ protocolVersion: 1 }, /unsupported protocol version 1/],
     [{ name: 'osd.3' }, /malformed entity name/],
-    [{ name: 'mon.a' }, /my own name/],
+    [{ name: 'mon.a', entity: monEntity }, /my own name/],
+    [{ entity: 'osd.3' }, /malformed auth entity/],
+    [{ challenge: new Uint8Array(8) }, /malformed challenge/],
+    [{ modes: ['plain'] }, /malformed session modes/],
+    [{ modes: [] }, /malformed session modes/],
   ];
   for (const [overrides, reason] of cases) {
     const raw = await RawPeer.connect(a.addr);
-    const reply = await raw.handshake('client.raw', overrides);
+    const reply = await raw.handshake('client.raw', { hello: overrides });
     assert.match(String((reply as { refused?: string }).refused), reason);
     await raw.whenClosed();
     assert.ok(
@@ -843,16 +1075,27 @@ test('bad hellos are refused with a reason frame, logged, and closed', async () 
   await assertStillServing(a);
 });
 
-test('a monitor of another cluster (wrong fsid): both sides log, nothing delivered', async () => {
+test('a monitor of another cluster: EACCES for its key; with the same key, an fsid mismatch both sides log', async () => {
   const a = await startNode('mon.a');
-  const stranger = await startNode('mon.z', { fsid: otherFsid });
+  // Another cluster has another `mon.` key: refused before any fsid is told.
+  const stranger = await startNode('mon.z', {
+    fsid: otherFsid,
+    auth: { entity: monEntity, secret: new Uint8Array(randomBytes(16)) },
+  });
   stranger.messenger.send('mon.a', command(1), a.addr);
-  await a.logger.waitFor('fsid mismatch', 'warn');
-  const line = await stranger.logger.waitFor('refused by mon.a', 'warn');
-  assert.match(String(line.fields.reason), /fsid mismatch/);
-  assert.ok(stranger.messenger.stats().refused >= 1);
+  const refused = await stranger.logger.waitFor('refused by mon.a', 'warn');
+  assert.is(refused.fields.reason, 'refused by mon.a: EACCES: authentication failed for mon.');
+  // A key copied from this cluster into another: authenticated, then the fsids differ.
+  const copied = await startNode('mon.y', { fsid: otherFsid });
+  copied.messenger.send('mon.a', command(2), a.addr);
+  const line = await a.logger.waitFor('fsid mismatch', 'warn');
+  assert.is(line.fields.reason, `fsid mismatch: peer sent ${otherFsid}`);
+  const theirs = await copied.logger.waitFor('fsid mismatch', 'warn');
+  assert.is(theirs.fields.reason, `fsid mismatch: mon.a is of cluster ${fsid}`);
+  assert.ok(stranger.messenger.stats().refused >= 1 && copied.messenger.stats().refused >= 1);
   await assertStillServing(a);
   assert.equal(tids(a.inbox.from('mon.z')), []);
+  assert.equal(tids(a.inbox.from('mon.y')), []);
 });
 
 test('a client that does not know the fsid yet (nil UUID) may talk to any monitor; a monitor may not', async () => {
@@ -862,11 +1105,16 @@ test('a client that does not know the fsid yet (nil UUID) may talk to any monito
   client.messenger.send('mon.a', command(1), a.addr);
   await client.inbox.count(1);
   assert.equal(tids(client.inbox.from('mon.a')), [2]);
-  assert.throws(() => new Messenger({ name: 'mon.z', fsid: anyFsid }), /only a client/);
+  assert.throws(
+    () => new Messenger({ name: 'mon.z', fsid: anyFsid, auth: authFor('mon.z') }),
+    /only a client/,
+  );
+  // A monitor's key, and the nil fsid: authenticated, then refused (the stream is sealed by then,
+  // so the refusal is the close, logged by the monitor).
   const raw = await RawPeer.connect(a.addr);
-  const reply = await raw.handshake('mon.z', { fsid: anyFsid });
-  assert.match(String((reply as { refused?: string }).refused), /fsid mismatch/);
+  await raw.handshake('mon.z', { fsid: anyFsid });
   await raw.whenClosed();
+  await a.logger.waitFor(`fsid mismatch: peer sent ${anyFsid}`, 'warn');
 });
 
 test('dialling an address that answers with another name is refused', async () => {
@@ -932,12 +1180,13 @@ test('withdraw() takes back a message still queued, never one a socket has', asy
 });
 
 test('timing options are validated: the read timeout leaves room for two keepalives', () => {
+  const auth = authFor('mon.a');
   assert.throws(
-    () => new Messenger({ name: 'mon.a', fsid, keepaliveIntervalMs: 100, readTimeoutMs: 150 }),
+    () => new Messenger({ name: 'mon.a', fsid, auth, keepaliveIntervalMs: 100, readTimeoutMs: 150 }),
     /at least twice keepaliveIntervalMs/,
   );
-  assert.throws(() => new Messenger({ name: 'mon.a', fsid, connectTimeoutMs: 0 }), /connectTimeoutMs/);
-  assert.throws(() => new Messenger({ name: 'mon.a', fsid, readTimeoutMs: 2.5 }), /readTimeoutMs/);
+  assert.throws(() => new Messenger({ name: 'mon.a', fsid, auth, connectTimeoutMs: 0 }), /connectTimeoutMs/);
+  assert.throws(() => new Messenger({ name: 'mon.a', fsid, auth, readTimeoutMs: 2.5 }), /readTimeoutMs/);
 });
 
 test('a dial that does not connect within connectTimeoutMs fails quietly, reports the peer unreachable, and is retried with the backoff', async () => {
@@ -975,7 +1224,7 @@ for (const behaviour of ['reads', 'stops reading'] as const) {
     const accepted: RawPeer[] = [];
     const signal = new Signal();
     const mute = net.createServer((socket) => {
-      accepted.push(new RawPeer(socket));
+      accepted.push(new RawPeer(socket, { accept: { name: 'mon.x' } }));
       signal.notify();
     });
     const addr = await listenLoopback(mute);
@@ -984,11 +1233,10 @@ for (const behaviour of ['reads', 'stops reading'] as const) {
       b.messenger.send('mon.x', command(1), addr);
       await signal.until(() => accepted.length === 1, 'the dial');
       const x = accepted[0] as RawPeer;
-      await x.frameCount(1);
-      x.sendValue(monHello('mon.x'));
+      await x.whenHandshaken();
       const connectedAt = performance.now();
-      await x.frameCount(2);
-      assert.equal(x.frames[1], command(1));
+      await x.frameCount(1);
+      assert.equal(x.frames[0], command(1));
       if (behaviour === 'stops reading') x.socket.pause();
       await b.inbox.reset('mon.x');
       const silentMs = performance.now() - connectedAt;
@@ -1037,7 +1285,7 @@ test('keepalives keep an idle connection open past readTimeoutMs, both ways', as
   assert.is(a.messenger.stats().dials + b.messenger.stats().dials, 1, 'still the first connection');
 });
 
-test('a keepalive is no hello: before the handshake it costs the connection; after it, it reaches no handler', async () => {
+test('a keepalive is no hello: before the handshake it costs the connection; after it, sealed, it reaches no handler; unsealed, it ends the session', async () => {
   const a = await startNode('mon.a');
   const early = await RawPeer.connect(a.addr);
   early.socket.write(keepaliveFrame);
@@ -1046,8 +1294,8 @@ test('a keepalive is no hello: before the handshake it costs the connection; aft
 
   const raw = await RawPeer.connect(a.addr);
   await raw.handshake('client.raw');
-  raw.socket.write(keepaliveFrame);
-  raw.socket.write(keepaliveFrame);
+  raw.sendKeepalive();
+  raw.sendKeepalive();
   raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 3 });
   await a.inbox.count(1);
   assert.equal(a.inbox.received, [
@@ -1055,7 +1303,11 @@ test('a keepalive is no hello: before the handshake it costs the connection; aft
   ]);
   assert.is(a.messenger.stats().invalid, 0);
   assert.not.ok(raw.closed);
-  raw.socket.destroy();
+  // Nothing unauthenticated is read after the handshake, not even an empty frame.
+  raw.socket.write(keepaliveFrame);
+  await raw.whenClosed();
+  await a.logger.waitFor('failed authentication', 'warn');
+  assert.is(a.messenger.stats().frameAuthFailures, 1);
 });
 
 // --- budgets: what one connection, one host, and all clients together may cost (issue 13) --------
@@ -1125,7 +1377,8 @@ test('an 8 MiB frame of 8 million empty maps, or maps nested 17 deep, closes the
   const heapBefore = process.memoryUsage().heapUsed;
   const raw = await RawPeer.connect(a.addr);
   await raw.handshake('client.raw');
-  raw.socket.write(encodeFrame(emptyMaps(8 * 1024 * 1024 - 5)));
+  // 8 MiB with its seal: the largest frame a client may send.
+  raw.sendPayloads([emptyMaps(8 * 1024 * 1024 - 5 - sealTagBytes)]);
   await raw.whenClosed();
   const line = await a.logger.waitFor('more than 200000 values in one frame', 'warn');
   assert.is(line.fields.peer, 'client.raw');
@@ -1135,7 +1388,7 @@ test('an 8 MiB frame of 8 million empty maps, or maps nested 17 deep, closes the
 
   const deep = await RawPeer.connect(a.addr);
   await deep.handshake('client.deep');
-  deep.socket.write(encodeFrame(nestedMaps(17)));
+  deep.sendPayloads([nestedMaps(17)]);
   await deep.whenClosed();
   await a.logger.waitFor('containers nested deeper than 16', 'warn');
   assert.is(a.messenger.stats().undecodable, 2);
@@ -1226,8 +1479,8 @@ test('connections from one address are capped below the total; refusals are logg
   assert.is(lines[0]?.fields.addr, '127.0.0.1');
   // Another host is served, and the first host's own connections still work.
   const other = await connectFrom('127.0.0.2');
-  assert.is(((await other.handshake('client.other')) as Hello).name, 'mon.a');
-  assert.is(((await (kept[0] as RawPeer).handshake('client.kept')) as Hello).name, 'mon.a');
+  assert.is(((await other.handshake('client.other')) as HelloReply).name, 'mon.a');
+  assert.is(((await (kept[0] as RawPeer).handshake('client.kept')) as HelloReply).name, 'mon.a');
   assert.not.ok(kept.some((raw) => raw.closed));
   // Closing one frees its slot.
   (kept[1] as RawPeer).socket.destroy();
@@ -1240,7 +1493,7 @@ test('connections from one address are capped below the total; refusals are logg
     },
   );
   const again = await connectFrom('127.0.0.1');
-  assert.is(((await again.handshake('client.again')) as Hello).name, 'mon.a');
+  assert.is(((await again.handshake('client.again')) as HelloReply).name, 'mon.a');
   for (const raw of [...kept, other, again]) raw.socket.destroy();
 });
 
@@ -1258,7 +1511,7 @@ test('a client session that sends no message for clientIdleTimeoutMs is closed, 
   await raw.handshake('client.idle');
   raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 1 });
   const started = Date.now();
-  const keepalives = setInterval(() => raw.socket.write(keepaliveFrame), 20);
+  const keepalives = setInterval(() => raw.sendKeepalive(), 20);
   try {
     await raw.whenClosed();
   } finally {
@@ -1278,10 +1531,8 @@ test('a flood of invalid messages is logged as one line per connection per inter
   const raw = await RawPeer.connect(a.addr);
   await raw.handshake('client.flood');
   const flood = 20_000;
-  // 5-byte frames: a length and one positive fixint, a valid MessagePack value but no message.
-  const frames = Buffer.alloc(5 * flood);
-  for (let i = 0; i < flood; i++) frames.set(encodeFrame(new Uint8Array([0x01])), 5 * i);
-  raw.socket.write(frames);
+  // Frames of one positive fixint (and its seal): a valid MessagePack value but no message.
+  raw.sendPayloads(Array.from({ length: flood }, () => new Uint8Array([0x01])));
   raw.sendValue({ type: 'mon.ping', op: 'ping', stamp: 1 });
   await a.inbox.count(1);
   assert.is(a.messenger.stats().invalid, flood);
@@ -1297,6 +1548,480 @@ test('a flood of invalid messages is logged as one line per connection per inter
     flood,
   );
   assert.match(String(lines[1]?.fields.reason), /message is not an object/);
+});
+
+// --- authentication and sealed sessions (issue 13 §2) --------------------------------------------
+
+/**
+ * A TCP proxy that cuts both directions into frames and forwards them, re-framed, through a
+ * tamper function (frames numbered from 0 per direction: the dialler's are its hello, its proof,
+ * its session frame, then messages). What it forwarded is recorded, to look for plaintext.
+ */
+class TamperProxy {
+  readonly seen: Buffer[] = [];
+  /** Client → monitor: the payloads to forward in place of frame `index` (default: itself). */
+  up: ((payload: Uint8Array, index: number) => Uint8Array[]) | undefined;
+  /** Monitor → client, likewise. */
+  down: ((payload: Uint8Array, index: number) => Uint8Array[]) | undefined;
+  readonly #sockets: net.Socket[] = [];
+  readonly server = net.createServer((client) => {
+    const [host, port] = this.target.split(':') as [string, string];
+    const upstream = net.connect({ host, port: Number(port) });
+    this.#sockets.push(client, upstream);
+    this.#pipe(client, upstream, () => this.up);
+    this.#pipe(upstream, client, () => this.down);
+  });
+
+  constructor(readonly target: string) {}
+
+  #pipe(from: net.Socket, to: net.Socket, tamper: () => TamperProxy['up']): void {
+    const decoder = new FrameDecoder();
+    let index = 0;
+    from.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk).frames) {
+        const payloads = tamper()?.(frame.slice(), index) ?? [frame];
+        index += 1;
+        for (const payload of payloads) {
+          const bytes = encodeFrame(payload);
+          this.seen.push(Buffer.from(bytes));
+          to.write(bytes);
+        }
+      }
+    });
+    from.on('error', () => {});
+    from.on('close', () => to.destroy());
+  }
+
+  /** Whether `text` crossed the proxy in the clear. */
+  carried(text: string): boolean {
+    return Buffer.concat(this.seen).includes(text);
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** A client whose every message, with the session it came over, is recorded by `node`. */
+function recordSessions(node: Node): { from: EntityName; entity: string | undefined }[] {
+  const sessions: { from: EntityName; entity: string | undefined }[] = [];
+  node.messenger.setHandlers({
+    ...node.inbox.handlers,
+    onMessage: (from, message, session) => {
+      sessions.push({ from, entity: session?.entity });
+      node.inbox.handlers.onMessage(from, message, session);
+    },
+  });
+  return sessions;
+}
+
+test('monitors seal their sessions in secure mode, clients in crc; every message arrives with the entity its peer proved', async () => {
+  const a = await startNode('mon.a');
+  const b = await startNode('mon.b');
+  const client = await startNode('client.c1', {}, false);
+  const sessions = recordSessions(a);
+  b.messenger.send('mon.a', command(1), a.addr);
+  client.messenger.send('mon.a', command(2), a.addr);
+  a.messenger.send('mon.a', command(3));
+  await a.inbox.count(3);
+  const connected = a.logger.matching('connected', 'info');
+  const modeOf = (peer: string) => connected.find((line) => line.fields.peer === peer)?.fields.mode;
+  assert.is(modeOf('mon.b'), 'secure');
+  assert.is(modeOf('client.c1'), 'crc');
+  assert.equal(
+    sessions.sort((x, y) => x.from.localeCompare(y.from)),
+    [
+      { from: 'client.c1', entity: 'client.admin' },
+      { from: 'mon.a', entity: monEntity },
+      { from: 'mon.b', entity: monEntity },
+    ],
+  );
+  assert.is(a.messenger.sessionEntity('mon.b'), monEntity);
+  assert.is(a.messenger.sessionEntity('client.c1'), 'client.admin');
+  assert.is(a.messenger.sessionEntity('client.never'), undefined);
+  assert.is(b.messenger.sessionEntity('mon.a'), monEntity);
+});
+
+test('a wrong key or an unknown entity: the dialler is refused with EACCES naming the entity and nothing else', async () => {
+  const a = await startNode('mon.a');
+  const wrongKey = await startNode(
+    'client.w1',
+    {
+      auth: { entity: 'client.admin', secret: new Uint8Array(randomBytes(16)) },
+    },
+    false,
+  );
+  const unreachable: string[] = [];
+  wrongKey.messenger.setHandlers({
+    ...wrongKey.inbox.handlers,
+    onUnreachable: (_peer, reason) => {
+      unreachable.push(reason);
+      wrongKey.inbox.signal.notify();
+    },
+  });
+  wrongKey.messenger.send('mon.a', command(1), a.addr);
+  await wrongKey.inbox.signal.until(() => unreachable.length > 0, 'the refusal');
+  assert.equal(unreachable, ['refused by mon.a: EACCES: authentication failed for client.admin']);
+  const refusing = await a.logger.waitFor('refusing connection', 'warn');
+  assert.is(refusing.fields.reason, 'EACCES: authentication failed for client.admin');
+
+  // An entity that does not exist gets the same answer, and connect() rejects with it.
+  const nobody = await startNode(
+    'client.n1',
+    {
+      auth: { entity: 'client.nobody', secret: new Uint8Array(randomBytes(16)) },
+    },
+    false,
+  );
+  const error = await nobody.messenger.connect(a.addr).then(
+    () => null,
+    (e: Error) => e,
+  );
+  assert.is(error?.message, `refused by ${a.addr}: EACCES: authentication failed for client.nobody`);
+  assert.is(a.messenger.stats().authFailures, 2);
+  assert.equal(a.inbox.received, [], 'nothing delivered');
+
+  // What a peer with a wrong key reads, byte for byte, never holds the fsid.
+  const raw = await RawPeer.connect(a.addr);
+  const reply = await raw.handshake('client.raw', { secret: new Uint8Array(randomBytes(16)) });
+  assert.equal(Object.keys(reply as object).sort(), [
+    'banner',
+    'challenge',
+    'mode',
+    'name',
+    'nonce',
+    'protocolVersion',
+  ]);
+  assert.equal(raw.handshakeFrames[1], { refused: 'EACCES: authentication failed for client.admin' });
+  await raw.whenClosed();
+  assert.not.ok(Buffer.concat(raw.received).includes(fsid));
+
+  // MonClient: EACCES at once (exit 13 in the CLI), not a timeout, whether it knew the monitor's
+  // name (the refusal ends the attempt) or had to learn it (connect() is refused).
+  for (const mon of [{ name: 'a', addr: a.addr }, { addr: a.addr }]) {
+    const wrong = new MonClient({
+      key: encodeCryptoKey(new Uint8Array(randomBytes(16)), 0),
+      mons: [mon],
+      timeoutMs: 5000,
+    });
+    try {
+      const started = Date.now();
+      const outcome = await wrong.command(['status']).then(
+        (reply) => ({ r: reply.r, text: reply.rs }),
+        (e: MonClientError) => ({ r: e.code === 'EACCES' ? -13 : -1, text: e.message }),
+      );
+      assert.equal(outcome, { r: -13, text: 'authentication failed for client.admin' }, JSON.stringify(mon));
+      assert.ok(Date.now() - started < 2000, `refused after ${Date.now() - started} ms`);
+    } finally {
+      await wrong.close();
+    }
+  }
+});
+
+test('the fsid is told only to a proven peer, in the sealed session frame', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  const reply = await raw.handshake('client.raw');
+  assert.not.ok('fsid' in (reply as object));
+  assert.equal(raw.handshakeFrames[2], { fsid });
+  // In crc mode the session frame is authenticated, not hidden; in secure mode nothing shows it.
+  const secure = await RawPeer.connect(a.addr);
+  await secure.handshake('client.raw2', { hello: { modes: ['secure'] } });
+  assert.equal(secure.handshakeFrames[2], { fsid });
+  assert.not.ok(Buffer.concat(secure.received).includes(fsid));
+  raw.socket.destroy();
+  secure.socket.destroy();
+});
+
+test('a name is taken only with a key that may carry it: mon.* with mon., client.* with a client key', async () => {
+  const a = await startNode('mon.a');
+  const cases: [EntityName, string, string][] = [
+    ['mon.x', 'client.admin', 'EACCES: client.admin may not take the name mon.x'],
+    ['client.x', monEntity, 'EACCES: mon. may not take the name client.x'],
+  ];
+  for (const [name, entity, reason] of cases) {
+    const raw = await RawPeer.connect(a.addr);
+    const reply = await raw.handshake(name, { entity });
+    assert.equal(reply, { refused: reason });
+    await raw.whenClosed();
+  }
+  assert.throws(
+    () => new Messenger({ name: 'mon.x', fsid, auth: authFor('client.x') }),
+    /client\.admin may not carry the name mon\.x/,
+  );
+  assert.throws(
+    () => new Messenger({ name: 'client.x', fsid, auth: authFor('mon.x') }),
+    /mon\. may not carry the name client\.x/,
+  );
+  assert.equal(a.inbox.received, []);
+});
+
+test("a forged session for a monitor's name replaces nothing: the real one keeps the name", async () => {
+  const a = await startNode('mon.a');
+  const b = await startNode('mon.b');
+  b.messenger.send('mon.a', command(1), a.addr);
+  await a.inbox.count(1);
+  // The forger claims mon.b with a new nonce (a restart, were it real) and a key of its own.
+  for (const nonce of [999, 1000]) {
+    const forger = await RawPeer.connect(a.addr);
+    const reply = await forger.handshake('mon.b', {
+      secret: new Uint8Array(randomBytes(16)),
+      hello: { nonce },
+    });
+    assert.equal(reply && (reply as { name?: string }).name, 'mon.a');
+    assert.equal(forger.handshakeFrames[1], { refused: 'EACCES: authentication failed for mon.' });
+    await forger.whenClosed();
+  }
+  assert.equal(a.inbox.resets, [], 'the real session was never replaced');
+  assert.is(a.messenger.stats().replaced, 0);
+  a.messenger.send('mon.b', command(2), b.addr);
+  await b.inbox.count(1);
+  assert.equal(tids(b.inbox.from('mon.a')), [2]);
+  assert.is(a.messenger.stats().dials, 0, 'over the session mon.b opened');
+});
+
+test("a client session's name stays with its entity: another client key cannot take it over", async () => {
+  const a = await startNode('mon.a');
+  const admin = await RawPeer.connect(a.addr);
+  await admin.handshake('client.same');
+  // client.other has a key of its own, and may carry any client.* name — but not this one now.
+  const other = await RawPeer.connect(a.addr);
+  await other.handshake('client.same', { entity: 'client.other', hello: { nonce: 43 } });
+  await other.whenClosed();
+  await a.logger.waitFor('client.same is in use by a session of another entity', 'warn');
+  a.messenger.send('client.same', command(1));
+  await admin.frameCount(1);
+  assert.equal(admin.frames, [command(1)]);
+  assert.equal(a.inbox.resets, []);
+  assert.is(a.messenger.sessionEntity('client.same'), 'client.admin');
+  admin.socket.destroy();
+});
+
+test('a monitor that cannot prove the client key gets nothing from the client', async () => {
+  const accepted: RawPeer[] = [];
+  const signal = new Signal();
+  const fake = net.createServer((socket) => {
+    accepted.push(
+      new RawPeer(socket, { accept: { name: 'mon.a', secret: new Uint8Array(randomBytes(16)) } }),
+    );
+    signal.notify();
+  });
+  const addr = await listenLoopback(fake);
+  try {
+    const client = await startNode('client.f1', {}, false);
+    client.messenger.send(
+      'mon.a',
+      { type: 'mon.command', tid: 1, cmd: ['config-key', 'set', 'k', 'secret'] },
+      addr,
+    );
+    const line = await client.logger.waitFor('did not prove the key of client.admin', 'warn');
+    assert.is(line.fields.peer, 'mon.a');
+    const x = accepted[0] as RawPeer;
+    await x.whenClosed();
+    assert.is(x.handshakeFrames.length, 2, 'the hello and the proof, nothing more');
+    assert.equal(x.frames, []);
+    assert.is(client.messenger.stats().authFailures, 1);
+    const error = await client.messenger.connect(addr).then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.match(error?.message ?? '', new RegExp(`^${addr} did not prove the key of client\\.admin`));
+  } finally {
+    for (const peer of accepted) peer.socket.destroy();
+    await new Promise((resolve) => fake.close(resolve));
+  }
+});
+
+test('session modes: the acceptor picks the first of the dialler’s it allows; none in common, or a mode not offered, is refused', async () => {
+  const a = await startNode('mon.a', { auth: { ...authFor('mon.a'), modes: ['secure'] } });
+  const crcOnly = await startNode('client.m1', { auth: { ...authFor('client.m1'), modes: ['crc'] } }, false);
+  const error = await crcOnly.messenger.connect(a.addr).then(
+    () => null,
+    (e: Error) => e,
+  );
+  assert.is(error?.message, `refused by ${a.addr}: no common session mode: offered crc, allowed secure`);
+  const either = await startNode('client.m2', {}, false);
+  either.messenger.send('mon.a', command(1), a.addr);
+  await a.inbox.count(1);
+  const line = a.logger.matching('connected', 'info').find((entry) => entry.fields.peer === 'client.m2');
+  assert.is(line?.fields.mode, 'secure');
+
+  // A reply choosing what was not offered (a downgrade, or an upgrade) ends the dial.
+  const accepted: RawPeer[] = [];
+  const rogue = net.createServer((socket) => {
+    accepted.push(new RawPeer(socket, { accept: { name: 'mon.a', hello: { mode: 'secure' } } }));
+  });
+  const addr = await listenLoopback(rogue);
+  try {
+    const refused = await crcOnly.messenger.connect(addr).then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.is(refused?.message, `${addr} chose session mode secure, which was not offered`);
+  } finally {
+    for (const peer of accepted) peer.socket.destroy();
+    await new Promise((resolve) => rogue.close(resolve));
+  }
+  assert.throws(
+    () => new Messenger({ name: 'mon.q', fsid, auth: { ...authFor('mon.q'), modes: [] } }),
+    /non-empty list/,
+  );
+});
+
+test('every handshake frame is held to helloBytesMax, not only the first', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  raw.sendValue({
+    banner: 'paxmon',
+    protocolVersion,
+    name: 'client.big',
+    entity: 'client.admin',
+    nonce: 1,
+    challenge: new Uint8Array(challengeBytes),
+    modes: ['crc'],
+  });
+  await raw.frameCount(1);
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(helloBytesMax + 1);
+  raw.socket.write(header);
+  await raw.whenClosed();
+  await a.logger.waitFor(
+    `frame of ${helloBytesMax + 1} bytes exceeds the maximum of ${helloBytesMax} bytes`,
+    'warn',
+  );
+});
+
+for (const [kind, tamper, delivered] of [
+  // Client → monitor frames 0–2 are the handshake; 3 carries command 1, 4 and 5 commands 2 and 3.
+  [
+    'a flipped bit',
+    (payload: Uint8Array, index: number) => {
+      if (index === 4)
+        payload[payload.byteLength >> 1] = ((payload[payload.byteLength >> 1] as number) ^ 0x10) & 0xff;
+      return [payload];
+    },
+    [1],
+  ],
+  [
+    'a replayed frame',
+    (() => {
+      let first: Uint8Array | undefined;
+      return (payload: Uint8Array, index: number) => {
+        if (index === 3) first = payload;
+        return index === 4 ? [first as Uint8Array] : [payload];
+      };
+    })(),
+    [1],
+  ],
+  [
+    'reordered frames',
+    (() => {
+      let held: Uint8Array | undefined;
+      return (payload: Uint8Array, index: number) => {
+        if (index === 4) {
+          held = payload;
+          return [];
+        }
+        return index === 5 ? [payload, held as Uint8Array] : [payload];
+      };
+    })(),
+    [1],
+  ],
+  ['a dropped frame', (payload: Uint8Array, index: number) => (index === 4 ? [] : [payload]), [1]],
+  [
+    'an injected frame',
+    (payload: Uint8Array, index: number) => (index === 4 ? [encodeMessage(command(99)), payload] : [payload]),
+    [1],
+  ],
+  [
+    'a frame cut short',
+    (payload: Uint8Array, index: number) =>
+      index === 4 ? [payload.subarray(0, payload.byteLength - 1)] : [payload],
+    [1],
+  ],
+] as const) {
+  test(`${kind} in an established stream closes that session, and nothing after it is delivered`, async () => {
+    const a = await startNode('mon.a');
+    const proxy = new TamperProxy(a.addr);
+    const proxyAddr = await listenLoopback(proxy.server);
+    try {
+      // No keepalives while the test runs: the frame numbers are the messages'.
+      const client = await startNode(
+        'client.t1',
+        { keepaliveIntervalMs: 60_000, readTimeoutMs: 120_000 },
+        false,
+      );
+      proxy.up = tamper as (payload: Uint8Array, index: number) => Uint8Array[];
+      client.messenger.send('mon.a', command(1), proxyAddr);
+      await a.inbox.count(1);
+      client.messenger.send('mon.a', command(2), proxyAddr);
+      client.messenger.send('mon.a', command(3), proxyAddr);
+      await client.inbox.reset('mon.a');
+      const line = await a.logger.waitFor('failed authentication', 'warn');
+      assert.is(line.fields.peer, 'client.t1');
+      assert.is(a.messenger.stats().frameAuthFailures, 1);
+      assert.equal(tids(a.inbox.from('client.t1')), [...delivered]);
+      assert.is(a.logger.matching('failed authentication', 'warn').length, 1, 'one line');
+      await assertStillServing(a);
+    } finally {
+      await proxy.close();
+    }
+  });
+}
+
+test('a frame altered on its way back to the client closes the session on the client side', async () => {
+  const a = await startNode('mon.a');
+  const proxy = new TamperProxy(a.addr);
+  const proxyAddr = await listenLoopback(proxy.server);
+  try {
+    answerCommands(a, () => ({ r: 0, rs: 'ok' }));
+    const client = await startNode(
+      'client.t2',
+      { keepaliveIntervalMs: 60_000, readTimeoutMs: 120_000 },
+      false,
+    );
+    // Monitor → client: 0 the reply, 1 the proof, 2 the session frame, 3 the first answer.
+    proxy.down = (payload, index) => {
+      if (index === 4) payload[0] = ((payload[0] as number) ^ 1) & 0xff;
+      return [payload];
+    };
+    client.messenger.send('mon.a', command(1), proxyAddr);
+    await client.inbox.count(1);
+    client.messenger.send('mon.a', command(2), proxyAddr);
+    await client.inbox.reset('mon.a');
+    await client.logger.waitFor('failed authentication', 'warn');
+    assert.equal(tids(client.inbox.from('mon.a')), [1]);
+    assert.is(client.messenger.stats().frameAuthFailures, 1);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('secure mode hides what it carries; crc carries it in the clear but authenticated', async () => {
+  const a = await startNode('mon.a');
+  for (const mode of ['secure', 'crc'] as const) {
+    const proxy = new TamperProxy(a.addr);
+    const proxyAddr = await listenLoopback(proxy.server);
+    try {
+      const client = await startNode(
+        `client.${mode}`,
+        { auth: { ...authFor('client.x'), modes: [mode] } },
+        false,
+      );
+      const before = a.inbox.received.length;
+      client.messenger.send(
+        'mon.a',
+        { type: 'mon.command', tid: 1, cmd: ['config-key', 'set', 'db/password', 'hunter2'] },
+        proxyAddr,
+      );
+      await a.inbox.count(before + 1);
+      assert.is(proxy.carried('hunter2'), mode === 'crc', mode);
+      assert.is(proxy.carried(fsid), mode === 'crc', `${mode}: the fsid in the session frames`);
+    } finally {
+      await proxy.close();
+    }
+  }
 });
 
 test('nothing left open: all servers and sockets of this suite are closed', async () => {

@@ -1,5 +1,7 @@
 // Framing on a byte stream: each frame is a 4-byte big-endian payload length, then the payload;
-// an empty payload is a keepalive (isKeepalive), every other payload one MessagePack value.
+// an empty payload is a keepalive (isKeepalive), every other payload one MessagePack value. After
+// the messenger's handshake every payload is sealed (transport/session-crypto.ts): what is said
+// here of a payload holds for it once opened.
 // The decoder is where untrusted bytes first meet paxmon, so it never throws, rejects an
 // oversized length prefix the moment it is read (a 4 GiB prefix costs nothing), and never holds
 // more than one frame's header and payload, received so far, in memory.
@@ -26,24 +28,27 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
  * The keepalive: a frame with an empty payload (Ceph's keepalive2, reduced to its use here). No
  * MessagePack value is empty, so it can never be mistaken for a message; it carries nothing but
  * the news that its sender is alive and the path between us open. The messenger sends it on a
- * connection that has been idle and accepts it only after the handshake.
+ * connection that has been idle, sealed like every frame after the handshake (an empty payload
+ * and its tag: transport/session-crypto.ts), and accepts it only once opened.
  */
 export function isKeepalive(payload: Uint8Array): boolean {
   return payload.byteLength === 0;
 }
 
-/** The keepalive frame, encoded once (its bytes are never written over). */
+/** The keepalive frame unsealed, encoded once (its bytes are never written over). */
 export const keepaliveFrame: Uint8Array = encodeFrame(new Uint8Array(0));
 
 export interface FrameDecoderOptions {
   /** Largest payload accepted, in bytes (default 64 MiB). */
   frameBytesMax?: number;
   /**
-   * Largest payload accepted for the first frame only. The messenger's first frame is the
-   * handshake, sent before the peer is authenticated: a stranger must not get to make us buffer
-   * 64 MiB (default: frameBytesMax).
+   * Largest payload accepted for the first `firstFrames` frames. The messenger's first frames are
+   * the handshake, sent before the peer is authenticated: a stranger must not get to make us
+   * buffer 64 MiB (default: frameBytesMax).
    */
   firstFrameBytesMax?: number;
+  /** How many frames at the start of the stream firstFrameBytesMax applies to (default 1). */
+  firstFrames?: number;
 }
 
 export interface FramePushResult {
@@ -56,6 +61,7 @@ export interface FramePushResult {
 export class FrameDecoder {
   #frameBytesMax: number;
   readonly firstFrameBytesMax: number;
+  readonly firstFrames: number;
   readonly #header = new Uint8Array(frameHeaderBytes);
   #headerFilled = 0;
   /** Payload length of the frame being read, or -1 while reading a header. */
@@ -72,9 +78,14 @@ export class FrameDecoder {
       'firstFrameBytesMax',
       options.firstFrameBytesMax ?? this.frameBytesMax,
     );
+    const firstFrames = options.firstFrames ?? 1;
+    if (!Number.isSafeInteger(firstFrames) || firstFrames < 0) {
+      throw new RangeError(`firstFrames must be a non-negative integer, got ${firstFrames}`);
+    }
+    this.firstFrames = firstFrames;
   }
 
-  /** Largest payload accepted for every frame after the first. */
+  /** Largest payload accepted for every frame after the first `firstFrames`. */
   get frameBytesMax(): number {
     return this.#frameBytesMax;
   }
@@ -117,7 +128,7 @@ export class FrameDecoder {
           length = readLength(this.#header, 0);
           this.#headerFilled = 0;
         }
-        const limit = this.#framesStarted === 0 ? this.firstFrameBytesMax : this.frameBytesMax;
+        const limit = this.#framesStarted < this.firstFrames ? this.firstFrameBytesMax : this.frameBytesMax;
         if (length > limit) {
           return {
             frames,

@@ -44,7 +44,15 @@ export type NetworkEvent =
       from: EntityName;
       to: EntityName;
       type: MessageType;
-      reason: 'blocked' | 'fault' | 'unreachable' | 'crashed' | 'invalid' | 'no handlers' | 'in flight limit';
+      reason:
+        | 'blocked'
+        | 'fault'
+        | 'unreachable'
+        | 'crashed'
+        | 'invalid'
+        | 'no handlers'
+        | 'in flight limit'
+        | 'unauthenticated';
     }
   | { kind: 'reset'; at: number; from: EntityName; to: EntityName };
 
@@ -57,6 +65,22 @@ export interface MemoryNetworkOptions {
   onEvent?: (event: NetworkEvent) => void;
   /** Messages in flight before new ones are dropped (default 1,000,000). */
   inFlightMax?: number;
+  /**
+   * Every message delivered, as the bytes on the wire: what a node on the same network segment
+   * could record (the simulator's adversary replays them). Called after the receiver's handler.
+   */
+  tap?: (from: EntityName, to: EntityName, bytes: Uint8Array) => void;
+}
+
+/** How an endpoint authenticates (MemoryNetwork.endpoint). */
+export interface EndpointOptions {
+  /**
+   * The entity whose key the node holds, or null for none. Default: `mon.` for a `mon.*` name,
+   * `client.admin` for any other. A `mon.*` name needs `mon.` (as the messenger requires); a node
+   * with no key never gets a session: whatever it sends, and whatever is sent to it, is dropped
+   * as TCP's handshake would refuse it.
+   */
+  entity?: string | null;
 }
 
 export interface MemoryNetworkStats {
@@ -76,6 +100,8 @@ export interface MemoryNetworkStats {
   invalid: number;
   /** Arrived before the receiver set handlers, or beyond inFlightMax. */
   discarded: number;
+  /** From or to a node with no key (no session could exist). */
+  unauthenticated: number;
   inFlight: number;
 }
 
@@ -96,6 +122,8 @@ class Endpoint implements Transport {
   handlers: TransportHandlers | undefined;
   /** Peers this incarnation has exchanged messages with: the ones told (onReset) when it crashes. */
   readonly contacts = new Set<EntityName>();
+  /** The entity it authenticates as; null: none (EndpointOptions). */
+  entity: string | null = null;
   readonly #onSend: (from: Endpoint, to: EntityName, message: Message) => void;
   readonly #onClose: (endpoint: Endpoint) => void;
 
@@ -131,6 +159,7 @@ export class MemoryNetwork {
   readonly #clock: NetworkClock;
   readonly #random: () => number;
   readonly #onEvent: ((event: NetworkEvent) => void) | undefined;
+  readonly #tap: MemoryNetworkOptions['tap'];
   readonly #inFlightMax: number;
   #faults: NetworkFaults;
   readonly #endpoints = new Map<EntityName, Endpoint>();
@@ -148,6 +177,7 @@ export class MemoryNetwork {
     lost: 0,
     invalid: 0,
     discarded: 0,
+    unauthenticated: 0,
     inFlight: 0,
   };
 
@@ -155,20 +185,26 @@ export class MemoryNetwork {
     this.#clock = options.clock;
     this.#random = options.random;
     this.#onEvent = options.onEvent;
+    this.#tap = options.tap;
     this.#inFlightMax = options.inFlightMax ?? 1_000_000;
     this.#faults = checkedFaults({ ...defaultFaults, ...options.faults });
   }
 
   /** A transport for `name`. A closed (crashed) endpoint's name may be reused by its restart. */
-  endpoint(name: EntityName): Transport {
+  endpoint(name: EntityName, options: EndpointOptions = {}): Transport {
     const existing = this.#endpoints.get(name);
     if (existing?.open) throw new Error(`endpoint ${name} is already open; close it before re-creating it`);
+    const entity =
+      options.entity === undefined ? (name.startsWith('mon.') ? 'mon.' : 'client.admin') : options.entity;
+    if (name.startsWith('mon.') && entity !== null && entity !== 'mon.')
+      throw new Error(`${entity} may not take the name ${name} (a monitor's name needs the mon. key)`);
     const endpoint = new Endpoint(
       name,
       this.#nextEndpointId++,
       (from, to, message) => this.#send(from, to, message),
       (closing) => this.#close(closing),
     );
+    endpoint.entity = entity;
     this.#endpoints.set(name, endpoint);
     return endpoint;
   }
@@ -312,6 +348,11 @@ export class MemoryNetwork {
       this.#emit({ kind: 'drop', at, from: from.name, to: to.name, type, reason: 'blocked' });
       return;
     }
+    if (from.entity === null || to.entity === null) {
+      this.#stats.unauthenticated++;
+      this.#emit({ kind: 'drop', at, from: from.name, to: to.name, type, reason: 'unauthenticated' });
+      return;
+    }
     const decoded = decodeMessage(item.bytes);
     if ('error' in decoded) {
       this.#stats.invalid++;
@@ -329,7 +370,10 @@ export class MemoryNetwork {
     to.contacts.add(from.name);
     this.#stats.delivered++;
     this.#emit({ kind: 'deliver', at, from: from.name, to: to.name, type });
-    handlers.onMessage(from.name, decoded.message);
+    // No cryptography here: a node is the entity its endpoint was opened as (a keyless one was
+    // dropped above, as the handshake would refuse it).
+    handlers.onMessage(from.name, decoded.message, { entity: from.entity });
+    this.#tap?.(from.name, to.name, item.bytes);
   }
 
   #close(endpoint: Endpoint): void {

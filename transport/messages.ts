@@ -68,6 +68,40 @@ export const MonMapSchema = Type.Object(
 );
 export type MonMap = Static<typeof MonMapSchema>;
 
+// --- connectivity scores (Ceph's ConnectionTracker / ConnectionReport) ------------------------
+/** One monitor's view of its links to its peers (ConnectionReport): per peer, its score (Ceph's
+ * `history`, 0..1) and whether the link is up now (`current`), stamped with the (election epoch,
+ * version) the report was made at — the order receive_peer_report merges by. */
+export const ConnectionReportSchema = Type.Object(
+  {
+    rank: Rank,
+    epoch: Epoch,
+    version: Version,
+    peers: Type.Array(
+      Type.Object(
+        { rank: Rank, score: Type.Number({ minimum: 0, maximum: 1 }), alive: Type.Boolean() },
+        { additionalProperties: false },
+      ),
+      { maxItems: limits.monitorsMax },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ConnectionReport = Static<typeof ConnectionReportSchema>;
+/** A monitor's ConnectionTracker: its own report and the newest it has of every other monitor. */
+export const ConnectionTrackerSchema = Type.Object(
+  {
+    rank: Rank,
+    epoch: Epoch,
+    version: Version,
+    /** mon_con_tracker_score_halflife, in seconds. */
+    halfLife: Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }),
+    reports: Type.Array(ConnectionReportSchema, { maxItems: limits.monitorsMax }),
+  },
+  { additionalProperties: false },
+);
+export type ConnectionTracker = Static<typeof ConnectionTrackerSchema>;
+
 // --- mon.probe (MMonProbe) -------------------------------------------------------------------
 export const MonProbeSchema = Type.Object(
   {
@@ -134,6 +168,10 @@ export const MonElectionSchema = Type.Object(
     scores: Type.Optional(
       Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { maxItems: limits.monitorsMax }),
     ),
+    /** The sender's ConnectionTracker (Ceph's scoring_bl), on every message under connectivity. */
+    scoring: Type.Optional(ConnectionTrackerSchema),
+    /** A propose's scores frozen when the election started (Ceph's sharing_bl), under connectivity. */
+    sharing: Type.Optional(ConnectionTrackerSchema),
   },
   { additionalProperties: false },
 );
@@ -147,8 +185,13 @@ export const MonPingSchema = Type.Object(
     stamp: Type.Number(),
     /** In a reply: the `stamp` of the ping it answers (Monitor::handle_timecheck). */
     echo: Type.Optional(Type.Number()),
-    /** The sender's encoded connectivity tracker (Ceph's ConnectionTracker). */
+    /** Reserved (an encoded tracker); the elector's pings carry `scoring` instead. */
     tracker: Type.Optional(Bytes),
+    /**
+     * The sender's ConnectionTracker (Ceph's MMonPing tracker_bl). A ping that carries one is the
+     * elector's (Elector::send_peer_ping, connectivity strategy); one without is a time check.
+     */
+    scoring: Type.Optional(ConnectionTrackerSchema),
   },
   { additionalProperties: false },
 );
@@ -333,7 +376,7 @@ export function validate(value: unknown): string | null {
   if (typeof type !== 'string') return 'message has no type';
   const check = compiled.get(type);
   if (!check) return `unknown message type ${JSON.stringify(type).slice(0, 80)}`;
-  if (check.Check(value)) return null;
+  if (check.Check(value)) return trackerRefusal(value as Message);
   const first = check.Errors(value).First();
   return first ? `${type}: ${first.path || '/'} ${first.message}` : `${type}: invalid`;
 }
@@ -360,4 +403,47 @@ export function validateMonMap(value: unknown): string | null {
   }
   const first = compiledMonMap.Errors(value).First();
   return `monmap: ${first ? `${first.path || '/'} ${first.message}` : 'invalid'}`;
+}
+
+/**
+ * What the schema cannot say about a ConnectionTracker: one report per rank, one entry per peer
+ * in a report, and no monitor scoring itself. Returns a reason or null.
+ */
+export function validateConnectionTracker(tracker: ConnectionTracker): string | null {
+  const ranks = new Set<number>();
+  for (const report of tracker.reports) {
+    if (ranks.has(report.rank)) return `tracker: two reports of rank ${report.rank}`;
+    ranks.add(report.rank);
+    const peers = new Set<number>();
+    for (const peer of report.peers) {
+      if (peer.rank === report.rank) return `tracker: rank ${report.rank} scores itself`;
+      if (peers.has(peer.rank)) return `tracker: rank ${report.rank} scores rank ${peer.rank} twice`;
+      peers.add(peer.rank);
+    }
+  }
+  return null;
+}
+
+const compiledTracker = TypeCompiler.Compile(ConnectionTrackerSchema);
+
+/** A stored or received tracker: the schema, then validateConnectionTracker. Returns a reason or null. */
+export function checkConnectionTracker(value: unknown): string | null {
+  if (!compiledTracker.Check(value)) {
+    const first = compiledTracker.Errors(value).First();
+    return `tracker: ${first ? `${first.path || '/'} ${first.message}` : 'invalid'}`;
+  }
+  return validateConnectionTracker(value as ConnectionTracker);
+}
+
+function trackerRefusal(msg: Message): string | null {
+  if (msg.type !== 'mon.election' && msg.type !== 'mon.ping') return null;
+  for (const [field, tracker] of [
+    ['scoring', msg.scoring],
+    ['sharing', msg.type === 'mon.election' ? msg.sharing : undefined],
+  ] as const) {
+    if (!tracker) continue;
+    const reason = validateConnectionTracker(tracker);
+    if (reason) return `${msg.type}: /${field} ${reason}`;
+  }
+  return null;
 }

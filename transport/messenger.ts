@@ -1,10 +1,25 @@
 // The TCP Messenger (Ceph's AsyncMessenger, reduced to what monitors need): length-prefixed
-// MessagePack frames over node:net, a handshake naming both ends, one connection per peer pair,
-// lazy dialling with bounded exponential backoff, a bounded outgoing queue per peer, and
-// ms_handle_reset-style notification when a session is lost. Monitor connections are lossy, as in
-// Ceph: what was written to a connection that then dies is gone, and the monitor protocols
-// (probe, election, Paxos timeouts) recover from that. Bytes from the network never make this
-// module throw: a bad frame costs its connection, never the process or the other connections.
+// MessagePack frames over node:net, an authenticated handshake naming both ends, every later frame
+// sealed, one connection per peer pair, lazy dialling with bounded exponential backoff, a bounded
+// outgoing queue per peer, and ms_handle_reset-style notification when a session is lost. Monitor
+// connections are lossy, as in Ceph: what was written to a connection that then dies is gone, and
+// the monitor protocols (probe, election, Paxos timeouts) recover from that. Bytes from the network
+// never make this module throw: a bad frame costs its connection, never the process or the other
+// connections.
+//
+// The handshake (issue 13 §2; Ceph's msgr2 HELLO, AUTH_* and AUTH_SIGNATURE frames with cephx's
+// mutual authentication), three frames each way, the first two plain MessagePack values:
+//   dialler  → hello      {banner, protocolVersion, name, entity, nonce, rank?, challenge, modes}
+//   acceptor → reply      {banner, protocolVersion, name, nonce, rank?, challenge, mode}  | refusal
+//   dialler  → proof      {proof}   HMAC of both hellos' exact bytes under the entity's secret
+//   acceptor → proof      {proof}   its own, under another label (it knows the secret too) | EACCES
+//   acceptor ⇒ session    {fsid}    the first sealed frame: the fsid only for a proven peer
+//   dialler  ⇒ session    {fsid}    sent once the acceptor's proof verified; then messages
+// (transport/session-crypto.ts derives the proofs and keys). A peer's name is believed only once
+// it proved a key that may carry it (`mon.*`: the `mon.` key), so a session for a monitor's name
+// replaces another only after it authenticated. After the handshake every frame, keepalives too,
+// is sealed under the direction's key and an implicit sequence number: one that does not open
+// (altered, replayed, reordered, injected) closes the session.
 //
 // The kernel alone would let a partitioned connection hang for minutes: a connect() whose SYNs
 // are dropped waits ~2 min, and an ESTABLISHED connection whose packets are dropped retransmits
@@ -15,49 +30,105 @@
 // readTimeoutMs is closed as dead (a reset; redialled when traffic waits), as Ceph's monitors
 // declare a connection down when their pings stop (mon_elector_ping_timeout).
 //
-// Until authentication exists, anyone who can reach the port can open sessions, so what a session
-// may cost is bounded here (issue 13): one frame's decode cost (codec.ts scanValue: values and
-// nesting, not only bytes); the bytes buffered per connection and in total for every connection
-// not known to be a monitor's (a smaller frame limit; Ceph's mon_client_bytes for the sum); an
-// idle timeout for client sessions (Ceph's mon_session_timeout); a cap on connections from one
-// source address below the total; and one log line per connection per interval, with a count,
-// for invalid messages.
+// Anyone who can reach the port can start a handshake, and a client with a key can open sessions,
+// so what a connection may cost is bounded here (issue 13): handshake frames of helloBytesMax; one
+// frame's decode cost (codec.ts scanValue: values and nesting, not only bytes); the bytes buffered
+// per connection and in total for every connection not known to be a monitor's (a smaller frame
+// limit; Ceph's mon_client_bytes for the sum); an idle timeout for client sessions (Ceph's
+// mon_session_timeout); a cap on connections from one source address below the total; and one log
+// line per connection per interval, with a count, for invalid messages.
 import { Buffer } from 'node:buffer';
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from './codec.ts';
-import { encodeFrame, FrameDecoder, frameBytesMaxDefault, isKeepalive, keepaliveFrame } from './frame.ts';
+import { encodeFrame, FrameDecoder, frameBytesMaxDefault, isKeepalive } from './frame.ts';
 import { type EntityName, limits, type Message } from './messages.ts';
-import type { Transport, TransportHandlers } from './transport.ts';
+import {
+  authenticate,
+  challengeBytes,
+  deriveSession,
+  type FrameOpener,
+  type FrameSealer,
+  newChallenge,
+  proofMatches,
+  type SessionMode,
+  type SessionSecrets,
+  sealTagBytes,
+  sessionChannels,
+  sessionModes,
+} from './session-crypto.ts';
+import type { PeerSession, Transport, TransportHandlers } from './transport.ts';
+
+export { authenticate, type SessionMode } from './session-crypto.ts';
 
 // --- handshake ------------------------------------------------------------------------------
 
 export const protocolBanner = 'paxmon';
-export const protocolVersion = 1;
-/** The handshake frame is tiny; before a peer is authenticated it may not make us buffer more. */
+/** 2: the authenticated handshake and sealed frames (issue 13); 1 had neither. */
+export const protocolVersion = 2;
+/** Each handshake frame is tiny; before a peer is authenticated it may not make us buffer more. */
 export const helloBytesMax = 4096;
+/** Frames each side reads before its session is established: the hello, the proof, the session frame. */
+export const handshakeFramesEachWay = 3;
+/** The entity whose key every monitor holds (Ceph's `mon.`): the only one that may carry a `mon.*` name. */
+export const monEntity = 'mon.';
 
-/** First frame each way on every connection, before any message (Ceph's banner + connect). */
+/**
+ * The dialler's first frame (Ceph's banner, HELLO and AUTH_REQUEST): who it is, which key it is
+ * about to prove, a fresh challenge, and the session modes it offers in order of preference.
+ */
 export interface Hello {
   banner: typeof protocolBanner;
   protocolVersion: typeof protocolVersion;
-  fsid: string;
+  /** The session name: `mon.b`, or a client instance's own `client.<random>`. */
   name: EntityName;
+  /** The entity whose key the dialler proves: `mon.`, `client.admin`, … */
+  entity: string;
   rank?: number;
   /**
-   * Random per Messenger instance (Ceph's entity_addr nonce): a connection from the same name with
-   * a new nonce comes from a restarted peer, so it replaces the old session at once rather than
+   * Random per Messenger instance (Ceph's entity_addr nonce): a session from the same name with a
+   * new nonce comes from a restarted peer, so it replaces the old session at once rather than
    * losing the one-connection-per-pair tie-break to a stale half-open socket.
    */
   nonce: number;
-  /** Reserved for shared-secret authentication (a later issue); always absent for now. */
-  auth?: undefined;
+  /** Fresh random bytes (challengeBytes) per connection: no recorded handshake can be replayed. */
+  challenge: Uint8Array;
+  modes: SessionMode[];
 }
 
-/** The accepting side's answer to a hello it will not take; the connection closes after it. */
+/** The acceptor's answer: its name, its own fresh challenge and the mode chosen — no fsid. */
+export interface HelloReply {
+  banner: typeof protocolBanner;
+  protocolVersion: typeof protocolVersion;
+  name: EntityName;
+  rank?: number;
+  nonce: number;
+  challenge: Uint8Array;
+  mode: SessionMode;
+}
+
+/** Each side's proof of the secret (Ceph's AUTH_SIGNATURE), the dialler's first. */
+export interface Proof {
+  proof: Uint8Array;
+}
+
+/** The first sealed frame each way: what only a proven peer is told. */
+export interface SessionInfo {
+  fsid: string;
+}
+
+/** The accepting side's answer to a handshake it will not take; the connection closes after it. */
 export interface Refusal {
   refused: string;
+}
+
+/**
+ * The refusal a dialler gets for a wrong key or an unknown entity alike: nothing tells it which.
+ * A CLI shows it as `Error EACCES: authentication failed for client.admin` (exit 13).
+ */
+export function authFailedReason(entity: string): string {
+  return `EACCES: authentication failed for ${entity}`;
 }
 
 /**
@@ -68,37 +139,44 @@ export interface Refusal {
 export const anyFsid = '00000000-0000-0000-0000-000000000000';
 
 const entityNamePattern = new RegExp(`^(mon|client)\\.[A-Za-z0-9_-]{1,${limits.nameBytesMax}}$`);
+/** `mon.`, or `client.` and a name (Ceph's entity ids may hold dots: `client.rgw.a`). */
+const authEntityPattern = new RegExp(`^(mon\\.|client\\.[A-Za-z0-9_.-]{1,${limits.nameBytesMax}})$`);
 const fsidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const refusalReasonBytesMax = 200;
+/** Secrets shorter than Ceph's AES keys (16 bytes) are refused at construction. */
+const secretBytesMin = 16;
+
+/** Whether a session name may be carried by a key: `mon.*` only by `mon.`, `client.*` only by a `client.*` entity. */
+export function mayCarryName(entity: string, name: string): boolean {
+  return name.startsWith('mon.') ? entity === monEntity : entity.startsWith('client.');
+}
 
 /**
- * ============================ AUTHENTICATION HOOK ============================
- * Decide whether a peer's hello is acceptable: null to accept, or the reason to refuse.
- * For now it checks banner, protocol version, fsid and name syntax only. Shared-secret
- * authentication (a later issue) belongs here and nowhere else: both the accepting side (on the
- * dialler's hello) and the dialling side (on the reply) call this one function.
- * =============================================================================
+ * Whether two ends' fsids let them talk: the same cluster, or a client that does not know its
+ * cluster yet (anyFsid). Symmetric, so each side decides alike once it knows both.
  */
-export function authenticate(hello: unknown, local: { fsid: string; name: EntityName }): string | null {
-  if (typeof hello !== 'object' || hello === null || Array.isArray(hello)) {
+export function fsidsAgree(
+  local: { fsid: string; name: EntityName },
+  peer: { fsid: string; name: EntityName },
+): boolean {
+  if (peer.fsid.toLowerCase() === local.fsid.toLowerCase()) return true;
+  return (
+    (peer.fsid === anyFsid && peer.name.startsWith('client.')) ||
+    (local.fsid === anyFsid && local.name.startsWith('client.'))
+  );
+}
+
+/** The fields both hellos share, checked before anything is proven: null, or the reason to refuse. */
+function checkHelloCommon(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
     return 'handshake is not an object';
-  }
-  const fields = hello as Record<string, unknown>;
+  const fields = value as Record<string, unknown>;
   if (fields.banner !== protocolBanner) return `wrong banner ${quote(fields.banner)}`;
   if (fields.protocolVersion !== protocolVersion) {
     return `unsupported protocol version ${quote(fields.protocolVersion)} (speaking ${protocolVersion})`;
   }
-  if (typeof fields.fsid !== 'string' || !fsidPattern.test(fields.fsid)) {
-    return `malformed fsid ${quote(fields.fsid)}`;
-  }
   if (typeof fields.name !== 'string' || !entityNamePattern.test(fields.name)) {
     return `malformed entity name ${quote(fields.name)}`;
-  }
-  const clientWithoutFsid = fields.fsid === anyFsid && fields.name.startsWith('client.');
-  const localWithoutFsid = local.fsid === anyFsid && local.name.startsWith('client.');
-  if (fields.fsid.toLowerCase() !== local.fsid.toLowerCase() && !clientWithoutFsid && !localWithoutFsid) {
-    // The reason goes back to the peer; it names the fsid the peer sent, never ours.
-    return `fsid mismatch: peer sent ${fields.fsid}`;
   }
   if (fields.rank !== undefined && !(Number.isInteger(fields.rank) && (fields.rank as number) >= 0)) {
     return `malformed rank ${quote(fields.rank)}`;
@@ -106,7 +184,47 @@ export function authenticate(hello: unknown, local: { fsid: string; name: Entity
   if (typeof fields.nonce !== 'number' || !Number.isSafeInteger(fields.nonce)) {
     return `malformed nonce ${quote(fields.nonce)}`;
   }
-  if (fields.auth !== undefined) return 'authentication is not supported yet';
+  if (!(fields.challenge instanceof Uint8Array) || fields.challenge.byteLength !== challengeBytes) {
+    return `malformed challenge (${challengeBytes} bytes expected)`;
+  }
+  return null;
+}
+
+/** A dialler's hello, as the acceptor checks it before any proof: null, or the reason to refuse. */
+export function checkHello(value: unknown): string | null {
+  const common = checkHelloCommon(value);
+  if (common !== null) return common;
+  const fields = value as Record<string, unknown>;
+  if (typeof fields.entity !== 'string' || !authEntityPattern.test(fields.entity)) {
+    return `malformed auth entity ${quote(fields.entity)}`;
+  }
+  const modes = fields.modes;
+  if (
+    !Array.isArray(modes) ||
+    modes.length === 0 ||
+    modes.length > sessionModes.length ||
+    new Set(modes).size !== modes.length ||
+    !modes.every((mode) => sessionModes.includes(mode))
+  ) {
+    return `malformed session modes ${quote(modes)}`;
+  }
+  return null;
+}
+
+/** An acceptor's reply, as the dialler checks it: null, or the reason to give up. */
+export function checkHelloReply(value: unknown): string | null {
+  const common = checkHelloCommon(value);
+  if (common !== null) return common;
+  const fields = value as Record<string, unknown>;
+  if (!sessionModes.includes(fields.mode as SessionMode))
+    return `malformed session mode ${quote(fields.mode)}`;
+  return null;
+}
+
+function checkSessionInfo(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null) return 'session frame is not an object';
+  const fsid = (value as Record<string, unknown>).fsid;
+  if (typeof fsid !== 'string' || !fsidPattern.test(fsid)) return `malformed fsid ${quote(fsid)}`;
   return null;
 }
 
@@ -125,6 +243,10 @@ function isRefusal(value: unknown): value is Refusal {
   return typeof value === 'object' && value !== null && typeof (value as Refusal).refused === 'string';
 }
 
+function sameBytes(a: unknown, b: Uint8Array): boolean {
+  return a instanceof Uint8Array && Buffer.compare(a, b) === 0;
+}
+
 function quote(value: unknown): string {
   let text: string;
   try {
@@ -133,6 +255,73 @@ function quote(value: unknown): string {
     text = typeof value;
   }
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+/**
+ * Where one connection's handshake is (three frames each way; the module comment lists them).
+ * Plain data the handshake steps read and advance.
+ */
+interface Handshake {
+  /** The frame expected next from the peer. */
+  expect: 'hello' | 'proof' | 'session';
+  /** Our hello or reply: its exact payload bytes, and its challenge. */
+  ownHello: Uint8Array | undefined;
+  ownChallenge: Uint8Array | undefined;
+  /** The peer's hello or reply: its exact payload bytes (a copy), once read. */
+  peerHello: Uint8Array | undefined;
+  peerChallenge: Uint8Array | undefined;
+  /** Who the peer says it is: believed once it proved `entity`'s key. */
+  peerName: EntityName | undefined;
+  peerNonce: number;
+  /** The entity whose key is being proven: ours when dialling, the dialler's claim when accepting. */
+  entity: string | undefined;
+  mode: SessionMode | undefined;
+  secrets: SessionSecrets | undefined;
+  sealer: FrameSealer | undefined;
+  opener: FrameOpener | undefined;
+}
+
+function newHandshake(): Handshake {
+  return {
+    expect: 'hello',
+    ownHello: undefined,
+    ownChallenge: undefined,
+    peerHello: undefined,
+    peerChallenge: undefined,
+    peerName: undefined,
+    peerNonce: -1,
+    entity: undefined,
+    mode: undefined,
+    secrets: undefined,
+    sealer: undefined,
+    opener: undefined,
+  };
+}
+
+/** What one handshake frame leads to: frames to write, then wait, establish, or close. */
+type HandshakeStep =
+  | { next: 'wait'; send: Uint8Array[] }
+  | { next: 'established'; send: Uint8Array[] }
+  | {
+      next: 'close';
+      send: Uint8Array[];
+      reason: string;
+      /**
+       * 'refused': a handshake refused, by us (send holds the refusal frame, written before our
+       * FIN) or by the peer; 'failed': anything else (an undecodable frame, a frame that did not
+       * open), closed at once.
+       */
+      kind: 'refused' | 'failed';
+      /** A proof that did not verify (ours or the peer's). */
+      authFailure?: boolean;
+    };
+
+/** A keepalive's payload: empty, sealed like any frame (frame.ts isKeepalive). */
+const keepalivePayload = new Uint8Array(0);
+
+function refusalFrame(reason: string): Uint8Array {
+  const refusal: Refusal = { refused: reason.slice(0, refusalReasonBytesMax) };
+  return encodeFrame(encodeValue(refusal));
 }
 
 // --- addresses ------------------------------------------------------------------------------
@@ -231,27 +420,32 @@ export interface MessengerAuth {
   /**
    * Accepting side: the secret of the entity a dialler claims to be, or undefined when there is
    * no such entity (the dialler gets EACCES, and nothing tells it whether the entity exists).
+   * Without it, a messenger accepts only its own entity (monitors proving `mon.` to each other).
    */
   keyFor?(entity: string): Uint8Array | undefined;
   /**
    * Session modes in order of preference (Ceph's ms_client_mode / ms_cluster_mode /
    * ms_service_mode): 'secure' encrypts and authenticates every frame (AES-256-GCM), 'crc'
-   * authenticates every frame (HMAC-SHA256) without encrypting.
+   * authenticates every frame (HMAC-SHA256) without encrypting. Dialling, the list offered
+   * (default: ['secure', 'crc'] for a monitor, Ceph's ms_cluster_mode; ['crc', 'secure'] for a
+   * client, Ceph's ms_client_mode). Accepting, the modes allowed (default both): the first of the
+   * dialler's list that is allowed is chosen.
    */
   modes?: SessionMode[];
 }
 
-export type SessionMode = 'secure' | 'crc';
-
 export interface MessengerOptions {
   name: EntityName;
   fsid: string;
-  /** Authentication (issue 13). */
-  auth?: MessengerAuth;
+  /** Authentication (issue 13): every connection proves a key, both ways, before any message. */
+  auth: MessengerAuth;
   rank?: number;
   /** `host:port` to listen on (port 0: any free port); default 127.0.0.1:0. */
   listenAddr?: string;
-  /** Largest frame payload sent or accepted, in bytes (default 64 MiB). */
+  /**
+   * Largest frame sent or accepted, in bytes, its 16-byte seal included (default 64 MiB): a
+   * message may encode to frameBytesMax - sealTagBytes.
+   */
   frameBytesMax?: number;
   /** Messages waiting per peer before the oldest is dropped (default 4096). */
   queueMessagesMax?: number;
@@ -333,6 +527,16 @@ export interface MessengerStats {
   withdrawn: number;
   /** Handshakes completed, both directions. */
   handshakes: number;
+  /**
+   * Handshakes that failed authentication: a dialler with a wrong key or an unknown entity
+   * (refused by us), or a peer that did not prove the key (when we dialled).
+   */
+  authFailures: number;
+  /**
+   * Frames after the handshake that did not open (altered, replayed, reordered, injected, or sealed
+   * for another session): each closed its connection.
+   */
+  frameAuthFailures: number;
   /** Connections closed in favour of another to the same peer (simultaneous connect, restarts). */
   replaced: number;
   bytesSent: number;
@@ -358,6 +562,13 @@ interface Connection {
   peer: Peer | undefined;
   remoteNonce: number;
   remoteAddr: string;
+  /** The handshake under way; undefined once established (or never begun). */
+  handshake: Handshake | undefined;
+  /** What the peer proved (set when established): passed with every message it sends. */
+  session: PeerSession | undefined;
+  /** Seals what we send and opens what we read, from the end of the handshake on. */
+  sealer: FrameSealer | undefined;
+  opener: FrameOpener | undefined;
   /** Closed on purpose (replaced, refused, messenger closing): no reset, no reconnect. */
   retired: boolean;
   closeReason: string | undefined;
@@ -391,9 +602,10 @@ export interface Queued {
 let frameQueueIds = 0;
 
 /**
- * A bounded FIFO of encoded frames, O(1) at both ends and for taking one back from the middle:
- * every frame has a position (counted from the queue's creation), a withdrawn frame leaves a
- * hole that shift() and peek() skip.
+ * A bounded FIFO of encoded messages (payloads, sealed and framed only when written to a
+ * connection, whose session keys they need), O(1) at both ends and for taking one back from the
+ * middle: every entry has a position (counted from the queue's creation), a withdrawn one leaves
+ * a hole that shift() and peek() skip.
  */
 class FrameQueue {
   readonly id = ++frameQueueIds;
@@ -528,7 +740,15 @@ export class Messenger implements Transport {
   #addressRefusalLoggedAt = -Infinity;
   readonly #writeBatchBytesMax: number;
   readonly #nonce = randomInt(0, 2 ** 47);
-  readonly #hello: Uint8Array;
+  /** The entity this messenger proves, and its secret. */
+  readonly entity: string;
+  readonly #secret: Uint8Array;
+  readonly #keyFor: (entity: string) => Uint8Array | undefined;
+  /** Modes offered when dialling, in order of preference; and those allowed when accepting. */
+  readonly #offeredModes: SessionMode[];
+  readonly #allowedModes: ReadonlySet<SessionMode>;
+  /** What every message sent to ourselves arrives with. */
+  readonly #ownSession: PeerSession;
 
   #handlers: TransportHandlers | undefined;
   /**
@@ -537,7 +757,7 @@ export class Messenger implements Transport {
    * until the Monitor has registered as a dispatcher; dropping them silently cost a client its
    * whole attempt timeout.
    */
-  #early: Array<{ from: EntityName; message: Message }> = [];
+  #early: Array<{ from: EntityName; message: Message; session: PeerSession }> = [];
   #server: net.Server | undefined;
   #boundAddr: string | undefined;
   readonly #peers = new Map<EntityName, Peer>();
@@ -562,6 +782,8 @@ export class Messenger implements Transport {
     addressRefusals: 0,
     withdrawn: 0,
     handshakes: 0,
+    authFailures: 0,
+    frameAuthFailures: 0,
     replaced: 0,
     bytesSent: 0,
     bytesReceived: 0,
@@ -573,6 +795,32 @@ export class Messenger implements Transport {
     if (options.fsid === anyFsid && !options.name.startsWith('client.')) {
       throw new RangeError(`${options.name}: only a client may leave the fsid unknown`);
     }
+    const auth = options.auth;
+    if (!auth) throw new TypeError(`${options.name}: a messenger needs auth (an entity and its secret)`);
+    if (!authEntityPattern.test(auth.entity)) throw new RangeError(`malformed auth entity ${auth.entity}`);
+    if (!mayCarryName(auth.entity, options.name)) {
+      throw new RangeError(`${auth.entity} may not carry the name ${options.name}`);
+    }
+    if (!(auth.secret instanceof Uint8Array) || auth.secret.byteLength < secretBytesMin) {
+      throw new RangeError(`the secret of ${auth.entity} must be at least ${secretBytesMin} bytes`);
+    }
+    const modes = auth.modes ?? (options.name.startsWith('mon.') ? ['secure', 'crc'] : ['crc', 'secure']);
+    if (
+      modes.length === 0 ||
+      new Set(modes).size !== modes.length ||
+      !modes.every((mode) => sessionModes.includes(mode))
+    ) {
+      throw new RangeError(`session modes must be a non-empty list of ${sessionModes.join(', ')}`);
+    }
+    this.entity = auth.entity;
+    this.#secret = Uint8Array.prototype.slice.call(auth.secret);
+    const ownEntity = this.entity;
+    const ownSecret = this.#secret;
+    this.#keyFor =
+      auth.keyFor?.bind(auth) ?? ((entity: string) => (entity === ownEntity ? ownSecret : undefined));
+    this.#offeredModes = [...modes];
+    this.#allowedModes = new Set(auth.modes ?? sessionModes);
+    this.#ownSession = { entity: this.entity };
     this.name = options.name;
     this.fsid = options.fsid;
     this.rank = options.rank;
@@ -639,15 +887,6 @@ export class Messenger implements Transport {
       'writeBatchBytesMax',
       options.writeBatchBytesMax ?? 1024 * 1024,
     );
-    const hello: Hello = {
-      banner: protocolBanner,
-      protocolVersion,
-      fsid: this.fsid,
-      name: this.name,
-      nonce: this.#nonce,
-      ...(this.rank === undefined ? {} : { rank: this.rank }),
-    };
-    this.#hello = encodeFrame(encodeValue(hello));
   }
 
   /** The bound `host:port` once listening. */
@@ -662,18 +901,28 @@ export class Messenger implements Transport {
     this.#early = [];
     // After the caller's own start-up code, and before any socket read that follows it.
     queueMicrotask(() => {
-      for (const { from, message } of early) {
+      for (const { from, message, session } of early) {
         if (this.#closed) return;
         this.#stats.received++;
-        this.#handlers?.onMessage(from, message);
+        this.#handlers?.onMessage(from, message, session);
       }
     });
   }
 
+  /**
+   * The entity a peer proved in its established session (`mon.`, `client.admin`, …); undefined
+   * when there is no established session with it. Our own entity for our own name.
+   */
+  sessionEntity(peer: EntityName): string | undefined {
+    if (peer === this.name) return this.entity;
+    const active = this.#peers.get(peer)?.active;
+    return active?.established ? active.session?.entity : undefined;
+  }
+
   /** Hold a message read before handlers were set, up to queueMessagesMax; beyond that, drop it. */
-  #holdEarly(from: EntityName, message: Message): void {
+  #holdEarly(from: EntityName, message: Message, session: PeerSession): void {
     if (this.#early.length < this.queueMessagesMax) {
-      this.#early.push({ from, message });
+      this.#early.push({ from, message, session });
       this.#logger.debug({ entity: this.name, peer: from }, 'message held until handlers are set');
       return;
     }
@@ -726,8 +975,10 @@ export class Messenger implements Transport {
 
   /**
    * Learn the entity name of whoever listens at `addr` (a client given only `-m HOST:PORT`, as
-   * Ceph's MonClient hunts from a list of addresses): a handshake-only connection, closed at
-   * once. Resolves with the peer's name; rejects with the refusal or on timeout.
+   * Ceph's MonClient hunts from a list of addresses): a handshake-only connection, authenticated
+   * both ways and closed at once. Resolves with the peer's name; rejects with the refusal (a wrong
+   * key: `refused by ADDR: EACCES: authentication failed for ENTITY`), a failed proof, or on
+   * timeout.
    */
   connect(addr: string, timeoutMs = this.#handshakeTimeoutMs): Promise<EntityName> {
     const parsed = parseAddr(addr);
@@ -735,13 +986,20 @@ export class Messenger implements Transport {
       return Promise.reject(new Error(`cannot dial malformed address ${addr}`));
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host: parsed.host, port: parsed.port, noDelay: true });
-      const decoder = new FrameDecoder({ frameBytesMax: helloBytesMax, firstFrameBytesMax: helloBytesMax });
+      const decoder = new FrameDecoder({
+        frameBytesMax: helloBytesMax,
+        firstFrameBytesMax: helloBytesMax,
+        firstFrames: handshakeFramesEachWay,
+      });
+      const handshake = newHandshake();
       let settled = false;
       const finish = (error: Error | null, name?: EntityName) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        socket.destroy();
+        // FIN after our session frame, so the monitor sees a session end rather than a reset.
+        if (error) socket.destroy();
+        else socket.end();
         if (error) reject(error);
         else resolve(name as EntityName);
       };
@@ -751,7 +1009,7 @@ export class Messenger implements Transport {
       );
       timer.unref();
       socket.once('connect', () => {
-        if (!connectedToItself(socket)) return socket.write(this.#hello);
+        if (!connectedToItself(socket)) return socket.write(this.#startDial(handshake));
         socket.resetAndDestroy();
         finish(new Error(`nothing listens at ${addr} (the connection reached itself)`));
       });
@@ -759,19 +1017,14 @@ export class Messenger implements Transport {
       socket.on('close', () => finish(new Error(`${addr} closed the connection during the handshake`)));
       socket.on('data', (chunk: Buffer) => {
         const { frames, error } = decoder.push(chunk);
-        if (error) return finish(new Error(`bad handshake from ${addr}: ${error}`));
-        const frame = frames[0];
-        if (!frame) return;
-        const decoded = decodeValue(frame);
-        if ('error' in decoded)
-          return finish(new Error(`undecodable handshake from ${addr}: ${decoded.error}`));
-        if (isRefusal(decoded.value))
-          return finish(new Error(`refused by ${addr}: ${decoded.value.refused}`));
-        const reason = authenticate(decoded.value, this);
-        if (reason !== null) return finish(new Error(`bad handshake from ${addr}: ${reason}`));
-        if ((decoded.value as Hello).nonce === this.#nonce)
-          return finish(new Error(`nothing listens at ${addr} (the connection reached itself)`));
-        finish(null, (decoded.value as Hello).name);
+        for (const frame of frames) {
+          if (settled) return;
+          const step = this.#diallerStep(handshake, frame, { who: addr, addr, expected: undefined });
+          for (const bytes of step.send) socket.write(bytes);
+          if (step.next === 'close') return finish(new Error(step.reason));
+          if (step.next === 'established') return finish(null, handshake.peerName);
+        }
+        if (error) finish(new Error(`bad handshake from ${addr}: ${error}`));
       });
     });
   }
@@ -797,7 +1050,7 @@ export class Messenger implements Transport {
       );
       return;
     }
-    if (payload.byteLength > this.frameBytesMax) {
+    if (payload.byteLength + sealTagBytes > this.frameBytesMax) {
       // The peer would close the connection on it: better to drop it here, loudly.
       this.#stats.dropped++;
       this.#logger.error(
@@ -816,7 +1069,8 @@ export class Messenger implements Transport {
       this.#sendToSelf(payload);
       return;
     }
-    const frame = encodeFrame(payload);
+    // A copy: the codec's output is a view into a slab it shares between calls.
+    const frame: Uint8Array = Uint8Array.prototype.slice.call(payload);
     const dialable = to.startsWith('mon.');
     let peer = this.#peers.get(to);
     if (!peer) {
@@ -938,12 +1192,17 @@ export class Messenger implements Transport {
       decoder: new FrameDecoder({
         frameBytesMax: this.clientFrameBytesMax,
         firstFrameBytesMax: helloBytesMax,
+        firstFrames: handshakeFramesEachWay,
       }),
       state: 'handshaking',
       established: false,
       peer: undefined,
       remoteNonce: -1,
       remoteAddr,
+      handshake: newHandshake(),
+      session: undefined,
+      sealer: undefined,
+      opener: undefined,
       retired: false,
       closeReason: undefined,
       timer: setTimeout(() => this.#abort(connection, 'handshake timed out'), this.#handshakeTimeoutMs),
@@ -1030,7 +1289,8 @@ export class Messenger implements Transport {
       }
       // From here the silence counted is the peer's (readTimeoutMs), no longer the dial's.
       connection.silentTicks = 0;
-      if (connection.state === 'handshaking') this.#write(connection, this.#hello);
+      if (connection.state === 'handshaking' && connection.handshake)
+        this.#write(connection, this.#startDial(connection.handshake));
     });
   }
 
@@ -1093,12 +1353,12 @@ export class Messenger implements Transport {
         performance.now() - connection.invalidLoggedAt >= this.#invalidLogIntervalMs
       )
         this.#logInvalid(connection);
-      // Keepalives only once the handshake is done: the first frame each way is the hello.
+      // Keepalives only once the handshake is done: they are sealed like every later frame.
       if (connection.state !== 'open' || ++connection.idleTicks < this.#keepaliveTicks) continue;
       // A socket the kernel cannot drain already has bytes on their way; a keepalive adds nothing.
-      if (connection.socket.writableNeedDrain) continue;
+      if (connection.socket.writableNeedDrain || !connection.sealer) continue;
       this.#stats.keepalives++;
-      this.#write(connection, keepaliveFrame);
+      this.#write(connection, connection.sealer.sealOne(keepalivePayload));
     }
   }
 
@@ -1130,14 +1390,24 @@ export class Messenger implements Transport {
       // A handler may have closed the messenger, or this connection been aborted, mid-batch.
       if (connection.socket.destroyed) return;
       if (!connection.established) {
-        // Only the first frame is a handshake; after a refusal the rest is ignored.
+        // After a refusal (ours or the peer's) the rest is ignored.
         if (connection.state !== 'handshaking') return;
         this.#onHandshake(connection, frame);
         continue;
       }
+      const payload = (connection.opener as FrameOpener).open(frame);
+      if (payload === null) {
+        // Nothing unauthenticated is read after the handshake: one line, and the session ends.
+        this.#stats.frameAuthFailures++;
+        this.#abort(
+          connection,
+          `frame ${(connection.opener as FrameOpener).seq} failed authentication (altered, replayed, reordered or injected)`,
+        );
+        return;
+      }
       // A keepalive has done its work by arriving (silentTicks above); it is not a message.
-      if (isKeepalive(frame)) continue;
-      const decoded = decodeMessage(frame);
+      if (isKeepalive(payload)) continue;
+      const decoded = decodeMessage(payload);
       if ('error' in decoded) {
         if (decoded.kind === 'invalid') {
           // A well-formed frame with a bad message: drop it, keep the connection (DESIGN.md §3).
@@ -1153,16 +1423,17 @@ export class Messenger implements Transport {
         return;
       }
       const from = (connection.peer as Peer).name;
+      const session = connection.session as PeerSession;
       connection.quietTicks = 0;
       const handlers = this.#handlers;
       if (!handlers) {
-        this.#holdEarly(from, decoded.message);
+        this.#holdEarly(from, decoded.message, session);
         continue;
       }
       this.#stats.received++;
       // Handlers are not guarded: an exception here is a bug in the monitor, and a crash is the
       // honest answer to invalid state (TigerBeetle); only bad *input* is survivable.
-      handlers.onMessage(from, decoded.message);
+      handlers.onMessage(from, decoded.message, session);
     }
     if (error !== undefined && !connection.socket.destroyed) {
       this.#stats.framingErrors++;
@@ -1178,7 +1449,11 @@ export class Messenger implements Transport {
    */
   #monitorSession(connection: Connection): boolean {
     if (connection.direction === 'outgoing') return true;
-    return connection.established && connection.peer?.addr !== undefined;
+    return (
+      connection.established &&
+      connection.session?.entity === monEntity &&
+      connection.peer?.addr !== undefined
+    );
   }
 
   /**
@@ -1223,67 +1498,300 @@ export class Messenger implements Transport {
     connection.invalidLoggedAt = performance.now();
   }
 
+  /** One handshake frame read on a connection: take the step its direction calls for. */
   #onHandshake(connection: Connection, frame: Uint8Array): void {
-    const decoded = decodeValue(frame);
-    if ('error' in decoded) {
-      this.#abort(connection, `undecodable handshake: ${decoded.error}`);
+    const handshake = connection.handshake as Handshake;
+    const step =
+      connection.direction === 'outgoing'
+        ? this.#diallerStep(handshake, frame, {
+            who: (connection.peer as Peer).name,
+            addr: connection.remoteAddr,
+            expected: (connection.peer as Peer).name,
+          })
+        : this.#acceptorStep(handshake, frame);
+    for (const bytes of step.send) this.#write(connection, bytes);
+    if (step.next === 'wait') return;
+    if (step.next === 'established') {
+      this.#established(connection, handshake);
       return;
     }
-    const value = decoded.value;
+    if (step.authFailure) this.#stats.authFailures++;
+    if (step.kind === 'failed') {
+      this.#abort(connection, step.reason);
+      return;
+    }
+    this.#stats.refused++;
     if (connection.direction === 'outgoing') {
-      const peerName = (connection.peer as Peer).name;
-      if (isRefusal(value)) {
-        this.#stats.refused++;
-        this.#abort(connection, `refused by ${peerName}: ${value.refused.slice(0, refusalReasonBytesMax)}`);
-        return;
-      }
-      const reason = authenticate(value, this);
-      if (reason !== null) {
-        this.#stats.refused++;
-        this.#abort(connection, `bad handshake reply from ${peerName}: ${reason}`);
-        return;
-      }
-      const hello = value as Hello;
-      if (hello.name !== peerName) {
-        this.#stats.refused++;
-        this.#abort(connection, `dialled ${peerName} at ${connection.remoteAddr} but reached ${hello.name}`);
-        return;
-      }
-      this.#established(connection, hello);
+      this.#abort(connection, step.reason);
       return;
     }
-    let reason = authenticate(value, this);
-    if (reason === null && (value as Hello).name === this.name)
-      reason = `peer claims my own name ${this.name}`;
-    if (reason === null && this.name.startsWith('client.')) reason = 'a client accepts no connections';
-    if (reason !== null) {
-      this.#stats.refused++;
-      this.#refuse(connection, reason);
-      return;
-    }
-    this.#write(connection, this.#hello);
-    this.#established(connection, value as Hello);
-  }
-
-  /** Tell the dialler why, then close: the refusal frame must arrive before the FIN. */
-  #refuse(connection: Connection, reason: string): void {
-    this.#logger.warn({ entity: this.name, addr: connection.remoteAddr, reason }, 'refusing connection');
-    connection.closeReason = `refused: ${reason}`;
-    const refusal: Refusal = { refused: reason.slice(0, refusalReasonBytesMax) };
-    this.#write(connection, encodeFrame(encodeValue(refusal)));
+    // Refused by us: the refusal frame (if any) goes out before our FIN.
+    this.#logger.warn(
+      { entity: this.name, addr: connection.remoteAddr, reason: step.reason },
+      'refusing connection',
+    );
+    connection.closeReason = `refused: ${step.reason}`;
     this.#retire(connection);
   }
 
-  #established(connection: Connection, hello: Hello): void {
+  /** The dialler's first frame, with a fresh challenge; the handshake then waits for the reply. */
+  #startDial(handshake: Handshake): Uint8Array {
+    const challenge = newChallenge();
+    const hello: Hello = {
+      banner: protocolBanner,
+      protocolVersion,
+      name: this.name,
+      entity: this.entity,
+      nonce: this.#nonce,
+      ...(this.rank === undefined ? {} : { rank: this.rank }),
+      challenge,
+      modes: this.#offeredModes,
+    };
+    const bytes = encodeValue(hello);
+    handshake.ownHello = Uint8Array.prototype.slice.call(bytes);
+    handshake.ownChallenge = challenge;
+    handshake.entity = this.entity;
+    handshake.expect = 'hello';
+    return encodeFrame(bytes);
+  }
+
+  /**
+   * The dialling side (Ceph's ProtocolV2 client side): read the reply and prove our key, then check
+   * the acceptor's proof before anything else is sent, then exchange the sealed session frames.
+   * `who` names the peer in reasons; `expected` is the name we dialled (none for connect()).
+   */
+  #diallerStep(
+    handshake: Handshake,
+    frame: Uint8Array,
+    context: { who: string; addr: string; expected: EntityName | undefined },
+  ): HandshakeStep {
+    const { who } = context;
+    const fail = (reason: string, authFailure = false): HandshakeStep => ({
+      next: 'close',
+      send: [],
+      reason,
+      kind: 'refused',
+      authFailure,
+    });
+    if (handshake.expect === 'session') {
+      const payload = (handshake.opener as FrameOpener).open(frame);
+      if (payload === null) {
+        return {
+          next: 'close',
+          send: [],
+          reason: `session frame from ${who} failed authentication`,
+          kind: 'failed',
+        };
+      }
+      const decoded = decodeValue(payload);
+      if ('error' in decoded) return fail(`bad session frame from ${who}: ${decoded.error}`);
+      const reason = checkSessionInfo(decoded.value);
+      if (reason !== null) return fail(`bad session frame from ${who}: ${reason}`);
+      const peerFsid = (decoded.value as SessionInfo).fsid;
+      const info: SessionInfo = { fsid: this.fsid };
+      // Sent even when the fsids differ, so the acceptor logs the mismatch too.
+      const send = [(handshake.sealer as FrameSealer).sealOne(encodeValue(info))];
+      const peer = { fsid: peerFsid, name: handshake.peerName as EntityName };
+      if (!fsidsAgree(this, peer)) {
+        return {
+          next: 'close',
+          send,
+          reason: `fsid mismatch: ${who} is of cluster ${peerFsid}`,
+          kind: 'refused',
+        };
+      }
+      return { next: 'established', send };
+    }
+    const decoded = decodeValue(frame);
+    if ('error' in decoded) {
+      return {
+        next: 'close',
+        send: [],
+        reason: `undecodable handshake from ${who}: ${decoded.error}`,
+        kind: 'failed',
+      };
+    }
+    const value = decoded.value;
+    if (isRefusal(value)) return fail(`refused by ${who}: ${value.refused.slice(0, refusalReasonBytesMax)}`);
+    if (handshake.expect === 'hello') {
+      const fields = value as Partial<HelloReply> | null;
+      if (
+        sameBytes(fields?.challenge, handshake.ownChallenge as Uint8Array) ||
+        fields?.nonce === this.#nonce
+      ) {
+        return fail(`nothing listens at ${context.addr} (the connection reached itself)`);
+      }
+      const reason = checkHelloReply(value);
+      if (reason !== null) return fail(`bad handshake reply from ${who}: ${reason}`);
+      const reply = value as HelloReply;
+      if (!reply.name.startsWith('mon.')) return fail(`${who} answered as ${reply.name}, not a monitor`);
+      if (context.expected !== undefined && reply.name !== context.expected) {
+        return fail(`dialled ${context.expected} at ${context.addr} but reached ${reply.name}`);
+      }
+      if (!this.#offeredModes.includes(reply.mode)) {
+        return fail(`${who} chose session mode ${reply.mode}, which was not offered`);
+      }
+      handshake.peerHello = Uint8Array.prototype.slice.call(frame);
+      handshake.peerChallenge = reply.challenge;
+      handshake.peerName = reply.name;
+      handshake.peerNonce = reply.nonce;
+      handshake.mode = reply.mode;
+      handshake.secrets = deriveSession(this.#secret, {
+        diallerHello: handshake.ownHello as Uint8Array,
+        acceptorHello: handshake.peerHello,
+        diallerChallenge: handshake.ownChallenge as Uint8Array,
+        acceptorChallenge: reply.challenge,
+      });
+      handshake.expect = 'proof';
+      const proof: Proof = { proof: handshake.secrets.diallerProof };
+      return { next: 'wait', send: [encodeFrame(encodeValue(proof))] };
+    }
+    // The acceptor's proof: it knows our secret too, so it is a monitor of this cluster (or the
+    // keeper of our key); nothing more is sent to a peer that cannot show it.
+    const secrets = handshake.secrets as SessionSecrets;
+    const received =
+      typeof value === 'object' && value !== null ? (value as Partial<Proof>).proof : undefined;
+    if (!proofMatches(secrets.acceptorProof, received)) {
+      return fail(`${who} did not prove the key of ${this.entity}: not a monitor of this cluster`, true);
+    }
+    const channels = sessionChannels(secrets, handshake.mode as SessionMode, 'dialler');
+    handshake.sealer = channels.sealer;
+    handshake.opener = channels.opener;
+    handshake.expect = 'session';
+    return { next: 'wait', send: [] };
+  }
+
+  /**
+   * The accepting side (Ceph's ProtocolV2 server side, with cephx's monitor role): check the hello
+   * and answer with a fresh challenge; verify the dialler's proof against the key of the entity it
+   * claims (a missing entity and a wrong key look the same to it); prove the key back and tell the
+   * fsid, sealed; then read the dialler's sealed session frame.
+   */
+  #acceptorStep(handshake: Handshake, frame: Uint8Array): HandshakeStep {
+    const refuse = (reason: string, authFailure = false): HandshakeStep => ({
+      next: 'close',
+      send: [refusalFrame(reason)],
+      reason,
+      kind: 'refused',
+      authFailure,
+    });
+    if (handshake.expect === 'session') {
+      const payload = (handshake.opener as FrameOpener).open(frame);
+      if (payload === null) {
+        return { next: 'close', send: [], reason: 'session frame failed authentication', kind: 'failed' };
+      }
+      const decoded = decodeValue(payload);
+      const value = 'error' in decoded ? undefined : decoded.value;
+      const reason = 'error' in decoded ? decoded.error : checkSessionInfo(value);
+      if (reason !== null)
+        return { next: 'close', send: [], reason: `bad session frame: ${reason}`, kind: 'failed' };
+      const peerFsid = (value as SessionInfo).fsid;
+      if (!fsidsAgree(this, { fsid: peerFsid, name: handshake.peerName as EntityName })) {
+        // The stream is sealed now: no plain refusal frame; the dialler saw the mismatch itself.
+        // The reason names the fsid the peer sent, never ours.
+        return { next: 'close', send: [], reason: `fsid mismatch: peer sent ${peerFsid}`, kind: 'refused' };
+      }
+      return { next: 'established', send: [] };
+    }
+    const decoded = decodeValue(frame);
+    if ('error' in decoded) {
+      return { next: 'close', send: [], reason: `undecodable handshake: ${decoded.error}`, kind: 'failed' };
+    }
+    const value = decoded.value;
+    if (handshake.expect === 'hello') {
+      let reason = checkHello(value);
+      const hello = value as Hello;
+      if (reason === null && hello.name === this.name) reason = `peer claims my own name ${this.name}`;
+      if (reason === null && this.name.startsWith('client.')) reason = 'a client accepts no connections';
+      if (reason === null && !mayCarryName(hello.entity, hello.name)) {
+        reason = `EACCES: ${hello.entity} may not take the name ${hello.name}`;
+      }
+      const mode =
+        reason === null ? hello.modes.find((candidate) => this.#allowedModes.has(candidate)) : undefined;
+      if (reason === null && mode === undefined) {
+        reason = `no common session mode: offered ${hello.modes.join(', ')}, allowed ${[...this.#allowedModes].join(', ')}`;
+      }
+      if (reason !== null) return refuse(reason);
+      const challenge = newChallenge();
+      const reply: HelloReply = {
+        banner: protocolBanner,
+        protocolVersion,
+        name: this.name,
+        ...(this.rank === undefined ? {} : { rank: this.rank }),
+        nonce: this.#nonce,
+        challenge,
+        mode: mode as SessionMode,
+      };
+      const bytes = encodeValue(reply);
+      handshake.ownHello = Uint8Array.prototype.slice.call(bytes);
+      handshake.ownChallenge = challenge;
+      handshake.peerHello = Uint8Array.prototype.slice.call(frame);
+      handshake.peerChallenge = hello.challenge;
+      handshake.peerName = hello.name;
+      handshake.peerNonce = hello.nonce;
+      handshake.entity = hello.entity;
+      handshake.mode = mode;
+      handshake.expect = 'proof';
+      return { next: 'wait', send: [encodeFrame(bytes)] };
+    }
+    const entity = handshake.entity as string;
+    // An unknown entity is checked against a random key: the same work and the same answer as a
+    // wrong key, so a dialler cannot tell which entities exist.
+    const secret = this.#keyFor(entity) ?? randomBytes(secretBytesMin);
+    const received =
+      typeof value === 'object' && value !== null ? (value as Partial<Proof>).proof : undefined;
+    const secrets = authenticate(
+      secret,
+      {
+        diallerHello: handshake.peerHello as Uint8Array,
+        acceptorHello: handshake.ownHello as Uint8Array,
+        diallerChallenge: handshake.peerChallenge as Uint8Array,
+        acceptorChallenge: handshake.ownChallenge as Uint8Array,
+      },
+      received,
+    );
+    if (secrets === null) return refuse(authFailedReason(entity), true);
+    const channels = sessionChannels(secrets, handshake.mode as SessionMode, 'acceptor');
+    handshake.secrets = secrets;
+    handshake.sealer = channels.sealer;
+    handshake.opener = channels.opener;
+    handshake.expect = 'session';
+    const proof: Proof = { proof: secrets.acceptorProof };
+    const info: SessionInfo = { fsid: this.fsid };
+    return {
+      next: 'wait',
+      send: [encodeFrame(encodeValue(proof)), channels.sealer.sealOne(encodeValue(info))],
+    };
+  }
+
+  /**
+   * The handshake is complete: the peer proved a key that may carry its name. Only now may its
+   * session take the place of another for the same name (a restarted peer, a simultaneous connect).
+   */
+  #established(connection: Connection, handshake: Handshake): void {
+    const name = handshake.peerName as EntityName;
+    const entity = handshake.entity as string;
+    // A name in use stays with the entity that holds it: a client key may carry any `client.*`
+    // name, and a session of another entity must not take over the replies to this one.
+    const holder = (connection.peer ?? this.#peers.get(name))?.active;
+    if (holder?.state === 'open' && holder.session?.entity !== entity) {
+      this.#stats.refused++;
+      this.#abort(connection, `${name} is in use by a session of another entity`);
+      return;
+    }
     clearTimeout(connection.timer);
     connection.timer = undefined;
     connection.established = true;
     connection.state = 'open';
-    connection.remoteNonce = hello.nonce;
+    connection.handshake = undefined;
+    connection.remoteNonce = handshake.peerNonce;
+    connection.session = { entity };
+    connection.sealer = handshake.sealer;
+    connection.opener = handshake.opener;
     this.#stats.handshakes++;
     let peer = connection.peer;
     if (!peer) {
-      peer = this.#peers.get(hello.name) ?? this.#newPeer(hello.name);
+      peer = this.#peers.get(name) ?? this.#newPeer(name);
       connection.peer = peer;
     }
     if (peer.dialing === connection) {
@@ -1292,7 +1800,14 @@ export class Messenger implements Transport {
     }
     peer.connections.add(connection);
     this.#logger.info(
-      { entity: this.name, peer: peer.name, direction: connection.direction, addr: connection.remoteAddr },
+      {
+        entity: this.name,
+        peer: peer.name,
+        auth: connection.session.entity,
+        mode: handshake.mode,
+        direction: connection.direction,
+        addr: connection.remoteAddr,
+      },
       'connected',
     );
 
@@ -1481,10 +1996,8 @@ export class Messenger implements Transport {
         batchBytes += next.byteLength;
       }
       this.#stats.sent += batch.length;
-      this.#write(
-        connection,
-        batch.length === 1 ? (batch[0] as Uint8Array) : Buffer.concat(batch, batchBytes),
-      );
+      // Each message sealed in its own frame (the next sequence numbers), all in one write.
+      this.#write(connection, (connection.sealer as FrameSealer).seal(batch, batchBytes));
     }
   }
 
@@ -1511,11 +2024,11 @@ export class Messenger implements Transport {
         return;
       }
       if (!this.#handlers) {
-        this.#holdEarly(this.name, decoded.message);
+        this.#holdEarly(this.name, decoded.message, this.#ownSession);
         return;
       }
       this.#stats.received++;
-      this.#handlers.onMessage(this.name, decoded.message);
+      this.#handlers.onMessage(this.name, decoded.message, this.#ownSession);
     });
   }
 }

@@ -7,8 +7,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeKeyring } from '../../actors/keyring.ts';
+import { newClusterKeyring } from '../../actors/mkfs.ts';
 import { MonClient } from '../../actors/mon-client.ts';
+import { clientCredentials } from '../../cli/client-commands.ts';
 import { mkfs, monitorNodeFlags } from '../../cli/cluster.ts';
+
+/** client.admin's key in a cluster directory (DIR/keyring, as paxmon up writes it). */
+const adminKeyOf = (dir: string) => clientCredentials({ dir }).key;
+
 import { sleep } from './load.ts';
 import {
   freePorts,
@@ -75,6 +82,7 @@ class PaxmonCluster implements Cluster {
 
   #all(timeoutMs: number): MonClient {
     return new MonClient({
+      key: adminKeyOf(this.dir),
       mons: this.members.map((m) => ({ name: m.name, addr: m.addr })),
       fsid: this.fsid,
       attemptTimeoutMs: Math.min(1000, timeoutMs),
@@ -125,6 +133,7 @@ class PaxmonCluster implements Cluster {
     if (!m) throw new Error(`no member ${member}`);
     return new PaxmonClient(
       new MonClient({
+        key: adminKeyOf(this.dir),
         mons: [{ name: m.name, addr: m.addr }],
         fsid: this.fsid,
         attemptTimeoutMs: options.timeoutMs,
@@ -178,12 +187,18 @@ export const paxmonTarget: Target = {
       const mons = names.map((name, i) => ({ name, addr: `127.0.0.1:${ports[i]}` }));
       // paxmon mkfs for each monitor (the CLI command's own function, run here to spare three
       // process start-ups per cluster).
+      const keyring = newClusterKeyring();
+      await writeKeyring(
+        join(dir, 'keyring'),
+        keyring.filter((e) => e.entity === 'client.admin'),
+      );
       for (const m of mons)
         await mkfs({
           dir: join(dir, m.name),
           name: m.name,
           fsid,
           mons: mons.map((x) => `${x.name}=${x.addr}`),
+          keyring,
         });
       writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify({ fsid, mons }, null, 2)}\n`);
       const sets = [...(options.fast ? paxmonFastSets : []), ...(options.sets ?? [])].flatMap((s) => [

@@ -1,5 +1,6 @@
 // config-key: Ceph's KVMonitor / ConfigKeyService — an arbitrary key/value store kept by Paxos.
 // Data lives under its own prefix ('config-key'); the service's versioned history is 'kv'.
+import type { CommandDeclaration } from '../caps.ts';
 import type { StoreOp } from '../effects.ts';
 import type { Preprocessed, Reply, ServiceDefinition, ServiceRequest } from '../paxos-service.ts';
 
@@ -43,6 +44,24 @@ const keyTooLong = (key: string | undefined): Reply | undefined => {
     : undefined;
 };
 
+/**
+ * MonCommands.h's config-key commands (module "config-key"): reads need `r`, changes `rw`. Ceph
+ * gives config-key to no blanket cap but `allow *` (machines/caps.ts); `allow command
+ * "config-key get" with key prefix app/` finds the key as the argument `key`.
+ */
+export const configKeyCommands: readonly CommandDeclaration[] = [
+  { prefix: 'config-key get', perm: 'r', args: ['key'] },
+  { prefix: 'config-key exists', perm: 'r', args: ['key'] },
+  { prefix: 'config-key ls', perm: 'r' },
+  { prefix: 'config-key list', perm: 'r' },
+  { prefix: 'config-key dump', perm: 'r', args: ['key'] },
+  { prefix: 'config-key set', perm: 'rw', args: ['key', 'val'] },
+  { prefix: 'config-key put', perm: 'rw', args: ['key', 'val'] },
+  { prefix: 'config-key rm', perm: 'rw', args: ['key'] },
+  { prefix: 'config-key del', perm: 'rw', args: ['key'] },
+  { prefix: 'config-key delete', perm: 'rw', args: ['key'] },
+];
+
 /** Ceph's aliases: put = set, del/delete = rm, list = ls. */
 function verb(cmd: string[]): string | undefined {
   const v = cmd[1];
@@ -57,6 +76,7 @@ export function configKeyService(
     name: 'config-key',
     prefix: 'kv',
     handles: (cmd) => cmd[0] === 'config-key',
+    commands: configKeyCommands,
     init: () => null,
     createInitial: () => [],
     createPending: () => [],

@@ -81,6 +81,13 @@ export function healthService(options: {
     name: 'health',
     prefix: 'health',
     handles: (cmd) => cmd[0] === 'health' || (cmd[0] === 'status' && cmd.length === 1),
+    // MonCommands.h: `health [detail]` and `status` are "mon", "r". `health _update` is paxmon's
+    // own (the leader's tick, as mon.NAME, which has `allow *`): nobody else needs it.
+    commands: [
+      { prefix: 'health', perm: 'r', args: ['detail'], module: 'mon' },
+      { prefix: 'status', perm: 'r', module: 'mon' },
+      { prefix: 'health _update', perm: 'rwx', module: 'mon' },
+    ],
     init: (loaded) => ({
       committed: (loaded as HealthReport | null) ?? ok,
       driftAllowedMs: options.driftAllowedMs,

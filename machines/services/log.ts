@@ -30,6 +30,11 @@ export const logService: ServiceDefinition<LogState, LogEntry[]> = {
   name: 'log',
   prefix: 'logm',
   handles: (cmd) => cmd[0] === 'log',
+  // MonCommands.h: both in module "mon"; `log` is "rw", `log last` "r".
+  commands: [
+    { prefix: 'log last', perm: 'r', args: ['num'], module: 'mon' },
+    { prefix: 'log', perm: 'rw', args: ['logtext...'], module: 'mon' },
+  ],
   init: (loaded) => ({ nextSeq: typeof loaded === 'number' ? loaded : 1 }),
   createInitial: () => [],
   createPending: () => [],

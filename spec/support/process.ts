@@ -1,12 +1,14 @@
 // Helpers for specs that run real paxmon processes: the CLI as a child process, free ports, and
 // bounded polling (a check repeated until it holds or a deadline passes — never a fixed sleep).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateKey } from '../../actors/keyring.ts';
 import { spawnMonitor } from '../../cli/cluster.ts';
+import { parseKeyring } from '../../machines/keyring-text.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const cliMain = join(repoRoot, 'cli/main.ts');
@@ -66,6 +68,25 @@ export function upDetached(
 /** `paxmon mkfs` of a one-monitor cluster: mon.a of `fsid` at 127.0.0.1:`port`, in `monDir`. */
 export function mkfsSingle(monDir: string, port: number, fsid: string): Promise<CliResult> {
   return paxmon(['mkfs', '--dir', monDir, '--name', 'a', '--fsid', fsid, '--mon', `a=127.0.0.1:${port}`]);
+}
+
+/**
+ * client.admin's key in a keyring directory: a cluster's DIR (paxmon up writes DIR/keyring) or a
+ * monitor's data dir (mkfs writes DIR/keyring with mon. and client.admin).
+ */
+export function adminKey(dir: string): string {
+  const entry = parseKeyring(readFileSync(join(dir, 'keyring'), 'utf8')).find(
+    (e) => e.entity === 'client.admin',
+  );
+  if (!entry) throw new Error(`${join(dir, 'keyring')} has no client.admin key`);
+  return entry.key;
+}
+
+/** A keyring file with a fresh client.admin key no cluster knows: for commands that must fail before or at the handshake. */
+export function strangerKeyring(): string {
+  const file = join(tempDir('stranger'), 'keyring');
+  writeFileSync(file, `[client.admin]\n\tkey = ${generateKey()}\n`, { mode: 0o600 });
+  return file;
 }
 
 export function tempDir(label: string): string {
