@@ -51,6 +51,17 @@ export {
 } from './actors/inspect.ts';
 // --- the statecharts -----------------------------------------------------------------------------
 export { type IoDeps, ioLogic } from './actors/io.ts';
+// --- authentication: keyrings, keys and caps (Ceph's cephx, AuthMonitor and MonCap) -----------------
+export {
+  formatKeyring,
+  generateKey,
+  type KeyringEntry,
+  KeyringError,
+  keySecret,
+  parseKeyring,
+  readKeyring,
+  writeKeyring,
+} from './actors/keyring.ts';
 export {
   type LocalCluster,
   LocalClusterError,
@@ -66,7 +77,7 @@ export {
   type MonitorLogFields,
   silentLogger,
 } from './actors/log.ts';
-export { buildMonMap, mkfsTransaction } from './actors/mkfs.ts';
+export { buildMonMap, mkfsTransaction, newClusterKeyring } from './actors/mkfs.ts';
 export {
   type MonAddress,
   MonClient,
@@ -82,6 +93,7 @@ export {
   type MonitorStateName,
 } from './actors/monitor.ts';
 export { statechartJson, statechartMermaid, statecharts } from './cli/statecharts.ts';
+export { CapsError, capsAllow, commandPerm, type MonCaps, type Perm, parseMonCaps } from './machines/caps.ts';
 export {
   applyCephOptions,
   cephDefaults,
@@ -89,6 +101,7 @@ export {
   defaultConfig,
   type MonConfig,
 } from './machines/config.ts';
+export { decodeCryptoKey, encodeCryptoKey } from './machines/crypto-key.ts';
 export type { IoEffectsEvent, MessageEvent, Outgoing, StoreOp } from './machines/effects.ts';
 export {
   type ElectorContext,
@@ -134,8 +147,10 @@ export {
   type ServiceRequest,
   type ServiceVersions,
 } from './machines/paxos-service.ts';
-/** paxmon's own services (monmap, config-key, log, health), built on the template. */
+export { type AuthServiceOptions, authLookup } from './machines/services/auth.ts';
+/** paxmon's own services (monmap, auth, config-key, log, health), built on the template. */
 export {
+  authService,
   configKeyService,
   defaultServices,
   healthService,
@@ -174,4 +189,5 @@ export type {
   MonInfo,
   MonMap,
 } from './transport/messages.ts';
-export type { Transport, TransportHandlers } from './transport/transport.ts';
+export type { MessengerAuth, SessionMode } from './transport/messenger.ts';
+export type { PeerSession, Transport, TransportHandlers } from './transport/transport.ts';

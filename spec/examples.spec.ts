@@ -49,6 +49,15 @@ test('the package root exports the public API', () => {
     'settle',
     'isReadable',
     'isWriteable',
+    'generateKey',
+    'readKeyring',
+    'writeKeyring',
+    'parseKeyring',
+    'formatKeyring',
+    'parseMonCaps',
+    'capsAllow',
+    'authService',
+    'newClusterKeyring',
   ];
   const classes = [
     'MonClient',
