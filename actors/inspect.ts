@@ -74,6 +74,14 @@ export const jsonSafeLimitsDefault: JsonSafeLimits = {
  * files and logs carry has no key material and no config-key values).
  */
 const valueFields = new Set(['data', 'inbuf', 'value', 'values', 'secret', 'key_material', 'keyring']);
+/**
+ * Fields that hold key material as bytes or key text (machines/services/auth.ts AuthRecord.key,
+ * MessengerAuth.secret): reduced to their size even with `values`. A config-key *name* is a
+ * string under `key` too, so only bytes and key-shaped text (Ceph's `AQ…` base64) are cut.
+ */
+const keyFields = new Set(['key', 'secret']);
+const keyText = /^AQ[A-Za-z0-9+/]{30,}={0,2}$/;
+const keyTextAnywhere = /AQ[A-Za-z0-9+/]{30,}={0,2}/g;
 
 /**
  * Command words that are values, not the command's shape: `config-key set KEY VALUE` carries the
@@ -122,8 +130,14 @@ export function toJsonSafe(
   const walk = (v: unknown, depth: number): unknown => {
     if (v === null || typeof v === 'boolean') return v;
     if (typeof v === 'number') return Number.isFinite(v) ? v : String(v);
-    if (typeof v === 'string')
-      return v.length > l.stringCharsMax ? `${v.slice(0, l.stringCharsMax)}…(${v.length} chars)` : v;
+    if (typeof v === 'string') {
+      // A key's text inside any string (an `auth get` reply's keyring, a log line) is masked,
+      // values or not.
+      const masked = v.includes('AQ') ? v.replace(keyTextAnywhere, '<key>') : v;
+      return masked.length > l.stringCharsMax
+        ? `${masked.slice(0, l.stringCharsMax)}…(${masked.length} chars)`
+        : masked;
+    }
     if (typeof v === 'bigint') return v.toString();
     if (typeof v === 'undefined') return undefined;
     if (typeof v === 'symbol') return v.toString();
@@ -164,7 +178,14 @@ export function toJsonSafe(
           out['…'] = `${Object.keys(object).length - l.itemsMax} more keys`;
           break;
         }
-        const safe = keepValues ? walk(item, depth + 1) : walk(redactField(key, item), depth + 1);
+        // Key material is never kept, values or not: the auth service holds keys as bytes under `key`.
+        const safe =
+          keyFields.has(key) &&
+          (item instanceof Uint8Array || (typeof item === 'string' && keyText.test(item)))
+            ? walk(redactField('secret', item), depth + 1)
+            : keepValues
+              ? walk(item, depth + 1)
+              : walk(redactField(key, item), depth + 1);
         if (safe !== undefined) out[key] = safe;
         count += 1;
       }

@@ -231,6 +231,21 @@ test("toJsonSafe: sizes only for users' data (values, input, reply data, config-
   assert.equal(toJsonSafe({ cmd: ['config-key', 'set', 'k', 'v'] }, {}, { values: true }), {
     cmd: ['config-key', 'set', 'k', 'v'],
   });
+  // Key material never, values or not; a config-key name under `key` stays.
+  const record = { key: new Uint8Array(28), caps: { mon: 'allow r' } };
+  assert.equal(toJsonSafe(record, {}, { values: true }), { key: { bytes: 28 }, caps: { mon: 'allow r' } });
+  assert.equal(toJsonSafe({ key: 'AQBSdFNlAAAAABAAp0bMaqMfTOrKzn+vvlvdjQ==' }, {}, { values: true }), {
+    key: { chars: 40 },
+  });
+  assert.equal(toJsonSafe({ op: 'set', key: 'db/password' }), { op: 'set', key: 'db/password' });
+  assert.equal(
+    toJsonSafe(
+      { data: '[client.x]\n\tkey = AQBSdFNlAAAAABAAp0bMaqMfTOrKzn+vvlvdjQ==\n' },
+      {},
+      { values: true },
+    ),
+    { data: '[client.x]\n\tkey = <key>\n' },
+  );
 });
 
 test('toJsonSafe: bytes, cycles, functions, depth, long strings and arrays', () => {
