@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { InspectionEvent } from 'xstate';
 import type { MonConfig } from '../machines/config.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
-import { Messenger } from '../transport/messenger.ts';
+import { Messenger, type SessionMode } from '../transport/messenger.ts';
 import { type KeyringEntry, KeyringError, keySecret, readKeyring } from './keyring.ts';
 import type { Logger } from './log.ts';
 import { silentLogger } from './log.ts';
@@ -32,6 +32,8 @@ export interface StartMonitorOptions {
    * authenticates the monitors to each other; its other entries seed the auth database.
    */
   keyring?: KeyringEntry[];
+  /** Session modes this monitor offers and accepts, in order (Ceph's ms_mon_cluster_mode; default secure, crc). */
+  modes?: SessionMode[];
 }
 
 /** The monitor's keyring: DIR/keyring (Ceph's mon data keyring), which must hold the mon. key. */
@@ -99,7 +101,7 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
         entity: 'mon.',
         secret: monSecret,
         keyFor: (entity) => (entity === 'mon.' ? monSecret : lookup(entity)),
-        modes: ['secure', 'crc'],
+        modes: options.modes ?? ['secure', 'crc'],
       },
       ...(me ? { rank: me.rank } : {}),
       listenAddr: options.bindAddr ?? (loaded.addr as string),

@@ -21,7 +21,7 @@ import type { SyncProgressReport } from '../actors/monitor.ts';
 import { loadMonitorState } from '../actors/monitor-state.ts';
 import { applyCephOptions, defaultConfig, type MonConfig } from '../machines/config.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
-import { parseAddr } from '../transport/messenger.ts';
+import { parseAddr, type SessionMode } from '../transport/messenger.ts';
 import {
   clientCredentials,
   monClientCommand,
@@ -49,8 +49,39 @@ const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 /** The inspector bridge's port when `--inspect` names none (@statelyai/inspect's default). */
 const inspectPortDefault = 8080;
 
+/**
+ * The messenger's options among `--set` ones (Ceph's ms_* options, not the monitor's):
+ * `ms_mon_cluster_mode`, the session modes a monitor offers and accepts, in order of preference
+ * (Ceph's default "secure crc"; "crc" authenticates frames without encrypting them).
+ */
+const messengerOptionNames = ['ms_mon_cluster_mode'];
+
+function messengerModes(sets: string[]): SessionMode[] | undefined {
+  let modes: SessionMode[] | undefined;
+  for (const pair of sets) {
+    const name = pair.slice(0, pair.indexOf('=')).replace(/-/g, '_');
+    if (!messengerOptionNames.includes(name)) continue;
+    const words = pair
+      .slice(pair.indexOf('=') + 1)
+      .split(/[\s,]+/)
+      .filter(Boolean);
+    if (
+      words.length === 0 ||
+      words.some((w) => w !== 'secure' && w !== 'crc') ||
+      new Set(words).size !== words.length
+    )
+      fail('EINVAL', `option '${name}' is a list of session modes: secure, crc (e.g. "secure crc")`);
+    modes = words as SessionMode[];
+  }
+  return modes;
+}
+
 function configFrom(sets: string[]): Partial<MonConfig> {
-  const config = applyCephOptions(defaultConfig, sets);
+  messengerModes(sets);
+  const monitorSets = sets.filter(
+    (pair) => !messengerOptionNames.includes(pair.slice(0, pair.indexOf('=')).replace(/-/g, '_')),
+  );
+  const config = applyCephOptions(defaultConfig, monitorSets);
   if (typeof config === 'string') return fail('EINVAL', config);
   return config;
 }
@@ -161,6 +192,7 @@ interface MonOptions {
 
 async function runMon(options: MonOptions): Promise<void> {
   const config = configFrom(options.set);
+  const modes = messengerModes(options.set);
   checkLogLevel(options.logLevel);
   const target = inspectTarget(options.inspect);
   if (options.bindAddr !== undefined && !parseAddr(options.bindAddr))
@@ -204,6 +236,7 @@ async function runMon(options: MonOptions): Promise<void> {
       config,
       logger,
       ...(options.bindAddr ? { bindAddr: options.bindAddr } : {}),
+      ...(modes ? { modes } : {}),
       // Inspection only when asked for: an observer makes XState build an event for every step
       // of every actor (the log fields come from the monitor's handle instead, below).
       ...(inspect ? { inspect } : {}),
