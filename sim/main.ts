@@ -122,6 +122,8 @@ for (const [key, flag] of faultFlags) {
       "client stalls per minute (a client's frames to one monitor held 2–8 s, then delivered)",
     linkBlocksPerMinute:
       'one-link blocks per minute (two monitors cut from each other, both reaching the rest)',
+    adversaryActionsPerSecond:
+      'adversary actions per second (replayed, altered and forged messages from a keyless node and a read-only client; denied updates)',
   };
   program.option(
     `--${flag} <n>`,

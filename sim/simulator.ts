@@ -28,6 +28,7 @@ import { Transaction } from '../storage/transaction.ts';
 import type { NetworkEvent } from '../transport/memory-network.ts';
 import type { ElectionStrategy, EntityName, Message } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
+import { Adversary } from './adversary.ts';
 import { type KvOperation, SimClient } from './clients.ts';
 import { drainMicrotasks, MonitorClock, nextDueAt } from './clock.ts';
 import { SimCluster } from './cluster.ts';
@@ -64,6 +65,12 @@ export interface FaultOptions {
    * reach every other monitor (Ceph's test_election blocked_connection_* scenarios), 200 ms–10 s.
    */
   linkBlocksPerMinute: number;
+  /**
+   * The adversary's actions per second in the safety phase (sim/adversary.ts): a keyless node and
+   * a read-only insider replaying, reordering, altering and forging monitor messages and sending
+   * updates their caps refuse. 0 leaves it out.
+   */
+  adversaryActionsPerSecond: number;
 }
 
 export interface SimulationOptions {
@@ -112,6 +119,7 @@ export const defaultFaults: FaultOptions = {
   clockSkew: 0.05,
   clientStallsPerMinute: 2,
   linkBlocksPerMinute: 2,
+  adversaryActionsPerSecond: 2,
 };
 
 export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
@@ -167,6 +175,7 @@ export class Simulation {
   readonly clocks = new Map<string, MonitorClock>();
   readonly clients: SimClient[] = [];
   readonly #root: Prng;
+  #adversary: Adversary | undefined;
   readonly #faultPrng: Prng;
   readonly #names: string[];
   #phase: Phase = 'setup';
@@ -225,6 +234,7 @@ export class Simulation {
         return clock;
       },
       wrapTransport: (name, endpoint) => this.#wrap(name, endpoint),
+      tap: (from, to, bytes) => this.#adversary?.record(from, to, bytes),
       ...(options.strategy ? { strategy: options.strategy } : {}),
       ...(options.disallowedLeaders ? { disallowedLeaders: options.disallowedLeaders } : {}),
     });
@@ -269,6 +279,7 @@ export class Simulation {
       this.#scheduleFault();
       this.#scheduleStall();
       this.#scheduleLinkBlock();
+      this.#startAdversary();
       this.#scheduleProposal();
       const safetyEnd = this.now() + options.seconds * 1000;
       while (this.now() < safetyEnd) await this.#step(safetyEnd);
@@ -346,7 +357,43 @@ export class Simulation {
   }
 
   /** Faults stop; everything comes back; one quorum of all, every client answered, final reads. */
+  /** The adversary (sim/adversary.ts), from its own PRNG fork, for the safety phase. */
+  #startAdversary(): void {
+    const perSecond = this.options.faults.adversaryActionsPerSecond * this.#drawn.intensity;
+    if (!(perSecond > 0)) return;
+    this.#adversary = new Adversary({
+      network: this.cluster.network,
+      clock: this.cluster.clock,
+      prng: this.#root.fork('sim.adversary'),
+      monitors: this.#names,
+      monmap: this.cluster.monmap,
+      actionsPerSecond: perSecond,
+    });
+  }
+
+  /** The adversary leaves at the end of the safety phase; none of its updates may have been allowed. */
+  #stopAdversary(): void {
+    const adversary = this.#adversary;
+    if (!adversary) return;
+    adversary.stop();
+    const s = adversary.stats;
+    this.coverage.mark('adversary: message replayed or forged', s.sentKeyed + s.sentKeyless);
+    this.coverage.mark('adversary: command denied (EACCES)', s.commandsDenied);
+    this.#line(
+      `adversary: ${s.sentKeyed} messages with a client key, ${s.sentKeyless} without a key, ${s.recorded} recorded; ` +
+        `${s.commandsDenied} commands denied, ${s.commandsAllowed} allowed (reads)`,
+    );
+    if (s.updatesAllowed > 0) {
+      throw new InvariantViolation(
+        'caps',
+        this.now(),
+        `${s.updatesAllowed} update(s) of the read-only adversary were allowed`,
+      );
+    }
+  }
+
   async #liveness(): Promise<number> {
+    this.#stopAdversary();
     this.#phase = 'liveness';
     const start = this.now();
     const deadline = start + this.options.livenessSeconds * 1000;
@@ -980,6 +1027,7 @@ export const faultFlags: [keyof FaultOptions, string][] = [
   ['clockSkew', 'clock-skew'],
   ['clientStallsPerMinute', 'client-stalls-per-minute'],
   ['linkBlocksPerMinute', 'link-blocks-per-minute'],
+  ['adversaryActionsPerSecond', 'adversary-actions-per-second'],
 ];
 
 /** Run one seed. */
