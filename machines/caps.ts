@@ -571,11 +571,16 @@ export interface CommandPerm {
 
 /**
  * The commands the monitor answers itself, outside every service (Monitor::handle_command):
- * `mon_status` and `quorum_status`, both "mon", "r" in MonCommands.h.
+ * `mon_status` and `quorum_status`, both "mon", "r" in MonCommands.h, and the connectivity
+ * scores (`tell mon.X connection scores dump|reset`).
  */
 export const monitorCommands: readonly CommandDeclaration[] = [
   { prefix: 'mon_status', perm: 'r', module: 'mon' },
   { prefix: 'quorum_status', perm: 'r', module: 'mon' },
+  // Ceph's admin-socket commands (no caps there: the socket is the host's); over the network,
+  // a dump is a read and a reset changes how the monitor votes.
+  { prefix: 'connection scores dump', perm: 'r', module: 'mon' },
+  { prefix: 'connection scores reset', perm: 'rw', module: 'mon' },
 ];
 
 /** The named arguments of `cmd` after a declaration's prefix (Monitor::_generate_command_map). */
