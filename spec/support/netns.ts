@@ -6,7 +6,7 @@
 // Needs root, `ip` (iproute2) and `iptables`; netnsUnavailable() says why not when they are missing.
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, openSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -145,9 +145,27 @@ export interface Lab extends LabPlan {
   isolate(host: LabHost): Promise<void>;
   /** Remove isolate()'s rules. */
   heal(host: LabHost): Promise<void>;
-  /** Start `argv` inside the host's namespace (its output appended to logFile); the pid is the process's own. */
-  spawn(host: LabHost, argv: string[], logFile: string, cwd: string): ChildProcess;
-  /** Stop every process spawned (SIGTERM, SIGKILL after 5 s), then delete the namespaces. Idempotent. */
+  /**
+   * One-way drop: packets from `from` never reach `to` (iptables DROP on `to`'s INPUT, matched by
+   * source address), while `to`'s packets still reach `from`. Both directions: block twice.
+   * Traffic from the test process (rootIp) is not touched. Idempotent.
+   */
+  block(from: LabHost, to: LabHost): Promise<void>;
+  /** Remove block()'s rule (nothing when there is none). */
+  unblock(from: LabHost, to: LabHost): Promise<void>;
+  /** The one-way drops in place, as [from, to] host names. */
+  blocked(): [from: string, to: string][];
+  /** Remove every rule of isolate() and block(): the network is whole again. */
+  healAll(): Promise<void>;
+  /**
+   * Start `argv` inside the host's namespace (its output appended to logFile); the pid is the
+   * process's own. `env` replaces the environment (default: the test process's).
+   */
+  spawn(host: LabHost, argv: string[], logFile: string, cwd: string, env?: NodeJS.ProcessEnv): ChildProcess;
+  /**
+   * Stop every process spawned (SIGTERM, SIGCONT for a stopped one, SIGKILL after 5 s), then
+   * delete the namespaces. Idempotent.
+   */
   destroy(): Promise<void>;
 }
 
@@ -162,6 +180,8 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
   const namespaces: string[] = [];
   const children: ChildProcess[] = [];
   const rules = new Set<LabHost>();
+  /** One-way drops, keyed `from>to`. */
+  const blocks = new Map<string, [LabHost, LabHost]>();
   let destroyed: Promise<void> | undefined;
 
   const ip = (...args: string[]) => run(found.ip, args, { timeout: commandTimeoutMs });
@@ -173,6 +193,7 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
     ['INPUT', '-i', host.iface, '-j', 'DROP'],
     ['OUTPUT', '-o', host.iface, '-j', 'DROP'],
   ];
+  const blockRule = (from: LabHost): string[] => ['INPUT', '-s', from.ip, '-j', 'DROP'];
 
   /** Synchronous, for a process that is exiting: kill what is left and delete the namespaces. */
   const destroyNow = (): void => {
@@ -204,6 +225,7 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
       await Promise.all(children.map((child) => stopChild(child)));
       for (const netns of namespaces.splice(0)) await ip('netns', 'del', netns).catch(() => {});
       rules.clear();
+      blocks.clear();
     })();
     return destroyed;
   };
@@ -251,7 +273,7 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
     throw error;
   }
 
-  return {
+  const lab: Lab = {
     ...plan,
     async isolate(host) {
       for (const rule of dropRules(host)) await iptables(host, '-I', ...rule);
@@ -261,19 +283,46 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
       for (const rule of dropRules(host)) await iptables(host, '-D', ...rule);
       rules.delete(host);
     },
-    spawn(host, argv, logFile, cwd) {
+    async block(from, to) {
+      const key = `${from.name}>${to.name}`;
+      if (blocks.has(key)) return;
+      await iptables(to, '-I', ...blockRule(from));
+      blocks.set(key, [from, to]);
+    },
+    async unblock(from, to) {
+      const key = `${from.name}>${to.name}`;
+      if (!blocks.has(key)) return;
+      await iptables(to, '-D', ...blockRule(from));
+      blocks.delete(key);
+    },
+    blocked() {
+      return [...blocks.values()].map(([from, to]) => [from.name, to.name]);
+    },
+    async healAll() {
+      for (const [from, to] of [...blocks.values()]) await lab.unblock(from, to);
+      for (const host of [...rules]) await lab.heal(host);
+    },
+    spawn(host, argv, logFile, cwd, env) {
       const log = openSync(logFile, 'a');
       // `ip netns exec` execs the command: the child's pid is the command's own.
       const child = spawn(found.ip, ['netns', 'exec', host.netns, ...argv], {
         cwd,
         stdio: ['ignore', log, log],
+        ...(env ? { env } : {}),
       });
+      closeSync(log);
       child.on('error', () => {});
+      // Only the living are kept: a chaos run restarts monitors many times.
+      child.once('exit', () => {
+        const index = children.indexOf(child);
+        if (index >= 0) children.splice(index, 1);
+      });
       children.push(child);
       return child;
     },
     destroy,
   };
+  return lab;
 }
 
 /** Resolves when a connect to port 9 of `ip` is refused (the host is up and reachable); bounded. */
@@ -300,6 +349,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
+  // A stopped process (a chaos pause) acts on SIGTERM only once it runs again.
+  child.kill('SIGCONT');
   const stopped = await within(exited, 'exit', 5000).then(
     () => true,
     () => false,

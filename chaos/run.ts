@@ -1,0 +1,310 @@
+// One chaos run: a cluster of monitors in network namespaces, a workload through MonClient, a
+// seeded schedule of nemeses with a recovery measured after each heal, then every fault healed,
+// the final reads, the checks, and the report (summary, history as JSON lines, SVG timeline).
+// Everything it creates — namespaces, bridge, rules, processes, tmpfs mounts, stores — is removed
+// at the end, also on an error or Ctrl-C.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultConfig } from '../machines/config.ts';
+import { netnsUnavailable } from '../spec/support/netns.ts';
+import { type Analysis, analyze } from './check.ts';
+import { ChaosCluster } from './cluster.ts';
+import {
+  fillUp,
+  healEverything,
+  type NemesisContext,
+  type NemesisEvent,
+  type NemesisKind,
+  planSchedule,
+  runStep,
+} from './nemesis.ts';
+import { type RunInfo, summaryText, timelineSvg } from './report.ts';
+import { runClock, Workload } from './workload.ts';
+
+export interface ChaosOptions {
+  /** Time during which faults are started. */
+  readonly seconds: number;
+  readonly monitors: number;
+  readonly seed: number;
+  readonly nemeses: readonly NemesisKind[];
+  readonly clients: number;
+  readonly keys: number;
+  /** Target ops per second over all clients. */
+  readonly rate: number;
+  /** Where the report goes (created). */
+  readonly out: string;
+  /**
+   * Run exactly this many rounds of the schedule (every nemesis once per round) instead of
+   * stopping when `seconds` are up: a spec that must see each nemesis.
+   */
+  readonly rounds?: number;
+  /** Size of each monitor's tmpfs store with the disk nemesis. */
+  readonly diskMb?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface ChaosResult {
+  readonly analysis: Analysis;
+  readonly events: NemesisEvent[];
+  readonly summary: string;
+  readonly files: { history: string; timeline: string; summary: string; logs: string };
+  readonly skipped: string[];
+  /** Monitors that exited by themselves (a crash, or a stop on ENOSPC). */
+  readonly exits: string[];
+}
+
+/** Thrown when the machine cannot run a chaos lab (not root, no netns, no iptables). */
+export class ChaosUnavailable extends Error {}
+
+/** How long after a heal every monitor must be in one quorum before the run says it was not. */
+export const quorumAllBoundMs = 30_000;
+const warmupMs = 3000;
+const settleMs = 3000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+const libfaketimePaths = [
+  '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1',
+  '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1',
+  '/usr/lib/faketime/libfaketime.so.1',
+  '/usr/local/lib/faketime/libfaketime.so.1',
+];
+
+/** Why tmpfs stores cannot be mounted here, or undefined when they can. */
+function tmpfsUnavailable(): string | undefined {
+  const probe = mkdtempSync(join(tmpdir(), 'paxmon-chaos-tmpfs-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], {
+      stdio: 'pipe',
+      timeout: 10_000,
+    });
+    execFileSync('umount', [probe], { stdio: 'pipe', timeout: 10_000 });
+    return undefined;
+  } catch (error) {
+    const stderr = String((error as { stderr?: unknown }).stderr ?? error).trim();
+    return `cannot mount a tmpfs: ${stderr.split('\n')[0]}`;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const unavailable = await netnsUnavailable();
+  if (unavailable !== undefined) throw new ChaosUnavailable(unavailable);
+  mkdirSync(options.out, { recursive: true });
+  const logs = join(options.out, 'logs');
+  mkdirSync(logs, { recursive: true });
+  const storeDir = mkdtempSync(join(tmpdir(), 'paxmon-chaos-'));
+  const skipped: string[] = [];
+
+  // The disk nemesis: every store on a small tmpfs of its own.
+  const mounts: string[] = [];
+  let nemeses = [...options.nemeses];
+  if (nemeses.includes('disk')) {
+    const why = tmpfsUnavailable();
+    if (why) {
+      skipped.push(`disk: ${why}`);
+      nemeses = nemeses.filter((kind) => kind !== 'disk');
+    }
+  }
+  let faketimeLibrary: string | undefined;
+  if (nemeses.includes('clock')) {
+    faketimeLibrary = libfaketimePaths.find((path) => existsSync(path));
+    if (!faketimeLibrary) {
+      skipped.push('clock: libfaketime not found (Debian: apt-get install faketime)');
+      nemeses = nemeses.filter((kind) => kind !== 'clock');
+    }
+  }
+  if (nemeses.length === 0) throw new RangeError('no nemesis can run here');
+  const unmountAll = (): void => {
+    for (const dir of mounts.splice(0))
+      try {
+        execFileSync('umount', ['-l', dir], { stdio: 'ignore', timeout: 10_000 });
+      } catch {}
+    rmSync(storeDir, { recursive: true, force: true });
+  };
+  // On Ctrl-C the lab kills the monitors and deletes the namespaces (spec/support/netns.ts);
+  // this removes the mounts and the stores, then the signal ends the process.
+  const onExit = (): void => unmountAll();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    unmountAll();
+    process.kill(process.pid, signal);
+  };
+  process.once('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const clock = runClock();
+  const stamp = (ms: number) => `${(ms / 1000).toFixed(3).padStart(8)}`;
+  const say = (line: string) => log(`${stamp(clock.now())} ${line}`);
+  const events: NemesisEvent[] = [];
+  let cluster: ChaosCluster | undefined;
+  let workload: Workload | undefined;
+  try {
+    say(
+      `SEED=${options.seed} monitors=${options.monitors} seconds=${options.seconds} nemesis=${nemeses.join(',')}`,
+    );
+    const diskMb = options.diskMb ?? 64;
+    cluster = await ChaosCluster.create({
+      monitors: options.monitors,
+      storeDir,
+      logDir: logs,
+      ...(nemeses.includes('disk')
+        ? {
+            storeMount: async (dir: string) => {
+              execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${diskMb}m`, 'tmpfs', dir], {
+                stdio: 'pipe',
+                timeout: 10_000,
+              });
+              mounts.push(dir);
+            },
+          }
+        : {}),
+    });
+    const c = cluster;
+    say(
+      `lab: ${c.monitors.map((m) => `mon.${m.name}@${m.host.ip} (pid ${m.child?.pid})`).join(' ')}; clients from ${c.lab.rootIp}`,
+    );
+    const formedAt = await until(clock.now, 60_000, () => c.quorumOfAll());
+    if (formedAt === undefined) throw new Error('the cluster formed no quorum of all monitors within 60 s');
+    say(`quorum of all ${options.monitors} monitors`);
+
+    workload = new Workload({
+      mons: c.mons,
+      fsid: c.fsid,
+      key: c.adminKey,
+      clients: options.clients,
+      keys: options.keys,
+      rate: options.rate,
+      seed: options.seed,
+      now: clock.now,
+      attemptTimeoutMs: 1000,
+      timeoutMs: 5000,
+    });
+    const workloadStartMs = clock.now();
+    workload.start();
+    say(`workload: ${options.clients} clients, ${options.keys} keys, ~${options.rate} ops/s`);
+    await sleep(warmupMs);
+
+    const leaseMs = defaultConfig.monLeaseMs;
+    const context: NemesisContext = {
+      cluster: c,
+      now: clock.now,
+      leaseMs,
+      log: say,
+      ...(mounts.length ? { disk: { fill: (mon) => fillUp(mon.dir) } } : {}),
+      ...(faketimeLibrary
+        ? {
+            faketime: {
+              env: (spec: string) => ({
+                LD_PRELOAD: faketimeLibrary as string,
+                FAKETIME: spec,
+                FAKETIME_NO_CACHE: '1',
+              }),
+            },
+          }
+        : {}),
+    };
+    const schedule = planSchedule(
+      options.seed,
+      nemeses,
+      options.rounds === undefined ? options.seconds : 0,
+      options.rounds,
+    );
+    const faultsEndMs = workloadStartMs + options.seconds * 1000;
+    const stepsMax = options.rounds === undefined ? schedule.length : options.rounds * nemeses.length;
+    for (const step of schedule.slice(0, stepsMax)) {
+      if (options.rounds === undefined && clock.now() + step.durationMs > faultsEndMs) break;
+      const leader = await c.leader();
+      const event: NemesisEvent = {
+        index: step.index,
+        kind: step.kind,
+        variant: step.variant,
+        description: '',
+        targets: [],
+        leaderBefore: leader?.name,
+        startMs: clock.now(),
+        healMs: undefined,
+        quorumAllMs: undefined,
+        notes: [],
+      };
+      events.push(event);
+      await runStep(context, step, options.seed, event, leader);
+      const quorumAllMs = await until(clock.now, quorumAllBoundMs, () => c.quorumOfAll());
+      event.quorumAllMs = quorumAllMs;
+      const heal = event.healMs ?? 0;
+      say(
+        quorumAllMs === undefined
+          ? `nemesis ${step.index}: NO quorum of all monitors within ${quorumAllBoundMs / 1000} s of the heal`
+          : `nemesis ${step.index}: quorum of all ${((quorumAllMs - heal) / 1000).toFixed(2)} s after the heal`,
+      );
+      if (quorumAllMs === undefined) await healEverything(c);
+      await sleep(step.gapMs);
+    }
+
+    await healEverything(c);
+    const healedAt = await until(clock.now, quorumAllBoundMs, () => c.quorumOfAll());
+    say(healedAt === undefined ? 'NO quorum of all after the final heal' : 'all healed: quorum of all');
+    await sleep(settleMs);
+    await workload.stop();
+    const workloadEndMs = clock.now();
+    say(`workload stopped: ${workload.history.length} ops`);
+    const finals = await workload.finalReads(30_000);
+    say(`final reads: ${finals.filter((r) => r.outcome === 'ok').length}/${finals.length}`);
+
+    const analysis = analyze(workload.history, events, { workloadStartMs, workloadEndMs });
+    const info: RunInfo = {
+      seed: options.seed,
+      monitors: options.monitors,
+      clients: options.clients,
+      keys: options.keys,
+      seconds: options.seconds,
+      nemeses,
+      skipped,
+    };
+    const exits = c.exits.map(
+      (exit) =>
+        `mon.${exit.name} exited by itself at ${((exit.at - clock.startedAt) / 1000).toFixed(1)} s (${exit.signal ?? `code ${exit.code}`})`,
+    );
+    const summary = `${summaryText(info, analysis, events)}\nmonitor exits no nemesis caused: ${exits.length ? exits.join('; ') : 'none'}`;
+    const verdict = `linearizable: ${analysis.linearizable === 'ok' ? 'yes' : analysis.linearizable}, lost writes: ${analysis.lostWrites.length}`;
+    const files = {
+      history: join(options.out, 'history.jsonl'),
+      timeline: join(options.out, 'timeline.svg'),
+      summary: join(options.out, 'summary.txt'),
+      logs,
+    };
+    const lines = [
+      ...events.map((event) => JSON.stringify({ process: 'nemesis', ...event })),
+      ...[...workload.history].sort((a, b) => a.invokeMs - b.invokeMs).map((op) => JSON.stringify(op)),
+    ];
+    writeFileSync(files.history, `${lines.join('\n')}\n`);
+    writeFileSync(files.timeline, timelineSvg(info, workload.history, events, verdict));
+    writeFileSync(files.summary, `${summary}\n`);
+    return { analysis, events, summary, files, skipped, exits };
+  } finally {
+    await workload?.stop().catch(() => {});
+    await cluster?.destroy().catch(() => {});
+    unmountAll();
+    process.off('exit', onExit);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** Poll `check` every 100 ms until true (the time it was, by `now`) or `boundMs` passes (undefined). */
+async function until(
+  now: () => number,
+  boundMs: number,
+  check: () => Promise<boolean>,
+): Promise<number | undefined> {
+  const deadline = now() + boundMs;
+  while (now() < deadline) {
+    if (await check()) return now();
+    await sleep(100);
+  }
+  return undefined;
+}
