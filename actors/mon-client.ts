@@ -214,7 +214,12 @@ export class MonClient {
       // would reach the monitor after the client moved on. Once written to a socket it cannot be
       // recalled, and its deadline bounds it; after an answer there is nothing to take back.
       if (queued) this.#messenger.withdraw(queued);
-      if (reply && reply.r !== -EAGAIN) return reply;
+      // ETIMEDOUT while this client's own clock says the deadline is still ahead: the monitor's
+      // clock runs ahead of ours (the deadline is wall-clock time). It did not apply the request
+      // and never will; another monitor, with a truer clock, may (chaos finding: a monitor two
+      // minutes ahead refused every command sent to it, and the client gave up at once).
+      const skewed = reply?.r === -ETIMEDOUT && Date.now() < deadline - 1;
+      if (reply && reply.r !== -EAGAIN && !skewed) return reply;
       refusals = reply ? refusals + 1 : 0;
       if (reply) lastError = reply.rs;
       else if (!cutShort(waitMs)) lastError = `${name} (${mon.addr}) did not answer within ${waitMs} ms`;
