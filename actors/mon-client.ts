@@ -169,6 +169,7 @@ export class MonClient {
     // timer; paxmon answers EAGAIN and the client comes back).
     let refusals = 0;
     let backoffMs = 25;
+    const timedOutAt = new Set<EntityName>();
     // An attempt shortened by the command's deadline that failed as the deadline came failed
     // for that alone: the error names the failure before it (1 ms: timers round).
     const cutShort = (allowedMs: number) =>
@@ -214,11 +215,14 @@ export class MonClient {
       // would reach the monitor after the client moved on. Once written to a socket it cannot be
       // recalled, and its deadline bounds it; after an answer there is nothing to take back.
       if (queued) this.#messenger.withdraw(queued);
-      // ETIMEDOUT while this client's own clock says the deadline is still ahead: the monitor's
+      // ETIMEDOUT while this client's own clock says the deadline is still ahead: that monitor's
       // clock runs ahead of ours (the deadline is wall-clock time). It did not apply the request
       // and never will; another monitor, with a truer clock, may (chaos finding: a monitor two
-      // minutes ahead refused every command sent to it, and the client gave up at once).
-      const skewed = reply?.r === -ETIMEDOUT && Date.now() < deadline - 1;
+      // minutes ahead refused every command sent to it, and the client gave up at once). Once
+      // every monitor of the list has said so, the answer is final.
+      if (reply?.r === -ETIMEDOUT) timedOutAt.add(name);
+      const skewed =
+        reply?.r === -ETIMEDOUT && Date.now() < deadline - 1 && timedOutAt.size < this.#mons.length;
       if (reply && reply.r !== -EAGAIN && !skewed) return reply;
       refusals = reply ? refusals + 1 : 0;
       if (reply) lastError = reply.rs;

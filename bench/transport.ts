@@ -1,13 +1,15 @@
 // Messenger throughput over loopback, in each session mode (issue 13: 'secure' encrypts and
-// authenticates every frame, 'crc' authenticates it): mon.b streams mon.command messages to mon.a
-// with a bounded window of messages in flight (below the queue bound, so nothing is dropped), then
-// a ping-pong round trip with one message outstanding; last, the cost of sealing and opening one
-// frame alone (transport/session-crypto.ts, no sockets). Bounded: each phase runs for a fixed time.
+// authenticates every record, 'crc' authenticates it; a record is one socket write's frames):
+// mon.b streams mon.command messages to mon.a with a bounded window of messages in flight (below
+// the queue bound, so nothing is dropped), then a ping-pong round trip with one message
+// outstanding; last, the cost of sealing, opening and splitting records alone, of one frame and of
+// 64 small frames (transport/session-crypto.ts, no sockets). Bounded: each phase runs for a fixed
+// time.
 // Both messengers run in this one process, so a message's seal and its open are both counted.
 //   node --import tsx bench/transport.ts
 import { randomBytes } from 'node:crypto';
 import { encodeMessage } from '../transport/codec.ts';
-import { encodeFrame } from '../transport/frame.ts';
+import { encodeFrame, splitFrames } from '../transport/frame.ts';
 import type { Message } from '../transport/messages.ts';
 import { Messenger, monEntity } from '../transport/messenger.ts';
 import { deriveSession, type SessionMode, sessionChannels } from '../transport/session-crypto.ts';
@@ -124,8 +126,11 @@ async function pingPong(mode: SessionMode): Promise<void> {
 console.log(
   `paxmon transport bench — node ${process.version}, loopback TCP, window ${windowMessages} messages`,
 );
-/** Seal and open frames of `payloadBytes` in one session, as fast as one core does it. */
-function sealOpen(mode: SessionMode, payloadBytes: number): void {
+/**
+ * Seal, open and split records of `framesPerRecord` frames of `payloadBytes` in one session, as fast
+ * as one core does it: the cost per frame.
+ */
+function sealOpen(mode: SessionMode, payloadBytes: number, framesPerRecord: number): void {
   const challenge = (): Uint8Array => new Uint8Array(randomBytes(32));
   const secrets = deriveSession(monSecret, {
     diallerHello: new Uint8Array(64),
@@ -135,20 +140,25 @@ function sealOpen(mode: SessionMode, payloadBytes: number): void {
   });
   const dialler = sessionChannels(secrets, mode, 'dialler');
   const acceptor = sessionChannels(secrets, mode, 'acceptor');
-  const payload = new Uint8Array(randomBytes(payloadBytes));
-  const round = (count: number): void => {
-    for (let i = 0; i < count; i++) {
-      const frame = dialler.sealer.sealOne(payload);
-      if (acceptor.opener.open(frame.subarray(4)) === null) throw new Error('a sealed frame did not open');
+  const payloads = Array.from({ length: framesPerRecord }, () => new Uint8Array(randomBytes(payloadBytes)));
+  const round = (records: number): void => {
+    for (let i = 0; i < records; i++) {
+      const record = dialler.sealer.seal(payloads);
+      const plaintext = acceptor.opener.open(record.subarray(4));
+      if (plaintext === null) throw new Error('a sealed record did not open');
+      const split = splitFrames(plaintext, payloadBytes);
+      if ('error' in split || split.frames.length !== framesPerRecord)
+        throw new Error('a record did not split');
     }
   };
-  round(5000);
-  const count = payloadBytes > 1024 ? 20_000 : 100_000;
+  const frames = payloadBytes > 1024 ? 20_000 : 100_000;
+  const records = Math.max(1, Math.round(frames / framesPerRecord));
+  round(Math.max(1, Math.round(records / 20)));
   const startNs = process.hrtime.bigint();
-  round(count);
-  const microseconds = Number(process.hrtime.bigint() - startNs) / 1e3 / count;
+  round(records);
+  const microseconds = Number(process.hrtime.bigint() - startNs) / 1e3 / (records * framesPerRecord);
   console.log(
-    `${mode.padEnd(6)}  seal + open alone, ${String(payloadBytes).padStart(6)} B payload: ${microseconds.toFixed(2)} µs per frame`,
+    `${mode.padEnd(6)}  seal + open alone, ${String(framesPerRecord).padStart(2)} × ${String(payloadBytes).padStart(5)} B frames a record: ${microseconds.toFixed(2)} µs per frame`,
   );
 }
 
@@ -158,6 +168,7 @@ for (const mode of ['crc', 'secure'] as const) {
   await pingPong(mode);
 }
 for (const mode of ['crc', 'secure'] as const) {
-  sealOpen(mode, 100);
-  sealOpen(mode, 16 * 1024);
+  sealOpen(mode, 100, 1);
+  sealOpen(mode, 100, 64);
+  sealOpen(mode, 16 * 1024, 1);
 }

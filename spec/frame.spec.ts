@@ -1,10 +1,19 @@
 // Property tests of the frame decoder, the first code to touch untrusted bytes: whatever arrives,
 // in whatever pieces, it never throws, returns exactly the frames that were sent when the stream
 // is valid, and never buffers more than one frame header and payload.
+// And of checkFrames and framesOf, which read an opened record's frames: all of them, whole and
+// in order, or none.
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { encodeFrame, FrameDecoder, frameHeaderBytes } from '../transport/frame.ts';
+import {
+  checkFrames,
+  encodeFrame,
+  FrameDecoder,
+  frameHeaderBytes,
+  framesOf,
+  splitFrames,
+} from '../transport/frame.ts';
 
 const test = suite('frame');
 
@@ -230,6 +239,96 @@ test('limits are validated', () => {
   assert.throws(() => new FrameDecoder({ frameBytesMax: -1 }), /frameBytesMax/);
   assert.throws(() => new FrameDecoder({ frameBytesMax: 2 ** 32 }), /frameBytesMax/);
   assert.throws(() => new FrameDecoder({ firstFrameBytesMax: 1.5 }), /firstFrameBytesMax/);
+});
+
+// --- checkFrames, framesOf: the frames inside an opened record ----------------------------------
+
+const recordPayloads = fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 12 });
+
+test('the frames of a record come out as they went in, in order, as plain views', () => {
+  fc.assert(
+    fc.property(recordPayloads, fc.nat({ max: 16 }), (sent, offset) => {
+      // At an offset in a larger buffer, as an opened record is (a view into a received chunk).
+      const record = concat(sent.map(encodeFrame));
+      const bytes = new Uint8Array(offset + record.byteLength);
+      bytes.set(record, offset);
+      const split = splitFrames(bytes.subarray(offset), 300);
+      assert.ok('frames' in split, JSON.stringify(split));
+      assert.equal(split.frames, sent);
+      for (const frame of split.frames) {
+        assert.is(frame.constructor, Uint8Array, 'a plain view, not a Buffer');
+        if (frame.byteLength > 0) assert.is(frame.buffer, bytes.buffer, 'a view, not a copy');
+      }
+      assert.equal([...framesOf(bytes.subarray(offset))], sent, 'framesOf alone: the same frames');
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('all or nothing: no frame, a frame cut short or over the limit is an error, and no frame comes out', () => {
+  fc.assert(
+    fc.property(recordPayloads, fc.nat(), (sent, cut) => {
+      const record = concat(sent.map(encodeFrame));
+      const boundaries = new Set<number>([0]);
+      let at = 0;
+      for (const payload of sent) {
+        at += frameHeaderBytes + payload.byteLength;
+        boundaries.add(at);
+      }
+      const length = cut % record.byteLength;
+      const split = splitFrames(record.subarray(0, length), 300);
+      if (length === 0) assert.equal(split, { error: 'a record with no frame' });
+      else if (boundaries.has(length)) assert.ok('frames' in split);
+      else assert.ok('error' in split && /ends inside frame/.test(split.error), JSON.stringify(split));
+      // The largest frame is over a limit one byte smaller.
+      const largest = Math.max(...sent.map((payload) => payload.byteLength));
+      if (largest > 0) {
+        const over = splitFrames(record, largest - 1);
+        assert.ok('error' in over && /exceeds the maximum/.test(over.error));
+      }
+    }),
+    { numRuns: 1000 },
+  );
+  assert.equal(
+    splitFrames(encodeFrame(new Uint8Array(0)), 0),
+    { frames: [new Uint8Array(0)] },
+    'a keepalive',
+  );
+});
+
+test('random bytes never throw; what checks re-frames to exactly those bytes; framesOf never reads past them', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 600 }), fc.integer({ min: 0, max: 512 }), (bytes, max) => {
+      // framesOf on bytes not checked: whole frames only, each inside `bytes`, never an exception.
+      const unchecked = [...framesOf(bytes)];
+      const read = unchecked.reduce((total, frame) => total + frameHeaderBytes + frame.byteLength, 0);
+      assert.ok(read <= bytes.byteLength);
+      assert.equal(concat(unchecked.map(encodeFrame)), bytes.subarray(0, read));
+      const error = checkFrames(bytes, max);
+      const split = splitFrames(bytes, max);
+      if (error !== null) {
+        assert.equal(split, { error });
+        return;
+      }
+      assert.ok('frames' in split);
+      for (const frame of split.frames) assert.ok(frame.byteLength <= max);
+      assert.equal(concat(split.frames.map(encodeFrame)), bytes);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('framesOf is lazy: a record of a million keepalives is read one frame at a time', () => {
+  const keepalives = new Uint8Array(frameHeaderBytes * 1_000_000);
+  assert.is(checkFrames(keepalives, 0), null);
+  let count = 0;
+  let first: Uint8Array | undefined;
+  for (const frame of framesOf(keepalives)) {
+    first ??= frame;
+    assert.is(frame, first, 'every keepalive is the one empty array: nothing allocated per frame');
+    count += 1;
+  }
+  assert.is(count, 1_000_000);
 });
 
 test.run();

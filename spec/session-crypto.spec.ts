@@ -1,21 +1,23 @@
 // Property tests of the session cryptography (transport/session-crypto.ts), the part of issue 13 an
-// attacker on the wire meets: whatever is done to sealed frames — a bit flipped, bytes cut or
-// added, frames reordered, replayed, dropped, taken from the other direction or another session —
-// they do not open; and no handshake completes with a wrong key, with a recorded handshake
-// replayed to a side that drew a new challenge, or with a hello altered on the way (another name,
-// another entity, a downgraded mode).
+// attacker on the wire meets: whatever is done to sealed records — a bit flipped, bytes cut or
+// added, records reordered, replayed, dropped, taken from the other direction or another session —
+// they do not open; a record that opens gives back its frames in order and whole; and no handshake
+// completes with a wrong key, with a recorded handshake replayed to a side that drew a new
+// challenge, or with a hello altered on the way (another name, another entity, a downgraded mode).
+import { createCipheriv, createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeValue } from '../transport/codec.ts';
-import { FrameDecoder } from '../transport/frame.ts';
+import { FrameDecoder, frameHeaderBytes, splitFrames } from '../transport/frame.ts';
 import {
   authenticate,
   challengeBytes,
   deriveSession,
-  FrameOpener,
-  FrameSealer,
   proofMatches,
+  RecordOpener,
+  RecordSealer,
+  recordOverheadBytes,
   type SessionMode,
   type SessionSecrets,
   sealTagBytes,
@@ -30,6 +32,8 @@ const secretArb = fc.uint8Array({ minLength: 16, maxLength: 32 });
 const challengeArb = fc.uint8Array({ minLength: challengeBytes, maxLength: challengeBytes });
 const modeArb = fc.constantFrom<SessionMode>(...modes);
 const payloadsArb = fc.array(fc.uint8Array({ maxLength: 200 }), { minLength: 1, maxLength: 8 });
+/** The writes of a stream: each one record of one or more frames (empty ones are keepalives). */
+const writesArb = fc.array(payloadsArb, { minLength: 1, maxLength: 6 });
 
 interface HelloFields {
   name: string;
@@ -61,15 +65,32 @@ function hello(challenge: Uint8Array, overrides: Partial<HelloFields> = {}): Hel
   return { name: 'client.x', entity: 'client.admin', challenge, modes: ['crc', 'secure'], ...overrides };
 }
 
-/** Seal payloads with `sealer` and cut the result back into the sealed frames (length prefix off). */
-function sealedFrames(sealer: FrameSealer, payloads: Uint8Array[]): Uint8Array[] {
-  const bytes = sealer.seal(
-    payloads,
-    payloads.reduce((sum, payload) => sum + payload.byteLength, 0),
-  );
-  const { frames, error } = new FrameDecoder().push(bytes);
+/** Seal each write as one record and cut the stream back into the sealed records (length prefix off). */
+function sealedRecords(sealer: RecordSealer, writes: Uint8Array[][]): Uint8Array[] {
+  const stream = Buffer.concat(writes.map((payloads) => sealer.seal(payloads)));
+  const { frames, error } = new FrameDecoder().push(stream);
   assert.is(error, undefined);
-  return frames.map((frame) => new Uint8Array(frame));
+  assert.is(frames.length, writes.length);
+  return frames.map((record) => new Uint8Array(record));
+}
+
+/** A record opened and cut into its frames (copies); null when it does not open or is not whole frames. */
+function openFrames(opener: RecordOpener, record: Uint8Array): Uint8Array[] | null {
+  const plaintext = opener.open(record);
+  if (plaintext === null) return null;
+  const split = splitFrames(plaintext, 0xffff_ffff);
+  return 'error' in split ? null : split.frames.map((frame) => new Uint8Array(frame));
+}
+
+/** The bytes a record of `payloads` holds once opened, before the tag: each payload length-prefixed. */
+function plaintextOf(payloads: Uint8Array[]): Buffer {
+  return Buffer.concat(
+    payloads.flatMap((payload) => {
+      const header = Buffer.alloc(frameHeaderBytes);
+      header.writeUInt32BE(payload.byteLength);
+      return [header, payload];
+    }),
+  );
 }
 
 /** A fresh session's channels for both sides. */
@@ -87,31 +108,63 @@ const secretsArb = fc
     secrets: deriveSession(secret, transcriptOf(hello(diallerChallenge), acceptorChallenge, mode)),
   }));
 
-// --- sealing -------------------------------------------------------------------------------------
+// --- sealing: one record per write ---------------------------------------------------------------
 
-test('sealed frames open in order to what was sealed, both ways, each frame its tag longer', () => {
+test('records open in order to the frames sealed, whole and in order, both ways', () => {
   fc.assert(
-    fc.property(secretsArb, payloadsArb, payloadsArb, ({ secrets, mode }, out, back) => {
+    fc.property(secretsArb, writesArb, writesArb, ({ secrets, mode }, out, back) => {
       const { dialler, acceptor } = session(secrets, mode);
-      const forward = sealedFrames(dialler.sealer, out);
+      const forward = sealedRecords(dialler.sealer, out);
+      // A record is its frames, each length-prefixed, and one tag: nothing per frame beyond the prefix.
       assert.equal(
-        forward.map((frame) => frame.byteLength),
-        out.map((payload) => payload.byteLength + sealTagBytes),
+        forward.map((record) => record.byteLength),
+        out.map((payloads) => plaintextOf(payloads).byteLength + sealTagBytes),
       );
       assert.equal(
-        forward.map((frame) => new Uint8Array(acceptor.opener.open(frame) ?? [0xff])),
+        forward.map((record) => openFrames(acceptor.opener, record)),
         out,
       );
-      const backward = sealedFrames(acceptor.sealer, back);
+      const backward = sealedRecords(acceptor.sealer, back);
       assert.equal(
-        backward.map((frame) => new Uint8Array(dialler.opener.open(frame) ?? [0xff])),
+        backward.map((record) => openFrames(dialler.opener, record)),
         back,
       );
+      assert.is(dialler.sealer.seq, out.length);
       assert.is(acceptor.opener.seq, out.length);
       assert.is(dialler.opener.seq, back.length);
     }),
     { numRuns: 200 },
   );
+});
+
+test('the record format: crc is the plaintext and HMAC-SHA256(seq ‖ plaintext) cut to 16 bytes; secure is AES-256-GCM under salt ‖ seq', () => {
+  fc.assert(
+    fc.property(secretsArb, writesArb, ({ secrets }, writes) => {
+      const direction = secrets.diallerToAcceptor;
+      const crc = sealedRecords(new RecordSealer('crc', direction), writes);
+      const secure = sealedRecords(new RecordSealer('secure', direction), writes);
+      for (const [seq, payloads] of writes.entries()) {
+        const plaintext = plaintextOf(payloads);
+        const seqBytes = Buffer.alloc(8);
+        seqBytes.writeBigUInt64BE(BigInt(seq));
+        const tag = createHmac('sha256', direction.key).update(seqBytes).update(plaintext).digest();
+        assert.equal(crc[seq], new Uint8Array(Buffer.concat([plaintext, tag.subarray(0, sealTagBytes)])));
+        const iv = Buffer.concat([direction.ivSalt, seqBytes]);
+        const cipher = createCipheriv('aes-256-gcm', direction.key, iv, { authTagLength: sealTagBytes });
+        const sealed = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+        assert.equal(secure[seq], new Uint8Array(sealed));
+      }
+    }),
+    { numRuns: 100 },
+  );
+  assert.is(recordOverheadBytes, frameHeaderBytes + sealTagBytes);
+  const secrets = deriveSession(
+    new Uint8Array(16),
+    transcriptOf(hello(new Uint8Array(32)), new Uint8Array(32), 'crc'),
+  );
+  const sealer = new RecordSealer('crc', secrets.diallerToAcceptor);
+  assert.throws(() => sealer.seal([]), /at least one frame/);
+  assert.is(sealer.seq, 0, 'nothing sealed, no sequence number spent');
 });
 
 test('secure mode hides the payload; crc mode carries it in the clear, authenticated', () => {
@@ -120,54 +173,53 @@ test('secure mode hides the payload; crc mode carries it in the clear, authentic
     transcriptOf(hello(new Uint8Array(32)), new Uint8Array(32), 'crc'),
   );
   const payload = new TextEncoder().encode('config-key set db/password hunter2');
-  const [crc] = sealedFrames(new FrameSealer('crc', secrets.diallerToAcceptor), [payload]);
-  const [secure] = sealedFrames(new FrameSealer('secure', secrets.diallerToAcceptor), [payload]);
+  const [crc] = sealedRecords(new RecordSealer('crc', secrets.diallerToAcceptor), [[payload]]);
+  const [secure] = sealedRecords(new RecordSealer('secure', secrets.diallerToAcceptor), [[payload, payload]]);
   const text = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString('latin1');
   assert.ok(text(crc).includes('hunter2'));
   assert.not.ok(text(secure).includes('hunter2'));
-  // The same payload twice seals differently (the sequence number is in every tag and IV).
-  const sealer = new FrameSealer('secure', secrets.diallerToAcceptor);
-  const [first, second] = sealedFrames(sealer, [payload, payload]);
+  // The same record twice seals differently (the sequence number is in every tag and IV).
+  const sealer = new RecordSealer('secure', secrets.diallerToAcceptor);
+  const [first, second] = sealedRecords(sealer, [[payload], [payload]]);
   assert.not.equal(first, second);
 });
 
-test('any bit flipped in a sealed frame: it does not open, nor does any frame after it', () => {
+test('any bit flipped in a record: none of its frames opens, nor any record after it', () => {
   fc.assert(
-    fc.property(secretsArb, payloadsArb, fc.nat(), fc.nat(), ({ secrets, mode }, payloads, which, bit) => {
+    fc.property(secretsArb, writesArb, fc.nat(), fc.nat(), ({ secrets, mode }, writes, which, bit) => {
       const { dialler, acceptor } = session(secrets, mode);
-      const frames = sealedFrames(dialler.sealer, payloads);
-      const index = which % frames.length;
-      const target = frames[index] as Uint8Array;
+      const records = sealedRecords(dialler.sealer, writes);
+      const index = which % records.length;
+      const target = records[index] as Uint8Array;
       const position = bit % (target.byteLength * 8);
-      (target as Uint8Array)[position >> 3] =
-        ((target[position >> 3] as number) ^ (1 << (position & 7))) & 0xff;
-      for (let i = 0; i < index; i++) assert.ok(acceptor.opener.open(frames[i] as Uint8Array));
+      target[position >> 3] = ((target[position >> 3] as number) ^ (1 << (position & 7))) & 0xff;
+      for (let i = 0; i < index; i++) assert.ok(openFrames(acceptor.opener, records[i] as Uint8Array));
       assert.is(acceptor.opener.open(target), null);
-      // The session is over: even the untouched frames after it are refused.
-      for (let i = index + 1; i < frames.length; i++)
-        assert.is(acceptor.opener.open(frames[i] as Uint8Array), null);
+      // The session is over: even the untouched records after it are refused.
+      for (let i = index + 1; i < records.length; i++)
+        assert.is(acceptor.opener.open(records[i] as Uint8Array), null);
     }),
     { numRuns: 300 },
   );
 });
 
-test('a sealed frame cut short, extended, or emptied does not open', () => {
+test('a record cut short (between its frames or inside one), cut from the front, extended, or emptied does not open', () => {
   fc.assert(
     fc.property(
       secretsArb,
-      fc.uint8Array({ maxLength: 200 }),
+      payloadsArb,
       fc.oneof(
-        fc.record({ cut: fc.integer({ min: 1, max: 300 }) }),
+        fc.record({ cut: fc.integer({ min: 1, max: 2000 }) }),
+        fc.record({ front: fc.integer({ min: 1, max: 2000 }) }),
         fc.record({ extra: fc.uint8Array({ minLength: 1, maxLength: 20 }) }),
-        fc.record({ front: fc.integer({ min: 1, max: 300 }) }),
       ),
-      ({ secrets, mode }, payload, change) => {
+      ({ secrets, mode }, payloads, change) => {
         const { dialler, acceptor } = session(secrets, mode);
-        const [frame] = sealedFrames(dialler.sealer, [payload]) as [Uint8Array];
+        const [record] = sealedRecords(dialler.sealer, [payloads]) as [Uint8Array];
         let altered: Uint8Array;
-        if ('cut' in change) altered = frame.subarray(0, Math.max(0, frame.byteLength - change.cut));
-        else if ('front' in change) altered = frame.subarray(Math.min(frame.byteLength, change.front));
-        else altered = Buffer.concat([frame, change.extra]);
+        if ('cut' in change) altered = record.subarray(0, Math.max(0, record.byteLength - change.cut));
+        else if ('front' in change) altered = record.subarray(Math.min(record.byteLength, change.front));
+        else altered = Buffer.concat([record, change.extra]);
         assert.is(acceptor.opener.open(altered), null);
       },
     ),
@@ -175,33 +227,50 @@ test('a sealed frame cut short, extended, or emptied does not open', () => {
   );
 });
 
-test('frames reordered, replayed or dropped do not open, even frames with the same payload', () => {
+test('two records joined into one, or a record and part of the next, do not open', () => {
+  fc.assert(
+    fc.property(secretsArb, payloadsArb, payloadsArb, fc.nat(), ({ secrets, mode }, first, second, at) => {
+      const { dialler } = session(secrets, mode);
+      const [a, b] = sealedRecords(dialler.sealer, [first, second]) as [Uint8Array, Uint8Array];
+      const cut = 1 + (at % b.byteLength);
+      for (const joined of [Buffer.concat([a, b]), Buffer.concat([a, b.subarray(0, cut)])]) {
+        assert.is(session(secrets, mode).acceptor.opener.open(joined), null);
+      }
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('records reordered, replayed or dropped do not open, even records with the same frames', () => {
   fc.assert(
     fc.property(
       secretsArb,
-      fc.array(fc.constantFrom(new Uint8Array([1]), new Uint8Array([2]), new Uint8Array(0)), {
-        minLength: 2,
-        maxLength: 8,
-      }),
+      fc.array(
+        fc.array(fc.constantFrom(new Uint8Array([1]), new Uint8Array([2]), new Uint8Array(0)), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        { minLength: 2, maxLength: 8 },
+      ),
       fc.nat(),
       fc.nat(),
-      ({ secrets, mode }, payloads, a, b) => {
+      ({ secrets, mode }, writes, a, b) => {
         const { dialler, acceptor } = session(secrets, mode);
-        const frames = sealedFrames(dialler.sealer, payloads);
-        // Deliver frames 0..i-1 in order, then frame j ≠ i (a reorder, a replay of an earlier
-        // frame, or a frame after a dropped one): it never opens.
-        const i = a % frames.length;
-        let j = b % frames.length;
-        if (j === i) j = (j + 1) % frames.length;
-        for (let k = 0; k < i; k++) assert.ok(acceptor.opener.open(frames[k] as Uint8Array));
-        assert.is(acceptor.opener.open(frames[j] as Uint8Array), null);
+        const records = sealedRecords(dialler.sealer, writes);
+        // Deliver records 0..i-1 in order, then record j ≠ i (a reorder, a replay of an earlier
+        // record, or a record after a dropped one): it never opens.
+        const i = a % records.length;
+        let j = b % records.length;
+        if (j === i) j = (j + 1) % records.length;
+        for (let k = 0; k < i; k++) assert.ok(openFrames(acceptor.opener, records[k] as Uint8Array));
+        assert.is(acceptor.opener.open(records[j] as Uint8Array), null);
       },
     ),
     { numRuns: 300 },
   );
 });
 
-test('a frame sealed for the other direction or another session does not open', () => {
+test('a record sealed for the other direction or another session, or in the other mode, does not open', () => {
   fc.assert(
     fc.property(
       secretArb,
@@ -209,22 +278,22 @@ test('a frame sealed for the other direction or another session does not open', 
       challengeArb,
       challengeArb,
       modeArb,
-      payloadsArb,
-      (secret, diallerChallenge, acceptorChallenge, otherChallenge, mode, payloads) => {
+      writesArb,
+      (secret, diallerChallenge, acceptorChallenge, otherChallenge, mode, writes) => {
         fc.pre(Buffer.compare(acceptorChallenge, otherChallenge) !== 0);
         const secrets = deriveSession(secret, transcriptOf(hello(diallerChallenge), acceptorChallenge, mode));
         const { dialler, acceptor } = session(secrets, mode);
-        // Reflected: the dialler's own frames fed back to it.
-        const reflected = sealedFrames(dialler.sealer, payloads);
+        // Reflected: the dialler's own records fed back to it.
+        const reflected = sealedRecords(dialler.sealer, writes);
         assert.is(dialler.opener.open(reflected[0] as Uint8Array), null);
         // The same secret and dialler challenge, but a session whose acceptor drew another challenge.
         const other = deriveSession(secret, transcriptOf(hello(diallerChallenge), otherChallenge, mode));
-        const foreign = sealedFrames(session(other, mode).dialler.sealer, payloads);
+        const foreign = sealedRecords(session(other, mode).dialler.sealer, writes);
         assert.is(acceptor.opener.open(foreign[0] as Uint8Array), null);
-        // And a frame of the right session in the wrong mode.
+        // And a record of the right session in the wrong mode.
         const otherMode: SessionMode = mode === 'crc' ? 'secure' : 'crc';
-        const [wrongMode] = sealedFrames(new FrameSealer(otherMode, secrets.diallerToAcceptor), payloads);
-        assert.is(new FrameOpener(mode, secrets.diallerToAcceptor).open(wrongMode as Uint8Array), null);
+        const [wrongMode] = sealedRecords(new RecordSealer(otherMode, secrets.diallerToAcceptor), writes);
+        assert.is(new RecordOpener(mode, secrets.diallerToAcceptor).open(wrongMode as Uint8Array), null);
       },
     ),
     { numRuns: 200 },

@@ -1,9 +1,9 @@
 // The TCP transport end to end on 127.0.0.1 (port 0): codec, framing, the authenticated handshake
-// and sealed frames (issue 13), the Messenger's routing, queueing, withdrawing and reconnects, its
+// and sealed records (issue 13), the Messenger's routing, queueing, withdrawing and reconnects, its
 // bounds on hung dials and silent peers (keepalives), and its survival of bad bytes. No sleeps: every wait is on an event (a delivered
 // message, a log line, a closed socket) with a bounded timeout.
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import fc from 'fast-check';
 import { suite } from 'uvu';
@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { MonClient, type MonClientError, requestDeadlineMaxMs } from '../actors/mon-client.ts';
 import { encodeCryptoKey } from '../machines/crypto-key.ts';
 import { decodeMessage, decodeValue, encodeMessage, encodeValue, scanValue } from '../transport/codec.ts';
-import { encodeFrame, FrameDecoder, isKeepalive, keepaliveFrame } from '../transport/frame.ts';
+import { encodeFrame, FrameDecoder, isKeepalive, keepaliveFrame, splitFrames } from '../transport/frame.ts';
 import { type EntityName, limits, type Message, MessageSchema, validate } from '../transport/messages.ts';
 import {
   anyFsid,
@@ -27,9 +27,10 @@ import {
 import {
   challengeBytes,
   deriveSession,
-  type FrameOpener,
-  type FrameSealer,
   proofMatches,
+  type RecordOpener,
+  type RecordSealer,
+  recordOverheadBytes,
   type SessionMode,
   type SessionSecrets,
   sealTagBytes,
@@ -144,9 +145,10 @@ interface RawHandshake {
 /**
  * A hand-driven TCP peer that speaks raw frames, for feeding a Messenger bad bytes: it runs the
  * handshake itself (transport/session-crypto.ts), as a dialler (handshake()) or an acceptor (the
- * `accept` option), and then seals what it sends (sendValue, sendPayloads) and opens what it
- * reads, unless told to write raw bytes to its socket. Keepalives are counted, not kept among
- * the frames; frames that do not open are counted too.
+ * `accept` option), and then seals what it sends (sendValue, sendPayloads: one record per call)
+ * and opens the records it reads, unless told to write raw bytes to its socket. Keepalives are
+ * counted, not kept among the frames; records that do not open (or hold no whole frames) are
+ * counted too.
  */
 class RawPeer {
   /** Values read after the handshake (before one, or without one: every value read). */
@@ -160,8 +162,8 @@ class RawPeer {
   closed = false;
   keepalives = 0;
   unopened = 0;
-  sealer: FrameSealer | undefined;
-  opener: FrameOpener | undefined;
+  sealer: RecordSealer | undefined;
+  opener: RecordOpener | undefined;
   /** Where the handshake is: undefined when none was started; 'done' once over (or refused). */
   step: 'hello' | 'reply' | 'proof' | 'session' | 'done' | undefined;
   #role: 'dialler' | 'acceptor' | undefined;
@@ -198,16 +200,20 @@ class RawPeer {
     );
   }
 
-  /** Send a value: sealed once the session is, plain before. */
+  /** Send a value: in a record of its own once the session is sealed, a plain frame before. */
   sendValue(value: unknown): void {
     const payload = encodeValue(value);
     this.socket.write(this.sealer ? this.sealer.sealOne(payload) : encodeFrame(payload));
   }
 
-  /** Seal payloads (any bytes, not only messages) into one write. */
+  /** Seal payloads (any bytes, not only messages) as the frames of one record, in one write. */
   sendPayloads(payloads: Uint8Array[]): void {
-    const bytes = payloads.reduce((sum, payload) => sum + payload.byteLength, 0);
-    this.socket.write((this.sealer as FrameSealer).seal(payloads, bytes));
+    this.socket.write((this.sealer as RecordSealer).seal(payloads));
+  }
+
+  /** The keys the handshake derived (for sealing records by hand). */
+  get secrets(): SessionSecrets | undefined {
+    return this.#secrets;
   }
 
   sendKeepalive(): void {
@@ -261,23 +267,13 @@ class RawPeer {
 
   #onFrame(frame: Uint8Array): void {
     if (this.opener) {
-      const payload = this.opener.open(frame);
-      if (payload === null) {
+      const plaintext = this.opener.open(frame);
+      const split = plaintext === null ? undefined : splitFrames(plaintext, 0xffff_ffff);
+      if (split === undefined || 'error' in split) {
         this.unopened += 1;
         return;
       }
-      if (payload.byteLength === 0) {
-        this.keepalives += 1;
-        return;
-      }
-      if (this.step !== 'session') {
-        this.frames.push(decoded(payload));
-        return;
-      }
-      this.handshakeFrames.push(decoded(payload));
-      // The peer's session frame (its fsid): the dialler answers with its own.
-      if (this.#role === 'dialler') this.sendValue({ fsid: this.#options?.fsid ?? fsid });
-      this.step = 'done';
+      for (const payload of split.frames) this.#onSealedFrame(payload);
       return;
     }
     const value = decoded(frame);
@@ -294,6 +290,22 @@ class RawPeer {
     const fields = (value ?? {}) as Record<string, unknown>;
     if (this.#role === 'dialler') this.#diallerStep(frame, fields);
     else this.#acceptorStep(frame, fields);
+  }
+
+  /** A frame out of an opened record. */
+  #onSealedFrame(payload: Uint8Array): void {
+    if (payload.byteLength === 0) {
+      this.keepalives += 1;
+      return;
+    }
+    if (this.step !== 'session') {
+      this.frames.push(decoded(payload));
+      return;
+    }
+    this.handshakeFrames.push(decoded(payload));
+    // The peer's session frame (its fsid): the dialler answers with its own.
+    if (this.#role === 'dialler') this.sendValue({ fsid: this.#options?.fsid ?? fsid });
+    this.step = 'done';
   }
 
   #diallerStep(frame: Uint8Array, fields: Record<string, unknown>): void {
@@ -1142,7 +1154,9 @@ test('frame size limits: too big to send is dropped at the sender; too big to re
   assert.is(a.messenger.stats().dropped, 1);
   await a.logger.waitFor('exceeds the maximum frame size', 'error');
 
+  // Sent in one turn they would share a record, refused whole: the big one follows the small one.
   b.messenger.send('mon.a', command(1), a.addr);
+  await a.inbox.count(1);
   b.messenger.send('mon.a', big, a.addr);
   await a.logger.waitFor('exceeds the maximum of 1024 bytes', 'warn');
   await b.inbox.reset('mon.a');
@@ -1377,8 +1391,8 @@ test('an 8 MiB frame of 8 million empty maps, or maps nested 17 deep, closes the
   const heapBefore = process.memoryUsage().heapUsed;
   const raw = await RawPeer.connect(a.addr);
   await raw.handshake('client.raw');
-  // 8 MiB with its seal: the largest frame a client may send.
-  raw.sendPayloads([emptyMaps(8 * 1024 * 1024 - 5 - sealTagBytes)]);
+  // 8 MiB with its record's length prefix and tag: the largest record a client may send.
+  raw.sendPayloads([emptyMaps(8 * 1024 * 1024 - 5 - recordOverheadBytes)]);
   await raw.whenClosed();
   const line = await a.logger.waitFor('more than 200000 values in one frame', 'warn');
   assert.is(line.fields.peer, 'client.raw');
@@ -1393,6 +1407,30 @@ test('an 8 MiB frame of 8 million empty maps, or maps nested 17 deep, closes the
   await a.logger.waitFor('containers nested deeper than 16', 'warn');
   assert.is(a.messenger.stats().undecodable, 2);
   await assertStillServing(a);
+});
+
+test('a record of two million keepalives (the largest a client may send) is read one frame at a time: no heap, no harm', async () => {
+  const a = await startNode('mon.a');
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.ka');
+  const heapBefore = process.memoryUsage().heapUsed;
+  // 8 MiB of zeros less the tag: 2,097,148 empty frames, sealed by hand (RawPeer's sealer would
+  // need an array of them); a ping follows in the next record.
+  const plaintext = new Uint8Array(8 * 1024 * 1024 - sealTagBytes);
+  const sealer = raw.sealer as RecordSealer;
+  const key = (raw.secrets as SessionSecrets).diallerToAcceptor.key;
+  raw.socket.write(crcRecord(key, sealer.seq, plaintext));
+  raw.socket.write(
+    crcRecord(key, sealer.seq + 1, encodeFrame(encodeValue({ type: 'mon.ping', op: 'ping', stamp: 2 }))),
+  );
+  await a.inbox.count(1);
+  const grownMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+  assert.ok(grownMiB < 32, `heap grew ${grownMiB.toFixed(0)} MiB`);
+  assert.equal(a.inbox.received, [
+    { from: 'client.ka', message: { type: 'mon.ping', op: 'ping', stamp: 2 } },
+  ]);
+  assert.not.ok(raw.closed);
+  raw.socket.destroy();
 });
 
 test("a client's frame is limited to clientFrameBytesMax at its header; a monitor's session keeps frameBytesMax", async () => {
@@ -1553,40 +1591,49 @@ test('a flood of invalid messages is logged as one line per connection per inter
 // --- authentication and sealed sessions (issue 13 §2) --------------------------------------------
 
 /**
- * A TCP proxy that cuts both directions into frames and forwards them, re-framed, through a
- * tamper function (frames numbered from 0 per direction: the dialler's are its hello, its proof,
- * its session frame, then messages). What it forwarded is recorded, to look for plaintext.
+ * A TCP proxy that cuts both directions into frames — after the handshake, records — and forwards
+ * them, re-framed, through a tamper function (numbered from 0 per direction: the dialler's are its
+ * hello, its proof, its session record, then the records of its writes). What it forwarded is
+ * recorded, to look for plaintext; how many it has read each way is counted, to wait on.
  */
 class TamperProxy {
   readonly seen: Buffer[] = [];
-  /** Client → monitor: the payloads to forward in place of frame `index` (default: itself). */
+  /** Client → monitor: the payloads to forward in place of record `index` (default: itself). */
   up: ((payload: Uint8Array, index: number) => Uint8Array[]) | undefined;
   /** Monitor → client, likewise. */
   down: ((payload: Uint8Array, index: number) => Uint8Array[]) | undefined;
+  /** Frames and records read from each side so far. */
+  readonly read = { up: 0, down: 0 };
+  readonly signal = new Signal();
   readonly #sockets: net.Socket[] = [];
   readonly server = net.createServer((client) => {
     const [host, port] = this.target.split(':') as [string, string];
     const upstream = net.connect({ host, port: Number(port) });
     this.#sockets.push(client, upstream);
-    this.#pipe(client, upstream, () => this.up);
-    this.#pipe(upstream, client, () => this.down);
+    this.#pipe(client, upstream, 'up');
+    this.#pipe(upstream, client, 'down');
   });
 
   constructor(readonly target: string) {}
 
-  #pipe(from: net.Socket, to: net.Socket, tamper: () => TamperProxy['up']): void {
+  /** Wait until `count` frames and records have been read from the `direction` side. */
+  hasRead(direction: 'up' | 'down', count: number): Promise<void> {
+    return this.signal.until(() => this.read[direction] >= count, `${count} records read ${direction}`);
+  }
+
+  #pipe(from: net.Socket, to: net.Socket, direction: 'up' | 'down'): void {
     const decoder = new FrameDecoder();
-    let index = 0;
     from.on('data', (chunk: Buffer) => {
       for (const frame of decoder.push(chunk).frames) {
-        const payloads = tamper()?.(frame.slice(), index) ?? [frame];
-        index += 1;
+        const index = this.read[direction]++;
+        const payloads = this[direction]?.(frame.slice(), index) ?? [frame];
         for (const payload of payloads) {
           const bytes = encodeFrame(payload);
           this.seen.push(Buffer.from(bytes));
           to.write(bytes);
         }
       }
+      this.signal.notify();
     });
     from.on('error', () => {});
     from.on('close', () => to.destroy());
@@ -1892,19 +1939,55 @@ test('every handshake frame is held to helloBytesMax, not only the first', async
   );
 });
 
+/** A client that never sends a keepalive while a test runs: the record numbers are its writes'. */
+function quietClient(name: EntityName): Promise<Node> {
+  return startNode(name, { keepaliveIntervalMs: 60_000, readTimeoutMs: 120_000 }, false);
+}
+
+/**
+ * Client → monitor records 0–2 are the handshake; 3 carries command 1, 4 command 2 alone, and 5
+ * commands 3 and 4 together (sent in one turn: one write, one record).
+ */
+async function sendFourCommands(client: Node, proxy: TamperProxy, proxyAddr: string): Promise<void> {
+  client.messenger.send('mon.a', command(1), proxyAddr);
+  await proxy.hasRead('up', 4);
+  client.messenger.send('mon.a', command(2), proxyAddr);
+  await proxy.hasRead('up', 5);
+  client.messenger.send('mon.a', command(3), proxyAddr);
+  client.messenger.send('mon.a', command(4), proxyAddr);
+}
+
+test('the messages of one write cross as one record and arrive in order, whole', async () => {
+  const a = await startNode('mon.a');
+  const proxy = new TamperProxy(a.addr);
+  const proxyAddr = await listenLoopback(proxy.server);
+  try {
+    const client = await quietClient('client.r1');
+    await sendFourCommands(client, proxy, proxyAddr);
+    await a.inbox.count(4);
+    assert.equal(tids(a.inbox.from('client.r1')), [1, 2, 3, 4]);
+    assert.is(proxy.read.up, 6, 'the handshake, then three writes: three records');
+    assert.is(a.messenger.stats().frameAuthFailures, 0);
+  } finally {
+    await proxy.close();
+  }
+});
+
+/** Flip one bit in the middle of `payload`. */
+function flipped(payload: Uint8Array): Uint8Array {
+  payload[payload.byteLength >> 1] = ((payload[payload.byteLength >> 1] as number) ^ 0x10) & 0xff;
+  return payload;
+}
+
 for (const [kind, tamper, delivered] of [
-  // Client → monitor frames 0–2 are the handshake; 3 carries command 1, 4 and 5 commands 2 and 3.
+  ['a flipped bit', (payload: Uint8Array, index: number) => [index === 4 ? flipped(payload) : payload], [1]],
   [
-    'a flipped bit',
-    (payload: Uint8Array, index: number) => {
-      if (index === 4)
-        payload[payload.byteLength >> 1] = ((payload[payload.byteLength >> 1] as number) ^ 0x10) & 0xff;
-      return [payload];
-    },
-    [1],
+    'a flipped bit in a record of two messages',
+    (payload: Uint8Array, index: number) => [index === 5 ? flipped(payload) : payload],
+    [1, 2],
   ],
   [
-    'a replayed frame',
+    'a replayed record',
     (() => {
       let first: Uint8Array | undefined;
       return (payload: Uint8Array, index: number) => {
@@ -1915,7 +1998,7 @@ for (const [kind, tamper, delivered] of [
     [1],
   ],
   [
-    'reordered frames',
+    'reordered records',
     (() => {
       let held: Uint8Array | undefined;
       return (payload: Uint8Array, index: number) => {
@@ -1928,16 +2011,28 @@ for (const [kind, tamper, delivered] of [
     })(),
     [1],
   ],
-  ['a dropped frame', (payload: Uint8Array, index: number) => (index === 4 ? [] : [payload]), [1]],
+  ['a dropped record', (payload: Uint8Array, index: number) => (index === 4 ? [] : [payload]), [1]],
   [
-    'an injected frame',
+    'an injected record',
     (payload: Uint8Array, index: number) => (index === 4 ? [encodeMessage(command(99)), payload] : [payload]),
     [1],
   ],
   [
-    'a frame cut short',
+    'a record cut short',
     (payload: Uint8Array, index: number) =>
       index === 4 ? [payload.subarray(0, payload.byteLength - 1)] : [payload],
+    [1],
+  ],
+  [
+    'a record of two messages cut between them',
+    (payload: Uint8Array, index: number) =>
+      index === 5 ? [payload.subarray(0, payload.byteLength >> 1)] : [payload],
+    [1, 2],
+  ],
+  [
+    'a record extended',
+    (payload: Uint8Array, index: number) =>
+      index === 4 ? [Buffer.concat([payload, Buffer.of(0)])] : [payload],
     [1],
   ],
 ] as const) {
@@ -1946,17 +2041,9 @@ for (const [kind, tamper, delivered] of [
     const proxy = new TamperProxy(a.addr);
     const proxyAddr = await listenLoopback(proxy.server);
     try {
-      // No keepalives while the test runs: the frame numbers are the messages'.
-      const client = await startNode(
-        'client.t1',
-        { keepaliveIntervalMs: 60_000, readTimeoutMs: 120_000 },
-        false,
-      );
+      const client = await quietClient('client.t1');
       proxy.up = tamper as (payload: Uint8Array, index: number) => Uint8Array[];
-      client.messenger.send('mon.a', command(1), proxyAddr);
-      await a.inbox.count(1);
-      client.messenger.send('mon.a', command(2), proxyAddr);
-      client.messenger.send('mon.a', command(3), proxyAddr);
+      await sendFourCommands(client, proxy, proxyAddr);
       await client.inbox.reset('mon.a');
       const line = await a.logger.waitFor('failed authentication', 'warn');
       assert.is(line.fields.peer, 'client.t1');
@@ -1970,18 +2057,14 @@ for (const [kind, tamper, delivered] of [
   });
 }
 
-test('a frame altered on its way back to the client closes the session on the client side', async () => {
+test('a record altered on its way back to the client closes the session on the client side', async () => {
   const a = await startNode('mon.a');
   const proxy = new TamperProxy(a.addr);
   const proxyAddr = await listenLoopback(proxy.server);
   try {
     answerCommands(a, () => ({ r: 0, rs: 'ok' }));
-    const client = await startNode(
-      'client.t2',
-      { keepaliveIntervalMs: 60_000, readTimeoutMs: 120_000 },
-      false,
-    );
-    // Monitor → client: 0 the reply, 1 the proof, 2 the session frame, 3 the first answer.
+    const client = await quietClient('client.t2');
+    // Monitor → client: 0 the reply, 1 the proof, 2 the session record, 3 the first answer.
     proxy.down = (payload, index) => {
       if (index === 4) payload[0] = ((payload[0] as number) ^ 1) & 0xff;
       return [payload];
@@ -1996,6 +2079,59 @@ test('a frame altered on its way back to the client closes the session on the cl
   } finally {
     await proxy.close();
   }
+});
+
+/**
+ * A crc record sealed by hand, as transport/session-crypto.ts specifies it: `plaintext`, then
+ * HMAC-SHA256(key, 8-byte big-endian seq ‖ plaintext) cut to 16 bytes; framed by its length.
+ */
+function crcRecord(key: Uint8Array, seq: number, plaintext: Uint8Array): Uint8Array {
+  const seqBytes = Buffer.alloc(8);
+  seqBytes.writeBigUInt64BE(BigInt(seq));
+  const tag = createHmac('sha256', key).update(seqBytes).update(plaintext).digest().subarray(0, sealTagBytes);
+  return encodeFrame(Buffer.concat([plaintext, tag]));
+}
+
+test('a record that opens but does not hold whole frames closes the session, and none of its frames is delivered', async () => {
+  const a = await startNode('mon.a');
+  const ping = encodeFrame(encodeValue({ type: 'mon.ping', op: 'ping', stamp: 1 }));
+  const header = (length: number): Buffer => {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32BE(length);
+    return bytes;
+  };
+  const cases: [string, Uint8Array][] = [
+    ['no frame', new Uint8Array(0)],
+    ['a frame, then part of a header', Buffer.concat([ping, header(5).subarray(0, 2)])],
+    ['a frame, then a header and part of its payload', Buffer.concat([ping, header(10), Buffer.alloc(3)])],
+    ['a frame larger than a record could hold', Buffer.concat([ping, header(9 * 1024 * 1024)])],
+  ];
+  for (const [index, [label, plaintext]] of cases.entries()) {
+    const raw = await RawPeer.connect(a.addr);
+    await raw.handshake(`client.split${index}`);
+    const sealer = raw.sealer as RecordSealer;
+    // Sealed right (a record of the session's crc key and its next sequence number): it opens.
+    assert.is(sealer.mode, 'crc');
+    raw.socket.write(crcRecord((raw.secrets as SessionSecrets).diallerToAcceptor.key, sealer.seq, plaintext));
+    await raw.whenClosed();
+    await a.logger.signal.until(
+      () => a.logger.matching('framing error in record', 'warn').length > index,
+      label,
+    );
+  }
+  assert.is(a.messenger.stats().framingErrors, cases.length);
+  assert.is(a.messenger.stats().frameAuthFailures, 0, 'every record opened');
+  assert.equal(a.inbox.received, [], 'not even the whole frame before the break');
+  // The same hand-made record, well formed, is read: the format above is the sealer's.
+  const raw = await RawPeer.connect(a.addr);
+  await raw.handshake('client.whole');
+  const sealer = raw.sealer as RecordSealer;
+  raw.socket.write(crcRecord((raw.secrets as SessionSecrets).diallerToAcceptor.key, sealer.seq, ping));
+  await a.inbox.count(1);
+  assert.equal(a.inbox.received, [
+    { from: 'client.whole', message: { type: 'mon.ping', op: 'ping', stamp: 1 } },
+  ]);
+  raw.socket.destroy();
 });
 
 test('secure mode hides what it carries; crc carries it in the clear but authenticated', async () => {

@@ -1,10 +1,13 @@
 // Framing on a byte stream: each frame is a 4-byte big-endian payload length, then the payload;
-// an empty payload is a keepalive (isKeepalive), every other payload one MessagePack value. After
-// the messenger's handshake every payload is sealed (transport/session-crypto.ts): what is said
-// here of a payload holds for it once opened.
+// an empty payload is a keepalive (isKeepalive), every other payload one MessagePack value.
+// After the messenger's handshake the stream carries sealed records instead (TLS's records;
+// transport/session-crypto.ts): each record is framed like a frame — a 4-byte length, then its
+// sealed bytes — and its plaintext, once opened, is one or more whole frames (checkFrames, framesOf), the
+// frames the sender coalesced into one socket write. What is said here of a payload holds for a
+// frame taken out of an opened record.
 // The decoder is where untrusted bytes first meet paxmon, so it never throws, rejects an
 // oversized length prefix the moment it is read (a 4 GiB prefix costs nothing), and never holds
-// more than one frame's header and payload, received so far, in memory.
+// more than one frame's (or record's) header and payload, received so far, in memory.
 import { Buffer } from 'node:buffer';
 
 export const frameHeaderBytes = 4;
@@ -28,8 +31,9 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
  * The keepalive: a frame with an empty payload (Ceph's keepalive2, reduced to its use here). No
  * MessagePack value is empty, so it can never be mistaken for a message; it carries nothing but
  * the news that its sender is alive and the path between us open. The messenger sends it on a
- * connection that has been idle, sealed like every frame after the handshake (an empty payload
- * and its tag: transport/session-crypto.ts), and accepts it only once opened.
+ * connection that has been idle, in a sealed record like every frame after the handshake (a
+ * record of one empty frame: transport/session-crypto.ts), and accepts it only from an opened
+ * record.
  */
 export function isKeepalive(payload: Uint8Array): boolean {
   return payload.byteLength === 0;
@@ -37,6 +41,66 @@ export function isKeepalive(payload: Uint8Array): boolean {
 
 /** The keepalive frame unsealed, encoded once (its bytes are never written over). */
 export const keepaliveFrame: Uint8Array = encodeFrame(new Uint8Array(0));
+
+/**
+ * Null when `bytes` — an opened record's plaintext — are one or more whole frames, each payload
+ * within frameBytesMax; else why not (no frame at all, a frame over the limit, a length prefix or
+ * payload cut short by the end of the bytes). It reads the length prefixes only, so it costs no
+ * allocation however many frames a record holds, and a record is refused whole before any of its
+ * frames is read. A record was sealed by the peer itself: such an error is the peer's bug, never
+ * the network's, and the session ends. Never throws.
+ */
+export function checkFrames(bytes: Uint8Array, frameBytesMax: number): string | null {
+  const end = bytes.byteLength;
+  if (end === 0) return 'a record with no frame';
+  let count = 0;
+  for (let at = 0; at < end; count++) {
+    if (end - at < frameHeaderBytes) return `a record ends inside frame ${count}'s length prefix`;
+    const length = readLength(bytes, at);
+    at += frameHeaderBytes;
+    if (length > frameBytesMax)
+      return `frame of ${length} bytes in a record exceeds the maximum of ${frameBytesMax} bytes`;
+    if (length > end - at) return `a record ends inside frame ${count} (${end - at} of ${length} bytes)`;
+    at += length;
+  }
+  return null;
+}
+
+/** Every keepalive read out of a record: zero bytes, nothing to write over, so one will do. */
+const emptyPayload = new Uint8Array(0);
+
+/**
+ * The payloads of the frames in `bytes` (which checkFrames accepted), in order, one at a time:
+ * plain Uint8Array views, no copy (decodeValue takes a plain view as it is, where a Buffer view
+ * would cost it another). Lazy, so a record of a million keepalives is never a million views at
+ * once. On bytes checkFrames would refuse it stops where they stop being whole frames.
+ */
+export function* framesOf(bytes: Uint8Array): Generator<Uint8Array, void, undefined> {
+  const end = bytes.byteLength;
+  const buffer = bytes.buffer;
+  const base = bytes.byteOffset;
+  let at = 0;
+  while (end - at >= frameHeaderBytes) {
+    const length = readLength(bytes, at);
+    at += frameHeaderBytes;
+    if (length > end - at) return;
+    yield length === 0 ? emptyPayload : new Uint8Array(buffer, base + at, length);
+    at += length;
+  }
+}
+
+/** The frames of a record's plaintext (splitFrames), or why it holds none that may be read. */
+export type FrameSplit = { frames: Uint8Array[] } | { error: string };
+
+/**
+ * checkFrames, then every frame of framesOf in one array: for a record known to be small (the
+ * session record) and for specs. A record read from a session goes through framesOf, one frame at
+ * a time.
+ */
+export function splitFrames(bytes: Uint8Array, frameBytesMax: number): FrameSplit {
+  const error = checkFrames(bytes, frameBytesMax);
+  return error === null ? { frames: [...framesOf(bytes)] } : { error };
+}
 
 export interface FrameDecoderOptions {
   /** Largest payload accepted, in bytes (default 64 MiB). */

@@ -1,6 +1,6 @@
 // The cryptography of a Messenger session (issue 13 §2), with no I/O: the keys and proofs a
 // handshake derives from an entity's secret and the exact bytes of the two hellos, and the
-// sealing of every frame after it. node's crypto only — HKDF-SHA256, HMAC-SHA256, AES-256-GCM,
+// sealing of every record after it. node's crypto only — HKDF-SHA256, HMAC-SHA256, AES-256-GCM,
 // timingSafeEqual, randomBytes — and no cryptography written here. The messenger owns the hello
 // formats and the order of the frames (transport/messenger.ts); it calls these functions and
 // nothing else that touches a key.
@@ -22,13 +22,18 @@
 // - No tickets and no rotating service secrets: each session proves the entity's long-term secret
 //   directly (cephx's first phase only), and the session keys are derived from that secret and
 //   the two challenges by HKDF, per direction, instead of being chosen by the monitor.
-// - 'crc' mode authenticates every frame (an HMAC-SHA256 tag, cut to 16 bytes, over the implicit
-//   sequence number and the payload) without encrypting it. Ceph's crc mode is a crc32c, which
+// - Ceph seals each frame; paxmon seals each socket write, as TLS seals records: the frames
+//   coalesced into one write, each still length-prefixed, are one record's plaintext, sealed once
+//   under the next sequence number. A sealing costs a cipher or HMAC object (~3 µs in node 20),
+//   and monitors write many small frames at once: per frame, the seals cost more than the rest of
+//   the messenger together. A receiver opens a record whole before it reads any frame in it.
+// - 'crc' mode authenticates every record (an HMAC-SHA256 tag, cut to 16 bytes, over the implicit
+//   sequence number and the plaintext) without encrypting it. Ceph's crc mode is a crc32c, which
 //   catches accidents, not attackers; issue 13 asks every session to resist an active attacker.
 // - 'secure' mode is AES-256-GCM (Ceph: AES-128-GCM); its IV is a 4-byte salt from HKDF and the
-//   64-bit frame counter.
+//   64-bit record counter.
 // - The sequence number is 64 bits per direction from 0 and a session ends long before it could
-//   wrap (2^53 frames: the messenger never gets there), so no nonce ever repeats under a key — the
+//   wrap (2^53 records: the messenger never gets there), so no nonce ever repeats under a key — the
 //   flaw Ceph fixed in 2020 (its 32-bit counter wrapped).
 // - As in Ceph, every monitor holds the one `mon.` secret, so a monitor's *name* is not proven
 //   individually, and whoever holds a client's secret could play the monitor to that client (the
@@ -48,7 +53,7 @@ import {
 import { frameBytesLimit, frameHeaderBytes } from './frame.ts';
 
 /**
- * 'secure' encrypts and authenticates every frame (AES-256-GCM); 'crc' authenticates every frame
+ * 'secure' encrypts and authenticates every record (AES-256-GCM); 'crc' authenticates every record
  * (HMAC-SHA256) without encrypting it. Ceph's ms_cluster_mode / ms_client_mode values.
  */
 export type SessionMode = 'secure' | 'crc';
@@ -58,8 +63,13 @@ export const sessionModes: readonly SessionMode[] = ['secure', 'crc'];
 export const challengeBytes = 32;
 /** Bytes of a handshake proof (one HMAC-SHA256). */
 export const proofBytes = 32;
-/** Bytes a sealed frame adds to its payload: the GCM tag, or the truncated HMAC. */
+/** Bytes sealing adds to a record's plaintext: the GCM tag, or the truncated HMAC. */
 export const sealTagBytes = 16;
+/**
+ * Bytes a record adds around the payload of a frame sealed alone: the frame's length prefix inside
+ * and the tag (the record's own length prefix is the framing's, as a frame's is).
+ */
+export const recordOverheadBytes = frameHeaderBytes + sealTagBytes;
 
 const keyBytes = 32;
 const ivSaltBytes = 4;
@@ -176,18 +186,20 @@ function writeSeq(target: Buffer, at: number, seq: number): void {
   target.writeUInt32BE(seq >>> 0, at + 4);
 }
 
-/** One direction's sequence counter; a session that reached 2^53 frames must end (it never does). */
+/** One direction's sequence counter; a session that reached 2^53 records must end (it never does). */
 function nextSeq(seq: number): number {
   if (seq >= Number.MAX_SAFE_INTEGER) throw new RangeError('session sequence number exhausted');
   return seq + 1;
 }
 
 /**
- * Seals what one side sends: each payload becomes a frame (4-byte length, then the sealed payload
- * and its 16-byte tag) under the direction's key and the next sequence number, which is never sent:
- * the receiver counts too. One createHmac or one createCipheriv per frame.
+ * Seals what one side sends, one record per socket write (TLS's records): the frames of the write,
+ * each still length-prefixed, are the record's plaintext, sealed under the direction's key and the
+ * next sequence number, which is never sent — the receiver counts too. On the wire a record is
+ * framed like a frame: a 4-byte length, then the sealed plaintext and its 16-byte tag. One
+ * createHmac or createCipheriv per record, however many frames it holds.
  */
-export class FrameSealer {
+export class RecordSealer {
   #seq = 0;
   readonly #seqBytes = Buffer.alloc(seqBytes);
   readonly #iv: Buffer;
@@ -202,64 +214,66 @@ export class FrameSealer {
     this.#key = keyObject(direction);
   }
 
-  /** Frames sealed so far (the next frame's sequence number). */
+  /** Records sealed so far (the next record's sequence number). */
   get seq(): number {
     return this.#seq;
   }
 
   /**
-   * Seal `payloads` in order into one buffer of frames, ready for one socket write. `payloadBytes`
-   * is their total length (the caller counted it while batching).
+   * One record holding `payloads` as frames, in order, ready for one socket write. At least one
+   * payload (a keepalive is a record of one empty frame); the caller bounds how many bytes it
+   * coalesces (the messenger: writeBatchBytesMax).
    */
-  seal(payloads: readonly Uint8Array[], payloadBytes: number): Buffer {
-    const out = Buffer.allocUnsafe(payloads.length * (frameHeaderBytes + sealTagBytes) + payloadBytes);
-    let at = 0;
-    for (const payload of payloads) at = this.#sealInto(out, at, payload);
-    return out;
-  }
-
-  /** Seal one payload into a frame of its own. */
-  sealOne(payload: Uint8Array): Buffer {
-    return this.seal([payload], payload.byteLength);
-  }
-
-  #sealInto(out: Buffer, at: number, payload: Uint8Array): number {
-    const sealedBytes = payload.byteLength + sealTagBytes;
-    if (sealedBytes > frameBytesLimit) throw new RangeError(`frame of ${sealedBytes} bytes cannot be framed`);
-    out.writeUInt32BE(sealedBytes, at);
-    let offset = at + frameHeaderBytes;
+  seal(payloads: readonly Uint8Array[]): Buffer {
+    if (payloads.length === 0) throw new RangeError('a record holds at least one frame');
+    let plaintextBytes = 0;
+    for (const payload of payloads) plaintextBytes += frameHeaderBytes + payload.byteLength;
+    const sealedBytes = plaintextBytes + sealTagBytes;
+    if (sealedBytes > frameBytesLimit)
+      throw new RangeError(`record of ${sealedBytes} bytes cannot be framed`);
+    const out = Buffer.allocUnsafe(frameHeaderBytes + sealedBytes);
+    out.writeUInt32BE(sealedBytes, 0);
+    let at = frameHeaderBytes;
+    for (const payload of payloads) {
+      out.writeUInt32BE(payload.byteLength, at);
+      out.set(payload, at + frameHeaderBytes);
+      at += frameHeaderBytes + payload.byteLength;
+    }
+    const plaintext = out.subarray(frameHeaderBytes, at);
     const seq = this.#seq;
     this.#seq = nextSeq(seq);
     if (this.mode === 'crc') {
-      out.set(payload, offset);
-      offset += payload.byteLength;
       writeSeq(this.#seqBytes, 0, seq);
-      const tag = createHmac('sha256', this.#key).update(this.#seqBytes).update(payload).digest();
-      tag.copy(out, offset, 0, sealTagBytes);
-      return offset + sealTagBytes;
+      const tag = createHmac('sha256', this.#key).update(this.#seqBytes).update(plaintext).digest();
+      tag.copy(out, at, 0, sealTagBytes);
+      return out;
     }
     writeSeq(this.#iv, ivSaltBytes, seq);
-    const cipher = createCipheriv('aes-256-gcm', this.#key, this.#iv, {
-      authTagLength: sealTagBytes,
-    });
-    const encrypted = cipher.update(payload);
-    encrypted.copy(out, offset);
-    offset += encrypted.byteLength;
+    const cipher = createCipheriv('aes-256-gcm', this.#key, this.#iv, { authTagLength: sealTagBytes });
+    // node has no in-place update: the ciphertext is copied back over the plaintext (a memcpy, far
+    // cheaper than the encryption itself).
+    const encrypted = cipher.update(plaintext);
+    encrypted.copy(out, frameHeaderBytes);
     const rest = cipher.final();
-    rest.copy(out, offset);
-    offset += rest.byteLength;
-    cipher.getAuthTag().copy(out, offset);
-    return offset + sealTagBytes;
+    rest.copy(out, frameHeaderBytes + encrypted.byteLength);
+    cipher.getAuthTag().copy(out, at);
+    return out;
+  }
+
+  /** One record of one frame (the session frame, a keepalive). */
+  sealOne(payload: Uint8Array): Buffer {
+    return this.seal([payload]);
   }
 }
 
 /**
- * Opens what one side receives, frame by frame in order, with the sequence number it expects next:
- * a frame that was altered, cut, extended, replayed, reordered, sealed for the other direction or
- * another session, or injected, fails to open (null), and the caller ends the session. After one
- * failure every later frame fails too.
+ * Opens what one side receives, record by record in order, with the sequence number it expects
+ * next: a record that was altered, cut, extended, replayed, reordered, sealed for the other
+ * direction or another session, or injected, fails to open (null), and the caller ends the
+ * session. After one failure every later record fails too. What opens is the plaintext the peer
+ * sealed, frames and all: splitting it (frame.ts splitFrames) is the caller's.
  */
-export class FrameOpener {
+export class RecordOpener {
   #seq = 0;
   #failed = false;
   readonly #seqBytes = Buffer.alloc(seqBytes);
@@ -275,17 +289,20 @@ export class FrameOpener {
     this.#key = keyObject(direction);
   }
 
-  /** Frames opened so far (the sequence number the next frame must carry). */
+  /** Records opened so far (the sequence number the next record must carry). */
   get seq(): number {
     return this.#seq;
   }
 
-  /** The payload of one sealed frame (its length prefix already taken off), or null. */
+  /**
+   * The plaintext of one sealed record (its length prefix already taken off), or null. In crc
+   * mode a view into `sealed`; in secure mode a new buffer.
+   */
   open(sealed: Uint8Array): Uint8Array | null {
     if (this.#failed || sealed.byteLength < sealTagBytes) return this.#fail();
-    const payloadBytes = sealed.byteLength - sealTagBytes;
-    const body = sealed.subarray(0, payloadBytes);
-    const tag = sealed.subarray(payloadBytes);
+    const plaintextBytes = sealed.byteLength - sealTagBytes;
+    const body = sealed.subarray(0, plaintextBytes);
+    const tag = sealed.subarray(plaintextBytes);
     const seq = this.#seq;
     if (this.mode === 'crc') {
       writeSeq(this.#seqBytes, 0, seq);
@@ -299,16 +316,16 @@ export class FrameOpener {
       authTagLength: sealTagBytes,
     });
     decipher.setAuthTag(tag);
-    let payload: Buffer;
+    let plaintext: Buffer;
     try {
       const head = decipher.update(body);
       const rest = decipher.final();
-      payload = rest.byteLength === 0 ? head : Buffer.concat([head, rest]);
+      plaintext = rest.byteLength === 0 ? head : Buffer.concat([head, rest]);
     } catch {
       return this.#fail();
     }
     this.#seq = nextSeq(seq);
-    return payload;
+    return plaintext;
   }
 
   #fail(): null {
@@ -322,8 +339,8 @@ export function sessionChannels(
   secrets: SessionSecrets,
   mode: SessionMode,
   role: 'dialler' | 'acceptor',
-): { sealer: FrameSealer; opener: FrameOpener } {
+): { sealer: RecordSealer; opener: RecordOpener } {
   const outgoing = role === 'dialler' ? secrets.diallerToAcceptor : secrets.acceptorToDialler;
   const incoming = role === 'dialler' ? secrets.acceptorToDialler : secrets.diallerToAcceptor;
-  return { sealer: new FrameSealer(mode, outgoing), opener: new FrameOpener(mode, incoming) };
+  return { sealer: new RecordSealer(mode, outgoing), opener: new RecordOpener(mode, incoming) };
 }
