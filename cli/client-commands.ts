@@ -1,6 +1,7 @@
 // Ceph-style client commands (paxmon [-m HOST:PORT,…] [--format …] COMMAND…): each is a
 // mon.command sent by a MonClient to any monitor of the list, answered with Ceph's { r, rs, data }.
 import { chmodSync, closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { keyringBytesMax } from '../actors/keyring.ts';
@@ -8,7 +9,25 @@ import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client
 import { type KeyringEntry, parseKeyring } from '../machines/keyring-text.ts';
 import { authInbufBytesMax, renderAuth } from '../machines/services/auth.ts';
 import { configKeyMaxEntrySizeDefault, replacementCharacter } from '../machines/services/config-key.ts';
-import { isMonAddr, readClusterFile, writeClusterFile } from './cluster.ts';
+import {
+  cephHealth,
+  cephLog,
+  cephMonDump,
+  cephMonStat,
+  cephQuorumStatus,
+  cephStatus,
+  type PaxmonHealth,
+  type PaxmonLogLine,
+  type PaxmonMonmap,
+  type PaxmonQuorumStatus,
+  type PaxmonStatus,
+  plainHealth,
+  plainLog,
+  plainMonDump,
+  plainMonStat,
+  plainStatus,
+} from './ceph-shapes.ts';
+import { alive, isMonAddr, pidOf, readClusterFile, writeClusterFile } from './cluster.ts';
 import { CliError, errnoName, errnoOf, fail } from './errors.ts';
 
 export type Format = 'plain' | 'json' | 'json-pretty';
@@ -136,7 +155,14 @@ export async function runCommand(words: string[], globals: GlobalOptions, target
         `mon.${name} is not one of ${known.map((m) => (m.name ? `mon.${m.name}` : `${m.addr} (no answer)`)).join(', ')}`,
       );
     chosen = [found as MonAddress];
+    // Ceph's `tell` to a stopped monitor: `Error ENXIO` at once, not a wait for the timeout.
+    if (await refusesConnections((found as MonAddress).addr))
+      fail(
+        'ENXIO',
+        `problem getting command descriptions from mon.${name}: connection refused at ${(found as MonAddress).addr}`,
+      );
   }
+  await refuseWhenNoneRuns(globals, chosen);
   const client = new MonClient({
     mons: chosen,
     ...clientCredentials(globals),
@@ -169,6 +195,16 @@ export async function runRaw(
   inbuf?: Uint8Array,
   target?: string,
 ): Promise<Raw> {
+  const [reply] = await runRawAll([{ words, ...(inbuf ? { inbuf } : {}) }], globals, target);
+  return reply as Raw;
+}
+
+/** Send commands one after the other over one session (`status` asks for the quorum's age too). */
+export async function runRawAll(
+  commands: { words: string[]; inbuf?: Uint8Array; optional?: boolean }[],
+  globals: GlobalOptions,
+  target?: string,
+): Promise<Raw[]> {
   const { mons, fsid } = monitorsFor(globals);
   let chosen = mons;
   if (target) {
@@ -179,6 +215,7 @@ export async function runRaw(
   const timeoutMs = Number(globals.timeout) * 1000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
     fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
+  await refuseWhenNoneRuns(globals, chosen);
   const client = new MonClient({
     mons: chosen,
     ...clientCredentials(globals),
@@ -187,15 +224,59 @@ export async function runRaw(
     attemptTimeoutMs: Math.min(2000, timeoutMs),
   });
   try {
-    const reply = await client.command(words, inbuf);
-    if (reply.r < 0) throw new CliError(errnoName(reply.r) as never, reply.rs);
-    return reply;
+    const replies: Raw[] = [];
+    for (const { words, inbuf, optional } of commands) {
+      const reply = await client.command(words, inbuf);
+      if (reply.r < 0 && !optional) throw new CliError(errnoName(reply.r) as never, reply.rs);
+      replies.push(reply);
+    }
+    return replies;
   } catch (error) {
     if (error instanceof MonClientError) throw new CliError(error.code as never, error.message);
     throw error;
   } finally {
     await client.close();
   }
+}
+
+/**
+ * A local cluster none of whose monitors runs (no live pid file) is `Error ENXIO` at once, not a
+ * wait for the timeout; so is `tell mon.X` to a monitor that refuses connections (Ceph: ENXIO).
+ */
+async function refuseWhenNoneRuns(globals: GlobalOptions, chosen: MonAddress[]): Promise<void> {
+  if (globals.monHost) return;
+  const cluster = readClusterFile(globals.dir);
+  if (!cluster) return;
+  const named = cluster.mons.filter((m) => chosen.some((c) => c.name === m.name));
+  if (named.length === 0) return;
+  const running = named.some((m) => {
+    const pid = pidOf(join(globals.dir, m.name));
+    return pid !== null && alive(pid);
+  });
+  if (!running)
+    fail(
+      'ENXIO',
+      named.length === 1
+        ? `mon.${named[0]?.name} is not running in ${globals.dir} (paxmon start ${named[0]?.name})`
+        : `no monitor of the cluster in ${globals.dir} is running (paxmon up starts them)`,
+    );
+}
+
+/** Whether a TCP connection to `addr` is refused at once (nothing listens there). */
+export function refusesConnections(addr: string, waitMs = 1000): Promise<boolean> {
+  const at = addr.lastIndexOf(':');
+  const host = addr.slice(0, at).replace(/^\[|\]$/g, '');
+  const port = Number(addr.slice(at + 1));
+  return new Promise((resolvePromise) => {
+    const socket = createConnection({ host, port });
+    const done = (refused: boolean) => {
+      socket.destroy();
+      resolvePromise(refused);
+    };
+    socket.setTimeout(waitMs, () => done(false));
+    socket.once('connect', () => done(false));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED'));
+  });
 }
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -217,61 +298,6 @@ function emit(reply: Raw, format: Format, plain?: (value: never) => string) {
     plain ?? ((v) => JSON.stringify(v, null, 4)),
   );
 }
-
-interface LogLine {
-  stamp: string;
-  name: string;
-  rank: number;
-  seq: number;
-  level: string;
-  message: string;
-}
-
-const plainLog = (entries: LogLine[]) =>
-  entries
-    .map(
-      (e) =>
-        `${e.stamp} ${e.name}${e.rank >= 0 ? ` (mon.${e.rank})` : ''} ${e.seq} : cluster [${e.level}] ${e.message}`,
-    )
-    .join('\n');
-
-interface MonDump {
-  epoch: number;
-  fsid: string;
-  modified: string;
-  created: string;
-  election_strategy: string;
-  mons: { rank: number; name: string; addr: string }[];
-}
-
-const plainMonDump = (m: MonDump) =>
-  [
-    `epoch ${m.epoch}`,
-    `fsid ${m.fsid}`,
-    `last_changed ${m.modified}`,
-    `created ${m.created}`,
-    `election_strategy: ${m.election_strategy}`,
-    ...m.mons.map((x) => `${x.rank}: ${x.addr} mon.${x.name}`),
-    `dumped monmap epoch ${m.epoch}`,
-  ].join('\n');
-
-interface Status {
-  fsid: string;
-  health: { status: string; checks: Record<string, { summary: string }> };
-  quorum_names: string[];
-  monmap: { epoch: number; num_mons: number };
-}
-
-const plainStatus = (s: Status) =>
-  [
-    '  cluster:',
-    `    id:     ${s.fsid}`,
-    `    health: ${s.health.status}`,
-    ...Object.values(s.health.checks).map((c) => `            ${c.summary}`),
-    '',
-    '  services:',
-    `    mon: ${s.monmap.num_mons} daemons, quorum ${s.quorum_names.join(',')}`,
-  ].join('\n');
 
 /**
  * Read a file's first `bytesMax` bytes at most: `-i /dev/zero` (or any endless or huge input)
@@ -322,7 +348,9 @@ export function registerClientCommands(program: Command): void {
     .description("the quorum as the monitors see it (Ceph's quorum_status)")
     .action(async () => {
       const options = globals();
-      print(await runCommand(['quorum_status'], options), options.format, plainQuorum);
+      // JSON by default, as `ceph quorum_status` (scripts pipe it to jq).
+      const value = cephQuorumStatus((await runCommand(['quorum_status'], options)) as PaxmonQuorumStatus);
+      print(value, options.format === 'plain' ? 'json' : options.format, () => '');
     });
 
   program
@@ -417,7 +445,10 @@ export function registerClientCommands(program: Command): void {
     .argument('<words...>', 'the message, or `last [N]`')
     .action(async (words: string[]) => {
       const reply = await runRaw(['log', ...words], globals());
-      emit(reply, globals().format, words[0] === 'last' ? plainLog : undefined);
+      if (words[0] !== 'last') return emit(reply, globals().format);
+      if (reply.rs) process.stderr.write(`${reply.rs}\n`);
+      const entries = JSON.parse(text(reply.data)) as PaxmonLogLine[];
+      print(cephLog(entries), globals().format, () => plainLog(entries));
     });
 
   program
@@ -426,16 +457,29 @@ export function registerClientCommands(program: Command): void {
     .argument('[detail]', 'detail')
     .action(async (detail?: string) => {
       const reply = await runRaw(detail ? ['health', detail] : ['health'], globals());
-      if (globals().format === 'plain') process.stdout.write(`${reply.rs}\n`);
-      else print(JSON.parse(text(reply.data)), globals().format, () => '');
+      const health = JSON.parse(text(reply.data)) as PaxmonHealth;
+      print(cephHealth(health, detail === 'detail'), globals().format, () =>
+        plainHealth(health, detail === 'detail'),
+      );
     });
 
   program
     .command('status')
     .description("the cluster's status (like ceph status)")
     .action(async () => {
-      const reply = await runRaw(['status'], globals());
-      emit(reply, globals().format, plainStatus);
+      const [reply, quorum] = await runRawAll(
+        [{ words: ['status'] }, { words: ['quorum_status'], optional: true }],
+        globals(),
+      );
+      const status = JSON.parse(text((reply as Raw).data)) as PaxmonStatus;
+      const q = quorum && quorum.r === 0 ? (JSON.parse(text(quorum.data)) as PaxmonQuorumStatus) : undefined;
+      print(cephStatus(status, q?.quorum_age), globals().format, () =>
+        plainStatus(
+          status,
+          q?.quorum_age,
+          q?.monmap.mons.map((m) => m.name),
+        ),
+      );
     });
 }
 
@@ -446,10 +490,21 @@ export function registerClientCommands(program: Command): void {
 export async function monClientCommand(
   program: Command,
   words: string[],
-  options: { outFile?: string },
+  options: { outFile?: string; dir?: string },
 ): Promise<void> {
-  const globals = () => program.opts<GlobalOptions>();
-  const reply = await runRaw(['mon', ...words], globals());
+  // `mon dump --dir DIR`: the mon command's own --dir (the daemon's) names the cluster here.
+  const globals = () => ({
+    ...program.opts<GlobalOptions>(),
+    ...(options.dir ? { dir: options.dir } : {}),
+  });
+  // `mon dump` shows the quorum too, as Ceph's: asked in the same session.
+  const [reply, quorum] = (await runRawAll(
+    [
+      { words: ['mon', ...words] },
+      ...(words[0] === 'dump' ? [{ words: ['quorum_status'], optional: true }] : []),
+    ],
+    globals(),
+  )) as [Raw, Raw | undefined];
   if (words[0] === 'getmap') {
     if (options.outFile) writeFileSync(options.outFile, reply.data);
     else process.stdout.write(reply.data);
@@ -457,12 +512,19 @@ export async function monClientCommand(
     return;
   }
   if (words[0] === 'stat') {
-    const value = JSON.parse(text(reply.data)) as { text: string };
-    if (globals().format === 'plain') process.stdout.write(`${value.text}\n`);
-    else print(value, globals().format, () => '');
+    const value = JSON.parse(text(reply.data)) as PaxmonMonmap & { quorum: number[]; text?: string };
+    print(cephMonStat(value), globals().format, () => plainMonStat(value));
     return;
   }
-  emit(reply, globals().format, words[0] === 'dump' ? plainMonDump : undefined);
+  if (words[0] === 'dump') {
+    // Ceph: the map on stdout, `dumped monmap epoch N` on stderr (so `mon dump > file` is clean).
+    const map = JSON.parse(text(reply.data)) as PaxmonMonmap;
+    const q = quorum?.r === 0 ? (JSON.parse(text(quorum.data)) as PaxmonQuorumStatus) : undefined;
+    print(cephMonDump(map, q?.quorum), globals().format, () => plainMonDump(map));
+    process.stderr.write(`${reply.rs || `dumped monmap epoch ${map.epoch}`}\n`);
+    return;
+  }
+  emit(reply, globals().format);
   // The local cluster's file names the monitors `paxmon up` starts: a removed one leaves it, or
   // the next `up` would start a monitor that is no longer in the map.
   const removed = words[0] === 'rm' && reply.r === 0 ? words[1] : undefined;

@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type KeyringEntry, KeyringError, readKeyring, writeKeyring } from '../actors/keyring.ts';
 import { buildMonMap, mkfsTransaction, newClusterKeyring } from '../actors/mkfs.ts';
@@ -68,8 +68,10 @@ export function readClusterFile(dir: string): ClusterFile | null {
   return cluster as ClusterFile;
 }
 
+/** Write DIR/cluster.json and, from it, DIR/ceph.conf (the file `-c` reads). */
 export function writeClusterFile(dir: string, cluster: ClusterFile): void {
   writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
+  writeConfFile(dir, cluster);
 }
 
 /** Parse `--mon name=host:port` options (ceph-mon --mkfs takes a monmap; paxmon builds it). */
@@ -139,11 +141,15 @@ export async function mkfs(options: {
   monmapFile?: string;
   /** This monitor's own address when it is not in the map yet: it will join (mon.join). */
   addr?: string;
+  /** The cluster's initial monmap, one for every monitor (Ceph: `monmaptool --create`). */
+  monmap?: MonMap;
 }): Promise<void> {
   if (!namePattern.test(options.name))
     fail('EINVAL', `name '${options.name}' must be letters, digits, '-' or '_'`);
   let monmap: MonMap;
-  if (options.monmapFile) {
+  if (options.monmap) {
+    monmap = options.monmap;
+  } else if (options.monmapFile) {
     if (options.mons.length) fail('EINVAL', 'give either --monmap FILE or --mon NAME=HOST:PORT, not both');
     let value: unknown;
     try {
@@ -309,7 +315,11 @@ export function monitorCommand(): string[] {
 }
 
 /** Start `paxmon mon --dir monDir` as a detached process logging to monDir/log. */
-export function spawnMonitor(monDir: string, extraArgs: string[] = []): number {
+export function spawnMonitor(
+  monDir: string,
+  extraArgs: string[] = [],
+  onExit?: (code: number | null, signal: NodeJS.Signals | null) => void,
+): number {
   const log = openSync(join(monDir, 'log'), 'a');
   const child = spawn(
     process.execPath,
@@ -320,6 +330,7 @@ export function spawnMonitor(monDir: string, extraArgs: string[] = []): number {
       cwd: resolve(fileURLToPath(new URL('..', import.meta.url))),
     },
   );
+  if (onExit) child.once('exit', onExit);
   child.unref();
   if (!child.pid) fail('EIO', `could not start the monitor in ${monDir}`);
   return child.pid as number;
@@ -352,17 +363,90 @@ export async function ensureCluster(
     join(dir, 'keyring'),
     keyring.filter((e) => e.entity === 'client.admin'),
   );
+  // One monmap for every monitor, as `monmaptool --create` + `ceph-mon --mkfs --monmap` make it:
+  // the same epoch 1, created and modified stamps whichever monitor is asked.
+  const monmap = buildMonMap(
+    cluster.fsid,
+    parseMonSpecs(cluster.mons.map((x) => `${x.name}=${x.addr}`)),
+    Date.now(),
+  );
   for (const m of cluster.mons) {
-    await mkfs({
-      dir: join(dir, m.name),
-      name: m.name,
-      fsid: cluster.fsid,
-      mons: cluster.mons.map((x) => `${x.name}=${x.addr}`),
-      keyring,
-    });
+    await mkfs({ dir: join(dir, m.name), name: m.name, mons: [], monmap, keyring });
   }
   writeClusterFile(dir, cluster);
   return cluster;
+}
+
+/** The cluster's config file in Ceph's format (DIR/ceph.conf), what `-c FILE` reads. */
+export const confFileName = 'ceph.conf';
+
+/** Write DIR/ceph.conf: `[global] fsid, mon_host, keyring`, as Ceph's deployment tools write it. */
+export function writeConfFile(dir: string, cluster: ClusterFile): void {
+  const text = [
+    '# written by paxmon up: the CLI reads it with -c FILE, PAXMON_CONF=FILE, or from .paxmon/',
+    '[global]',
+    `fsid = ${cluster.fsid}`,
+    `mon_host = ${cluster.mons.map((m) => m.addr).join(',')}`,
+    `keyring = ${resolve(dir, 'keyring')}`,
+    '',
+    ...cluster.mons.flatMap((m) => [`[mon.${m.name}]`, `mon_addr = ${m.addr}`, '']),
+  ].join('\n');
+  writeFileSync(join(dir, confFileName), text);
+}
+
+/** A Ceph config file's sections (`[global]`, `[mon.a]`…), option names with `_` for ` ` and `-`. */
+export function parseConf(text: string): Map<string, Map<string, string>> {
+  const sections = new Map<string, Map<string, string>>();
+  let current = new Map<string, string>();
+  sections.set('global', current);
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim();
+    if (!line) continue;
+    const header = /^\[([^\]]+)\]$/.exec(line);
+    if (header) {
+      const name = (header[1] as string).trim();
+      current = sections.get(name) ?? new Map();
+      sections.set(name, current);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    current.set(
+      line
+        .slice(0, eq)
+        .trim()
+        .replace(/[\s-]+/g, '_'),
+      line.slice(eq + 1).trim(),
+    );
+  }
+  return sections;
+}
+
+/**
+ * The local cluster directory when --dir is not given: the nearest `.paxmon/` holding a cluster
+ * in the working directory or its parents, else `.paxmon` here (where `paxmon up` makes one).
+ */
+export function nearestClusterDir(from = process.cwd()): string {
+  for (let d = resolve(from); ; d = dirname(d)) {
+    if (existsSync(join(d, '.paxmon', 'cluster.json'))) return join(d, '.paxmon');
+    if (dirname(d) === d) return resolve(from, '.paxmon');
+  }
+}
+
+/** The options `paxmon up` gave its monitors (--set, --log-level), for `paxmon start NAME`. */
+const monArgsFile = 'mon-args.json';
+
+export function writeMonArgs(dir: string, args: string[]): void {
+  writeFileSync(join(dir, monArgsFile), `${JSON.stringify(args)}\n`);
+}
+
+export function readMonArgs(dir: string): string[] {
+  try {
+    const value = JSON.parse(readFileSync(join(dir, monArgsFile), 'utf8')) as unknown;
+    return Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : [];
+  } catch {
+    return [];
+  }
 }
 
 /**

@@ -2,6 +2,7 @@
 export const errno = {
   EPERM: 1,
   ENOENT: 2,
+  ENXIO: 6,
   EIO: 5,
   EAGAIN: 11,
   EACCES: 13,

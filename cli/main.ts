@@ -1,6 +1,6 @@
 // The paxmon command (DESIGN.md §6): daemons (mkfs, mon, up, down), Ceph-style client commands,
 // and the inspection commands (replay, statecharts).
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
@@ -22,6 +22,7 @@ import { loadMonitorState } from '../actors/monitor-state.ts';
 import { applyCephOptions, defaultConfig, type MonConfig } from '../machines/config.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { parseAddr, type SessionMode } from '../transport/messenger.ts';
+import { normalizeArgv } from './argv.ts';
 import {
   clientCredentials,
   monClientCommand,
@@ -37,9 +38,13 @@ import {
   exitedAtStart,
   mkfs,
   mkfsKeyring,
+  nearestClusterDir,
+  parseConf,
   pidOf,
   readClusterFile,
+  readMonArgs,
   spawnMonitor,
+  writeMonArgs,
 } from './cluster.ts';
 import { errno, errnoOf, exitWithError, fail } from './errors.ts';
 import { registerInspectCommands } from './inspect-commands.ts';
@@ -315,17 +320,32 @@ export function buildProgram(): Command {
     .showHelpAfterError('(paxmon --help lists the commands; paxmon COMMAND --help its options)')
     .option(
       '-m, --mon-host <addrs>',
-      'monitor addresses HOST:PORT[,HOST:PORT…] (default: the local cluster in --dir)',
+      'monitor addresses HOST:PORT[,HOST:PORT…] (default: the cluster of -c, PAXMON_CONF or the nearest .paxmon/)',
     )
-    .option('--dir <dir>', 'local cluster directory (paxmon up)', '.paxmon')
+    .option(
+      '-c, --conf <file>',
+      "a cluster config file in Ceph's format ([global] fsid, mon_host, keyring; paxmon up writes DIR/ceph.conf); default $PAXMON_CONF",
+    )
+    .option(
+      '--dir <dir>',
+      'local cluster directory (paxmon up; default: the nearest .paxmon/ here or in a parent directory)',
+      '.paxmon',
+    )
     .option('-n, --name <entity>', 'authenticate as this client entity (default client.admin)')
     .option('-k, --keyring <file>', "the keyring with its key (default: the local cluster's, DIR/keyring)")
     .addOption(
-      new Option('--format <format>', 'output format')
+      new Option('-f, --format <format>', 'output format')
         .choices(['plain', 'json', 'json-pretty'])
         .default('plain'),
     )
-    .option('--timeout <seconds>', 'give up on the monitors after this long', '10')
+    .option(
+      '--timeout <seconds>',
+      'give up on the monitors after this long (also --connect-timeout, as ceph)',
+      '10',
+    )
+    .option('-s, --status', 'the cluster status (paxmon status)')
+    .option('-w, --watch', "the cluster's status, then its log as it is written (ceph -w)")
+    .version(`paxmon version ${packageVersion()}`, '--version', 'print the version and exit')
     .enablePositionalOptions()
     .exitOverride();
 
@@ -460,10 +480,152 @@ export function buildProgram(): Command {
       await down(dir);
     });
 
+  const oneMonitor = (verb: string, what: string) =>
+    program
+      .command(verb)
+      .description(`${what} one monitor of the local cluster (${verb} NAME, e.g. ${verb} a)`)
+      .argument('<name>', 'the monitor: a, b… or mon.a')
+      .option('--dir <dir>', 'cluster directory (default: the nearest .paxmon/)')
+      .option('--timeout <seconds>', 'wait this long for it to join the quorum (default 30)');
+  const clusterDirOf = (options: { dir?: string }) =>
+    resolve(options.dir ?? program.opts<{ dir: string }>().dir);
+  oneMonitor('start', 'start').action(async (name: string, options: { dir?: string; timeout?: string }) => {
+    await startOne(clusterDirOf(options), name.replace(/^mon\./, ''), seconds(options.timeout ?? '30'));
+  });
+  oneMonitor('stop', 'stop (SIGTERM, then SIGKILL after 10 s)').action(
+    async (name: string, options: { dir?: string }) => {
+      await stopOne(clusterDirOf(options), name.replace(/^mon\./, ''));
+    },
+  );
+  oneMonitor('restart', 'stop and start again').action(
+    async (name: string, options: { dir?: string; timeout?: string }) => {
+      const dir = clusterDirOf(options);
+      await stopOne(dir, name.replace(/^mon\./, ''));
+      await startOne(dir, name.replace(/^mon\./, ''), seconds(options.timeout ?? '30'));
+    },
+  );
+
   registerClientCommands(program);
   registerInspectCommands(program);
 
+  // Where the cluster is (Ceph's -c FILE, CEPH_CONF): -c, else $PAXMON_CONF, else --dir, else the
+  // nearest .paxmon/ in the working directory or a parent.
+  program.hook('preAction', () => {
+    const conf = program.opts<{ conf?: string }>().conf ?? process.env.PAXMON_CONF;
+    if (program.getOptionValueSource('dir') !== 'cli') {
+      program.setOptionValueWithSource('dir', nearestClusterDir(), 'default');
+    }
+    if (!conf) return;
+    let text: string;
+    try {
+      text = readFileSync(conf, 'utf8');
+    } catch (error) {
+      return fail(
+        errnoOf((error as NodeJS.ErrnoException).code),
+        `cannot read config file ${conf}: ${(error as Error).message}`,
+      );
+    }
+    const global = parseConf(text).get('global') ?? new Map<string, string>();
+    const confDir = dirname(resolve(conf));
+    // A local cluster's own file (DIR/ceph.conf): its directory names the monitors.
+    if (existsSync(join(confDir, 'cluster.json')) && program.getOptionValueSource('dir') !== 'cli')
+      program.setOptionValueWithSource('dir', confDir, 'config');
+    else if (program.opts<{ monHost?: string }>().monHost === undefined) {
+      const hosts = [
+        ...(global.get('mon_host') ?? '').matchAll(/(?:v[12]:)?(\[[0-9a-fA-F:.]+\]:\d+|[^,;\s[\]/]+:\d+)/g),
+      ].map((m) => m[1] as string);
+      if (hosts.length === 0) fail('EINVAL', `config file ${conf} has no mon_host in [global]`);
+      program.setOptionValueWithSource('monHost', hosts.join(','), 'config');
+    }
+    const keyring = global.get('keyring');
+    if (keyring && program.opts<{ keyring?: string }>().keyring === undefined)
+      program.setOptionValueWithSource('keyring', resolve(confDir, keyring), 'config');
+  });
+
   return program;
+}
+
+function seconds(value: string): number {
+  const s = Number(value);
+  if (!Number.isFinite(s) || s <= 0) fail('EINVAL', `--timeout ${value} is not a positive number of seconds`);
+  return s;
+}
+
+/** This package's version (package.json, one level above cli/ and dist/). */
+function packageVersion(): string {
+  try {
+    return (
+      JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    ).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function monitorOf(dir: string, name: string) {
+  const cluster = readClusterFile(dir);
+  if (!cluster) return fail('ENOENT', `no local cluster in ${dir} (paxmon up makes one)`);
+  const mon = cluster.mons.find((m) => m.name === name);
+  if (!mon)
+    return fail(
+      'ENOENT',
+      `mon.${name} is not a monitor of the cluster in ${dir} (${cluster.mons.map((m) => m.name).join(', ')})`,
+    );
+  return { cluster, mon };
+}
+
+/** `paxmon start NAME`: start one stopped monitor of the local cluster and wait for it to join. */
+async function startOne(dir: string, name: string, timeoutS: number): Promise<void> {
+  const { cluster, mon } = monitorOf(dir, name);
+  const running = pidOf(join(dir, name));
+  if (running !== null && alive(running))
+    fail('EBUSY', `mon.${name} is running already (pid ${running}); paxmon restart ${name} restarts it`);
+  await checkPortFree(mon.addr, `mon.${name}'s monmap address; stop what holds it`);
+  const pid = spawnMonitor(join(dir, name), readMonArgs(dir));
+  const deadline = Date.now() + timeoutS * 1000;
+  const { MonClient } = await import('../actors/mon-client.ts');
+  const client = new MonClient({
+    mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
+    fsid: cluster.fsid,
+    timeoutMs: 1500,
+    attemptTimeoutMs: 500,
+    ...clientCredentials({ dir }),
+  });
+  try {
+    for (;;) {
+      if (!alive(pid)) throw exitedAtStart(dir, name);
+      const reply = await client.command(['quorum_status']).catch(() => null);
+      const q = reply?.r === 0 ? (JSON.parse(new TextDecoder().decode(reply.data)) as QuorumStatus) : null;
+      if (q?.quorum_names.includes(name)) {
+        process.stdout.write(
+          `started mon.${name} (pid ${pid}) in ${dir}; ${quorumLine(q).replace('quorum changed: ', '')}\n`,
+        );
+        return;
+      }
+      if (Date.now() >= deadline) {
+        process.stdout.write(`started mon.${name} (pid ${pid}) in ${dir}\n`);
+        process.stderr.write(
+          `mon.${name} is not in the quorum after ${timeoutS}s (${q ? `quorum ${q.quorum_names.join(',')}` : 'no quorum: start more monitors'}); log: ${join(dir, name, 'log')}\n`,
+        );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+/** `paxmon stop NAME`: stop one monitor of the local cluster. */
+async function stopOne(dir: string, name: string): Promise<void> {
+  monitorOf(dir, name);
+  const pid = pidOf(join(dir, name));
+  if (pid === null || !alive(pid)) {
+    process.stderr.write(`mon.${name} is not running in ${dir}\n`);
+    return;
+  }
+  await down(dir, { names: [name], quiet: true });
+  process.stdout.write(`stopped mon.${name} (pid ${pid}) in ${dir}\n`);
 }
 
 interface UpOptions {
@@ -502,15 +664,17 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
       '--inspect PORT serves the inspector from this process, which --detach ends; give the ws:// URL of a running one',
     );
   const existing = readClusterFile(dir);
+  // On a running cluster, `up` starts the monitors that are not running (after a kill -9, say).
+  const runningAtStart = new Map<string, number>();
   if (existing) {
-    const running = existing.mons.filter((m) => {
+    for (const m of existing.mons) {
       const pid = pidOf(join(dir, m.name));
-      return pid !== null && alive(pid);
-    });
-    if (running.length > 0) {
+      if (pid !== null && alive(pid)) runningAtStart.set(m.name, pid);
+    }
+    if (runningAtStart.size === existing.mons.length) {
       fail(
         'EBUSY',
-        `a cluster is already running in ${dir} (${running.map((m) => `mon.${m.name} pid ${pidOf(join(dir, m.name))}`).join(', ')}); stop it with: paxmon down --dir ${dir}`,
+        `a cluster is already running in ${dir} (${[...runningAtStart].map(([name, pid]) => `mon.${name} pid ${pid}`).join(', ')}): every monitor runs; restart one with paxmon restart NAME, stop it with: paxmon down --dir ${dir}`,
       );
     }
   }
@@ -519,8 +683,9 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     process.stderr.write(
       `note: ${options.given.map((o) => `--${o}`).join(' and ')} only shape a new cluster; the one in ${dir} keeps its ${cluster.mons.length} monitors and ports (another cluster: --dir OTHER)\n`,
     );
+  const toStart = cluster.mons.filter((m) => !runningAtStart.has(m.name));
   if (existing) {
-    for (const m of cluster.mons)
+    for (const m of toStart)
       await checkPortFree(
         m.addr,
         `mon.${m.name} of the cluster in ${dir} listens there; stop what holds it, or start another cluster with --dir OTHER --port PORT`,
@@ -536,10 +701,30 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     ...(options.record ? ['--record', resolve(options.record)] : []),
     ...(options.inspectValues ? ['--inspect-values'] : []),
   ];
-  const pids = cluster.mons.map((m) => ({ name: m.name, pid: spawnMonitor(join(dir, m.name), monArgs) }));
-  process.stdout.write(
-    `starting ${cluster.mons.length} monitors in ${dir}: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`,
-  );
+  // What `paxmon start NAME` gives a monitor later (not the inspector of this process).
+  writeMonArgs(dir, [
+    ...options.set.flatMap((s) => ['--set', s]),
+    '--log-level',
+    options.logLevel,
+    ...(options.record ? ['--record', resolve(options.record)] : []),
+    ...(options.inspectValues ? ['--inspect-values'] : []),
+  ]);
+  // How each monitor this process started ended (its exit event), for the foreground report.
+  const exits = new Map<number, string>();
+  const pids = toStart.map((m) => {
+    const pid: number = spawnMonitor(join(dir, m.name), monArgs, (code, signal) =>
+      exits.set(pid, signal ? `killed by ${signal}` : `exit code ${code}`),
+    );
+    return { name: m.name, pid };
+  });
+  if (runningAtStart.size > 0)
+    process.stdout.write(
+      `starting ${toStart.map((m) => `mon.${m.name}`).join(', ')} in ${dir} (not running; ${[...runningAtStart].map(([name, pid]) => `mon.${name} pid ${pid}`).join(', ')} ${runningAtStart.size === 1 ? 'is' : 'are'} running): ${toStart.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`,
+    );
+  else
+    process.stdout.write(
+      `starting ${cluster.mons.length} monitors in ${dir}: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`,
+    );
   if (server) process.stdout.write(`${inspectorNote(server)}\n`);
   // Polls are short so a monitor that died at start is noticed at once.
   const client = new MonClient({
@@ -573,7 +758,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   const stopIfInterrupted = async () => {
     if (!interrupted) return;
     await client.close();
-    await down(dir, { quiet: true });
+    await down(dir, { quiet: true, names: pids.map((p) => p.name) });
     server?.stop();
     process.stderr.write(`${interrupted} before the first quorum: stopped the monitors in ${dir}\n`);
     process.exit(interrupted === 'SIGINT' ? 130 : 143);
@@ -583,7 +768,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     const dead = pids.find(({ pid }) => !alive(pid));
     if (dead) {
       await client.close();
-      await down(dir, { quiet: true });
+      await down(dir, { quiet: true, names: pids.map((p) => p.name) });
       server?.stop();
       throw exitedAtStart(dir, dead.name);
     }
@@ -601,7 +786,10 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     }
     const q = await poll();
     if (q) seen = q;
-    if (q && q.quorum.length === cluster.mons.length) first = q;
+    // Every monitor started here listening (its pid file is written then), and in the quorum: a
+    // quorum seen just after a kill -9 may still name the dead monitor.
+    const listening = pids.every(({ name, pid }) => pidOf(join(dir, name)) === pid);
+    if (q && listening && q.quorum.length === cluster.mons.length) first = q;
     else await new Promise((r) => setTimeout(r, 100));
   }
   // A signal during the last poll: the quorum came, but Ctrl-C was first.
@@ -635,15 +823,38 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
-  // Print quorum changes as they happen (a UI refresh, not a test wait).
+  // Print quorum changes and monitors that exit or come back as they happen (a UI refresh, not a
+  // test wait).
+  const known = new Map<string, number | null>(cluster.mons.map((m) => [m.name, null]));
+  for (const [name, pid] of runningAtStart) known.set(name, pid);
+  for (const { name, pid } of pids) known.set(name, pid);
   while (!stopping) {
     await new Promise((r) => setTimeout(r, 500));
     if (stopping) break;
-    const running = pids.filter(({ name }) => {
-      const pid = pidOf(join(dir, name));
-      return pid !== null && alive(pid);
-    });
-    if (running.length === 0) {
+    let mons = cluster.mons;
+    try {
+      mons = readClusterFile(dir)?.mons ?? mons;
+    } catch {
+      // a file being rewritten: the last list
+    }
+    let runningNow = 0;
+    for (const m of mons) {
+      const pid = pidOf(join(dir, m.name));
+      const now = pid !== null && alive(pid) ? pid : null;
+      const before = known.get(m.name) ?? null;
+      if (now !== null) runningNow += 1;
+      if (before !== null && now !== before && !alive(before)) {
+        const how = exits.get(before);
+        process.stdout.write(
+          `mon.${m.name} (pid ${before}) exited${how ? `: ${how}` : ''}; start it again with: ${hint(`start ${m.name}`)} (log: ${join(dir, m.name, 'log')})\n`,
+        );
+      }
+      if (now !== null && now !== before) {
+        if (known.has(m.name)) process.stdout.write(`mon.${m.name} is running (pid ${now})\n`);
+      }
+      known.set(m.name, now);
+    }
+    if (runningNow === 0) {
       process.stdout.write(`every monitor in ${dir} has stopped\n`);
       await client.close();
       server?.stop();
@@ -658,10 +869,12 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   }
 }
 
-async function down(dir: string, options: { quiet?: boolean } = {}) {
+async function down(dir: string, options: { quiet?: boolean; names?: string[] } = {}) {
   const cluster = readClusterFile(dir);
   if (!cluster) return fail('ENOENT', `no local cluster in ${dir}`);
+  const names = options.names;
   const pids = cluster.mons.flatMap((m) => {
+    if (names && !names.includes(m.name)) return [];
     const pid = pidOf(join(dir, m.name));
     return pid !== null && alive(pid) ? [{ name: m.name, pid }] : [];
   });
@@ -684,8 +897,12 @@ async function down(dir: string, options: { quiet?: boolean } = {}) {
 /** Run the paxmon command with `argv` (process.argv): exits with the errno of any failure. */
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
+  const flagsOf = (name: string) =>
+    program.commands
+      .find((c) => c.name() === name)
+      ?.options.flatMap((o) => [o.short, o.long].filter((f): f is string => f !== undefined));
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync([...argv.slice(0, 2), ...normalizeArgv(argv.slice(2), { flagsOf })]);
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') process.exit(0);

@@ -124,6 +124,14 @@ test('npm start: the quorum and a hint, quorum changes live, a second start refu
   await pollUntil('the quorum change printed', 30_000, async () =>
     /^quorum changed: election epoch \d+, leader a, quorum a,b$/m.test(out.stdout) ? true : undefined,
   );
+  // The foreground terminal names the monitor that exited, how, and how to start it again.
+  assert.match(
+    out.stdout,
+    new RegExp(
+      `^mon\\.c \\(pid ${pids[2]}\\) exited: killed by SIGKILL; start it again with: npx paxmon --dir ${d} start c `,
+      'm',
+    ),
+  );
 
   // Ctrl-C in a terminal: SIGINT to the foreground process group (npm and paxmon up).
   process.kill(-(child.pid as number), 'SIGINT');
