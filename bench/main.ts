@@ -44,7 +44,8 @@ const usage = `usage: npm run bench -- [options]
   --profile-seconds S   length of the profiled load (default 10, quick 4)
   --keep-profiles DIR   also keep the monitors' raw .cpuprofile files there
   --paxmon-set N=V      a monitor option for every paxmon run (repeatable), as 'paxmon mon --set'
-                        (e.g. --paxmon-set paxos_propose_gather=0 to compare an option A/B)
+                        (e.g. --paxmon-set paxos_propose_gather=0 to compare an option A/B;
+                        --paxmon-set ms_mon_cluster_mode=crc: frames between monitors not encrypted)
   --out DIR             where the JSON goes (default bench/results)
   --no-save             print only
 `;
@@ -88,7 +89,11 @@ const profileSeconds = Number(opts['profile-seconds'] ?? (opts.quick ? 4 : 10));
 const paxmonSets = opts['paxmon-set'] ?? [];
 {
   // Checked here, so that a typo fails at once rather than as three monitors that never start.
-  const checked = applyCephOptions(defaultConfig, paxmonSets);
+  // The messenger's own options (ms_*, e.g. ms_mon_cluster_mode=crc) are checked by `paxmon mon`.
+  const checked = applyCephOptions(
+    defaultConfig,
+    paxmonSets.filter((pair) => !pair.startsWith('ms_')),
+  );
   if (typeof checked === 'string') {
     process.stderr.write(`--paxmon-set: ${checked}\n`);
     process.exit(22);
