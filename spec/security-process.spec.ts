@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generateKey, keySecret } from '../actors/keyring.ts';
+import { MonClient } from '../actors/mon-client.ts';
 import { parseKeyring } from '../machines/keyring-text.ts';
 import type { EntityName, Message } from '../transport/messages.ts';
 import { Messenger } from '../transport/messenger.ts';
@@ -192,6 +193,12 @@ test('without the mon. key no one takes a monitor name; with a client key, monit
     auth: { entity: 'client.admin', secret: keySecret(admin?.key ?? '') },
   });
   insider.setHandlers({ onMessage() {} });
+  const writer = new MonClient({
+    mons: cluster.mons,
+    fsid: cluster.fsid,
+    key: admin?.key ?? '',
+    timeoutMs: 20_000,
+  });
   const map = JSON.parse((await cli(['--format', 'json', 'mon', 'getmap'])).stdout);
   try {
     const peon = names.find((n) => n !== leader) as string;
@@ -231,13 +238,17 @@ test('without the mon. key no one takes a monitor name; with a client key, monit
         },
         addr(peon),
       );
-      await new Promise((r) => setTimeout(r, 100));
+      // Rounds are paced by the cluster itself: each waits for a write to be acknowledged, so
+      // the flood lasts as long as the cluster keeps working under it.
+      const write = await writer.command(['config-key', 'set', `flood/${round}`, 'x']);
+      assert.is(write.r, 0, `write during the flood, round ${round}: ${write.rs}`);
     }
     await pollUntil('the impostor refused', 10_000, async () => (refusals.length > 0 ? true : undefined));
     assert.match(refusals[0] as string, /EACCES: authentication failed for mon\./);
   } finally {
     await impostor.close();
     await insider.close();
+    await writer.close();
   }
   const after = await quorum();
   assert.is(after.election_epoch, before.election_epoch, 'no election: the quorum was never disturbed');
