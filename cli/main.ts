@@ -596,7 +596,9 @@ async function startOne(dir: string, name: string, timeoutS: number): Promise<vo
       if (!alive(pid)) throw exitedAtStart(dir, name);
       const reply = await client.command(['quorum_status']).catch(() => null);
       const q = reply?.r === 0 ? (JSON.parse(new TextDecoder().decode(reply.data)) as QuorumStatus) : null;
-      if (q?.quorum_names.includes(name)) {
+      // The monitor started here listening (its pid file names it: written once it listens) and
+      // in the quorum — a quorum seen just after a stop may still name the monitor that left.
+      if (q?.quorum_names.includes(name) && pidOf(join(dir, name)) === pid) {
         process.stdout.write(
           `started mon.${name} (pid ${pid}) in ${dir}; ${quorumLine(q).replace('quorum changed: ', '')}\n`,
         );

@@ -207,9 +207,8 @@ test('one monitor at a time: stop, tell is ENXIO at once, up starts what is not 
     /^starting mon\.c in .* \(not running; mon\.a pid \d+, mon\.b pid \d+ are running\)/m,
   );
   assert.match(up.stdout, /quorum a,b,c/);
-  // (A second `up` on a cluster whose every monitor runs is EBUSY: process.spec checks it. Here,
-  // right after this `up` restarted mon.c, it exited 0 on a loaded machine — under
-  // investigation for issue 17, so not asserted twice.)
+  const busy = await cli(['up', '--detach']);
+  assert.is(busy.code, 16, `${busy.stdout}\n${busy.stderr}`);
   const restarted = await cli(['restart', 'b']);
   assert.is(restarted.code, 0, restarted.stderr);
   assert.match(
