@@ -16,7 +16,7 @@ import { dumpTracker } from '../machines/connection-tracker.ts';
 import { decodeCryptoKey } from '../machines/crypto-key.ts';
 import type { ElectorContext } from '../machines/elector.ts';
 import type { KeyringEntry } from '../machines/keyring-text.ts';
-import { createMonitorMachine } from '../machines/monitor.ts';
+import { createMonitorMachine, paxosStamp } from '../machines/monitor.ts';
 import { isReadable, isWriteable, type PaxosMachineContext, paxosStateName } from '../machines/paxos.ts';
 import {
   preprocessNow,
@@ -425,7 +425,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     const service = actor.system.get(`service:${definition.name}`) as AnyActorRef | undefined;
     const context = service?.getSnapshot()?.context as ServiceContext | undefined;
     if (!context) return false;
-    const answer = preprocessNow(definition, context, request);
+    const answer = preprocessNow(definition, context, request, paxosStamp(actor.getSnapshot().context));
     if (!answer) return false;
     const send = (r: { r: number; rs: string; data?: Uint8Array | string }) =>
       reply({

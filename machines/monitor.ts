@@ -32,6 +32,8 @@ import {
   createPaxosService,
   forwardTidStride,
   type MonitorView,
+  opsConcern,
+  type PaxosStamp,
   type ServiceDefinition,
   type ServiceRequest,
   type ServiceVersions,
@@ -115,6 +117,17 @@ export interface MonitorContext {
   clockSkewsMs: Record<string, number>;
   /** What the elector loaded at start-up (its connectivity scores); handed to it once. */
   electorBoot: { connectivityScores: ConnectionTracker | null };
+  /** Paxos's last status (paxos.status): readable, writeable (Paxos::is_readable/is_writeable). */
+  paxosReadable: boolean;
+  paxosWriteable: boolean;
+  /** The last committed version applied to the store and handed to the services it concerns. */
+  appliedVersion: number;
+  /**
+   * Services that may be holding requests until Paxos changes (they were last told Paxos while
+   * it was not ready for them): they hear of each change (serviceNews). The others hear of
+   * Paxos only with the events they get anyway.
+   */
+  servicesWaiting: string[];
 }
 
 export type MonitorEvent =
@@ -349,6 +362,45 @@ export function monitorView(context: MonitorContext, role: MonitorView['role']):
 
 const serviceId = (name: string) => `service:${name}`;
 
+/** The monitor's role as its services see it. */
+export function roleOf(context: Pick<MonitorContext, 'rank' | 'leader' | 'quorum'>): MonitorView['role'] {
+  if (context.quorum.length === 0 || context.leader < 0) return 'none';
+  return context.leader === context.rank ? 'leader' : 'peon';
+}
+
+/** Paxos as a service needs it now (PaxosStamp). */
+export function paxosStamp(context: MonitorContext): PaxosStamp {
+  return {
+    readable: context.paxosReadable,
+    writeable: context.paxosWriteable,
+    lastCommitted: context.lastCommitted,
+    applied: context.appliedVersion,
+  };
+}
+
+/**
+ * A service told `stamp` can act on everything it holds: readable with every committed version
+ * applied, and (on the leader) writeable. One that is not may hold requests until Paxos changes.
+ */
+function readyFor(stamp: PaxosStamp, role: MonitorView['role']): boolean {
+  if (role === 'none') return false;
+  const readable = stamp.readable && (stamp.applied ?? 0) >= stamp.lastCommitted;
+  return readable && (role !== 'leader' || stamp.writeable);
+}
+
+/**
+ * The waiting list after telling `told` the stamp: a service not ready for it may hold
+ * requests until Paxos changes again.
+ */
+function noteTold(context: MonitorContext, told: string[], stamp: PaxosStamp): string[] {
+  if (readyFor(stamp, roleOf(context))) {
+    const left = context.servicesWaiting.filter((name) => !told.includes(name));
+    return left.length === context.servicesWaiting.length ? context.servicesWaiting : left;
+  }
+  const added = told.filter((name) => !context.servicesWaiting.includes(name));
+  return added.length ? [...context.servicesWaiting, ...added] : context.servicesWaiting;
+}
+
 /**
  * The monitor statechart with a given set of PaxosServices (Ceph's Monitor with its
  * paxos_service[] array). `monitorMachine` is the one with paxmon's services.
@@ -399,14 +451,46 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       /** Tell every service about the monitor (role, quorum, monmap): PaxosService::election_finished / restart. */
       announce: enqueueActions(({ enqueue, context }, params: { role: MonitorView['role'] }) => {
         const monitor = monitorView(context, params.role);
-        for (const d of services) enqueue.sendTo(serviceId(d.name), { type: 'service.monitor', monitor });
+        const paxos = paxosStamp(context);
+        for (const d of services)
+          enqueue.sendTo(serviceId(d.name), { type: 'service.monitor', monitor, paxos });
+        // The role changes with this announcement (roleOf follows the quorum, set just before).
+        const waiting = readyFor(paxos, params.role) ? [] : services.map((d) => d.name);
+        enqueue.assign({ servicesWaiting: waiting });
       }),
-      /** Paxos news every service needs (status, applied versions, commits, aborts, routed replies). */
-      broadcast: enqueueActions(({ enqueue, event }) => {
-        for (const d of services) enqueue.sendTo(serviceId(d.name), event as never);
+      /**
+       * Paxos moved (status, an applied version, a commit): the services that may be waiting for
+       * it hear of it; the others learn it with their next event. A service that has nothing to
+       * do with a change does not receive it.
+       */
+      serviceNews: enqueueActions(({ enqueue, context }, params: { except?: string[] }) => {
+        if (context.servicesWaiting.length === 0) return;
+        const paxos = paxosStamp(context);
+        const told = context.servicesWaiting.filter((name) => !params.except?.includes(name));
+        for (const name of told) enqueue.sendTo(serviceId(name), { type: 'paxos.status', ...paxos });
+        enqueue.assign({ servicesWaiting: noteTold(context, told, paxos) });
+      }),
+      /**
+       * update_from_paxos: a committed version reaches the services whose prefix it carries
+       * (and paxos, when it moves first_committed); `applied` moves for all.
+       */
+      applied: enqueueActions(({ enqueue, context, event }) => {
+        if (event.type !== 'store.applied') return;
+        const next = { ...context, appliedVersion: Math.max(context.appliedVersion, event.version) };
+        enqueue.assign({ appliedVersion: next.appliedVersion });
+        const paxos = paxosStamp(next);
+        const told: string[] = [];
+        for (const d of services) {
+          if (!opsConcern(d.prefix, event.ops)) continue;
+          told.push(d.name);
+          enqueue.sendTo(serviceId(d.name), { ...event, paxos });
+        }
+        if (event.ops.some((o) => o.prefix === 'paxos' && o.op === 'put' && o.key === 'first_committed'))
+          enqueue.sendTo('paxos', event);
+        if (told.length) enqueue.assign({ servicesWaiting: noteTold(next, told, paxos) });
       }),
       /** Monitor::dispatch_op → the service whose commands these are (or EINVAL). */
-      routeCommand: enqueueActions(({ enqueue, event }) => {
+      routeCommand: enqueueActions(({ enqueue, context, event }) => {
         const requests: ServiceRequest[] = [];
         if (event.type === 'monitor.command') requests.push(event.request);
         else if (event.type === 'mon.forward') {
@@ -430,14 +514,17 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           const io: IoEffectsEvent = { ...effects([], []), replies: unknown };
           enqueue.sendTo(({ system }) => system.get('io'), io);
         }
+        const paxos = paxosStamp(context);
         for (const [name, share] of byService) {
           enqueue.sendTo(
             serviceId(name),
             share.length === 1
-              ? { type: 'service.request', request: share[0] as ServiceRequest }
-              : { type: 'service.requests', requests: share },
+              ? { type: 'service.request', request: share[0] as ServiceRequest, paxos }
+              : { type: 'service.requests', requests: share, paxos },
           );
         }
+        if (byService.size)
+          enqueue.assign({ servicesWaiting: noteTold(context, [...byService.keys()], paxos) });
       }),
       /** Monitor::sync_start, from the decision taken while probing. */
       syncStart: enqueueActions(({ enqueue, context }) => {
@@ -565,6 +652,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       sync: null,
       syncFinishing: false,
       forceFullSync: input.inSync ?? false,
+      paxosReadable: false,
+      paxosWriteable: false,
+      appliedVersion: input.paxos.lastCommitted,
+      servicesWaiting: services.map((d) => d.name),
       addr: input.monmap.mons.find((m) => m.name === input.name)?.addr ?? input.addr ?? '',
       downPeers: [],
     }),
@@ -641,18 +732,30 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           assign(({ event }) => ({
             firstCommitted: event.firstCommitted,
             lastCommitted: event.lastCommitted,
+            paxosReadable: event.readable,
+            paxosWriteable: event.writeable,
           })),
-          'broadcast',
+          { type: 'serviceNews', params: {} },
         ],
       },
-      'store.applied': { actions: ['broadcast', sendTo('paxos', ({ event }) => event), 'noticeMonmap'] },
+      'store.applied': { actions: ['applied', { type: 'serviceNews', params: {} }, 'noticeMonmap'] },
       'paxos.committed': {
         actions: [
           assign(({ event }) => ({
             firstCommitted: event.status.firstCommitted,
             lastCommitted: event.status.lastCommitted,
+            paxosReadable: event.status.readable,
+            paxosWriteable: event.status.writeable,
           })),
-          'broadcast',
+          // C_Committed: the services whose proposals the round carried answer their clients.
+          enqueueActions(({ enqueue, context, event }) => {
+            const paxos = paxosStamp(context);
+            const owners = services.filter((d) => event.ids.some((id) => id.startsWith(`${d.name}:`)));
+            for (const d of owners) enqueue.sendTo(serviceId(d.name), { ...event, paxos });
+            const told = owners.map((d) => d.name);
+            if (told.length) enqueue.assign({ servicesWaiting: noteTold(context, told, paxos) });
+          }),
+          { type: 'serviceNews', params: {} },
           enqueueActions(({ enqueue, context }) => {
             if (context.pendingMonmap)
               enqueue.raise({ type: 'monitor.adopt_monmap', monmap: context.pendingMonmap });
@@ -711,11 +814,16 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           });
         }),
       },
-      'paxos.aborted': { actions: 'broadcast' },
+      'paxos.aborted': {
+        actions: enqueueActions(({ enqueue, event }) => {
+          for (const d of services)
+            if (event.ids.some((id) => id.startsWith(`${d.name}:`))) enqueue.sendTo(serviceId(d.name), event);
+        }),
+      },
       // Monitor::handle_route: the reply goes to the service that forwarded the request (its
       // slot is in the tid).
       'monitor.routes': {
-        actions: enqueueActions(({ enqueue, event }) => {
+        actions: enqueueActions(({ enqueue, context, event }) => {
           if (event.type !== 'monitor.routes') return;
           const bySlot = new Map<number, MonRoute[]>();
           for (const { msg } of event.routes) {
@@ -726,7 +834,12 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           }
           for (const [slot, routes] of bySlot) {
             const service = services[slot];
-            if (service) enqueue.sendTo(serviceId(service.name), { type: 'service.routes', routes });
+            if (service)
+              enqueue.sendTo(serviceId(service.name), {
+                type: 'service.routes',
+                routes,
+                paxos: paxosStamp(context),
+              });
           }
         }),
       },
@@ -734,9 +847,17 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       'monitor.commands': { actions: 'routeCommand' },
       'mon.forward': { actions: 'routeCommand' },
       'monitor.tick': {
-        actions: enqueueActions(({ enqueue, event }) => {
+        actions: enqueueActions(({ enqueue, context, event }) => {
+          const paxos = paxosStamp(context);
           for (const d of services)
-            enqueue.sendTo(serviceId(d.name), { type: 'service.tick', now: event.now });
+            enqueue.sendTo(serviceId(d.name), { type: 'service.tick', now: event.now, paxos });
+          enqueue.assign({
+            servicesWaiting: noteTold(
+              context,
+              services.map((d) => d.name),
+              paxos,
+            ),
+          });
         }),
       },
       'monitor.timecheck': { actions: assign(({ event }) => ({ clockSkewsMs: event.skewsMs })) },

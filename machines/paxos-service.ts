@@ -35,6 +35,7 @@ import {
   type Sessions,
   type SessionsBoot,
   sessionOps,
+  sessionPrefix,
 } from './sessions.ts';
 
 /** A command as a service receives it. */
@@ -171,7 +172,12 @@ export interface ServiceContext {
   proposing: { id: string; version: number; replies: OwedReply[] } | null;
   versions: ServiceVersions;
   monitor: MonitorView;
-  paxos: { readable: boolean; writeable: boolean; lastCommitted: number };
+  /**
+   * Paxos as the monitor last told this service (PaxosStamp): the monitor does not send every
+   * change to every service, only with the events it sends it anyway and to a service that may
+   * be waiting for it (machines/monitor.ts serviceNews).
+   */
+  paxos: PaxosStamp;
   /** The last Paxos version whose ops this service has seen (update_from_paxos). */
   appliedPaxosVersion: number;
   waitingForReadable: ServiceRequest[];
@@ -204,32 +210,66 @@ export interface ServiceContext {
   proposalSeq: number;
 }
 
+/**
+ * Paxos as a service needs it: readable and writeable (Paxos::is_readable/is_writeable), the
+ * last committed version, and the last version the monitor has applied and handed to the
+ * services it concerns (`applied`; absent: what the service applied itself). A service is
+ * readable once every committed version is applied.
+ */
+export interface PaxosStamp {
+  readable: boolean;
+  writeable: boolean;
+  lastCommitted: number;
+  applied?: number;
+}
+
+/** Every event the monitor sends a service may carry Paxos as it stands then. */
+type Stamped = { paxos?: PaxosStamp };
+
 export type ServiceEvent =
-  | { type: 'service.request'; request: ServiceRequest }
+  | ({ type: 'service.request'; request: ServiceRequest } & Stamped)
   /** Requests that arrived together, dispatched in order in one step. */
-  | { type: 'service.requests'; requests: ServiceRequest[] }
-  | { type: 'service.monitor'; monitor: MonitorView }
+  | ({ type: 'service.requests'; requests: ServiceRequest[] } & Stamped)
+  | ({ type: 'service.monitor'; monitor: MonitorView } & Stamped)
   /** PaxosService::tick; `now` is the wall clock of the runtime (stamps self-issued requests). */
-  | { type: 'service.tick'; now: number }
+  | ({ type: 'service.tick'; now: number } & Stamped)
+  /** Paxos changed while this service may be waiting for it (a request held until readable). */
   | {
       type: 'paxos.status';
-      firstCommitted: number;
+      firstCommitted?: number;
       lastCommitted: number;
       readable: boolean;
       writeable: boolean;
+      applied?: number;
     }
-  | StoreAppliedEvent
+  /** A committed version that concerns this service (its prefix), applied to the store. */
+  | (StoreAppliedEvent & Stamped)
   | {
       type: 'paxos.committed';
       version: number;
       ids: string[];
       status: { firstCommitted: number; lastCommitted: number; readable: boolean; writeable: boolean };
+      paxos?: PaxosStamp;
     }
   | { type: 'paxos.aborted'; ids: string[]; reason: string }
   /** Replies (mon.route) to this service's forwards that arrived together: one event, not one per reply. */
-  | { type: 'service.routes'; routes: MonRoute[] }
+  | ({ type: 'service.routes'; routes: MonRoute[] } & Stamped)
   /** Internal: the proposal timer fired, or a step wants a proposal now. */
   | { type: 'service.propose' };
+
+/**
+ * Whether a committed version's ops concern a service: its own prefix (every version a service
+ * commits writes `<prefix>/last_committed`), or its remembered answers. Only those versions
+ * reach the service (update_from_paxos); the others move `applied` in its PaxosStamp.
+ */
+export function opsConcern(prefix: string, ops: readonly AppliedOp[]): boolean {
+  const own = `${prefix}_`;
+  for (const op of ops) {
+    if (op.prefix === prefix) return true;
+    if (op.prefix === sessionPrefix && (op.op === 'erase_range' || op.key.startsWith(own))) return true;
+  }
+  return false;
+}
 
 /** paxos_stash_full_interval (Ceph's default 25). */
 const stashFullInterval = 25;
@@ -278,8 +318,11 @@ function routeReplies(
  * service has applied every version Paxos has committed (its update_from_paxos ran), so what it
  * answers — from memory or from the store — is never older than what the monitor committed.
  */
-export function isServiceReadable(c: ServiceContext): boolean {
-  return c.paxos.readable && c.appliedPaxosVersion >= c.paxos.lastCommitted && c.versions.lastCommitted > 0;
+export function isServiceReadable(
+  c: Pick<ServiceContext, 'paxos' | 'appliedPaxosVersion' | 'versions'>,
+): boolean {
+  const applied = Math.max(c.appliedPaxosVersion, c.paxos.applied ?? 0);
+  return c.paxos.readable && applied >= c.paxos.lastCommitted && c.versions.lastCommitted > 0;
 }
 
 /**
@@ -291,8 +334,10 @@ export function preprocessNow(
   definition: ServiceDefinition,
   context: ServiceContext,
   request: ServiceRequest,
+  paxos: PaxosStamp,
 ): Preprocessed {
-  if (!isServiceReadable(context)) return null;
+  // Paxos as the monitor has it now: the service's own copy is only as new as its last event.
+  if (!isServiceReadable({ ...context, paxos })) return null;
   return definition.preprocessQuery(context.state, request, context.monitor);
 }
 
@@ -583,7 +628,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       proposing: null,
       versions: input.versions,
       monitor: input.monitor,
-      paxos: { readable: false, writeable: false, lastCommitted: 0 },
+      paxos: { readable: false, writeable: false, lastCommitted: 0, applied: 0 },
       appliedPaxosVersion: input.appliedPaxosVersion ?? 0,
       waitingForReadable: [],
       waitingForWriteable: [],
@@ -680,7 +725,9 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   });
 
   /** The template's reaction to every event (pure over the context). */
-  function handle(c: ServiceContext, event: ServiceEvent, step: Step): ServiceContext {
+  function handle(context: ServiceContext, event: ServiceEvent, step: Step): ServiceContext {
+    const stamp = 'paxos' in event ? event.paxos : undefined;
+    const c = stamp ? { ...context, paxos: stamp } : context;
     switch (event.type) {
       case 'service.request':
         return dispatch(heard(c, event.request.receivedAt), event.request, step);
@@ -730,7 +777,12 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       case 'paxos.status':
         return {
           ...c,
-          paxos: { readable: event.readable, writeable: event.writeable, lastCommitted: event.lastCommitted },
+          paxos: {
+            readable: event.readable,
+            writeable: event.writeable,
+            lastCommitted: event.lastCommitted,
+            ...(event.applied !== undefined ? { applied: event.applied } : {}),
+          },
         };
       case 'store.applied': {
         let next: ServiceContext = {
@@ -752,7 +804,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       case 'paxos.committed': {
         // The commit carries Paxos's status after it (one event per round, not two).
         const { readable, writeable, lastCommitted } = event.status;
-        const current: ServiceContext = { ...c, paxos: { readable, writeable, lastCommitted } };
+        const current: ServiceContext = stamp ? c : { ...c, paxos: { readable, writeable, lastCommitted } };
         const proposing = current.proposing;
         if (!proposing || !event.ids.includes(proposing.id)) return current;
         // C_Committed: answer every request of the version now that it is committed.

@@ -1,7 +1,7 @@
 // A whole paxmon cluster in one process, deterministic: the real monitor statecharts and the real
 // I/O actor over the in-memory network and stores, all driven by one XState SimulatedClock and
 // one seeded PRNG. The specs use it for scenarios; the simulator (issue 5) builds on it.
-import { SimulatedClock } from 'xstate';
+import { type InspectionEvent, SimulatedClock } from 'xstate';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { type Clock, createMonitor, type MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
@@ -34,6 +34,8 @@ export interface SimClusterOptions {
   disallowedLeaders?: string[];
   /** Every message delivered, as bytes (MemoryNetworkOptions.tap): the adversary records them. */
   tap?: (from: EntityName, to: EntityName, bytes: Uint8Array) => void;
+  /** Each monitor's XState inspection observer (the event-budget spec counts a write's events). */
+  inspectFor?: (name: string) => ((event: InspectionEvent) => void) | undefined;
 }
 
 export interface SimNode {
@@ -73,11 +75,13 @@ export class SimCluster {
   readonly #authRandom = new Map<string, Prng>();
   readonly #clocks = new Map<string, Clock & { now(): number }>();
   readonly #wrapTransport: ((name: string, transport: Transport) => Transport) | undefined;
+  readonly #inspectFor: SimClusterOptions['inspectFor'];
 
   constructor(options: SimClusterOptions) {
     this.prng = new Prng(options.seed ?? 1);
     this.config = options.config ?? {};
     this.#wrapTransport = options.wrapTransport;
+    this.#inspectFor = options.inspectFor;
     const netRandom = this.prng.fork('network');
     this.network = new MemoryNetwork({
       clock: this.clock,
@@ -147,6 +151,7 @@ export class SimCluster {
       this.#authRandom.set(name, random);
     }
     const authRandom = random;
+    const inspect = this.#inspectFor?.(name);
     const monitor = await createMonitor({
       store: node.store,
       transport,
@@ -154,6 +159,7 @@ export class SimCluster {
       clock,
       now: () => clock.now(),
       keyring: this.keyring,
+      ...(inspect ? { inspect } : {}),
       randomBytes: (n) => Uint8Array.from({ length: n }, () => Math.floor(authRandom.next() * 256)),
     });
     node.monitor = monitor;
