@@ -1,8 +1,8 @@
 /**
  * paxmon's public API: the Ceph monitor's core as XState v5 statecharts, to embed in a Node app.
  *
- * The package ships TypeScript sources (`exports: { ".": "./index.ts" }`): run the app with tsx
- * (`node --import tsx app.ts`) or another TypeScript loader, or bundle it (esbuild, Vite…).
+ * The package ships JavaScript (dist/index.mjs, built from these sources by cli/build.mjs) with
+ * its declarations (dist/types/): import it from any Node app, TypeScript or not.
  *
  * - Run monitors: {@link startLocalCluster} (N monitors in this process over TCP + RocksDB),
  *   {@link startMonitor} (one monitor from a store made by `paxmon mkfs`), {@link createMonitor}
@@ -13,7 +13,9 @@
  * - The ports and their implementations: {@link Store} ({@link RocksDBStore},
  *   {@link MemoryStore}), {@link Transport} ({@link Messenger}, {@link MemoryNetwork}).
  * - Watch them: {@link createRecorder} + {@link formatTimeline} (offline), or
- *   {@link connectStatelyInspector} (the Stately inspector); logs via {@link createLogger}.
+ *   {@link connectStatelyInspector} (the Stately inspector); logs via {@link createLogger}; or
+ *   subscribe to a monitor's actor (`handle.actor.subscribe(...)`) with XState's types,
+ *   re-exported here ({@link MonitorSnapshot}, {@link InspectionEvent}, {@link Subscription}…).
  *
  * @example
  * import { startLocalCluster } from 'paxmon';
@@ -26,6 +28,26 @@
  * @packageDocumentation
  */
 
+import type { ActorRefFrom, SnapshotFrom } from 'xstate';
+import type { monitorMachine } from './machines/monitor.ts';
+
+// --- XState's types, to subscribe to and inspect a monitor's actors ------------------------------------
+/**
+ * XState's own types, as paxmon's actors use them: an app subscribing to `MonitorHandle.actor`
+ * (`actor.subscribe((snapshot) => …)`, a {@link Subscription}) or passing an `inspect` observer
+ * (each {@link InspectionEvent}) names them from here, with the XState paxmon runs on.
+ */
+export type {
+  Actor,
+  ActorRefFrom,
+  AnyActorRef,
+  AnyStateMachine,
+  InspectionEvent,
+  Observer,
+  SnapshotFrom,
+  StateValue,
+  Subscription,
+} from 'xstate';
 // --- running monitors ----------------------------------------------------------------------------
 export { type DaemonHandle, type StartMonitorOptions, startMonitor } from './actors/daemon.ts';
 // --- logs and inspection -------------------------------------------------------------------------
@@ -111,22 +133,23 @@ export {
   electorMachine,
 } from './machines/elector.ts';
 export {
+  assertPaxosInvariants,
   createMonitorMachine,
   type MonitorContext,
   type MonitorEvent,
   type MonitorInput,
   minQuorumSize,
   monitorMachine,
+  monitorStateName,
+  paxosStamp,
 } from './machines/monitor.ts';
 export {
   isReadable,
   isWriteable,
   type PaxosContext,
   type PaxosEvent,
-  type PaxosInput,
-  type PaxosMachineContext,
-  type PaxosParentEvent,
-  paxosMachine,
+  type PaxosOutcome,
+  type PaxosStatus,
   paxosStateName,
 } from './machines/paxos.ts';
 // --- PaxosService: the template and the custom-service API -----------------------------------------
@@ -147,6 +170,7 @@ export {
   type ServiceRequest,
   type ServiceVersions,
 } from './machines/paxos-service.ts';
+export type { LoadableService, ServiceLoad, StoredService, StoredVersion } from './machines/service-load.ts';
 export { type AuthServiceOptions, authLookup } from './machines/services/auth.ts';
 /** paxmon's own services (monmap, auth, config-key, log, health), built on the template. */
 export {
@@ -191,3 +215,8 @@ export type {
 } from './transport/messages.ts';
 export type { MessengerAuth, SessionMode } from './transport/messenger.ts';
 export type { PeerSession, Transport, TransportHandlers } from './transport/transport.ts';
+
+/** A snapshot of the monitor statechart (what `MonitorHandle.actor` emits to its subscribers). */
+export type MonitorSnapshot = SnapshotFrom<typeof monitorMachine>;
+/** An actor of the monitor statechart. */
+export type MonitorActorRef = ActorRefFrom<typeof monitorMachine>;

@@ -2,23 +2,25 @@
 // and a Transport. It serves both production (RocksDB + TCP) and the simulator (MemoryStore +
 // MemoryNetwork), which is what lets the same machines run in both.
 //
-// Outbound: `io.effects` events are queued in order. Consecutive queued effects are written as
-// one Transaction (group commit: one batch for everything that arrived during the last write),
-// then their messages are sent and their `io.written` notifications delivered, in order. A
-// message is therefore never sent before the writes of its own step or of any earlier step are
-// durable (DESIGN.md §1, "durability is ordered as data") — with two marked exceptions, both
-// about values Paxos has already made safe elsewhere: a leader's begin leaves while its own copy
-// is being written (`sendBeforeDurable`), and a commit is applied without an fsync of its own
-// (`durability: 'applied'`; the batch is synced only when some write in it needs that).
-// Proposals depend on no write and go to paxos at once.
+// Outbound (the one door out): the monitor sends one `io.effects` record per step. Records are
+// queued in order; consecutive queued records are written as one Transaction (group commit: one
+// batch for everything that arrived during the last write). Then, record by record, the monitor
+// hears what each wrote (`io.written`: the committed values it applied, for update_from_paxos,
+// and the token it asked for) and its messages and answers are sent. A message is therefore
+// never sent before the writes of its own step or of any earlier step are durable (DESIGN.md §1,
+// "durability is ordered as data") — with two marked exceptions, both about values Paxos has
+// already made safe elsewhere: a leader's begin leaves while its own copy is being written
+// (`sendBeforeDurable`), and a commit is applied without an fsync of its own (`durability:
+// 'applied'`; the batch is synced only when some write in it needs that).
 //
-// Inbound: every validated message from the Transport becomes an event on the monitor, typed by
-// the message type; client commands go to `onCommand`.
+// Inbound (the one door in): every validated message from the Transport becomes an event on the
+// monitor, typed by the message type; client commands go to `onCommand`.
 import { type EventObject, fromCallback } from 'xstate';
 import type {
   AppliedOp,
   CommandReplyData,
   IoEffectsEvent,
+  IoWrittenEvent,
   MessageEvent,
   Outgoing,
   ReadPlan,
@@ -376,7 +378,7 @@ export function batchPerRead<T>(send: (batch: T[]) => void): (item: T) => void {
 }
 
 export function ioLogic(deps: IoDeps) {
-  return fromCallback<EventObject>(({ sendBack, receive, system }) => {
+  return fromCallback<EventObject>(({ sendBack, receive }) => {
     const queue: IoEffectsEvent[] = [];
     let pumping = false;
     let stopped = false;
@@ -461,13 +463,6 @@ export function ioLogic(deps: IoDeps) {
       }
     }
 
-    function propose(proposals: IoEffectsEvent['proposals']) {
-      for (const proposal of proposals ?? []) {
-        const value = toTransaction(proposal.ops).encode();
-        system.get('paxos')?.send({ type: 'paxos.propose', id: proposal.id, value });
-      }
-    }
-
     function send(effect: IoEffectsEvent) {
       for (const out of effect.messages) deps.transport.send(out.to, out.msg, out.addr);
     }
@@ -479,7 +474,8 @@ export function ioLogic(deps: IoDeps) {
         while (queue.length && !stopped) {
           const batch = queue.splice(0, queue.length);
           const tx = new Transaction();
-          const applied: { version: number; value: Transaction }[] = [];
+          // The committed values each record applies, reported with it (update_from_paxos).
+          const applied = batch.map(() => [] as { version: number; value: Transaction }[]);
           let sync = false;
           // A staged sync's switch moves what earlier batches staged: read it first (the
           // batches before this one are applied; nothing else writes the staging area).
@@ -499,8 +495,9 @@ export function ioLogic(deps: IoDeps) {
                 }
               : {}),
           };
-          for (const effect of batch) {
-            toTransaction(effect.writes, tx, (version, value) => applied.push({ version, value }), stage);
+          for (const [index, effect] of batch.entries()) {
+            const mine = applied[index] as { version: number; value: Transaction }[];
+            toTransaction(effect.writes, tx, (version, value) => mine.push({ version, value }), stage);
             if (effect.writes.length > 0 && effect.durability !== 'applied') sync = true;
           }
           // Messages that may leave before this batch's fsync: those of the leading effects that
@@ -516,10 +513,17 @@ export function ioLogic(deps: IoDeps) {
           }
           for (const effect of batch.slice(0, early)) send(effect);
           if (!tx.empty) await deps.store.apply(tx, { sync });
-          // update_from_paxos: services learn what each committed version changed, in order.
-          for (const { version, value } of applied)
-            sendBack({ type: 'store.applied', version, ops: appliedOps(value) });
           for (const [index, effect] of batch.entries()) {
+            // What the record wrote, first: the monitor (and the services a committed value
+            // concerns) apply it before its messages and answers leave.
+            const values = applied[index] ?? [];
+            if (effect.notify || values.length) {
+              const written: IoWrittenEvent = { type: 'io.written' };
+              if (effect.notify) written.token = effect.notify;
+              if (values.length)
+                written.applied = values.map(({ version, value }) => ({ version, ops: appliedOps(value) }));
+              sendBack(written);
+            }
             if (index >= early) {
               for (const out of effect.messages) {
                 // Only a share of committed values needs the store; everything else is sent in
@@ -527,9 +531,6 @@ export function ioLogic(deps: IoDeps) {
                 const msg = out.shareValues ? await fill(out) : out.msg;
                 deps.transport.send(out.to, msg, out.addr);
               }
-            }
-            if (effect.notify) {
-              system.get(effect.notify.systemId)?.send({ type: 'io.written', token: effect.notify.token });
             }
             for (const read of effect.reads ?? [])
               reply(read.target, await performRead(deps.store, read.plan));
@@ -554,9 +555,6 @@ export function ioLogic(deps: IoDeps) {
       }
       if (event.type !== 'io.effects') return;
       const effect = event as IoEffectsEvent;
-      // A proposal depends on no write: paxos gets it now, not after whatever fsync is in
-      // progress (the next round's batch forms while the current one is in flight).
-      if (effect.proposals?.length) propose(effect.proposals);
       if (
         effect.writes.length === 0 &&
         effect.messages.length === 0 &&

@@ -1,6 +1,7 @@
 // Structured logs (pino): one JSON line per event in a file, readable lines on a terminal. Every
 // line of a monitor carries its name, state and election epoch: a MonitorLogContext reads them
 // live from the monitor's root actor at each line (pino's `mixin`), so no call site has to.
+import { monitorStateName } from '../machines/monitor.ts';
 import pino, { type Logger } from 'pino';
 import type { AnyActorRef, InspectionEvent } from 'xstate';
 
@@ -122,12 +123,7 @@ export class MonitorLogContext {
     if (!snapshot) return fields;
     const name = snapshot.context?.name;
     if (typeof name === 'string') fields.mon = name;
-    const value = snapshot.value;
-    if (typeof value === 'string') fields.state = value;
-    else if (value && typeof value === 'object') {
-      const top = Object.keys(value)[0];
-      if (top) fields.state = top;
-    }
+    if (snapshot.value !== undefined && snapshot.value !== null) fields.state = monitorStateName({ value: snapshot.value });
     const epoch = snapshot.context?.electionEpoch;
     if (typeof epoch === 'number') fields.election_epoch = epoch;
     return fields;

@@ -2,10 +2,19 @@
 // Elector::init): everything the machines need as input, from the layout of DESIGN.md §4.
 import type { MonitorInput } from '../machines/monitor.ts';
 import type { Uncommitted } from '../machines/paxos.ts';
-import { authDataPrefix, authHistoryPrefix, authLoaded } from '../machines/services/auth.ts';
-import { sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
+import type { ServiceDefinition, ServiceVersions } from '../machines/paxos-service.ts';
+import {
+  dataPrefixesOf,
+  fullKey,
+  fullLatestKey,
+  loadedOf,
+  type StoredService,
+  type StoredVersion,
+} from '../machines/service-load.ts';
+import { type SessionsBoot, sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
 import { discardStage } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
+import { decodeNumber } from '../storage/transaction.ts';
 import {
   type ConnectionTracker,
   checkConnectionTracker,
@@ -83,7 +92,16 @@ export async function discardSyncStage(store: Store): Promise<boolean> {
   return staged;
 }
 
-export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
+/**
+ * Everything a monitor starts from (Monitor::preinit): its identity, monmap, Paxos state,
+ * election epoch and scores, and the state of each service it runs — `services`, paxmon's own and
+ * an app's alike, each loaded the one same way (loadService). The monitor passes every service it
+ * runs; a caller that needs only the identity (name, fsid, address) passes none.
+ */
+export async function loadMonitorState(
+  store: Store,
+  services: readonly ServiceDefinition[] = [],
+): Promise<LoadedMonitor> {
   await discardSyncStage(store);
   const nameBytes = await store.get('monitor', 'name');
   const fsidBytes = await store.get('monitor', 'fsid');
@@ -123,32 +141,16 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
       value: pendingValue,
     };
   }
-  const versions = async (prefix: string) => ({
-    firstCommitted: await store.getNumber(prefix, 'first_committed'),
-    lastCommitted: await store.getNumber(prefix, 'last_committed'),
-  });
-  // LogMonitor's next sequence number: one past the newest entry (keys are zero-padded).
-  let nextLogSeq = 1;
-  for await (const [key] of store.iterate('log')) nextLogSeq = Math.max(nextLogSeq, Number(key) + 1);
-  const healthBytes = await store.get('health', 'latest');
-  let health: unknown = null;
-  try {
-    health = healthBytes ? JSON.parse(utf8.decode(healthBytes)) : null;
-  } catch {
-    health = null;
-  }
   const storedAddr = await store.get('monitor', 'addr');
   const addr =
     monmap.mons.find((m) => m.name === name)?.addr ?? (storedAddr ? utf8.decode(storedAddr) : undefined);
   // What the services remember of their clients' updates (machines/sessions.ts): every record
   // still in the store, whatever was trimmed or synced since.
   const sessionEntries: [string, Uint8Array][] = [];
-  for await (const entry of store.iterate(sessionPrefix)) sessionEntries.push(entry);
-  const sessionsOf = (prefix: string) => sessionsBootFrom(prefix, sessionEntries);
-  // AuthMonitor's database: the entities (KeyServer's data), read whole at start-up.
-  const authVersions = await versions(authHistoryPrefix);
-  const authEntries: [string, Uint8Array][] = [];
-  for await (const entry of store.iterate(authDataPrefix)) authEntries.push(entry);
+  if (services.length > 0) for await (const entry of store.iterate(sessionPrefix)) sessionEntries.push(entry);
+  const loadedServices: NonNullable<MonitorInput['services']> = {};
+  for (const definition of services)
+    loadedServices[definition.name] = await loadService(store, definition, monmap, sessionEntries);
   const scores = await loadConnectivityScores(
     store,
     monmap.mons.findIndex((m) => m.name === name),
@@ -161,17 +163,7 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
     ...(scores.refused ? { scoresRefused: scores.refused } : {}),
     input: {
       connectivityScores: scores.tracker,
-      services: {
-        monmap: { versions: await versions('monmap'), loaded: monmap, sessions: sessionsOf('monmap') },
-        'config-key': { versions: await versions('kv'), loaded: null, sessions: sessionsOf('kv') },
-        log: { versions: await versions('logm'), loaded: nextLogSeq, sessions: sessionsOf('logm') },
-        health: { versions: await versions('health'), loaded: health, sessions: sessionsOf('health') },
-        auth: {
-          versions: authVersions,
-          loaded: authLoaded(authVersions, authEntries),
-          sessions: sessionsOf(authHistoryPrefix),
-        },
-      },
+      services: loadedServices,
       name,
       monmap,
       hasEverJoined: (await store.getNumber('monitor', 'joined')) > 0,
@@ -185,6 +177,68 @@ export async function loadMonitorState(store: Store): Promise<LoadedMonitor> {
       },
     },
   };
+}
+
+/**
+ * One service's start-up entry, read the same way for every service, built-in or an app's
+ * (PaxosService::refresh): its versions, its newest full stash and the incrementals after it,
+ * the prefixes its load hook names, and its session records (machines/sessions.ts). What its
+ * `init` receives is machines/service-load.ts's to say.
+ */
+export async function loadService(
+  store: Store,
+  definition: ServiceDefinition,
+  monmap: MonMap,
+  sessionEntries: [string, Uint8Array][],
+): Promise<{ versions: ServiceVersions; loaded: unknown; sessions: SessionsBoot }> {
+  const { prefix } = definition;
+  const versions: ServiceVersions = {
+    firstCommitted: await store.getNumber(prefix, 'first_committed'),
+    lastCommitted: await store.getNumber(prefix, 'last_committed'),
+  };
+  let full: StoredVersion | undefined;
+  const latest = await store.get(prefix, fullLatestKey);
+  const fullVersion = latest ? versionOf(latest) : 0;
+  if (fullVersion > 0 && fullVersion <= versions.lastCommitted) {
+    const value = await store.get(prefix, fullKey(fullVersion));
+    if (value) full = { version: fullVersion, value };
+  }
+  // The incrementals still kept after the full stash. A store copied by a sync may miss some
+  // (or name versions it does not hold): what is there is replayed, and Paxos replays the rest.
+  const from = Math.max(versions.firstCommitted, (full?.version ?? 0) + 1);
+  const incrementals: StoredVersion[] = [];
+  for await (const [key, value] of store.iterate(prefix)) {
+    if (!versionKey.test(key)) continue;
+    const version = Number(key);
+    if (version >= from && version <= versions.lastCommitted) incrementals.push({ version, value });
+  }
+  incrementals.sort((a, b) => a.version - b.version);
+  const data: Record<string, [string, Uint8Array][]> = {};
+  for (const dataPrefix of dataPrefixesOf(definition)) {
+    const entries: [string, Uint8Array][] = [];
+    for await (const entry of store.iterate(dataPrefix)) entries.push(entry);
+    data[dataPrefix] = entries;
+  }
+  const stored: StoredService = { versions, ...(full ? { full } : {}), incrementals, data, monmap };
+  return {
+    versions,
+    loaded: loadedOf(definition, stored),
+    sessions: sessionsBootFrom(prefix, sessionEntries),
+  };
+}
+
+/** A version key (`<prefix>/<N>`): digits, no leading zero. */
+const versionKey = /^[1-9][0-9]{0,14}$/;
+
+/** `full_latest`: a number as the template writes numbers (8 bytes), or its decimal text (the log's). */
+function versionOf(bytes: Uint8Array): number {
+  const text = utf8.decode(bytes);
+  if (/^[0-9]{1,15}$/.test(text)) return Number(text);
+  try {
+    return decodeNumber(bytes);
+  } catch {
+    return 0;
+  }
 }
 
 /**

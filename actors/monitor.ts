@@ -16,8 +16,8 @@ import { dumpTracker } from '../machines/connection-tracker.ts';
 import { decodeCryptoKey } from '../machines/crypto-key.ts';
 import type { ElectorContext } from '../machines/elector.ts';
 import type { KeyringEntry } from '../machines/keyring-text.ts';
-import { createMonitorMachine, paxosStamp } from '../machines/monitor.ts';
-import { isReadable, isWriteable, type PaxosMachineContext, paxosStateName } from '../machines/paxos.ts';
+import { createMonitorMachine, monitorStateName, paxosStamp } from '../machines/monitor.ts';
+import { isReadable, isWriteable, paxosStateName } from '../machines/paxos.ts';
 import {
   preprocessNow,
   type ServiceContext,
@@ -132,7 +132,18 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? (() => Date.now());
   const config: MonConfig = { ...defaultConfig, ...(options.config ?? {}) };
-  const loaded = await loadMonitorState(options.store);
+  const services = [
+    ...defaultServices({
+      configKeyMaxEntrySizeBytes: config.monConfigKeyMaxEntrySizeBytes,
+      clockDriftAllowedMs: config.monClockDriftAllowedMs,
+      auth: {
+        randomBytes: options.randomBytes ?? ((n: number) => new Uint8Array(randomBytes(n))),
+        ...(options.keyring ? { initialKeyring: options.keyring } : {}),
+      },
+    }),
+    ...(options.services ?? []),
+  ];
+  const loaded = await loadMonitorState(options.store, services);
   if (loaded.scoresRefused)
     logger.warn({ mon: loaded.name }, `starting with fresh connectivity scores: ${loaded.scoresRefused}`);
   let quorumSince = 0;
@@ -318,17 +329,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     onEvent: (event) => logger.debug({ sync: event }, `sync ${event.op} for ${event.peer}`),
   });
 
-  const services = [
-    ...defaultServices({
-      configKeyMaxEntrySizeBytes: config.monConfigKeyMaxEntrySizeBytes,
-      clockDriftAllowedMs: config.monClockDriftAllowedMs,
-      auth: {
-        randomBytes: options.randomBytes ?? ((n: number) => new Uint8Array(randomBytes(n))),
-        ...(options.keyring ? { initialKeyring: options.keyring } : {}),
-      },
-    }),
-    ...(options.services ?? []),
-  ];
   const machine = createMonitorMachine(services).provide({ actors: { io } });
   type MonitorActor = ReturnType<typeof createActor<typeof machine>>;
   let actor: MonitorActor;
@@ -346,9 +346,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     });
     actor.subscribe({
       next(snapshot) {
-        const state = String(
-          typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0],
-        );
+        const state = monitorStateName(snapshot);
         const quorum = snapshot.context.quorum.join(',');
         if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
           if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) {
@@ -390,7 +388,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
             `mon.${loaded.name} sync finished`,
           );
           queueMicrotask(() => {
-            void loadMonitorState(options.store).then(
+            void loadMonitorState(options.store, services).then(
               (reloaded) => {
                 if (!stopping) boot({ ...reloaded.input, inSync: reloaded.inSync });
               },
@@ -410,13 +408,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     });
     actor.start();
   }
-
-  const paxosSnapshot = () => {
-    const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
-    return paxos?.getSnapshot() as
-      | { matches(v: unknown): boolean; context: PaxosMachineContext; value: unknown }
-      | undefined;
-  };
 
   /** The read fast path: true when the request was a read answered now. */
   function fastRead(request: ServiceRequest, reply: (r: CommandReply) => void): boolean {
@@ -515,22 +506,19 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     },
     stopped,
     state() {
-      const value = actor.getSnapshot().value;
-      return (typeof value === 'string' ? value : Object.keys(value)[0]) as MonitorStateName;
+      return monitorStateName(actor.getSnapshot()) as MonitorStateName;
     },
     isReadable() {
-      const snap = paxosSnapshot();
-      return snap ? isReadable(snap) : false;
+      return isReadable(actor.getSnapshot());
     },
     isWriteable() {
-      const snap = paxosSnapshot();
-      return snap ? isWriteable(snap) : false;
+      return isWriteable(actor.getSnapshot());
     },
     refusedMessages: () => refusedTotal,
     authEntity,
     monStatus() {
-      const ctx = actor.getSnapshot().context;
-      const snap = paxosSnapshot();
+      const snap = actor.getSnapshot();
+      const ctx = snap.context;
       return {
         name: ctx.name,
         rank: ctx.rank,
@@ -552,16 +540,17 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
             }
           : null,
         last_bootstrap_reason: ctx.lastBootstrapReason,
-        paxos: snap
-          ? {
-              state: paxosStateName(snap),
-              first_committed: snap.context.paxos.firstCommitted,
-              last_committed: snap.context.paxos.lastCommitted,
-              accepted_pn: snap.context.paxos.acceptedPn,
-              readable: isReadable(snap),
-              writeable: isWriteable(snap),
-            }
-          : null,
+        paxos:
+          snap.status === 'active'
+            ? {
+                state: paxosStateName(snap),
+                first_committed: ctx.paxos.firstCommitted,
+                last_committed: ctx.paxos.lastCommitted,
+                accepted_pn: ctx.paxos.acceptedPn,
+                readable: isReadable(snap),
+                writeable: isWriteable(snap),
+              }
+            : null,
         monmap: monmapJson(ctx.monmap),
       };
     },

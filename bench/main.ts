@@ -1,21 +1,21 @@
-// paxmon against etcd, side by side (issue 8): one harness, one workload definition
-// (bench/harness/workloads.ts), two targets (bench/harness/paxmon.ts, bench/harness/etcd.ts),
-// both 3 members on loopback driven by Node clients in this process. Repetitions alternate the
-// targets (A B, B A, A B, …); every figure is the median of the repetitions with min–max. Then a
-// CPU profile of paxmon under (b). Prints a Markdown table and writes bench/results/<stamp>.json.
+// paxmon against etcd (issue 8) and against Ceph's own monitor (issue 14), side by side: one
+// harness, one workload definition (bench/harness/workloads.ts), three targets
+// (bench/harness/paxmon.ts, etcd.ts, ceph.ts), each 3 members on loopback driven by clients of
+// this process (Node clients; for Ceph, librados in python3 workers this process drives).
+// Repetitions alternate the targets (A B C, C B A, A B C, …); every figure is the median of the
+// repetitions with min–max. Then a CPU profile of paxmon under (b). Prints a Markdown table and
+// writes bench/results/<stamp>.json.
 //
-//   npm run bench                    # full: 3 repetitions, 100k bulk writes (≈ 10–15 min)
-//   npm run bench -- --quick         # 3 quick repetitions, 5k bulk writes (≈ 3–5 min)
+//   npm run bench                    # full: 3 repetitions, 100k bulk writes (≈ 20–25 min)
+//   npm run bench -- --quick         # 3 quick repetitions, 5k bulk writes (≈ 8–10 min)
 //   npm run bench -- --help
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { applyCephOptions, defaultConfig } from '../machines/config.ts';
-import { etcdTarget } from './harness/etcd.ts';
 import { runLoad, type Spread, spread, valueFor } from './harness/load.ts';
 import { cpuBusySampler, fdatasyncRate, load, machine } from './harness/machine.ts';
-import { paxmonTarget } from './harness/paxmon.ts';
 import { installCleanup, makeTempDir, removeTempDir } from './harness/proc.ts';
 import { formatProfile, mainThreadProfile, type ProfileSummary, summarise } from './harness/profile.ts';
 import type { Cluster, KvClient, ReadMode, Target } from './harness/target.ts';
@@ -35,9 +35,11 @@ import {
 const root = fileURLToPath(new URL('..', import.meta.url));
 const usage = `usage: npm run bench -- [options]
 
-  --quick               fewer and shorter loads (5,000 bulk writes; about 3–5 minutes)
+  --quick               fewer and shorter loads (5,000 bulk writes; about 8–10 minutes with
+                        the three targets, 3–5 without ceph)
   --reps N              repetitions per target, alternating A/B (default 3, at least 1)
-  --targets LIST        paxmon,etcd (default both; the ratio needs both)
+  --targets LIST        any of paxmon,etcd,ceph (default all three; a ratio needs paxmon and the
+                        other); a target that is missing and cannot be installed is left out
   --writes N            bulk writes for (e)/(f) (default 100000, quick 5000)
   --no-kill             skip (d), the leader kill -9 runs
   --no-profile          skip the CPU profile of paxmon under (b)
@@ -56,7 +58,7 @@ function parseOptions() {
       options: {
         quick: { type: 'boolean', default: false },
         reps: { type: 'string' },
-        targets: { type: 'string', default: 'paxmon,etcd' },
+        targets: { type: 'string', default: 'paxmon,etcd,ceph' },
         writes: { type: 'string' },
         'no-kill': { type: 'boolean', default: false },
         'no-profile': { type: 'boolean', default: false },
@@ -99,20 +101,33 @@ const paxmonSets = opts['paxmon-set'] ?? [];
     process.exit(22);
   }
 }
-const allTargets: Record<string, Target> = { paxmon: paxmonTarget, etcd: etcdTarget };
-const targets = (opts.targets ?? '')
-  .split(',')
-  .map((t) => t.trim())
-  .filter(Boolean)
-  .map((t) => {
-    const target = allTargets[t];
-    if (!target) {
-      process.stderr.write(`unknown target '${t}' (paxmon, etcd)\n${usage}`);
-      process.exit(22);
-    }
-    return target;
-  });
-const readModes: Record<string, ReadMode[]> = { paxmon: ['default'], etcd: ['linearizable', 'serializable'] };
+// Each target's module is loaded only when it is asked for, so that one target's code or
+// software being unavailable does not stop the others (see the version loop below).
+const allTargets: Record<string, () => Promise<Target>> = {
+  paxmon: async () => (await import('./harness/paxmon.ts')).paxmonTarget,
+  etcd: async () => (await import('./harness/etcd.ts')).etcdTarget,
+  ceph: async () => (await import('./harness/ceph.ts')).cephTarget,
+};
+const targetNames = [
+  ...new Set(
+    (opts.targets ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean),
+  ),
+];
+for (const name of targetNames) {
+  if (!allTargets[name]) {
+    process.stderr.write(`unknown target '${name}' (${Object.keys(allTargets).join(', ')})\n${usage}`);
+    process.exit(22);
+  }
+}
+const targets: Target[] = [];
+const readModes: Record<string, ReadMode[]> = {
+  paxmon: ['default'],
+  etcd: ['linearizable', 'serializable'],
+  ceph: ['default'],
+};
 
 interface Rep {
   rep: number;
@@ -176,7 +191,7 @@ interface ProfileResult {
   leaderOnly: ProfileSummary;
 }
 
-async function profilePaxmon(): Promise<ProfileResult | null> {
+async function profilePaxmon(paxmonTarget: Target): Promise<ProfileResult | null> {
   const profDir = makeTempDir('paxmon-bench-prof-');
   let cluster: Cluster | null = null;
   const clients: KvClient[] = [];
@@ -242,26 +257,43 @@ interface Row {
   goal?: { op: '>=' | '<='; ratio: number };
   paxmon: Spread | null;
   etcd: Spread | null;
+  ceph: Spread | null;
+  /** paxmon/etcd. */
   ratio: number | null;
+  /** paxmon/ceph. */
+  ratioCeph: number | null;
   met: boolean | null;
 }
 
 type Pick = (r: Rep) => number | undefined;
+type Picks = Record<'paxmon' | 'etcd' | 'ceph', Pick>;
 
 function rowOf(
   results: Record<string, Rep[]>,
   row: string,
   unit: string,
-  paxmonPick: Pick,
-  etcdPick: Pick,
+  picks: Picks,
   goal?: Row['goal'],
 ): Row {
-  const vals = (name: string, pick: Pick) => spread((results[name] ?? []).map((r) => pick(r) ?? Number.NaN));
-  const p = vals('paxmon', paxmonPick);
-  const e = vals('etcd', etcdPick);
-  const ratio = p && e && e.median !== 0 ? p.median / e.median : null;
+  const vals = (name: keyof Picks) => spread((results[name] ?? []).map((r) => picks[name](r) ?? Number.NaN));
+  const p = vals('paxmon');
+  const e = vals('etcd');
+  const c = vals('ceph');
+  const ratioTo = (other: Spread | null) =>
+    p && other && other.median !== 0 ? p.median / other.median : null;
+  const ratio = ratioTo(e);
   const met = goal && ratio !== null ? (goal.op === '>=' ? ratio >= goal.ratio : ratio <= goal.ratio) : null;
-  return { row, unit, ...(goal ? { goal } : {}), paxmon: p, etcd: e, ratio, met };
+  return {
+    row,
+    unit,
+    ...(goal ? { goal } : {}),
+    paxmon: p,
+    etcd: e,
+    ceph: c,
+    ratio,
+    ratioCeph: ratioTo(c),
+    met,
+  };
 }
 
 const MiB = 2 ** 20;
@@ -272,7 +304,22 @@ const ok = <T extends { errors: number; ok: number }>(r: T | null | undefined): 
 const recovery = (k: KillResult | null) => (k && !k.error ? k.recoveryMs / 1000 : undefined);
 
 function rows(results: Record<string, Rep[]>, bulk: number): Row[] {
-  const same = (pick: Pick): [Pick, Pick] => [pick, pick];
+  const same = (pick: Pick): [Picks] => [{ paxmon: pick, etcd: pick, ceph: pick }];
+  /** paxmon and Ceph answer reads one way; etcd's reads are picked per row. */
+  const reads = (etcd: ReadMode): [Picks] => {
+    const pick = (r: Rep) => ok(r.main?.reads.default);
+    return [
+      {
+        paxmon: (r) => pick(r)?.opsPerSec,
+        etcd: (r) => ok(r.main?.reads[etcd])?.opsPerSec,
+        ceph: (r) => pick(r)?.opsPerSec,
+      },
+    ];
+  };
+  const readsP99 = (etcd: ReadMode): [Picks] => {
+    const pick = (r: Rep) => ok(r.main?.reads.default)?.p99Ms;
+    return [{ paxmon: pick, etcd: (r) => ok(r.main?.reads[etcd])?.p99Ms, ceph: pick }];
+  };
   return [
     rowOf(results, '(a) sequential writes, 1 client', 'ops/s', ...same((r) => ok(r.main?.seq)?.opsPerSec), {
       op: '>=',
@@ -288,28 +335,12 @@ function rows(results: Record<string, Rep[]>, bulk: number): Row[] {
     ),
     rowOf(results, '(b) p50 latency', 'ms', ...same((r) => ok(r.main?.write)?.p50Ms)),
     rowOf(results, '(b) p99 latency', 'ms', ...same((r) => ok(r.main?.write)?.p99Ms), { op: '<=', ratio: 1 }),
-    rowOf(
-      results,
-      '(c) 64 reads in flight (etcd linearizable)',
-      'ops/s',
-      (r) => ok(r.main?.reads.default)?.opsPerSec,
-      (r) => ok(r.main?.reads.linearizable)?.opsPerSec,
-      { op: '>=', ratio: 3 },
-    ),
-    rowOf(
-      results,
-      '(c) p99 latency (etcd linearizable)',
-      'ms',
-      (r) => ok(r.main?.reads.default)?.p99Ms,
-      (r) => ok(r.main?.reads.linearizable)?.p99Ms,
-    ),
-    rowOf(
-      results,
-      '(c) 64 reads in flight (etcd serializable)',
-      'ops/s',
-      (r) => ok(r.main?.reads.default)?.opsPerSec,
-      (r) => ok(r.main?.reads.serializable)?.opsPerSec,
-    ),
+    rowOf(results, '(c) 64 reads in flight (etcd linearizable)', 'ops/s', ...reads('linearizable'), {
+      op: '>=',
+      ratio: 3,
+    }),
+    rowOf(results, '(c) p99 latency (etcd linearizable)', 'ms', ...readsP99('linearizable')),
+    rowOf(results, '(c) 64 reads in flight (etcd serializable)', 'ops/s', ...reads('serializable')),
     rowOf(
       results,
       '(d) leader kill -9 → next write, default timing',
@@ -367,18 +398,21 @@ function cell(s: Spread | null): string {
   return `${num(s.median)} [${num(s.min)}–${num(s.max)}]`;
 }
 
-function table(all: Row[]): string {
-  const lines = [
-    '| row | unit | paxmon median [min–max] | etcd median [min–max] | paxmon/etcd | goal |',
-    '| --- | --- | --- | --- | --- | --- |',
-  ];
+/** The table; Ceph's columns only when Ceph ran (a paxmon/etcd run prints as before issue 14). */
+function table(all: Row[], withCeph: boolean): string {
+  const ratioCell = (ratio: number | null) => (ratio === null ? 'n/a' : `${ratio.toFixed(2)}×`);
+  const columns = withCeph
+    ? ['row', 'unit', 'paxmon median [min–max]', 'etcd median [min–max]', 'ceph median [min–max]']
+    : ['row', 'unit', 'paxmon median [min–max]', 'etcd median [min–max]'];
+  columns.push('paxmon/etcd', ...(withCeph ? ['paxmon/ceph', 'goal (paxmon/etcd)'] : ['goal']));
+  const lines = [`| ${columns.join(' | ')} |`, `| ${columns.map(() => '---').join(' | ')} |`];
   for (const r of all) {
     const goal = r.goal
       ? `${r.goal.op === '>=' ? '≥' : '≤'} ${r.goal.ratio}× ${r.met === null ? '' : r.met ? '✓' : '✗'}`
       : '';
-    lines.push(
-      `| ${r.row} | ${r.unit} | ${cell(r.paxmon)} | ${cell(r.etcd)} | ${r.ratio === null ? 'n/a' : `${r.ratio.toFixed(2)}×`} | ${goal.trim()} |`,
-    );
+    const cells = [r.row, r.unit, cell(r.paxmon), cell(r.etcd), ...(withCeph ? [cell(r.ceph)] : [])];
+    cells.push(ratioCell(r.ratio), ...(withCeph ? [ratioCell(r.ratioCeph)] : []), goal.trim());
+    lines.push(`| ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
 }
@@ -390,9 +424,24 @@ const loadBefore = load();
 const busy = cpuBusySampler();
 const host = machine();
 const versions: Record<string, string> = {};
-for (const t of targets) versions[t.name] = await t.version();
+// A target whose software is missing and cannot be installed is left out; the others run.
+const unavailable: Record<string, string> = {};
+for (const name of targetNames) {
+  try {
+    const target = await (allTargets[name] as () => Promise<Target>)();
+    versions[name] = await target.version();
+    targets.push(target);
+  } catch (error) {
+    unavailable[name] = (error as Error).message;
+    log(`${name} is not available, left out of this run: ${(error as Error).message}`);
+  }
+}
+if (targets.length === 0) {
+  process.stderr.write('bench: no target is available\n');
+  process.exit(1);
+}
 log(
-  `paxmon vs etcd — ${opts.quick ? 'quick' : 'full'} run, ${reps} repetitions alternating, ${targets.map((t) => t.name).join(' / ')}`,
+  `${targets.map((t) => t.name).join(' vs ')} — ${opts.quick ? 'quick' : 'full'} run, ${reps} repetitions alternating`,
 );
 log(`  ${Object.values(versions).join(' · ')} · Node ${host.node}`);
 if (paxmonSets.length) log(`  paxmon options: ${paxmonSets.join(' ')}`);
@@ -416,11 +465,12 @@ for (let rep = 0; rep < reps; rep++) {
 }
 
 let profile: ProfileResult | null = null;
-if (!opts['no-profile'] && targets.includes(paxmonTarget)) {
+const paxmonTarget = targets.find((t) => t.name === 'paxmon');
+if (!opts['no-profile'] && paxmonTarget) {
   const supported = (results.paxmon ?? []).some((r) => r.main && !r.main.unsupported);
   if (supported) {
     log(`  CPU profile of paxmon under (b), ${profileSeconds} s (node --cpu-prof on each monitor)`);
-    profile = await profilePaxmon();
+    profile = await profilePaxmon(paxmonTarget);
   } else log('  CPU profile skipped: paxmon did not take writes');
 }
 
@@ -428,7 +478,10 @@ const busyFraction = busy();
 const loadAfter = load();
 const fdatasyncAfter = Math.round(fdatasyncRate());
 const allRows = rows(results, sizes.bulkWrites);
-const md = table(allRows);
+const md = table(
+  allRows,
+  targets.some((t) => t.name === 'ceph'),
+);
 log('');
 log(
   `${Object.values(versions).join(' vs ')}; Node ${host.node}; ${host.cores} cores, ${host.memoryGiB} GiB; median of ${reps} [min–max]`,
@@ -474,6 +527,7 @@ if (!opts['no-save']) {
         mode: opts.quick ? 'quick' : 'full',
         repetitions: reps,
         versions,
+        unavailable,
         paxmonOptions: paxmonSets,
         machine: host,
         machineLoad: {

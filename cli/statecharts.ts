@@ -5,7 +5,6 @@
 import type { AnyStateMachine } from 'xstate';
 import { electorMachine } from '../machines/elector.ts';
 import { monitorMachine } from '../machines/monitor.ts';
-import { paxosMachine } from '../machines/paxos.ts';
 import { createPaxosService } from '../machines/paxos-service.ts';
 import { configKeyService } from '../machines/services/config-key.ts';
 
@@ -13,7 +12,6 @@ import { configKeyService } from '../machines/services/config-key.ts';
 export const statecharts: Record<string, AnyStateMachine> = {
   monitor: monitorMachine,
   elector: electorMachine,
-  paxos: paxosMachine,
   paxosService: createPaxosService(configKeyService()),
 };
 
@@ -22,7 +20,7 @@ export const statecharts: Record<string, AnyStateMachine> = {
  * names, byte arrays their lengths.
  *
  * @example
- * writeFileSync('paxos.json', JSON.stringify(statechartJson(paxosMachine), null, 2));
+ * writeFileSync('monitor.json', JSON.stringify(statechartJson(monitorMachine), null, 2));
  */
 export function statechartJson(machine: AnyStateMachine): unknown {
   const text = JSON.stringify(machine.toJSON(), (_key, value: unknown) => {

@@ -1,16 +1,15 @@
 // Your own PaxosService: a replicated counter, in the template's hooks, run by a 3-monitor
 // cluster in one process. `counter add N` is an update (Paxos); `counter get` a read.
 //   node --import tsx examples/counter-service.ts
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// The cluster lives in .paxmon-counter (in the current directory): run it again and the monitors
+// start from their stores, the counter where it was (43, 45, 84 the second time).
 import { type ServiceDefinition, startLocalCluster } from 'paxmon';
 
 const counter: ServiceDefinition<{ value: number }, number> = {
   name: 'counter',
   prefix: 'counter', // its versions: counter/first_committed, counter/last_committed, counter/<N>
   handles: (cmd) => cmd[0] === 'counter',
-  init: () => ({ value: 0 }),
+  init: (loaded) => (loaded as { value: number } | null) ?? { value: 0 }, // restarted: its state as it was
   createInitial: () => 0,
   createPending: () => 0,
   preprocessQuery: (state, req) =>
@@ -32,8 +31,11 @@ const counter: ServiceDefinition<{ value: number }, number> = {
   },
 };
 
-const dir = mkdtempSync(join(tmpdir(), 'paxmon-counter-'));
-const cluster = await startLocalCluster({ dir, basePort: 0, services: [counter as ServiceDefinition] });
+const cluster = await startLocalCluster({
+  dir: '.paxmon-counter',
+  basePort: 0,
+  services: [counter as ServiceDefinition],
+});
 try {
   await cluster.waitForQuorum();
   const client = cluster.client();
@@ -42,5 +44,4 @@ try {
   await client.close();
 } finally {
   await cluster.stop();
-  rmSync(dir, { recursive: true, force: true });
 }

@@ -69,12 +69,6 @@ export interface ServiceRead {
   plan: ReadPlan;
 }
 
-/** A service's pending transaction, as plain ops; the I/O actor encodes it and hands it to paxos. */
-export interface Proposal {
-  id: string;
-  ops: StoreOp[];
-}
-
 /** A committed store change as a service sees it in update_from_paxos. */
 export type AppliedOp =
   | { op: 'put'; prefix: string; key: string; value: Uint8Array }
@@ -97,14 +91,12 @@ export interface IoEffectsEvent {
   type: 'io.effects';
   writes: StoreOp[];
   messages: Outgoing[];
-  /** Reply `io.written { token }` to this actor once the writes are durable. */
-  notify?: { systemId: string; token: string };
+  /** Report `io.written { token }` to the monitor once the writes are durable. */
+  notify?: string;
   /** Command answers (mon.command_ack, or mon.route through the forwarding peon). */
   replies?: { target: ReplyTarget; reply: CommandReplyData }[];
   /** Reads answered from the store. */
   reads?: ServiceRead[];
-  /** Pending transactions to encode and give to paxos (paxos.propose); handed over at once. */
-  proposals?: Proposal[];
   /**
    * How far the writes must get before anything after them happens. 'durable' (the default):
    * fsynced. 'applied': applied and visible, made durable by the next fsync — for a committed
@@ -124,11 +116,19 @@ export interface StoreAppliedEvent {
   type: 'store.applied';
   version: number;
   ops: AppliedOp[];
+  /** On the leader, the proposals this version commits (C_Committed: their services answer). */
+  committed?: string[];
 }
 
+/**
+ * The io actor's report of a record it carried out: the committed Paxos values it applied (their
+ * ops, for update_from_paxos) and the token the record asked to be reported. One event per
+ * record, and only when it has something to report.
+ */
 export interface IoWrittenEvent {
   type: 'io.written';
-  token: string;
+  token?: string;
+  applied?: { version: number; ops: AppliedOp[] }[];
 }
 
 /** A received message as an event: its type is the message's type. */
@@ -139,7 +139,7 @@ export type MessageEvent<M extends Message = Message> = M extends Message
 export function effects(
   writes: StoreOp[],
   messages: Outgoing[],
-  notify?: { systemId: string; token: string },
+  notify?: string,
   options: Pick<IoEffectsEvent, 'durability' | 'sendBeforeDurable'> = {},
 ): IoEffectsEvent {
   const event: IoEffectsEvent = { type: 'io.effects', writes, messages };

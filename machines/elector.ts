@@ -15,7 +15,7 @@
 // Parent protocol (what the monitor sees): `elector.join_election` (an epoch bump pulled me into
 // an election: Monitor::join_election), `elector.win`, `elector.lose`, `elector.reset_election`
 // (deferred but nobody won and I never joined a quorum: Monitor::bootstrap), `elector.epoch`.
-import { assign, enqueueActions, sendParent, sendTo, setup } from 'xstate';
+import { assign, enqueueActions, sendParent, setup } from 'xstate';
 import type {
   ElectionStrategy,
   EntityName,
@@ -716,12 +716,12 @@ export const electorMachine = setup({
   actions: {
     apply: enqueueActions(({ enqueue }, step: Step) => {
       if (Object.keys(step.context).length) enqueue.assign(step.context);
-      if (step.io) enqueue.sendTo(({ system }) => system.get('io'), step.io);
+      if (step.io) enqueue.sendParent(step.io);
       for (const event of step.parent) enqueue.sendParent(event);
     }),
     dispatch: enqueueActions(({ enqueue }, step: Step) => {
       if (Object.keys(step.context).length) enqueue.assign(step.context);
-      if (step.io) enqueue.sendTo(({ system }) => system.get('io'), step.io);
+      if (step.io) enqueue.sendParent(step.io);
       for (const event of step.parent) enqueue.sendParent(event);
       if (step.next) enqueue.raise({ type: `elector.goto.${step.next}` });
     }),
@@ -780,10 +780,7 @@ export const electorMachine = setup({
   },
   entry: [
     // ElectionLogic::init persists the bumped epoch so a restart never reuses an election epoch.
-    sendTo(
-      ({ system }) => system.get('io'),
-      ({ context }) => effects(persistEpoch(context, context.epoch), []),
-    ),
+    sendParent(({ context }) => effects(persistEpoch(context, context.epoch), [])),
     sendParent(({ context }) => ({ type: 'elector.epoch', epoch: context.epoch })),
     'armPingTimer',
   ],

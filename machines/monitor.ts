@@ -1,12 +1,31 @@
 // The monitor: the root statechart of one paxmon monitor (Ceph's Monitor.cc, seed 004).
 //
-//   probing → (synchronizing) → electing → leader | peon        (+ shutdown)
+//   probing → (synchronizing) → electing → inQuorum.leader | inQuorum.peon        (+ shutdown)
 //
 // Children: `io` (provided by the runtime: TCP + RocksDB, or the simulator's network and store),
-// `elector` and `paxos`. Received messages arrive as events typed by message type and are routed
-// as Ceph's Monitor::dispatch_op routes them: election messages to the elector (not while
-// probing or synchronizing), paxos messages to paxos, probes handled here.
-import { type AnyActorLogic, assign, enqueueActions, fromCallback, raise, sendTo, setup } from 'xstate';
+// `elector`, and one actor per PaxosService. Paxos is not a child: as Ceph's Paxos object lives
+// inside Monitor, its states are regions of `inQuorum.leader` and `inQuorum.peon` and its steps
+// are the pure functions of machines/paxos/.
+//
+// One door in, one door out. Every input — a message, a client command, a forward, a route, a
+// timer, an io completion — enters here and goes to the one part that needs it (Ceph's
+// Monitor::dispatch_op): election messages to the elector, paxos messages to the Paxos regions,
+// commands to the service whose prefix they carry. Every output leaves through the io actor, the
+// only one that does anything: one record per step (its writes, the messages to send once they
+// are durable, the answers), in the manner of etcd-raft's Ready. Children hand their effects to
+// this machine (sendParent), never to the io actor or to each other.
+import {
+  type AnyActorLogic,
+  and,
+  assertEvent,
+  assign,
+  enqueueActions,
+  fromCallback,
+  raise,
+  sendTo,
+  setup,
+  stateIn,
+} from 'xstate';
 import type {
   ConnectionTracker,
   EntityName,
@@ -27,7 +46,31 @@ import {
   type StoreOp,
 } from './effects.ts';
 import { type ElectorParentEvent, electorMachine, rankOf } from './elector.ts';
-import { type PaxosParentEvent, paxosMachine, type Uncommitted } from './paxos.ts';
+import {
+  nothing,
+  PREFIX as PAXOS,
+  type PaxosContext,
+  type PaxosEvent,
+  readVersion,
+  type Step,
+  type Uncommitted,
+} from './paxos/context.ts';
+import {
+  begin,
+  collect,
+  commitFinish,
+  commitStart,
+  failProposals,
+  handleBegin,
+  handleCollect,
+  handleCommit,
+  handleLast,
+  proposalValue,
+  takeQueue,
+  trimProposal,
+} from './paxos/core.ts';
+import { extendLease, handleLease } from './paxos/lease.ts';
+import { leaderLeaseValid, paxosStatus, peonLeaseValid, statusKey } from './paxos/status.ts';
 import {
   createPaxosService,
   forwardTidStride,
@@ -90,8 +133,8 @@ export interface MonitorContext {
   leader: number;
   /** Monitors (by name) heard from while probing that are not in a quorum either. */
   outsideQuorum: string[];
-  firstCommitted: number;
-  lastCommitted: number;
+  /** Paxos (machines/paxos/): its versions, proposal numbers, round and lease bookkeeping. */
+  paxos: PaxosContext;
   syncDecision: SyncDecision | null;
   /** The sync in progress (provider, cookie, keys and bytes copied). */
   sync: SyncProgress | null;
@@ -109,17 +152,12 @@ export interface MonitorContext {
   pendingMonmap: MonMap | null;
   /** Why the monitor shut down (e.g. removed from the monmap), for the runtime's exit message. */
   shutdownReason: string;
-  /** What paxos loaded from the store at start-up; handed to the paxos child once. */
-  paxosBoot: { acceptedPn: number; lastPn: number; uncommitted: Uncommitted | null };
   /** What the services loaded at start-up; handed to each service child once. */
   serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown; sessions?: SessionsBoot }>;
   /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
   clockSkewsMs: Record<string, number>;
   /** What the elector loaded at start-up (its connectivity scores); handed to it once. */
   electorBoot: { connectivityScores: ConnectionTracker | null };
-  /** Paxos's last status (paxos.status): readable, writeable (Paxos::is_readable/is_writeable). */
-  paxosReadable: boolean;
-  paxosWriteable: boolean;
   /** The last committed version applied to the store and handed to the services it concerns. */
   appliedVersion: number;
   /**
@@ -133,13 +171,13 @@ export interface MonitorContext {
 export type MonitorEvent =
   | MessageEvent
   | ElectorParentEvent
-  | PaxosParentEvent
+  | PaxosEvent
+  /** A child's effects (the elector's, a service's), for the io actor. */
+  | IoEffectsEvent
   | { type: 'monitor.bootstrap'; reason: string }
   | { type: 'monitor.start_election' }
   | { type: 'monitor.sync'; decision: SyncDecision }
   | { type: 'monitor.shutdown' }
-  /** Forwarded to paxos (from services, or specs): one encoded Transaction to commit. */
-  | { type: 'paxos.propose'; id: string; value: Uint8Array }
   /** A client command, stamped by the runtime with the time it arrived. */
   | { type: 'monitor.command'; request: ServiceRequest }
   /**
@@ -166,8 +204,7 @@ export type MonitorEvent =
   /** Internal: take a committed monmap (MonmapMonitor::update_from_paxos → bootstrap). */
   | { type: 'monitor.adopt_monmap'; monmap: MonMap }
   /** `connection scores reset` (Ceph's admin-socket command): the elector forgets its scores. */
-  | { type: 'monitor.connection_scores_reset' }
-  | StoreAppliedEvent;
+  | { type: 'monitor.connection_scores_reset' };
 
 /**
  * A sync message of the sync under way: from its provider and for its cookie (Ceph's
@@ -236,8 +273,8 @@ function probeMessage(context: MonitorContext, op: MonProbe['op']): MonProbe {
     name: context.name,
     quorum: context.quorum,
     monmap: context.monmap,
-    paxosFirstVersion: context.firstCommitted,
-    paxosLastVersion: context.lastCommitted,
+    paxosFirstVersion: context.paxos.firstCommitted,
+    paxosLastVersion: context.paxos.lastCommitted,
     hasEverJoined: context.hasEverJoined,
   };
 }
@@ -276,7 +313,7 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
     if (namesMe || (context.rank < 0 && !context.hasEverJoined))
       return { kind: 'adopt_monmap', monmap: msg.monmap };
     if (!fromMyMap) return { kind: 'ignore' };
-    const full = context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1;
+    const full = context.paxos.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1;
     return {
       kind: 'sync',
       decision: {
@@ -323,23 +360,23 @@ function probeSync(context: MonitorContext, from: EntityName, msg: MonProbe): Pr
       },
     };
   }
-  if (context.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1) {
+  if (context.paxos.lastCommitted < msg.paxosFirstVersion && msg.paxosFirstVersion > 1) {
     return {
       kind: 'sync',
       decision: {
         kind: 'full',
         provider: from,
-        reason: `my last_committed ${context.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}`,
+        reason: `my last_committed ${context.paxos.lastCommitted} < peer first_committed ${msg.paxosFirstVersion}`,
       },
     };
   }
-  if (context.lastCommitted + context.config.paxosMaxJoinDrift < msg.paxosLastVersion) {
+  if (context.paxos.lastCommitted + context.config.paxosMaxJoinDrift < msg.paxosLastVersion) {
     return {
       kind: 'sync',
       decision: {
         kind: 'recent',
         provider: from,
-        reason: `my last_committed ${context.lastCommitted} + paxos_max_join_drift ${context.config.paxosMaxJoinDrift} < peer last_committed ${msg.paxosLastVersion}`,
+        reason: `my last_committed ${context.paxos.lastCommitted} + paxos_max_join_drift ${context.config.paxosMaxJoinDrift} < peer last_committed ${msg.paxosLastVersion}`,
       },
     };
   }
@@ -369,13 +406,171 @@ export function roleOf(context: Pick<MonitorContext, 'rank' | 'leader' | 'quorum
 }
 
 /** Paxos as a service needs it now (PaxosStamp). */
-export function paxosStamp(context: MonitorContext): PaxosStamp {
+export function paxosStamp(context: Pick<MonitorContext, 'paxos' | 'appliedVersion'>): PaxosStamp {
   return {
-    readable: context.paxosReadable,
-    writeable: context.paxosWriteable,
-    lastCommitted: context.lastCommitted,
+    readable: context.paxos.status.readable,
+    writeable: context.paxos.status.writeable,
+    lastCommitted: context.paxos.lastCommitted,
     applied: context.appliedVersion,
   };
+}
+
+/** The Ceph state name of a monitor snapshot: probing, synchronizing, electing, leader, peon, … */
+export function monitorStateName(snapshot: { value: unknown }): string {
+  const value = snapshot.value;
+  if (typeof value === 'string') return value;
+  const [top, sub] = Object.entries(value as Record<string, unknown>)[0] ?? ['unknown', undefined];
+  if (top === 'inQuorum' && sub && typeof sub === 'object') return Object.keys(sub)[0] ?? top;
+  return top;
+}
+
+/**
+ * Paxos's invariants after every step (TigerBeetle's `defer self.invariants()`): a broken one is
+ * a bug, and the monitor stops with the state printed rather than go on from a state Paxos
+ * cannot be in.
+ */
+export function assertPaxosInvariants(before: PaxosContext, after: PaxosContext, step: string): void {
+  const broken: string[] = [];
+  if (after.lastCommitted < before.lastCommitted) broken.push('last_committed went back');
+  if (after.acceptedPn < before.acceptedPn) broken.push('accepted_pn went back');
+  if (after.lastPn < before.lastPn) broken.push('last_pn went back');
+  if (after.lastCommitted > 0 && after.firstCommitted > after.lastCommitted)
+    broken.push('first_committed is beyond last_committed');
+  if (after.uncommitted && after.uncommitted.version !== after.lastCommitted + 1)
+    broken.push('an uncommitted value is not at last_committed + 1');
+  if (after.accepted.some((rank) => !after.quorum.includes(rank)))
+    broken.push('an accept counted from outside the quorum');
+  if (broken.length === 0) return;
+  const show = (c: PaxosContext) =>
+    JSON.stringify({
+      rank: c.rank,
+      electionEpoch: c.electionEpoch,
+      quorum: c.quorum,
+      firstCommitted: c.firstCommitted,
+      lastCommitted: c.lastCommitted,
+      acceptedPn: c.acceptedPn,
+      lastPn: c.lastPn,
+      uncommitted: c.uncommitted ? { version: c.uncommitted.version, pn: c.uncommitted.pn } : null,
+      accepted: c.accepted,
+    });
+  throw new Error(
+    `Paxos invariant broken by ${step}: ${broken.join('; ')}; before ${show(before)}; after ${show(after)}`,
+  );
+}
+
+/** Paxos's state at start-up (Paxos::init), outside any quorum. */
+function initialPaxos(input: MonitorInput, rank: number): PaxosContext {
+  return {
+    rank,
+    monmap: input.monmap,
+    electionEpoch: 0,
+    quorum: [],
+    leader: -1,
+    firstCommitted: input.paxos.firstCommitted,
+    lastCommitted: input.paxos.lastCommitted,
+    acceptedPn: input.paxos.acceptedPn,
+    lastPn: input.paxos.lastPn,
+    uncommitted: input.paxos.uncommitted,
+    timeouts: input.config,
+    collectAbovePn: 0,
+    numLast: 0,
+    recovered: null,
+    accepted: [],
+    inFlight: null,
+    queue: [],
+    ackedLease: [],
+    trimmingTo: 0,
+    leaseSeq: 0,
+    ackedSeq: 0,
+    promiseSeq: 0,
+    promiseActive: false,
+    promiseEpoch: 0,
+    deferredCollect: null,
+    collectDeferred: false,
+    status: {
+      firstCommitted: input.paxos.firstCommitted,
+      lastCommitted: input.paxos.lastCommitted,
+      readable: false,
+      writeable: false,
+    },
+    reportPending: false,
+    renewDue: false,
+    peonTokens: {},
+    leaseTokenSeq: 0,
+    leaseTokensEnded: 0,
+    heldToken: 0,
+    leaseEchoes: [],
+    collected: { pn: 0, lastCommitted: 0 },
+  };
+}
+
+/** What a step's actions need of XState's `enqueue` (enqueueActions). */
+interface Enqueue {
+  assign(
+    assigner: ((args: { context: MonitorContext }) => Partial<MonitorContext>) | Partial<MonitorContext>,
+  ): void;
+  raise(event: MonitorEvent, options?: { delay?: number }): void;
+  sendTo(
+    to: 'io',
+    event: IoEffectsEvent | { type: 'io.refused'; from: EntityName; message: string; reason: string },
+  ): void;
+}
+
+/**
+ * MonmapMonitor::update_from_paxos: a newer monmap committed. A peon adopts it at once; the
+ * leader first lets its round finish (paxos.committed), then adopts it.
+ */
+function noticeMonmap(enqueue: Enqueue, context: MonitorContext, ops: StoreAppliedEvent['ops']): void {
+  for (const op of ops) {
+    if (op.op !== 'put' || op.prefix !== 'monmap' || !/^[0-9]+$/.test(op.key)) continue;
+    if (Number(op.key) <= context.monmap.epoch) continue;
+    let monmap: MonMap;
+    try {
+      monmap = JSON.parse(new TextDecoder().decode(op.value)) as MonMap;
+    } catch {
+      continue;
+    }
+    if (context.leader === context.rank && context.rank >= 0) enqueue.assign({ pendingMonmap: monmap });
+    else enqueue.raise({ type: 'monitor.adopt_monmap', monmap });
+  }
+}
+
+/** One Paxos step: its context changes, its record for the io actor, its events; then the invariants. */
+function runStep(enqueue: Enqueue, context: MonitorContext, step: Step): void {
+  const before = context.paxos;
+  const after: PaxosContext = step.context ? { ...before, ...step.context } : before;
+  assertPaxosInvariants(before, after, step.notify ?? step.raise?.type ?? 'a step');
+  if (step.context) enqueue.assign({ paxos: after });
+  if (step.refused) enqueue.sendTo('io', { type: 'io.refused', ...step.refused });
+  if (step.writes?.length || step.messages?.length || step.notify || step.replies?.length) {
+    const io: IoEffectsEvent = effects(step.writes ?? [], step.messages ?? [], step.notify, {
+      ...(step.durability ? { durability: step.durability } : {}),
+      ...(step.sendBeforeDurable ? { sendBeforeDurable: true } : {}),
+    });
+    if (step.replies?.length) io.replies = step.replies;
+    enqueue.sendTo('io', io);
+  }
+  // The step's own event first, so that a status report runs after it (see reporting).
+  if (step.raise) enqueue.raise(step.raise);
+  for (const event of step.outcomes ?? []) enqueue.raise(event);
+  if (step.report) reporting(enqueue, { ...context, paxos: after });
+  for (const { event, delayMs } of step.later ?? []) enqueue.raise(event, { delay: delayMs });
+}
+
+/** enqueue.assign of Paxos changes, merged into the context as it stands when it runs. */
+function assignPaxos(enqueue: Enqueue, changes: Partial<PaxosContext>): void {
+  enqueue.assign(({ context }) => ({ paxos: { ...context.paxos, ...changes } }));
+}
+
+/**
+ * Ask for a status report after this step: `paxos.report` is raised and runs after the other
+ * events of the step, and tells the services waiting for Paxos only if the status changed. A
+ * commit on a peon changes the versions, the round and the lease in one macrostep: one report.
+ */
+function reporting(enqueue: Enqueue, context: MonitorContext): void {
+  if (context.paxos.reportPending) return;
+  assignPaxos(enqueue, { reportPending: true });
+  enqueue.raise({ type: 'paxos.report' });
 }
 
 /**
@@ -436,7 +631,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     actors: {
       ...serviceActors,
       elector: electorMachine,
-      paxos: paxosMachine,
       // The runtime provides the real one (actors/io.ts: TCP + RocksDB, or the simulator's
       // network and store) with monitorMachine.provide({ actors: { io } }).
       io: fromCallback(() => {
@@ -446,6 +640,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     delays: {
       probeTimeout: ({ context }) => context.config.monProbeTimeoutMs,
       syncTimeout: ({ context }) => context.config.monSyncTimeoutMs,
+      acceptTimeout: ({ context }) => context.config.monAcceptTimeoutFactor * context.config.monLeaseMs,
+      leaseMs: ({ context }) => context.config.monLeaseMs,
+      leaseRenew: ({ context }) => context.config.monLeaseMs * context.config.monLeaseRenewIntervalFactor,
+      leaseAckTimeout: ({ context }) => context.config.monLeaseAckTimeoutFactor * context.config.monLeaseMs,
     },
     actions: {
       /** Tell every service about the monitor (role, quorum, monmap): PaxosService::election_finished / restart. */
@@ -475,19 +673,45 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
        * (and paxos, when it moves first_committed); `applied` moves for all.
        */
       applied: enqueueActions(({ enqueue, context, event }) => {
-        if (event.type !== 'store.applied') return;
-        const next = { ...context, appliedVersion: Math.max(context.appliedVersion, event.version) };
-        enqueue.assign({ appliedVersion: next.appliedVersion });
-        const paxos = paxosStamp(next);
-        const told: string[] = [];
-        for (const d of services) {
-          if (!opsConcern(d.prefix, event.ops)) continue;
-          told.push(d.name);
-          enqueue.sendTo(serviceId(d.name), { ...event, paxos });
+        assertEvent(event, 'io.written');
+        if (!event.applied?.length) return;
+        let appliedVersion = context.appliedVersion;
+        let paxos = context.paxos;
+        const told = new Set<string>();
+        for (const { version, ops } of event.applied) {
+          appliedVersion = Math.max(appliedVersion, version);
+          // The leader's own round: its services learn in the same event that their proposals
+          // committed (C_Committed), so they need no second one.
+          const committed =
+            event.token === `commit:${version}` && paxos.inFlight ? { committed: paxos.inFlight.ids } : {};
+          const stamp = paxosStamp({ paxos, appliedVersion });
+          for (const d of services) {
+            if (!opsConcern(d.prefix, ops)) continue;
+            told.add(d.name);
+            enqueue.sendTo(serviceId(d.name), {
+              type: 'store.applied',
+              version,
+              ops,
+              paxos: stamp,
+              ...committed,
+            });
+          }
+          // Paxos::commit_finish / store_state re-read first_committed: a committed trim moved it.
+          const put = ops.find((o) => o.op === 'put' && o.prefix === PAXOS && o.key === 'first_committed');
+          if (put?.op === 'put') {
+            const firstCommitted = readVersion(put.value);
+            const trimmingTo =
+              paxos.trimmingTo !== 0 && firstCommitted >= paxos.trimmingTo ? 0 : paxos.trimmingTo;
+            paxos = { ...paxos, firstCommitted, trimmingTo };
+          }
+          noticeMonmap(enqueue, context, ops);
         }
-        if (event.ops.some((o) => o.prefix === 'paxos' && o.op === 'put' && o.key === 'first_committed'))
-          enqueue.sendTo('paxos', event);
-        if (told.length) enqueue.assign({ servicesWaiting: noteTold(next, told, paxos) });
+        enqueue.assign({ appliedVersion, paxos });
+        if (paxos !== context.paxos) reporting(enqueue, { ...context, paxos });
+        if (told.size) {
+          const stamp = paxosStamp({ paxos, appliedVersion });
+          enqueue.assign({ servicesWaiting: noteTold({ ...context, appliedVersion }, [...told], stamp) });
+        }
       }),
       /** Monitor::dispatch_op → the service whose commands these are (or EINVAL). */
       routeCommand: enqueueActions(({ enqueue, context, event }) => {
@@ -512,7 +736,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }
         if (unknown.length) {
           const io: IoEffectsEvent = { ...effects([], []), replies: unknown };
-          enqueue.sendTo(({ system }) => system.get('io'), io);
+          enqueue.sendTo('io', io);
         }
         const paxos = paxosStamp(context);
         for (const [name, share] of byService) {
@@ -532,48 +756,173 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         if (!decision) return;
         const provider = decision.provider as EntityName;
         const addr = context.monmap.mons.find((m) => `mon.${m.name}` === provider)?.addr;
-        const start = syncStart(decision.kind, provider, addr, context.lastCommitted);
+        const start = syncStart(decision.kind, provider, addr, context.paxos.lastCommitted);
         enqueue.assign({ sync: start.progress, syncFinishing: false });
         // Ceph's sync_start clears the store and resets Paxos. paxmon's full sync builds the
         // copy beside the store in use (machines/sync.ts stagePrefix) and switches at the last
         // chunk: until then this store is whole, its probe replies stay true, and an abandoned
         // sync leaves it as it was.
-        enqueue.sendTo(({ system }) => system.get('io'), effects(start.writes, start.messages));
-      }),
-      /**
-       * MonmapMonitor::update_from_paxos: a newer monmap committed. A peon adopts it at once; the
-       * leader first lets its services answer the commit (paxos.committed), then adopts it.
-       */
-      noticeMonmap: enqueueActions(({ enqueue, context, event }) => {
-        if (event.type !== 'store.applied') return;
-        for (const op of event.ops) {
-          if (op.op !== 'put' || op.prefix !== 'monmap' || !/^[0-9]+$/.test(op.key)) continue;
-          if (Number(op.key) <= context.monmap.epoch) continue;
-          let monmap: MonMap;
-          try {
-            monmap = JSON.parse(new TextDecoder().decode(op.value)) as MonMap;
-          } catch {
-            continue;
-          }
-          if (context.leader === context.rank && context.rank >= 0) enqueue.assign({ pendingMonmap: monmap });
-          else enqueue.raise({ type: 'monitor.adopt_monmap', monmap });
-        }
+        enqueue.sendTo('io', effects(start.writes, start.messages));
       }),
       /** Monitor::win_election / lose_election: remember that I have been in a quorum (monitor/joined). */
       joined: enqueueActions(({ enqueue, context }) => {
         if (context.hasEverJoined) return;
         enqueue.assign({ hasEverJoined: true });
         enqueue.sendTo('elector', { type: 'elector.joined' });
-        enqueue.sendTo(
-          ({ system }) => system.get('io'),
-          effects([{ op: 'put_number', prefix: 'monitor', key: 'joined', value: 1 }], []),
-        );
+        enqueue.sendTo('io', effects([{ op: 'put_number', prefix: 'monitor', key: 'joined', value: 1 }], []));
       }),
-      io: sendTo(
-        ({ system }) => system.get('io'),
-        (_, params: IoEffectsEvent) => params,
-      ),
-      /** Monitor::_reset: forget the quorum; Paxos and the elector restart. */
+      io: sendTo('io', (_, params: IoEffectsEvent) => params),
+      // ---- Paxos (machines/paxos/): the steps' results become context, one io record, events.
+      /** One Paxos step: its context changes, its record for the io actor, its events; then the invariants. */
+      paxosStep: enqueueActions(({ enqueue, context }, step: Step) => runStep(enqueue, context, step)),
+      /** A Paxos timeout Ceph answers with mon->bootstrap(). */
+      paxosBootstrap: raise((_, params: { reason: string }) => ({
+        type: 'paxos.bootstrap' as const,
+        reason: params.reason,
+      })),
+      /** The round or the lease moved: report the status once the step is over. */
+      paxosReport: enqueueActions(({ enqueue, context }) => reporting(enqueue, context)),
+      /**
+       * Paxos::restart (leaving the quorum): what was proposed is answered EAGAIN and its
+       * services told; the round's bookkeeping is forgotten.
+       */
+      paxosRestart: enqueueActions(({ enqueue, context }, params: { reason: string }) => {
+        runStep(enqueue, context, failProposals(context.paxos, params.reason));
+        assignPaxos(enqueue, {
+          queue: [],
+          inFlight: null,
+          accepted: [],
+          ackedLease: [],
+          numLast: 0,
+          recovered: null,
+        });
+        reporting(enqueue, context);
+      }),
+      /** Monitor::win_election → Paxos::leader_init. */
+      paxosLeaderInit: assign(({ context }) => ({
+        paxos: {
+          ...context.paxos,
+          rank: context.rank,
+          monmap: context.monmap,
+          electionEpoch: context.electionEpoch,
+          quorum: context.quorum,
+          leader: context.rank,
+          collectAbovePn: 0,
+          renewDue: true,
+          // Only leases of this leadership can be confirmed (acked by this quorum).
+          ackedSeq: context.paxos.leaseSeq,
+        },
+      })),
+      /** Monitor::lose_election → Paxos::peon_init. */
+      paxosPeonInit: assign(({ context }) => ({
+        paxos: {
+          ...context.paxos,
+          rank: context.rank,
+          monmap: context.monmap,
+          electionEpoch: context.electionEpoch,
+          quorum: context.quorum,
+          leader: context.leader,
+          // Leases of another leadership confirm nothing here.
+          leaseEchoes: [],
+          collected: { pn: 0, lastCommitted: 0 },
+        },
+      })),
+      /**
+       * PaxosService::propose_pending → Paxos::trigger_propose: the pending change's ops, encoded
+       * here (machines/transaction.ts), queued with the answers owed once it commits.
+       */
+      enqueueProposal: enqueueActions(({ enqueue, context, event }) => {
+        assertEvent(event, 'paxos.propose');
+        const proposal = { id: event.id, value: proposalValue(event.ops), replies: event.replies };
+        assignPaxos(enqueue, { queue: [...context.paxos.queue, proposal] });
+      }),
+      /** Paxos::finish_round → trim when due, as a proposal of its own (queued before the round starts). */
+      maybeTrim: enqueueActions(({ enqueue, context }) => {
+        if (context.paxos.queue.length > 0) return;
+        const trim = trimProposal(context.paxos);
+        if (!trim) return;
+        const proposal = { id: `paxos:trim:${trim.trimTo}`, value: proposalValue(trim.ops), replies: [] };
+        assignPaxos(enqueue, { trimmingTo: trim.trimTo, queue: [proposal] });
+      }),
+      // Paxos::begin counts the leader's own accept; paxmon counts it once its begin write is durable.
+      countSelfAccept: enqueueActions(({ context: { paxos }, event, enqueue }) => {
+        assertEvent(event, 'paxos.written');
+        if (event.token !== `begin:${paxos.lastCommitted + 1}`) return;
+        const accepted = paxos.accepted.includes(paxos.rank)
+          ? paxos.accepted
+          : [...paxos.accepted, paxos.rank];
+        assignPaxos(enqueue, { accepted });
+        if (paxos.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
+      }),
+      // Paxos::handle_accept: commit only when every quorum member accepted, so that any readable
+      // peon is up to date (DESIGN.md §2).
+      handleAccept: enqueueActions(({ context: { paxos }, event, enqueue }) => {
+        assertEvent(event, 'mon.paxos');
+        if (event.msg.op !== 'accept') return;
+        if (event.msg.pn !== paxos.acceptedPn || event.msg.lastCommitted !== paxos.lastCommitted) return;
+        const from = rankOf(paxos.monmap, event.from);
+        const accepted = paxos.accepted.includes(from) ? paxos.accepted : [...paxos.accepted, from];
+        assignPaxos(enqueue, { accepted });
+        if (paxos.quorum.every((r) => accepted.includes(r))) enqueue.raise({ type: 'paxos.commit_start' });
+      }),
+      /** Leader: a peon's newest lease token, echoed in the next lease to it. */
+      notePeonToken: enqueueActions(({ context: { paxos }, event, enqueue }) => {
+        assertEvent(event, 'mon.paxos');
+        const peonTokens = {
+          ...paxos.peonTokens,
+          [rankOf(paxos.monmap, event.from)]: event.msg.leaseToken ?? 0,
+        };
+        assignPaxos(enqueue, { peonTokens });
+      }),
+      /** Leader: a lease ack of the lease in force; every peon's makes the lease valid. */
+      handleLeaseAck: enqueueActions(({ context: { paxos }, event, enqueue }) => {
+        assertEvent(event, 'mon.paxos');
+        const from = rankOf(paxos.monmap, event.from);
+        const peonTokens = { ...paxos.peonTokens, [from]: event.msg.leaseToken ?? 0 };
+        assignPaxos(enqueue, { peonTokens });
+        // Only acks of the lease in force count (an old ack says nothing about it).
+        if (event.msg.leaseSeq !== undefined && event.msg.leaseSeq !== paxos.leaseSeq) return;
+        const ackedLease = paxos.ackedLease.includes(from) ? paxos.ackedLease : [...paxos.ackedLease, from];
+        assignPaxos(enqueue, { ackedLease });
+        if (paxos.quorum.every((r) => ackedLease.includes(r))) {
+          assignPaxos(enqueue, { ackedSeq: paxos.leaseSeq });
+          enqueue.raise({ type: 'paxos.lease_all_acked' });
+        }
+      }),
+      /**
+       * A peon's Paxos::dispatch: one switch on the message, one handler each. Only the leader of
+       * this election epoch is heard (guard fromLeader).
+       */
+      peonMessage: enqueueActions(({ context, event, enqueue }) => {
+        assertEvent(event, 'mon.paxos');
+        const { paxos } = context;
+        const msg = event.msg;
+        switch (msg.op) {
+          case 'collect':
+            runStep(enqueue, context, handleCollect(paxos, msg, event.from));
+            return;
+          case 'begin':
+            runStep(enqueue, context, handleBegin(paxos, msg));
+            return;
+          case 'commit': {
+            const stored = handleCommit(paxos, msg, event.from);
+            // Nothing accepted beyond the new last_committed: no commit can happen without me,
+            // so a lease still held serves reads again.
+            const committed =
+              stored === nothing || stored.refused || stored.context?.uncommitted
+                ? stored
+                : { ...stored, raise: { type: 'paxos.peon_committed' } as const };
+            runStep(enqueue, context, committed);
+            return;
+          }
+          case 'lease':
+            runStep(enqueue, context, handleLease(paxos, msg));
+            return;
+          default:
+            return; // last, accept, lease_ack are the leader's
+        }
+      }),
+      /** Monitor::_reset: forget the quorum; the elector restarts (Paxos did, leaving the quorum). */
       reset: enqueueActions(({ enqueue, context }) => {
         enqueue.assign({
           quorum: [],
@@ -582,7 +931,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           sync: null,
           syncFinishing: false,
         });
-        enqueue.sendTo('paxos', { type: 'paxos.restart' });
         enqueue.sendTo('elector', { type: 'elector.reset' });
       }),
       /** Monitor::bootstrap: probe every other rank (a one-monitor map wins at once instead). */
@@ -601,7 +949,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             addr: m.addr,
             msg: probeMessage(context, 'probe'),
           }));
-        enqueue.sendTo(({ system }) => system.get('io'), effects([], messages));
+        enqueue.sendTo('io', effects([], messages));
       }),
       /** Monitor::handle_probe_probe: answer with what I know, in any state. */
       replyProbe: enqueueActions(({ enqueue, context, event }) => {
@@ -610,16 +958,38 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         const mon = context.monmap.mons.find((m) => m.name === event.msg.name);
         const reply: Outgoing = { to: event.from, msg: probeMessage(context, 'reply') };
         if (mon) reply.addr = mon.addr;
-        enqueue.sendTo(({ system }) => system.get('io'), effects([], [reply]));
+        enqueue.sendTo('io', effects([], [reply]));
       }),
     },
     guards: {
+      /** The commit write of the round in flight is applied (writing / writing_previous). */
+      commitApplied: ({ context: { paxos }, event }) =>
+        event.type === 'paxos.written' && event.token === `commit:${paxos.lastCommitted + 1}`,
+      fromQuorum: ({ context: { paxos }, event }) => {
+        if (event.type !== 'mon.paxos') return false;
+        // Monitor::dispatch_op: paxos messages from another election epoch are discarded.
+        if (event.msg.electionEpoch !== paxos.electionEpoch) return false;
+        const from = rankOf(paxos.monmap, event.from);
+        return from >= 0 && paxos.quorum.includes(from);
+      },
+      leaseAckFromQuorum: and([
+        'fromQuorum',
+        ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'lease_ack',
+      ]),
+      lastFromQuorum: and([
+        'fromQuorum',
+        ({ event }) => event.type === 'mon.paxos' && event.msg.op === 'last',
+      ]),
+      fromLeader: ({ context: { paxos }, event }) =>
+        event.type === 'mon.paxos' &&
+        event.msg.electionEpoch === paxos.electionEpoch &&
+        rankOf(paxos.monmap, event.from) === paxos.leader,
       // Monitor::handle_probe_probe: a peer that trimmed beyond me sends me back to probing (and to
       // a sync) — only a monitor of my map, or any message could cost a quorum its member.
       probeFromBeyondMe: ({ context, event }) =>
         event.type === 'mon.probe' &&
         event.msg.op === 'probe' &&
-        event.msg.paxosFirstVersion > context.lastCommitted + 1 &&
+        event.msg.paxosFirstVersion > context.paxos.lastCommitted + 1 &&
         event.msg.fsid === context.monmap.fsid &&
         rankOf(context.monmap, event.from) >= 0,
     },
@@ -628,6 +998,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     context: ({ input }) => ({
       name: input.name,
       rank: input.monmap.mons.findIndex((m) => m.name === input.name),
+      paxos: initialPaxos(
+        input,
+        input.monmap.mons.findIndex((m) => m.name === input.name),
+      ),
       monmap: input.monmap,
       config: input.config,
       hasEverJoined: input.hasEverJoined,
@@ -635,15 +1009,8 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       quorum: [],
       leader: -1,
       outsideQuorum: [],
-      firstCommitted: input.paxos.firstCommitted,
-      lastCommitted: input.paxos.lastCommitted,
       syncDecision: null,
       lastBootstrapReason: 'startup',
-      paxosBoot: {
-        acceptedPn: input.paxos.acceptedPn,
-        lastPn: input.paxos.lastPn,
-        uncommitted: input.paxos.uncommitted,
-      },
       serviceBoot: input.services ?? {},
       clockSkewsMs: {},
       electorBoot: { connectivityScores: input.connectivityScores ?? null },
@@ -652,8 +1019,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       sync: null,
       syncFinishing: false,
       forceFullSync: input.inSync ?? false,
-      paxosReadable: false,
-      paxosWriteable: false,
       appliedVersion: input.paxos.lastCommitted,
       servicesWaiting: services.map((d) => d.name),
       addr: input.monmap.mons.find((m) => m.name === input.name)?.addr ?? input.addr ?? '',
@@ -682,21 +1047,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           },
         }),
       },
-      {
-        id: 'paxos',
-        systemId: 'paxos',
-        src: 'paxos',
-        input: ({ context }) => ({
-          rank: context.rank,
-          monmap: context.monmap,
-          firstCommitted: context.firstCommitted,
-          lastCommitted: context.lastCommitted,
-          acceptedPn: context.paxosBoot.acceptedPn,
-          lastPn: context.paxosBoot.lastPn,
-          uncommitted: context.paxosBoot.uncommitted,
-          timeouts: context.config,
-        }),
-      },
       // Service children are built from the definitions given, so their `src` is not a literal
       // type XState can check here.
       ...(services.map((d, slot) => ({
@@ -717,7 +1067,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           trimMax: context.config.paxosServiceTrimMax,
           answersMax: context.config.monSessionAnswersMax,
           deadlineMaxMs: context.config.monClientDeadlineMaxMs,
-          appliedPaxosVersion: context.lastCommitted,
+          appliedPaxosVersion: context.paxos.lastCommitted,
         }),
       })) as never[]),
     ],
@@ -727,40 +1077,81 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     // exits and re-enters probing (Monitor::bootstrap from any state).
     on: {
       'elector.epoch': { actions: assign(({ event }) => ({ electionEpoch: event.epoch })) },
-      'paxos.status': {
+      // The io actor's report: what a record wrote (update_from_paxos for each committed version
+      // it applied, then the token a step asked to hear of).
+      'io.written': {
         actions: [
-          assign(({ event }) => ({
-            firstCommitted: event.firstCommitted,
-            lastCommitted: event.lastCommitted,
-            paxosReadable: event.readable,
-            paxosWriteable: event.writeable,
-          })),
+          'applied',
           { type: 'serviceNews', params: {} },
+          enqueueActions(({ enqueue, event }) => {
+            assertEvent(event, 'io.written');
+            if (event.token) enqueue.raise({ type: 'paxos.written', token: event.token });
+          }),
         ],
       },
-      'store.applied': { actions: ['applied', { type: 'serviceNews', params: {} }, 'noticeMonmap'] },
+      // A child's effects (a service's answers, reads and forwards; the elector's messages): the
+      // io actor is the one that does them.
+      'io.effects': { actions: sendTo('io', ({ event }) => event) },
       'paxos.committed': {
-        actions: [
-          assign(({ event }) => ({
-            firstCommitted: event.status.firstCommitted,
-            lastCommitted: event.status.lastCommitted,
-            paxosReadable: event.status.readable,
-            paxosWriteable: event.status.writeable,
-          })),
-          // C_Committed: the services whose proposals the round carried answer their clients.
-          enqueueActions(({ enqueue, context, event }) => {
-            const paxos = paxosStamp(context);
-            const owners = services.filter((d) => event.ids.some((id) => id.startsWith(`${d.name}:`)));
-            for (const d of owners) enqueue.sendTo(serviceId(d.name), { ...event, paxos });
-            const told = owners.map((d) => d.name);
-            if (told.length) enqueue.assign({ servicesWaiting: noteTold(context, told, paxos) });
-          }),
-          { type: 'serviceNews', params: {} },
-          enqueueActions(({ enqueue, context }) => {
-            if (context.pendingMonmap)
-              enqueue.raise({ type: 'monitor.adopt_monmap', monmap: context.pendingMonmap });
-          }),
-        ],
+        // MonmapMonitor: the leader adopts a monmap it committed once the round is over.
+        actions: enqueueActions(({ enqueue, context }) => {
+          if (context.pendingMonmap)
+            enqueue.raise({ type: 'monitor.adopt_monmap', monmap: context.pendingMonmap });
+        }),
+      },
+      // Paxos::finish_round's status: the services that may be waiting for Paxos hear of a change.
+      'paxos.report': {
+        actions: enqueueActions(({ enqueue, context, check }) => {
+          const status = paxosStatus(context.paxos, {
+            readable: check(stateIn(leaderLeaseValid)) || check(stateIn(peonLeaseValid)),
+            writeable: check(stateIn(leaderLeaseValid)),
+          });
+          const changed = statusKey(status) !== statusKey(context.paxos.status);
+          assignPaxos(enqueue, changed ? { reportPending: false, status } : { reportPending: false });
+          if (changed) enqueue({ type: 'serviceNews', params: {} });
+        }),
+      },
+      // Outside a quorum nothing is proposed; a service asking now is told so at once.
+      'paxos.propose': {
+        actions: enqueueActions(({ enqueue, event }) => {
+          assertEvent(event, 'paxos.propose');
+          enqueue({
+            type: 'paxosStep',
+            params: {
+              replies: event.replies.map((owed) => ({
+                target: owed.target,
+                reply: { r: -11, rs: 'update not committed (not in quorum); retry' },
+              })),
+              outcomes: [{ type: 'paxos.aborted', ids: [event.id], reason: 'not in quorum' }],
+            },
+          });
+        }),
+      },
+      'paxos.fail': { actions: raise(({ event }) => ({ type: 'paxos.bootstrap', reason: event.reason })) },
+      // The leader's lease ends mon_lease after it was sent, unless a newer one was acked since.
+      'paxos.lease_deadline': {
+        guard: ({ context, event }) => event.seq === context.paxos.ackedSeq,
+        actions: raise({ type: 'paxos.lease_expired' }),
+      },
+      'paxos.lease_window_end': {
+        actions: enqueueActions(({ enqueue, context: { paxos }, event }) => {
+          assignPaxos(enqueue, { leaseTokensEnded: Math.max(paxos.leaseTokensEnded, event.token) });
+          if (event.token === paxos.heldToken) enqueue.raise({ type: 'paxos.held_lease_ended' });
+        }),
+      },
+      'paxos.promise_expired': {
+        guard: ({ context, event }) => event.seq === context.paxos.promiseSeq,
+        actions: enqueueActions(({ enqueue, context: { paxos } }) => {
+          assignPaxos(enqueue, { promiseActive: false, deferredCollect: null, collectDeferred: false });
+          if (paxos.deferredCollect) {
+            enqueue.raise({
+              type: 'mon.paxos',
+              from: paxos.deferredCollect.from,
+              msg: paxos.deferredCollect.msg,
+            });
+          }
+          if (paxos.collectDeferred) enqueue.raise({ type: 'paxos.collect_again', abovePn: 0 });
+        }),
       },
       'monitor.adopt_monmap': [
         {
@@ -792,7 +1183,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                 monmap: context.monmap,
                 rank: context.rank,
               });
-              enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: context.monmap, rank: context.rank });
+              assignPaxos(enqueue, { monmap: context.monmap, rank: context.rank });
             }),
           ],
         },
@@ -814,6 +1205,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           });
         }),
       },
+      // The services whose proposals were abandoned propose again (their clients were answered).
       'paxos.aborted': {
         actions: enqueueActions(({ enqueue, event }) => {
           for (const d of services)
@@ -883,8 +1275,6 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           enqueue.sendTo('elector', { type: 'elector.down', ranks: downRanks(context.monmap, downPeers) });
         }),
       },
-      'paxos.propose': { actions: sendTo('paxos', ({ event }) => event) },
-      'mon.paxos': { actions: sendTo('paxos', ({ event }) => event) },
       // The elector's pings (connectivity scores), in every state: Monitor::dispatch_op hands
       // MMonPing to the Elector whatever the monitor is doing.
       'mon.ping': { actions: sendTo('elector', ({ event }) => event) },
@@ -942,7 +1332,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                     if (rank >= 0) enqueue({ type: 'io', params: effects(monmapWrites(outcome.monmap), []) });
                     enqueue.assign({ monmap: outcome.monmap, rank });
                     enqueue.sendTo('elector', { type: 'elector.monmap', monmap: outcome.monmap, rank });
-                    enqueue.sendTo('paxos', { type: 'paxos.monmap', monmap: outcome.monmap, rank });
+                    assignPaxos(enqueue, { monmap: outcome.monmap, rank });
                     enqueue.raise({
                       type: 'monitor.bootstrap',
                       reason: `adopted monmap epoch ${outcome.monmap.epoch} from ${e.from}`,
@@ -1016,7 +1406,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               actions: enqueueActions(({ enqueue, context, event }) => {
                 const step = syncCookie(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
                 enqueue.assign({ sync: step.progress });
-                enqueue.sendTo(({ system }) => system.get('io'), effects([], step.messages));
+                enqueue.sendTo('io', effects([], step.messages));
               }),
             },
             {
@@ -1036,7 +1426,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
                   return;
                 }
                 enqueue.assign({ sync: step.progress });
-                enqueue.sendTo(({ system }) => system.get('io'), effects(step.writes, step.messages));
+                enqueue.sendTo('io', effects(step.writes, step.messages));
               }),
             },
             {
@@ -1048,10 +1438,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               actions: enqueueActions(({ enqueue, context, event }) => {
                 const step = syncFinish(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
                 enqueue.assign({ sync: step.progress, syncFinishing: true });
-                enqueue.sendTo(
-                  ({ system }) => system.get('io'),
-                  effects(step.writes, [], { systemId: 'monitor', token: 'sync_finished' }),
-                );
+                enqueue.sendTo('io', effects(step.writes, [], 'sync_finished'));
               }),
             },
             {
@@ -1073,12 +1460,12 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       // (Ceph re-inits Paxos and bootstraps).
       reloading: { type: 'final' },
       electing: {
-        entry: [sendTo('paxos', { type: 'paxos.restart' }), { type: 'announce', params: { role: 'none' } }],
+        entry: { type: 'announce', params: { role: 'none' } },
         on: {
           'mon.election': { actions: sendTo('elector', ({ event }) => event) },
           'monitor.start_election': { actions: sendTo('elector', { type: 'elector.start' }) },
           'elector.win': {
-            target: 'leader',
+            target: 'inQuorum.leader',
             actions: assign(({ context, event }) => ({
               quorum: event.quorum,
               leader: context.rank,
@@ -1087,7 +1474,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             })),
           },
           'elector.lose': {
-            target: 'peon',
+            target: 'inQuorum.peon',
             actions: assign(({ event }) => ({
               quorum: event.quorum,
               leader: event.leader,
@@ -1097,17 +1484,13 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           },
         },
       },
-      leader: {
-        // Monitor::win_election
-        entry: [
-          sendTo('paxos', ({ context }) => ({
-            type: 'paxos.leader_init',
-            electionEpoch: context.electionEpoch,
-            quorum: context.quorum,
-          })),
-          'joined',
-          { type: 'announce', params: { role: 'leader' } },
-        ],
+      // In a quorum (Monitor::win_election / lose_election): Paxos runs here, its regions in the
+      // leader and peon states. Leaving it is Paxos::restart: what was proposed is answered EAGAIN.
+      inQuorum: {
+        // Entered only by elector.win (→ leader) or elector.lose (→ peon); `initial` is XState's.
+        initial: 'peon',
+        entry: 'joined',
+        exit: { type: 'paxosRestart', params: { reason: 'paxos restarted (bootstrap or election)' } },
         on: {
           'mon.election': { actions: sendTo('elector', ({ event }) => event) },
           'elector.join_election': { target: 'electing' },
@@ -1127,49 +1510,359 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             { actions: 'replyProbe' },
           ],
         },
-      },
-      peon: {
-        // Monitor::lose_election
-        entry: [
-          sendTo('paxos', ({ context }) => ({
-            type: 'paxos.peon_init',
-            electionEpoch: context.electionEpoch,
-            quorum: context.quorum,
-            leader: context.leader,
-          })),
-          'joined',
-          { type: 'announce', params: { role: 'peon' } },
-        ],
-        on: {
-          'mon.election': { actions: sendTo('elector', ({ event }) => event) },
-          'elector.join_election': { target: 'electing' },
-          'monitor.start_election': {
-            target: 'electing',
-            actions: sendTo('elector', { type: 'elector.start' }),
-          },
-          'mon.probe': [
-            {
-              guard: 'probeFromBeyondMe',
-              target: 'probing',
-              actions: [
-                'replyProbe',
-                assign({ lastBootstrapReason: 'a peer has trimmed beyond my last_committed' }),
+        states: {
+          leader: {
+            type: 'parallel',
+            // Monitor::win_election → Paxos::leader_init (collect, in round.recovering).
+            entry: ['paxosLeaderInit', { type: 'announce', params: { role: 'leader' } }],
+            on: {
+              'paxos.propose': [
+                {
+                  // Propose at once when idle (paxmon's default); otherwise it rides the next round.
+                  guard: stateIn({ inQuorum: { leader: { round: 'active' } } }),
+                  actions: [
+                    'enqueueProposal',
+                    { type: 'paxosStep', params: { raise: { type: 'paxos.begin' } } },
+                  ],
+                },
+                { actions: 'enqueueProposal' },
               ],
             },
-            { actions: 'replyProbe' },
-          ],
-          // The leader is gone (its session reset): bootstrap now rather than at the lease
-          // timeout. Reads stop with the lease; the lease promise still holds off a new leader.
-          'monitor.leader_lost': {
-            target: 'probing',
-            actions: assign(({ event }) => ({
-              lastBootstrapReason: `lost the session to the leader ${event.peer}`,
-            })),
+            states: {
+              round: {
+                initial: 'recovering',
+                states: {
+                  recovering: {
+                    entry: [
+                      'paxosReport',
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) => collect(context, context.collectAbovePn),
+                      },
+                    ],
+                    after: {
+                      acceptTimeout: {
+                        actions: { type: 'paxosBootstrap', params: { reason: 'collect timeout' } },
+                      },
+                    },
+                    on: {
+                      'mon.paxos': {
+                        guard: 'lastFromQuorum',
+                        actions: {
+                          type: 'paxosStep',
+                          params: ({ context: { paxos: context }, event }) => {
+                            assertEvent(event, 'mon.paxos');
+                            return handleLast(context, rankOf(context.monmap, event.from), event.msg);
+                          },
+                        },
+                      },
+                      'paxos.collect_again': {
+                        target: 'recovering',
+                        reenter: true,
+                        actions: assign(({ context, event }) => ({
+                          paxos: { ...context.paxos, collectAbovePn: event.abovePn },
+                        })),
+                      },
+                      'paxos.recovered': [
+                        {
+                          // Paxos::handle_last: an old value was accepted somewhere: finish it first.
+                          guard: ({ event }) => event.type === 'paxos.recovered' && event.begin,
+                          target: 'updating_previous',
+                        },
+                        { target: 'active' },
+                      ],
+                    },
+                  },
+                  updating_previous: {
+                    entry: [
+                      'paxosReport',
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) => {
+                          const value = context.recovered?.value ?? new Uint8Array();
+                          const s = begin({ ...context }, value);
+                          return {
+                            ...s,
+                            context: { ...s.context, inFlight: { value, ids: [], replies: [] } },
+                          };
+                        },
+                      },
+                    ],
+                    after: {
+                      acceptTimeout: {
+                        actions: {
+                          type: 'paxosBootstrap',
+                          params: { reason: 'accept timeout (updating_previous)' },
+                        },
+                      },
+                    },
+                    on: {
+                      'paxos.written': { actions: 'countSelfAccept' },
+                      'mon.paxos': { guard: 'fromQuorum', actions: 'handleAccept' },
+                      'paxos.commit_start': { target: 'writing_previous' },
+                    },
+                  },
+                  writing_previous: {
+                    entry: [
+                      'paxosReport',
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) => commitStart(context),
+                      },
+                    ],
+                    on: {
+                      'paxos.written': {
+                        guard: 'commitApplied',
+                        target: 'refresh',
+                        actions: {
+                          type: 'paxosStep',
+                          params: ({ context: { paxos: context } }) => commitFinish(context),
+                        },
+                      },
+                    },
+                  },
+                  active: {
+                    entry: [
+                      'paxosReport',
+                      // Paxos::finish_round → trim when due (queued as a round of its own).
+                      'maybeTrim',
+                      // Ceph extends the lease after every commit (commit_finish → extend_lease), to
+                      // make the peons readable again after the begin cancelled their lease. paxmon's
+                      // peon keeps its lease through a round and reads again once the commit arrives,
+                      // so the lease goes out after recovery and then every mon_lease × renew factor
+                      // (Ceph's lease_renew_event), not twice per write.
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) => {
+                          if (!context.renewDue) return nothing;
+                          const s = extendLease(context);
+                          return { ...s, context: { ...s.context, renewDue: false } };
+                        },
+                      },
+                      // Paxos::finish_round: what queued during the last round goes out now.
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) =>
+                          context.queue.length ? { raise: { type: 'paxos.begin' } } : nothing,
+                      },
+                    ],
+                    on: {
+                      'paxos.begin': { target: 'updating' },
+                      'paxos.lease_renew_due': { target: 'active', reenter: true },
+                    },
+                  },
+                  updating: {
+                    entry: [
+                      'paxosReport',
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) => {
+                          const batch = takeQueue(context);
+                          if (!batch)
+                            return { raise: { type: 'paxos.fail', reason: 'begin with nothing queued' } };
+                          const s = begin(context, batch.value);
+                          return { ...s, context: { ...s.context, inFlight: batch, queue: [] } };
+                        },
+                      },
+                    ],
+                    after: {
+                      acceptTimeout: {
+                        actions: { type: 'paxosBootstrap', params: { reason: 'accept timeout' } },
+                      },
+                    },
+                    on: {
+                      'paxos.written': { actions: 'countSelfAccept' },
+                      'mon.paxos': { guard: 'fromQuorum', actions: 'handleAccept' },
+                      'paxos.commit_start': { target: 'writing' },
+                    },
+                  },
+                  writing: {
+                    entry: [
+                      'paxosReport',
+                      {
+                        type: 'paxosStep',
+                        params: ({ context: { paxos: context } }) => commitStart(context),
+                      },
+                    ],
+                    on: {
+                      'paxos.written': {
+                        guard: 'commitApplied',
+                        target: 'refresh',
+                        actions: {
+                          type: 'paxosStep',
+                          params: ({ context: { paxos: context } }) => commitFinish(context),
+                        },
+                      },
+                    },
+                  },
+                  // Ceph's STATE_REFRESH: services reload from the store (update_from_paxos) before the
+                  // round is finished. The services hear of the commit through `paxos.committed`.
+                  refresh: {
+                    entry: 'paxosReport',
+                    always: { target: 'active' },
+                  },
+                },
+              },
+              lease: {
+                initial: 'expired',
+                states: {
+                  // Valid from the moment every peon acked a lease until mon_lease after that lease was
+                  // sent (paxos.lease_deadline), unless a newer lease was acked meanwhile.
+                  expired: {
+                    entry: 'paxosReport',
+                    on: { 'paxos.lease_all_acked': { target: 'valid' } },
+                  },
+                  valid: {
+                    tags: ['readable', 'writeable'],
+                    entry: 'paxosReport',
+                    on: { 'paxos.lease_expired': { target: 'expired' } },
+                  },
+                },
+              },
+              renew: {
+                // Paxos's lease_renew_event: the lease is extended every mon_lease × renew factor; a
+                // round in flight delays it to the moment the round is active again.
+                initial: 'waiting',
+                states: {
+                  waiting: {
+                    after: {
+                      leaseRenew: {
+                        target: 'waiting',
+                        reenter: true,
+                        actions: [
+                          assign(({ context }) => ({ paxos: { ...context.paxos, renewDue: true } })),
+                          raise({ type: 'paxos.lease_renew_due' }),
+                        ],
+                      },
+                    },
+                  },
+                },
+              },
+              leaseAck: {
+                // Paxos::extend_lease arms the lease-ack timeout only if none is pending; all acks cancel it.
+                initial: 'idle',
+                states: {
+                  idle: {
+                    on: {
+                      'paxos.lease_extended': { target: 'waiting' },
+                      // A late ack still brings the peon's newest lease token.
+                      'mon.paxos': { guard: 'leaseAckFromQuorum', actions: 'notePeonToken' },
+                    },
+                  },
+                  waiting: {
+                    after: {
+                      leaseAckTimeout: {
+                        actions: { type: 'paxosBootstrap', params: { reason: 'lease ack timeout' } },
+                      },
+                    },
+                    on: {
+                      'mon.paxos': { guard: 'leaseAckFromQuorum', actions: 'handleLeaseAck' },
+                      'paxos.lease_all_acked': { target: 'idle' },
+                    },
+                  },
+                },
+              },
+            },
+          },
+          peon: {
+            type: 'parallel',
+            // Monitor::lose_election → Paxos::peon_init.
+            entry: ['paxosPeonInit', { type: 'announce', params: { role: 'peon' } }],
+            on: {
+              'paxos.propose': {
+                actions: enqueueActions(({ enqueue, event }) => {
+                  assertEvent(event, 'paxos.propose');
+                  const rs = 'update not committed (not the leader); retry';
+                  enqueue({
+                    type: 'paxosStep',
+                    params: {
+                      replies: event.replies.map((owed) => ({ target: owed.target, reply: { r: -11, rs } })),
+                      outcomes: [{ type: 'paxos.aborted', ids: [event.id], reason: 'not the leader' }],
+                    },
+                  });
+                }),
+              },
+              // The leader is gone (its session reset): bootstrap now rather than at the lease
+              // timeout. Reads stop with the lease; the lease promise still holds off a new leader.
+              'monitor.leader_lost': {
+                target: '#monitor.probing',
+                actions: assign(({ event }) => ({
+                  lastBootstrapReason: `lost the session to the leader ${event.peer}`,
+                })),
+              },
+            },
+            states: {
+              round: {
+                initial: 'recovering',
+                on: {
+                  'mon.paxos': { guard: 'fromLeader', actions: 'peonMessage' },
+                  'paxos.peon_recovering': { target: '.recovering' },
+                  'paxos.peon_updating': { target: '.updating' },
+                  'paxos.peon_committed': { target: '.active' },
+                  'paxos.lease_granted': { target: '.active' },
+                },
+                states: {
+                  recovering: { entry: 'paxosReport' },
+                  active: { entry: 'paxosReport' },
+                  updating: { entry: 'paxosReport' },
+                },
+              },
+              lease: {
+                initial: 'expired',
+                states: {
+                  expired: {
+                    entry: 'paxosReport',
+                    on: { 'paxos.lease_granted': { target: 'held' } },
+                  },
+                  // A lease serves reads until mon_lease after the token it echoes was sent (see
+                  // handleLease). Paxos::handle_begin cancels it in Ceph; here a begin only suspends it:
+                  // reads stop until the commit of that value arrives (a commit needs my accept, so
+                  // nothing newer can be committed before I hear of it), and the lease's end does not move.
+                  held: {
+                    initial: 'valid',
+                    on: {
+                      'paxos.held_lease_ended': { target: 'expired' },
+                      'paxos.lease_granted': { target: 'held', reenter: true },
+                      // Paxos::handle_collect clears the peon's lease.
+                      'paxos.peon_recovering': { target: 'expired' },
+                    },
+                    states: {
+                      valid: {
+                        tags: ['readable'],
+                        entry: 'paxosReport',
+                        on: { 'paxos.peon_updating': { target: 'suspended' } },
+                      },
+                      suspended: {
+                        entry: 'paxosReport',
+                        on: { 'paxos.peon_committed': { target: 'valid' } },
+                      },
+                    },
+                  },
+                },
+              },
+              watchdog: {
+                // Paxos::reset_lease_timeout: armed at peon_init and on every lease.
+                initial: 'waiting',
+                states: {
+                  waiting: {
+                    after: {
+                      leaseAckTimeout: {
+                        actions: { type: 'paxosBootstrap', params: { reason: 'lease timeout' } },
+                      },
+                    },
+                    on: {
+                      'paxos.lease_granted': { target: 'waiting', reenter: true },
+                      'paxos.lease_received': { target: 'waiting', reenter: true },
+                    },
+                  },
+                },
+              },
+            },
           },
         },
       },
       shutdown: {
-        entry: [sendTo('paxos', { type: 'paxos.restart' }), sendTo('elector', { type: 'elector.reset' })],
+        entry: sendTo('elector', { type: 'elector.reset' }),
         type: 'final',
       },
     },

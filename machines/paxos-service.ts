@@ -19,7 +19,6 @@ import type {
   AppliedOp,
   CommandReplyData,
   IoEffectsEvent,
-  Proposal,
   ReadPlan,
   ReplyTarget,
   ServiceRead,
@@ -169,7 +168,12 @@ export interface ServiceContext {
   havePending: boolean;
   /** Answers owed once the pending change commits (C_Committed in Ceph). */
   pendingReplies: OwedReply[];
-  proposing: { id: string; version: number; replies: OwedReply[] } | null;
+  /**
+   * The change in flight (Ceph's `proposing`): its answers travel with it (Paxos answers them
+   * once it commits, or EAGAIN if it is abandoned); `owed` keeps them for a retry to find, and
+   * `replies` holds the answers owed to retries that arrived while it was in flight.
+   */
+  proposing: { id: string; version: number; owed: OwedReply[]; replies: OwedReply[] } | null;
   versions: ServiceVersions;
   monitor: MonitorView;
   /**
@@ -345,11 +349,13 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   const def = definition as unknown as ServiceDefinition<unknown, unknown>;
   const view = (context: ServiceContext): MonitorView => context.monitor;
 
-  type Effects = Required<Pick<IoEffectsEvent, 'replies' | 'reads' | 'messages' | 'proposals'>>;
+  type Effects = Required<Pick<IoEffectsEvent, 'replies' | 'reads' | 'messages'>> & {
+    proposals: { id: string; ops: StoreOp[]; replies: { target: ReplyTarget; reply: Reply }[] }[];
+  };
   type Step = { context: Partial<ServiceContext>; io: Effects; propose: boolean };
   const emptyStep = (): Step => ({
     context: {},
-    io: { replies: [], reads: [], messages: [], proposals: [] },
+    io: { replies: [], reads: [], messages: [], proposals: [] } as Effects,
     propose: false,
   });
 
@@ -397,7 +403,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     }
     const owed = c.pendingReplies.find((p) => p.key === key);
     if (owed) return { ...c, pendingReplies: [...c.pendingReplies, { ...owed, target: request }] };
-    const inFlight = c.proposing?.replies.find((p) => p.key === key);
+    const inFlight = c.proposing?.owed.find((p) => p.key === key);
     if (c.proposing && inFlight) {
       const proposing = {
         ...c.proposing,
@@ -499,7 +505,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     // PaxosService::maybe_trim: drop versions of this service's history nobody needs.
     ops.push(...trimOps(c));
     const id = `${def.name}:${version}:${c.proposalSeq}`;
-    step.io.proposals.push({ id, ops } satisfies Proposal);
+    step.io.proposals.push({
+      id,
+      ops,
+      replies: c.pendingReplies.map((p) => ({ target: p.target, reply: p.reply })),
+    });
     return {
       ...c,
       havePending: false,
@@ -507,7 +517,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       pendingReplies: [],
       gatherTarget: 0,
       proposalSeq: c.proposalSeq + 1,
-      proposing: { id, version, replies: c.pendingReplies },
+      proposing: { id, version, owed: c.pendingReplies, replies: [] },
     };
   }
 
@@ -611,10 +621,12 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         const { context: next, step } = run(context, (c, s) => handle(c, event, s));
         // An event that changed nothing (a status this service ignores) clones no snapshot.
         if (next !== context) enqueue.assign(next);
-        const io = step.io;
-        if (io.replies.length || io.reads.length || io.messages.length || io.proposals.length) {
+        // Everything goes to the monitor, which hands proposals to Paxos and effects to io.
+        const { proposals, ...io } = step.io;
+        for (const proposal of proposals) enqueue.sendParent({ type: 'paxos.propose', ...proposal });
+        if (io.replies.length || io.reads.length || io.messages.length) {
           const effects: IoEffectsEvent = { type: 'io.effects', writes: [], ...io };
-          enqueue.sendTo(({ system }) => system.get('io'), effects);
+          enqueue.sendParent(effects);
         }
       }),
     },
@@ -724,6 +736,31 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     },
   });
 
+  /**
+   * C_Committed: the proposal in flight committed. Paxos answered its clients with the commit;
+   * the retries that arrived meanwhile are answered here.
+   */
+  function committed(current: ServiceContext, ids: string[], step: Step): ServiceContext {
+    const proposing = current.proposing;
+    if (!proposing || !ids.includes(proposing.id)) return current;
+    for (const p of proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
+    // Remembered now, whichever of this and the version's store.applied comes first.
+    recordAnswers(
+      current.sessions,
+      proposing.version,
+      proposing.owed
+        .filter((p) => !p.key.startsWith('mon.'))
+        .map((p) => [p.key, p.reply.r, p.reply.rs, p.target.deadline ?? 0]),
+    );
+    // paxos_propose_gather: the clients just answered are likely to send again at once.
+    const answered = proposing.owed.length;
+    const gatherTarget =
+      current.settings.proposeGatherMs > 0 && answered > 1 ? answered + current.pendingReplies.length : 0;
+    let next: ServiceContext = { ...current, proposing: null, gatherTarget };
+    if (def.onActive) next = { ...next, state: def.onActive(next.state, view(next)) };
+    return next;
+  }
+
   /** The template's reaction to every event (pure over the context). */
   function handle(context: ServiceContext, event: ServiceEvent, step: Step): ServiceContext {
     const stamp = 'paxos' in event ? event.paxos : undefined;
@@ -799,33 +836,16 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         if (mine.length)
           next = { ...next, versions, state: def.updateFromPaxos(next.state, event.ops, versions) };
         applySessionOps(next.sessions, def.prefix, event.ops);
-        return next;
+        // On the leader, the version that commits this service's proposal says so.
+        return event.committed ? committed(next, event.committed, step) : next;
       }
       case 'paxos.committed': {
-        // The commit carries Paxos's status after it (one event per round, not two).
         const { readable, writeable, lastCommitted } = event.status;
         const current: ServiceContext = stamp ? c : { ...c, paxos: { readable, writeable, lastCommitted } };
-        const proposing = current.proposing;
-        if (!proposing || !event.ids.includes(proposing.id)) return current;
-        // C_Committed: answer every request of the version now that it is committed.
-        for (const p of proposing.replies) step.io.replies.push({ target: p.target, reply: p.reply });
-        // Remembered now, whichever of this and the version's store.applied comes first.
-        recordAnswers(
-          current.sessions,
-          proposing.version,
-          proposing.replies
-            .filter((p) => !p.key.startsWith('mon.'))
-            .map((p) => [p.key, p.reply.r, p.reply.rs, p.target.deadline ?? 0]),
-        );
-        // paxos_propose_gather: the clients just answered are likely to send again at once.
-        const answered = proposing.replies.length;
-        const gatherTarget =
-          current.settings.proposeGatherMs > 0 && answered > 1 ? answered + current.pendingReplies.length : 0;
-        let next: ServiceContext = { ...current, proposing: null, gatherTarget };
-        if (def.onActive) next = { ...next, state: def.onActive(next.state, view(next)) };
-        return next;
+        return committed(current, event.ids, step);
       }
       case 'paxos.aborted': {
+        // Paxos answered the proposal's own clients (EAGAIN); the retries that joined it are ours.
         if (!c.proposing || !event.ids.includes(c.proposing.id)) return c;
         for (const p of c.proposing.replies) {
           step.io.replies.push({

@@ -139,10 +139,10 @@ export class SimCluster {
     }
   }
 
-  async start(name: string): Promise<MonitorHandle> {
+  async start(name: string, opened?: Transport): Promise<MonitorHandle> {
     const node = this.node(name);
     if (node.monitor) throw new Error(`mon.${name} is already running`);
-    const endpoint = this.network.endpoint(`mon.${name}` as EntityName);
+    const endpoint = opened ?? this.network.endpoint(`mon.${name}` as EntityName);
     const transport = this.#wrapTransport ? this.#wrapTransport(name, endpoint) : endpoint;
     const clock = this.#clocks.get(name) ?? this.clock;
     let random = this.#authRandom.get(name);
@@ -168,7 +168,16 @@ export class SimCluster {
   }
 
   async startAll(): Promise<void> {
-    for (const node of this.nodes) await this.start(node.name);
+    await this.startMany(this.nodes.filter((n) => !n.monitor).map((n) => n.name));
+  }
+
+  /**
+   * Start monitors at the same moment: every endpoint is open before the first monitor sends
+   * (its first probes reach the others, as processes started together find each other).
+   */
+  async startMany(names: string[]): Promise<void> {
+    const endpoints = names.map((name) => this.network.endpoint(`mon.${name}` as EntityName));
+    for (const [i, name] of names.entries()) await this.start(name, endpoints[i]);
   }
 
   /** kill -9: the actor tree stops, its endpoint closes, unsynced writes may be lost. */

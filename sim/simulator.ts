@@ -18,13 +18,7 @@
 import type { AnyActorRef } from 'xstate';
 import type { MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
-import {
-  isReadable,
-  type PaxosContext,
-  type PaxosMachineContext,
-  paxosStateName,
-} from '../machines/paxos.ts';
-import { Transaction } from '../storage/transaction.ts';
+import { isReadable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
 import type { NetworkEvent } from '../transport/memory-network.ts';
 import type { ElectionStrategy, EntityName, Message } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
@@ -504,7 +498,6 @@ export class Simulation {
     this.#observed.set(name, actor);
     const current = () =>
       this.#phase !== 'done' && monitor.actor === actor && this.cluster.node(name).monitor === monitor;
-    const paxos = actor.system.get('paxos') as AnyActorRef | undefined;
     const initial = paxosContext(monitor);
     this.checker.onStart(
       name,
@@ -548,18 +541,20 @@ export class Simulation {
     };
     actor.subscribe(onRoot);
     onRoot();
-    if (!paxos) return;
     let lastPaxos = '';
     const onPaxos = () => {
       if (!current()) return;
-      const snapshot = paxos.getSnapshot() as Parameters<typeof isReadable>[0] & { value: unknown };
+      const snapshot = actor.getSnapshot() as Parameters<typeof isReadable>[0] & {
+        value: unknown;
+        context: { paxos: PaxosContext };
+      };
       const context = snapshot.context.paxos;
       const readable = isReadable(snapshot);
       this.checker.onPaxos(name, context.firstCommitted, context.lastCommitted, readable);
       if (context.lastCommitted > this.#highestLastCommitted)
         this.#highestLastCommitted = context.lastCommitted;
       const state = paxosStateName(snapshot);
-      if (snapshot.matches('leader') && recoveredStates.has(state)) {
+      if (monitor.state() === 'leader' && recoveredStates.has(state)) {
         this.checker.onLeaderRecovered(name, context.electionEpoch);
       }
       const line = `${state} fc ${context.firstCommitted} lc ${context.lastCommitted}${readable ? ' readable' : ''}`;
@@ -576,7 +571,7 @@ export class Simulation {
       lastPaxos = line;
       this.#line(`mon.${name} paxos ${line}`);
     };
-    paxos.subscribe(onPaxos);
+    actor.subscribe(onPaxos);
     onPaxos();
   }
 
@@ -883,13 +878,18 @@ export class Simulation {
       const monitor = node.monitor;
       if (monitor?.state() !== 'leader') continue;
       const n = ++this.#proposals;
-      const value = new Transaction()
-        .put('simulator', `p${n}`, `proposal ${n} via mon.${node.name}`)
-        .encode();
+      const ops = [
+        {
+          op: 'put' as const,
+          prefix: 'simulator',
+          key: `p${n}`,
+          value: `proposal ${n} via mon.${node.name}`,
+        },
+      ];
       this.#line(`propose p${n} at mon.${node.name}`);
       // Held like a message if the leader is paused: a paused process accepts nothing.
       const clock = this.clocks.get(node.name);
-      const send = () => monitor.actor.send({ type: 'paxos.propose', id: `sim-p${n}`, value });
+      const send = () => monitor.actor.send({ type: 'paxos.propose', id: `sim-p${n}`, ops, replies: [] });
       if (clock) clock.run(send);
       else send();
     }
@@ -932,8 +932,7 @@ function guardRealTimers(): { armed(): string | null; restore(): void } {
 const recoveredStates = new Set(['active', 'updating', 'writing', 'refresh']);
 
 function paxosContext(monitor: MonitorHandle | null): PaxosContext | undefined {
-  const paxos = monitor?.actor.system.get('paxos') as AnyActorRef | undefined;
-  return (paxos?.getSnapshot() as { context: PaxosMachineContext } | undefined)?.context.paxos;
+  return (monitor?.actor.getSnapshot() as { context: { paxos: PaxosContext } } | undefined)?.context.paxos;
 }
 
 function both(a: EntityName[], b: EntityName[]): Block[] {

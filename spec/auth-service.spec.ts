@@ -445,7 +445,7 @@ test('through the PaxosService template: create_initial imports the keyring; get
     trimMin: 250,
     trimMax: 500,
   });
-  const proposals = () => h.io.flatMap((e) => e.proposals ?? []);
+  const proposals = () => h.proposals();
   const replies = () => h.io.flatMap((e) => e.replies ?? []);
   h.send({ type: 'paxos.status', firstCommitted: 0, lastCommitted: 0, readable: true, writeable: true });
   const [initial] = proposals();

@@ -5,11 +5,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig } from '../machines/config.ts';
 import { SimCluster } from '../sim/cluster.ts';
-import { Transaction } from '../storage/transaction.ts';
 import type { EntityName } from '../transport/messages.ts';
 
 const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
-const value = (key: string, v: string) => new Transaction().put('kv', key, v).encode();
+/** A proposal as a service makes one: its ops, and no client to answer. */
+const proposal = (id: string, key: string, v: string) => ({
+  type: 'paxos.propose' as const,
+  id,
+  ops: [{ op: 'put' as const, prefix: 'kv', key, value: v }],
+  replies: [],
+});
 
 async function cluster(size: number, seed = 1) {
   const c = new SimCluster({ size, seed });
@@ -109,8 +114,7 @@ test('a committed value is identical on every monitor, and proposals during a ro
   assert.ok(leader);
   const committed: string[] = [];
   leader.actor.subscribe(() => {});
-  for (let i = 0; i < 10; i += 1)
-    leader.actor.send({ type: 'paxos.propose', id: `p${i}`, value: value(`k${i}`, `v${i}`) });
+  for (let i = 0; i < 10; i += 1) leader.actor.send(proposal(`p${i}`, `k${i}`, `v${i}`));
   await c.runUntil(() => c.running().every((m) => text(undefined) === undefined && m.isReadable()), 5_000);
   await c.runUntil(() => c.nodes.every((n) => paxosOf(c, n.name).last_committed >= 2), 5_000);
   await c.run(50);
@@ -139,7 +143,7 @@ test('the leader dies between begin and commit: the value is recovered and commi
   const before = paxosOf(c, 'b').last_committed;
   c.network.setLink('mon.b', 'mon.a', { blocked: true });
   c.network.setLink('mon.c', 'mon.a', { blocked: true });
-  c.node('a').monitor?.actor.send({ type: 'paxos.propose', id: 'x', value: value('recovered', 'yes') });
+  c.node('a').monitor?.actor.send(proposal('x', 'recovered', 'yes'));
   await c.runUntil(() => ['b', 'c'].every((n) => paxosOf(c, n).state === 'updating'), 1_000);
   await c.crash('a');
   c.network.heal();

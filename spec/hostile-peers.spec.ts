@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MonitorHandle } from '../actors/monitor.ts';
-import type { PaxosMachineContext } from '../machines/paxos.ts';
+import type { PaxosContext } from '../machines/paxos.ts';
 import { SimCluster } from '../sim/cluster.ts';
 import { Transaction } from '../storage/transaction.ts';
 import type { EntityName, Message, MonMap, MonPaxos } from '../transport/messages.ts';
@@ -22,8 +22,7 @@ async function cluster(size: number, seed: number) {
 }
 
 const monmapOf = (m: MonitorHandle) => (m.actor.getSnapshot().context as { monmap: MonMap }).monmap;
-const paxosOf = (m: MonitorHandle) =>
-  (m.actor.system.get('paxos').getSnapshot().context as PaxosMachineContext).paxos;
+const paxosOf = (m: MonitorHandle) => (m.actor.getSnapshot().context as { paxos: PaxosContext }).paxos;
 const storedEpoch = (c: SimCluster, name: string) => c.node(name).store.getNumber('monmap', 'last_committed');
 
 /** A map of a far higher epoch that leaves `without` out. */

@@ -1,5 +1,5 @@
 // Inspection (issue 7 §3): the recorded stream of a simulated election holds every actor of each
-// monitor's tree — monitor, elector, paxos, io and each service — with their state changes; the
+// monitor's tree — monitor (Paxos runs in it), elector, io and each service — with their state changes; the
 // recording replays as a timeline; values are JSON-safe and lines bounded; every statechart
 // exports as JSON and as a mermaid diagram, and the README embeds the current diagrams.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +26,7 @@ import {
   statecharts,
   updateReadmeDiagrams,
 } from '../cli/statecharts.ts';
+import { monitorStateName } from '../machines/monitor.ts';
 import { SimCluster } from '../sim/cluster.ts';
 import type { EntityName } from '../transport/messages.ts';
 import { paxmon, repoRoot, tempDir } from './support/process.ts';
@@ -108,7 +109,8 @@ test('the recording of an election holds every actor of every monitor, and their
     const created = mine.filter((r) => r.kind === 'actor');
     const root = created.find((r) => r.parent === undefined);
     assert.is(root?.actor, 'monitor', `mon.${mon}'s root`);
-    assert.ok(children.includes('elector') && children.includes('paxos') && children.includes('io'));
+    assert.ok(children.includes('elector') && children.includes('io'));
+    assert.not.ok(children.includes('paxos'), 'Paxos runs inside the monitor statechart');
     // Every actor of the live tree was recorded as created (services too, whatever they are).
     for (const child of children) {
       assert.ok(
@@ -116,9 +118,9 @@ test('the recording of an election holds every actor of every monitor, and their
         `mon.${mon}: ${child} created`,
       );
     }
-    // Every statechart actor changed state during the election: elector, paxos, each service.
+    // Every statechart actor changed state during the election: monitor (and its Paxos), elector, each service.
     const machines = created.filter((r) => r.machine !== undefined).map((r) => r.actor);
-    assert.ok(machines.includes('elector') && machines.includes('paxos'));
+    assert.ok(machines.includes('elector'));
     const services = children.filter((c) => c.startsWith('service:'));
     for (const actor of ['monitor', ...machines.filter((m) => m !== 'monitor')]) {
       const values = mine
@@ -126,7 +128,7 @@ test('the recording of an election holds every actor of every monitor, and their
         .map((r) => stateLeaves(r.value).join(','));
       assert.ok(values.length > 0, `mon.${mon}: snapshots of ${actor}`);
       const changed = new Set(values).size > 1;
-      if (actor === 'monitor' || actor === 'elector' || actor === 'paxos' || services.includes(actor))
+      if (actor === 'monitor' || actor === 'elector' || services.includes(actor))
         assert.ok(changed, `mon.${mon}: ${actor} changed state (${[...new Set(values)].join(' | ')})`);
     }
   }
@@ -147,7 +149,7 @@ test('the recording of an election holds every actor of every monitor, and their
   const leader = records.filter(
     (r) => r.mon === election.leader && r.actor === 'monitor' && r.kind === 'snapshot',
   );
-  assert.ok(leader.some((r) => r.value === 'leader'));
+  assert.ok(leader.some((r) => monitorStateName({ value: r.value }) === 'leader'));
 });
 
 test('recorded values are JSON-safe: bytes become { bytes }, lines stay under the bound', async () => {
@@ -286,24 +288,24 @@ test('replay prints a timeline: who sent what to whom and state changes, filtere
   assert.match(all.join('\n'), /mon\.a\s+monitor\s+created \(root, machine monitor\)/);
   assert.match(
     all.join('\n'),
-    /elector → io\s+io\.effects: write monitor\/election_epoch; send mon\.election propose e\d+ → /,
+    /elector → monitor\s+io\.effects: write monitor\/election_epoch; send mon\.election propose e\d+ → /,
   );
   assert.match(all.join('\n'), /io → monitor\s+mon\.election ack e\d+ from mon\./);
   assert.match(all.join('\n'), /monitor\s+state probing → electing/);
-  assert.match(all.join('\n'), /paxos\s+state idle → (leader|peon)\./);
+  assert.match(all.join('\n'), /monitor\s+state electing → inQuorum\.(leader|peon)\./);
   // Times are non-decreasing.
   const times = all.map((l) => Number(/^\s*\+([\d.]+)s/.exec(l)?.[1]));
   assert.ok(times.every((t, i) => i === 0 || t >= (times[i - 1] as number)));
 
-  const r = await paxmon(['replay', file, '--mon', 'mon.b', '--actor', 'paxos']);
+  const r = await paxmon(['replay', file, '--mon', 'mon.b', '--actor', 'elector']);
   assert.is(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.ok(lines.length > 3, r.stdout);
   for (const line of lines) {
     assert.match(line, /^\s*\+[\d.]+s {2}mon\.b {2}/, line);
-    assert.match(line, /paxos/, line);
+    assert.match(line, /elector/, line);
   }
-  assert.match(r.stdout, /paxos\s+state idle → /);
+  assert.match(r.stdout, /elector\s+state stable → /);
   const missing = await paxmon(['replay', file, '--mon', 'z']);
   assert.is(missing.code, 2);
   assert.match(
@@ -357,7 +359,8 @@ function checkMermaid(name: string, text: string, keys: string[]) {
 }
 
 test('statecharts: every machine exports as JSON and as a valid mermaid diagram', () => {
-  assert.ok(['monitor', 'elector', 'paxos'].every((n) => n in statecharts));
+  assert.ok(['monitor', 'elector', 'paxosService'].every((n) => n in statecharts));
+  assert.not.ok('paxos' in statecharts, 'Paxos is part of the monitor statechart');
   for (const [name, machine] of Object.entries(statecharts)) {
     const json = statechartJson(machine) as { id: string; states: Record<string, unknown> };
     assert.is(json.id, machine.id);
@@ -378,10 +381,10 @@ test('statecharts: every machine exports as JSON and as a valid mermaid diagram'
   assert.match(monitor, /^ {2}\[\*\] --> probing$/m);
   assert.match(monitor, /^ {2}probing --> probing: after probeTimeout$/m);
   assert.match(monitor, /^ {2}electing --> leader: elector\.win$/m);
-  const paxos = statechartMermaid(statecharts.paxos as never);
-  assert.match(paxos, /^ {2}state leader \{$/m, 'paxos leader is a composite');
-  assert.match(paxos, /^ {4}--$/m, 'parallel regions');
-  assert.match(paxos, /: after leaseRenew$/m);
+  assert.match(monitor, /^ {2}state inQuorum \{$/m, 'leader and peon share inQuorum');
+  assert.match(monitor, /^ {4}state leader \{$/m, 'the leader (with its Paxos regions) is a composite');
+  assert.match(monitor, /^ {6}--$/m, 'parallel regions');
+  assert.match(monitor, /: after leaseRenew$/m);
   assert.match(statechartMermaid(statecharts.elector as never), /electingMe --> .*: after electionTimeout/);
 });
 
@@ -401,12 +404,12 @@ test('paxmon statecharts --out writes one file per machine; the README embeds th
   }
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
   const diagrams = Object.fromEntries(
-    ['monitor', 'elector', 'paxos'].map((n) => [n, statechartMermaid(statecharts[n] as never)]),
+    ['monitor', 'elector'].map((n) => [n, statechartMermaid(statecharts[n] as never)]),
   );
   for (const name of Object.keys(diagrams))
     assert.ok(readme.includes(readmeMarkers(name)[0]), `README: ${name}`);
   const { text, updated } = updateReadmeDiagrams(readme, diagrams);
-  assert.equal(updated, ['monitor', 'elector', 'paxos']);
+  assert.equal(updated, ['monitor', 'elector']);
   assert.ok(
     text === readme,
     'the README diagrams are stale: run `npm run -s paxmon -- statecharts --readme README.md`',

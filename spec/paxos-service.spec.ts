@@ -110,7 +110,7 @@ function le64(n: number) {
 }
 const replies = (h: ReturnType<typeof service>) =>
   h.io.flatMap((e) => e.replies ?? []).map((r) => `${r.target.tid}:${r.reply.r}:${r.reply.rs}`);
-const proposals = (h: ReturnType<typeof service>) => h.io.flatMap((e) => e.proposals ?? []);
+const proposals = (h: ReturnType<typeof service>) => h.proposals();
 
 const forwards = (h: ReturnType<typeof service>) =>
   h.io.flatMap((e) => e.messages).filter((m) => m.msg.type === 'mon.forward');
@@ -447,10 +447,13 @@ test('a deposed leader answers what it holds EAGAIN and never proposes it later'
   assert.is(proposals(h).length, 1, 'in flight');
   h.send({ type: 'service.request', request: timed(2, 1_000, 60_000, 'add', '5') });
   assert.equal(replies(h), [], 'waits to be writeable (a proposal is in flight)');
+  // The new role first (the monitor announces it as it leaves the quorum), then Paxos abandons
+  // the round, answering its client EAGAIN; the service answers what it held itself.
   h.send({ type: 'service.monitor', monitor: { ...view('peon'), electionEpoch: 4, leader: 1 } });
+  h.send({ type: 'paxos.aborted', ids: [proposals(h)[0]?.id ?? ''], reason: 'paxos restarted' });
   assert.equal(replies(h), [
-    '1:-11:leader changed before the update committed; retry',
     '2:-11:mon.b is no longer the leader; retry',
+    '1:-11:update not committed (paxos restarted); retry',
   ]);
   // Leader again, writeable: nothing of the old term is proposed.
   h.send({ type: 'service.monitor', monitor: { ...view('leader'), electionEpoch: 6 } });

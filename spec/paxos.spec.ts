@@ -1,9 +1,12 @@
 // Paxos core rules (Ceph's Paxos.cc), driven message by message on a SimulatedClock.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newProposalNumber, type PaxosMachineContext, paxosMachine } from '../machines/paxos.ts';
+import { type AnyActorRef, createActor, fromCallback, SimulatedClock } from 'xstate';
+import { defaultConfig } from '../machines/config.ts';
+import type { IoEffectsEvent } from '../machines/effects.ts';
+import { assertPaxosInvariants, createMonitorMachine, type MonitorContext } from '../machines/monitor.ts';
+import { newProposalNumber, type PaxosContext, type Uncommitted } from '../machines/paxos.ts';
 import type { MonMap, MonPaxos } from '../transport/messages.ts';
-import { runChild } from './support/child-harness.ts';
 
 const fsid = '11111111-2222-3333-4444-555555555555';
 const monmap: MonMap = {
@@ -16,14 +19,15 @@ const monmap: MonMap = {
   lastChanged: 0,
 };
 const LEASE = 1000;
-const timeouts = {
-  monLeaseMs: LEASE,
-  monLeaseRenewIntervalFactor: 0.6,
-  monLeaseAckTimeoutFactor: 2,
-  monAcceptTimeoutFactor: 2,
-};
 const bytes = (text: string) => new TextEncoder().encode(text);
 
+/**
+ * Paxos runs in the monitor statechart's `inQuorum` state. This harness runs a monitor with no
+ * services over an io actor that records every record (and reports each write at once, as a
+ * store whose writes are durable immediately), and drives its Paxos message by message on a
+ * SimulatedClock: `paxos.leader_init` / `paxos.peon_init` stand for an election won or lost
+ * (the elector's verdict, sent as the elector would), `paxos.restart` for a new election.
+ */
 function paxos(
   rank: number,
   state: Partial<{
@@ -31,25 +35,105 @@ function paxos(
     lastCommitted: number;
     acceptedPn: number;
     lastPn: number;
-    uncommitted: unknown;
+    uncommitted: Uncommitted | null;
   }> = {},
 ) {
-  return runChild(
-    paxosMachine,
-    {
-      rank,
+  const io: IoEffectsEvent[] = [];
+  const clock = new SimulatedClock();
+  const recorder = fromCallback(({ receive, sendBack }) => {
+    receive((event) => {
+      const record = event as IoEffectsEvent;
+      io.push(record);
+      if (record.type === 'io.effects' && record.notify)
+        sendBack({ type: 'io.written', token: record.notify });
+    });
+  });
+  const machine = createMonitorMachine([]).provide({ actors: { io: recorder } });
+  const actor = createActor(machine, {
+    clock,
+    input: {
+      name: monmap.mons[rank]?.name ?? 'a',
       monmap,
-      firstCommitted: 0,
-      lastCommitted: 0,
-      acceptedPn: 0,
-      lastPn: 0,
-      uncommitted: null,
-      timeouts,
-      ...state,
+      config: {
+        ...defaultConfig,
+        monLeaseMs: LEASE,
+        monLeaseRenewIntervalFactor: 0.6,
+        monLeaseAckTimeoutFactor: 2,
+        monAcceptTimeoutFactor: 2,
+        // The elector's verdicts are sent by hand here: its own timers must stay quiet.
+        monElectionTimeoutMs: 1e9,
+        monProbeTimeoutMs: 1e9,
+      },
+      hasEverJoined: true,
+      electionEpoch: 1,
+      paxos: { firstCommitted: 0, lastCommitted: 0, acceptedPn: 0, lastPn: 0, uncommitted: null, ...state },
     },
-    { systemId: 'paxos', autoWritten: true },
-  );
+  });
+  actor.start();
+  let taken = 0;
+  const bootstraps: string[] = [];
+  let probing = true;
+  actor.subscribe((snap) => {
+    const now = snap.matches('probing');
+    if (now && !probing) bootstraps.push((snap.context as MonitorContext).lastBootstrapReason);
+    probing = now;
+  });
+  const snapshot = () => actor.getSnapshot();
+  const inQuorum = () => snapshot().matches('inQuorum');
+  const elect = (verdict: Record<string, unknown>) => {
+    if (inQuorum()) actor.send({ type: 'elector.join_election', epoch: verdict.epoch as number });
+    else if (!snapshot().matches('electing')) actor.send({ type: 'monitor.start_election' });
+    actor.send(verdict as never);
+  };
+  return {
+    clock,
+    io,
+    actor: actor as AnyActorRef,
+    snapshot,
+    send(event: { type: string; [key: string]: unknown }) {
+      if (event.type === 'paxos.leader_init')
+        elect({ type: 'elector.win', epoch: event.electionEpoch, quorum: event.quorum });
+      else if (event.type === 'paxos.peon_init')
+        elect({
+          type: 'elector.lose',
+          epoch: event.electionEpoch,
+          quorum: event.quorum,
+          leader: event.leader,
+        });
+      else if (event.type === 'paxos.restart') actor.send({ type: 'monitor.bootstrap', reason: 'restart' });
+      else actor.send(event as never);
+    },
+    advance: (ms: number) => clock.increment(ms),
+    takeMessages() {
+      const fresh = io.slice(taken);
+      taken = io.length;
+      return fresh.flatMap((e) =>
+        (e.messages ?? []).map((m) => ({
+          to: m.to,
+          type: m.msg.type,
+          op: (m.msg as { op?: string }).op,
+          msg: m.msg as unknown as Record<string, unknown>,
+        })),
+      );
+    },
+    /** Why the monitor bootstrapped (back to probing) since the last call: Paxos's timeouts. */
+    takeBootstraps(): string[] {
+      return bootstraps.splice(0, bootstraps.length);
+    },
+    stop: () => actor.stop(),
+  };
 }
+
+/** A proposal as a service hands it to Paxos: ops, and the answer owed to its client once committed. */
+const proposal = (id: string, text: string) => ({
+  type: 'paxos.propose',
+  id,
+  ops: [{ op: 'put', prefix: 'kv', key: id, value: text }],
+  replies: [{ target: { client: 'client.t', tid: 1, cmd: ['set', id] }, reply: { r: 0, rs: `set ${id}` } }],
+});
+/** The answers the io actor was asked to send. */
+const answers = (h: ReturnType<typeof paxos>) =>
+  h.io.flatMap((e) => e.replies ?? []).map((r) => `${r.reply.r}:${r.reply.rs}`);
 
 function msg(from: string, op: MonPaxos['op'], fields: Partial<MonPaxos> = {}) {
   return {
@@ -69,7 +153,7 @@ function msg(from: string, op: MonPaxos['op'], fields: Partial<MonPaxos> = {}) {
   };
 }
 
-const ctx = (h: ReturnType<typeof paxos>) => (h.child().getSnapshot().context as PaxosMachineContext).paxos;
+const ctx = (h: ReturnType<typeof paxos>) => (h.snapshot().context as { paxos: PaxosContext }).paxos;
 let nextLeaseSeq = 1;
 /**
  * Leases as the leader sends them to a peon: each echoes the peon's newest token, and a lease
@@ -95,7 +179,7 @@ function grant(h: ReturnType<typeof paxos>, fields: Partial<MonPaxos> = {}): voi
   lease(h, fields, first);
 }
 const matches = (h: ReturnType<typeof paxos>, value: unknown) =>
-  h.child().getSnapshot().matches(value) as boolean;
+  h.snapshot().matches({ inQuorum: value } as never) as boolean;
 
 test('proposal numbers: (max/100 + 1) * 100 + rank, always above what was seen', () => {
   assert.is(newProposalNumber(0, 0, 1), 101);
@@ -179,7 +263,7 @@ test('leader: commits only when every quorum member accepted', () => {
   h.send(msg('b', 'last', { pn: 100 }));
   h.send(msg('c', 'last', { pn: 100 }));
   h.takeMessages();
-  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  h.send(proposal('x', 'v1'));
   assert.ok(matches(h, { leader: { round: 'updating' } }));
   assert.equal(
     h
@@ -196,7 +280,7 @@ test('leader: commits only when every quorum member accepted', () => {
   );
   h.send(msg('c', 'accept', { pn: 100, lastCommitted: 0 }));
   assert.is(ctx(h).lastCommitted, 1);
-  assert.ok(h.takeParent().some((e) => e.type === 'paxos.committed' && (e.ids as string[])[0] === 'x'));
+  assert.equal(answers(h), ['0:set x'], "the proposal's client is answered with the commit");
   assert.equal(
     h
       .takeMessages()
@@ -213,7 +297,7 @@ test('leader: begin leaves while the leader writes its own (fsynced) copy', () =
   h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1, 2] });
   h.send(msg('b', 'last', { pn: 100 }));
   h.send(msg('c', 'last', { pn: 100 }));
-  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  h.send(proposal('x', 'v1'));
   const begin = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'begin'));
   assert.ok(begin?.sendBeforeDurable, 'the begin goes out with the write, not after it');
   assert.is(begin?.durability, undefined, "the leader's copy is fsynced");
@@ -229,7 +313,7 @@ test('leader: a commit sends no lease; the lease is renewed every mon_lease × r
   assert.is(first.length, 2, 'a lease once recovered');
   for (const m of first)
     h.send(msg(m.to.slice(4), 'lease_ack', { pn: 100, leaseSeq: m.msg.leaseSeq as number }));
-  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
+  h.send(proposal('x', 'v1'));
   h.send(msg('b', 'accept', { pn: 100, lastCommitted: 0 }));
   h.send(msg('c', 'accept', { pn: 100, lastCommitted: 0 }));
   assert.is(ctx(h).lastCommitted, 1);
@@ -293,13 +377,12 @@ test('leader: accept timeout sends the monitor back to bootstrap', () => {
   h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
   h.send(msg('b', 'last', { pn: 100 }));
   h.send(msg('b', 'lease_ack', { pn: 100 }));
-  h.send({ type: 'paxos.propose', id: 'x', value: bytes('v1') });
-  h.takeParent();
+  h.send(proposal('x', 'v1'));
+  h.takeBootstraps();
   h.advance(2 * LEASE - 1);
-  assert.not.ok(h.takeParent().some((e) => e.type === 'paxos.bootstrap'));
+  assert.equal(h.takeBootstraps(), []);
   h.advance(1);
-  const boot = h.takeParent().find((e) => e.type === 'paxos.bootstrap');
-  assert.is(boot?.reason, 'accept timeout');
+  assert.equal(h.takeBootstraps(), ['accept timeout']);
   h.stop();
 });
 
@@ -307,13 +390,13 @@ test('leader: collect timeout and lease-ack timeout send the monitor back to boo
   const collect = paxos(0);
   collect.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
   collect.advance(2 * LEASE);
-  assert.is(collect.takeParent().find((e) => e.type === 'paxos.bootstrap')?.reason, 'collect timeout');
+  assert.equal(collect.takeBootstraps(), ['collect timeout']);
   collect.stop();
   const ack = paxos(0);
   ack.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
   ack.send(msg('b', 'last', { pn: 100 }));
   ack.advance(2 * LEASE);
-  assert.is(ack.takeParent().find((e) => e.type === 'paxos.bootstrap')?.reason, 'lease ack timeout');
+  assert.equal(ack.takeBootstraps(), ['lease ack timeout']);
   ack.stop();
 });
 
@@ -355,7 +438,7 @@ test('peon: accepts a begin only after storing it; its lease is suspended until 
   h.takeMessages();
   h.send(msg('a', 'begin', { pn: 100, lastCommitted: 0, values: [{ version: 1, value: bytes('v1') }] }));
   assert.ok(matches(h, { peon: { round: 'updating', lease: { held: 'suspended' } } }));
-  assert.not.ok(ctx(h).leaseValid, 'no reads while a value is accepted but not committed');
+  assert.not.ok(h.snapshot().hasTag('readable'), 'no reads while a value is accepted but not committed');
   const effect = h.io.find((e) => e.messages.some((m) => (m.msg as MonPaxos).op === 'accept'));
   assert.ok(
     effect?.writes.some((w) => w.op === 'put' && w.key === '1'),
@@ -452,7 +535,7 @@ test('peon: a lease some quorum member never acked serves no reads (that member 
   const second = lease(h, {}, 0);
   lease(h, {}, 0);
   assert.ok(matches(h, { peon: { lease: 'expired' } }), 'acked, but not by everyone: no reads');
-  assert.is(h.takeParent().filter((e) => e.type === 'paxos.bootstrap').length, 0);
+  assert.equal(h.takeBootstraps(), []);
   lease(h, {}, second);
   assert.ok(matches(h, { peon: { lease: { held: 'valid' } } }), 'confirmed: reads');
   assert.ok(first < second);
@@ -481,9 +564,9 @@ test('peon: the lease expires after mon_lease and the lease timeout sends it to 
   assert.ok(matches(h, { peon: { lease: { held: 'valid' } } }));
   h.advance(LEASE);
   assert.ok(matches(h, { peon: { lease: 'expired' } }));
-  assert.not.ok(h.takeParent().some((e) => e.type === 'paxos.bootstrap'));
+  assert.equal(h.takeBootstraps(), []);
   h.advance(LEASE);
-  assert.is(h.takeParent().find((e) => e.type === 'paxos.bootstrap')?.reason, 'lease timeout');
+  assert.equal(h.takeBootstraps(), ['lease timeout']);
   h.stop();
 });
 
@@ -501,12 +584,44 @@ test('peon: messages from another election epoch or from a non-leader are ignore
 
 test('outside a quorum, proposals are refused at once; a restart fails what was queued', () => {
   const h = paxos(0);
-  h.send({ type: 'paxos.propose', id: 'early', value: bytes('x') });
-  assert.ok(h.takeParent().some((e) => e.type === 'paxos.aborted' && (e.ids as string[])[0] === 'early'));
+  h.send(proposal('early', 'x'));
+  assert.equal(answers(h), ['-11:update not committed (not in quorum); retry']);
   h.send({ type: 'paxos.leader_init', electionEpoch: 2, quorum: [0, 1] });
-  h.send({ type: 'paxos.propose', id: 'queued', value: bytes('y') });
+  h.send(proposal('queued', 'y'));
   h.send({ type: 'paxos.restart' });
-  assert.ok(h.takeParent().some((e) => e.type === 'paxos.aborted' && (e.ids as string[]).includes('queued')));
+  assert.equal(answers(h).slice(1), [
+    '-11:update not committed (paxos restarted (bootstrap or election)); retry',
+  ]);
+  h.stop();
+});
+
+test('a proposal on a peon is refused (only the leader proposes)', () => {
+  const h = paxos(1);
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  h.send(proposal('x', 'v'));
+  assert.equal(answers(h), ['-11:update not committed (not the leader); retry']);
+  h.stop();
+});
+
+test('Paxos invariants: a step that breaks one is a crash with the state printed', () => {
+  const h = paxos(1, { lastCommitted: 3, firstCommitted: 1, acceptedPn: 100 });
+  h.send({ type: 'paxos.peon_init', electionEpoch: 2, quorum: [0, 1], leader: 0 });
+  const before = ctx(h);
+  assert.not.throws(() => assertPaxosInvariants(before, before, 'nothing'));
+  const broken: [Partial<PaxosContext>, RegExp][] = [
+    [{ lastCommitted: 2 }, /last_committed went back/],
+    [{ acceptedPn: 50 }, /accepted_pn went back/],
+    [{ uncommitted: { version: 6, pn: 100, value: bytes('x') } }, /not at last_committed \+ 1/],
+    [{ accepted: [2] }, /outside the quorum/],
+    [{ firstCommitted: 5 }, /first_committed is beyond last_committed/],
+  ];
+  for (const [changes, reason] of broken) {
+    assert.throws(() => assertPaxosInvariants(before, { ...before, ...changes }, 'a test step'), reason);
+    assert.throws(
+      () => assertPaxosInvariants(before, { ...before, ...changes }, 'a test step'),
+      /before \{"rank":1.*"lastCommitted":3.*after \{/,
+    );
+  }
   h.stop();
 });
 

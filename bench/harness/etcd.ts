@@ -1,46 +1,33 @@
 // The etcd target: Debian's etcd-server (installed by the bench when missing), 3 members on
 // loopback with default durability (WAL fsync per batch), driven by the `etcd3` npm client.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
 import { sleep } from './load.ts';
-import { freePorts, makeTempDir, removeTempDir, startProcess, stopProcess, tail } from './proc.ts';
+import {
+  aptInstall,
+  freePorts,
+  makeTempDir,
+  removeTempDir,
+  startProcess,
+  stopProcess,
+  tail,
+  which,
+} from './proc.ts';
 import type { ClientOptions, Cluster, KvClient, Member, ReadMode, StartOptions, Target } from './target.ts';
 
 const names = ['a', 'b', 'c'];
 /** etcd's own fast setting that paxmon's fast timing is matched to (see paxmonFastSets). */
 export const etcdFastFlags = ['--heartbeat-interval=50', '--election-timeout=250'];
 
-function which(command: string): string | null {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    const file = join(dir, command);
-    if (existsSync(file)) return file;
-  }
-  return existsSync(`/usr/bin/${command}`) ? `/usr/bin/${command}` : null;
-}
-
 /** The etcd binary; installs Debian's etcd-server with apt-get when it is missing. */
 export function ensureEtcd(log: (line: string) => void): string {
   const found = which('etcd');
   if (found) return found;
   log("etcd not found: installing Debian's etcd-server with apt-get (needs root or passwordless sudo)");
-  const asRoot = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
-  const run = (args: string[]) => {
-    const [command, ...rest] = [...asRoot, ...args] as [string, ...string[]];
-    execFileSync(command, rest, {
-      stdio: ['ignore', 'inherit', 'inherit'],
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-      timeout: 600_000,
-    });
-  };
-  try {
-    run(['apt-get', 'install', '-y', '-q', 'etcd-server']);
-  } catch {
-    run(['apt-get', 'update', '-q']);
-    run(['apt-get', 'install', '-y', '-q', 'etcd-server']);
-  }
+  aptInstall(['etcd-server']);
   const installed = which('etcd');
   if (!installed) throw new Error('apt-get installed etcd-server but there is no etcd binary on PATH');
   return installed;

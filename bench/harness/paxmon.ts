@@ -16,6 +16,7 @@ import { mkfs, monitorNodeFlags } from '../../cli/cluster.ts';
 /** client.admin's key in a cluster directory (DIR/keyring, as paxmon up writes it). */
 const adminKeyOf = (dir: string) => clientCredentials({ dir }).key;
 
+import { paxmonFastSets } from './fast-timing.ts';
 import { sleep } from './load.ts';
 import {
   freePorts,
@@ -38,15 +39,8 @@ const buildBundle = () => {
 };
 const names = ['a', 'b', 'c'];
 
-/**
- * Equal fast timing. etcd's follower starts an election when it heard nothing from the leader for
- * an election timeout (250 ms; heartbeats every 50 ms). A paxmon peon bootstraps when its lease
- * was not renewed within mon_lease × mon_lease_ack_timeout_factor (2), and the leader renews every
- * mon_lease × 0.25; an election with a monitor missing ends on mon_election_timeout. So:
- * mon_lease 0.125 s (renewal every 31 ms, failure noticed after 250 ms), mon_election_timeout
- * 0.25 s, mon_probe_timeout 0.25 s.
- */
-export const paxmonFastSets = ['mon_lease=0.125', 'mon_election_timeout=0.25', 'mon_probe_timeout=0.25'];
+/** Equal fast timing (see fast-timing.ts); exported here too, where it was first. */
+export { paxmonFastSets };
 
 interface QuorumStatus {
   quorum_names: string[];

@@ -2,7 +2,7 @@
 // bench starts is registered here, and cleanup() kills it (SIGKILL, by pid, only our own
 // children) and removes the temp dirs: on normal exit, on an error, and on Ctrl-C / SIGTERM.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,19 +73,23 @@ export function removeTempDir(dir: string): void {
   tempDirs.delete(dir);
 }
 
-/** Start a long-running process with its stdout and stderr appended to `logFile`. */
+/**
+ * Start a long-running process with its stdout and stderr appended to `logFile`; with `pipes`,
+ * its stdin and stdout are pipes to this process instead (only stderr goes to the file).
+ */
 export function startProcess(
   name: string,
   command: string,
   args: string[],
-  options: { cwd: string; logFile: string; env?: NodeJS.ProcessEnv },
+  options: { cwd: string; logFile: string; env?: NodeJS.ProcessEnv; pipes?: boolean },
 ): Owned {
   const log = openSync(options.logFile, 'a');
   const child = spawn(command, args, {
     cwd: options.cwd,
-    stdio: ['ignore', log, log],
+    stdio: options.pipes ? ['pipe', 'pipe', log] : ['ignore', log, log],
     env: options.env ?? process.env,
   });
+  closeSync(log);
   if (!child.pid) throw new Error(`could not start ${name} (${command})`);
   const owned: Owned = {
     name,
@@ -174,6 +178,37 @@ export function runCommand(
       reject(error);
     });
   });
+}
+
+/** The full path of `command` on PATH (or in /usr/bin), or null. */
+export function which(command: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const file = join(dir, command);
+    if (existsSync(file)) return file;
+  }
+  return existsSync(`/usr/bin/${command}`) ? `/usr/bin/${command}` : null;
+}
+
+/**
+ * `apt-get install -y` Debian packages (as root, or with passwordless sudo), with `apt-get update`
+ * and a second try when the first fails; bounded to 10 minutes a step. Throws when it fails.
+ */
+export function aptInstall(packages: string[]): void {
+  const asRoot = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
+  const run = (args: string[]) => {
+    const [command, ...rest] = [...asRoot, ...args] as [string, ...string[]];
+    execFileSync(command, rest, {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      timeout: 600_000,
+    });
+  };
+  try {
+    run(['apt-get', 'install', '-y', '-q', ...packages]);
+  } catch {
+    run(['apt-get', 'update', '-q']);
+    run(['apt-get', 'install', '-y', '-q', ...packages]);
+  }
 }
 
 /** `n` distinct free TCP ports on 127.0.0.1 (held open together, then released). */

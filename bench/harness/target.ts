@@ -46,7 +46,7 @@ export interface StartOptions {
 }
 
 export interface Target {
-  readonly name: 'paxmon' | 'etcd';
+  readonly name: 'paxmon' | 'etcd' | 'ceph';
   /** Version string, e.g. `etcd 3.4.23`. */
   version(): Promise<string>;
   /** How the fast timing maps onto this target's options (for the report). */

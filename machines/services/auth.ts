@@ -30,13 +30,8 @@ import {
   parseEntityName,
   parseKeyring,
 } from '../keyring-text.ts';
-import type {
-  Preprocessed,
-  Reply,
-  ServiceDefinition,
-  ServiceRequest,
-  ServiceVersions,
-} from '../paxos-service.ts';
+import type { Preprocessed, Reply, ServiceRequest, ServiceVersions } from '../paxos-service.ts';
+import type { LoadableService } from '../service-load.ts';
 
 /** The service's versioned history (auth/first_committed, auth/last_committed, auth/N). */
 export const authHistoryPrefix = 'auth';
@@ -573,7 +568,7 @@ export function renderAuth(
 // ---------------------------------------------------------------------------------------------
 // The service
 
-export function authService(options: AuthServiceOptions): ServiceDefinition<AuthState, AuthPending> {
+export function authService(options: AuthServiceOptions): LoadableService<AuthState, AuthPending> {
   const initial = options.initialKeyring ?? [];
   const monEntry = initial.find((e) => e.entity === 'mon.');
   const mon = monEntry ? recordFromEntry(monEntry) : undefined;
@@ -582,6 +577,11 @@ export function authService(options: AuthServiceOptions): ServiceDefinition<Auth
     prefix: authHistoryPrefix,
     handles: (cmd) => cmd[0] === 'auth',
     commands: authCommands,
+    // KeyServer's data lives outside the history: the entities, read whole at start-up.
+    load: {
+      dataPrefixes: [authDataPrefix],
+      loaded: (stored) => authLoaded(stored.versions, stored.data[authDataPrefix] ?? []),
+    },
     init(loaded) {
       const entities: Record<string, AuthRecord> = {};
       const l = loaded as AuthLoaded | null | undefined;

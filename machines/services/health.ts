@@ -3,7 +3,8 @@
 // Checks: MON_DOWN (monitors out of the quorum) and MON_CLOCK_SKEW (beyond
 // mon_clock_drift_allowed, measured by the leader's time checks).
 import type { AppliedOp } from '../effects.ts';
-import type { MonitorView, ServiceDefinition } from '../paxos-service.ts';
+import type { MonitorView } from '../paxos-service.ts';
+import type { LoadableService, StoredService } from '../service-load.ts';
 import { monStat } from './monmap.ts';
 
 export interface HealthCheck {
@@ -74,9 +75,20 @@ export function healthText(report: HealthReport, detail: boolean): string {
   return lines.join('\n');
 }
 
+/** The committed report: the newest version's (each version holds the whole report), or null. */
+function storedReport(stored: StoredService): HealthReport | null {
+  const newest = stored.incrementals.at(-1);
+  if (!newest) return null;
+  try {
+    return JSON.parse(new TextDecoder().decode(newest.value)) as HealthReport;
+  } catch {
+    return null;
+  }
+}
+
 export function healthService(options: {
   driftAllowedMs: number;
-}): ServiceDefinition<HealthState, HealthReport | null> {
+}): LoadableService<HealthState, HealthReport | null> {
   return {
     name: 'health',
     prefix: 'health',
@@ -92,6 +104,7 @@ export function healthService(options: {
       committed: (loaded as HealthReport | null) ?? ok,
       driftAllowedMs: options.driftAllowedMs,
     }),
+    load: { loaded: storedReport },
     createInitial: () => ok,
     createPending: () => null,
     preprocessQuery(state, request, view) {

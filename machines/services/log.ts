@@ -2,7 +2,7 @@
 // text); `log last [N]` prints the latest. Entries live under 'log' with zero-padded sequence
 // keys (byte order = time order); the service's versioned history is 'logm'.
 import type { AppliedOp, StoreOp } from '../effects.ts';
-import type { ServiceDefinition } from '../paxos-service.ts';
+import type { LoadableService, StoredService } from '../service-load.ts';
 
 export const logDataPrefix = 'log';
 /** Entries kept before the oldest are trimmed (Ceph: mon_log_max). */
@@ -26,7 +26,26 @@ export interface LogState {
 const seqKey = (seq: number) => String(seq).padStart(16, '0');
 const levels = new Set(['DBG', 'INF', 'WRN', 'ERR', 'SEC']);
 
-export const logService: ServiceDefinition<LogState, LogEntry[]> = {
+/**
+ * The next sequence number as the store holds it: the newest incremental's `next` (one past its
+ * last entry), else the full stash's state, else 1 (a new log).
+ */
+function storedNextSeq(stored: StoredService): number {
+  const newest = stored.incrementals.at(-1) ?? stored.full;
+  if (!newest) return 1;
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(newest.value)) as {
+      next?: unknown;
+      nextSeq?: unknown;
+    };
+    const next = newest === stored.full ? parsed.nextSeq : parsed.next;
+    return typeof next === 'number' && Number.isSafeInteger(next) && next > 0 ? next : 1;
+  } catch {
+    return 1;
+  }
+}
+
+export const logService: LoadableService<LogState, LogEntry[]> = {
   name: 'log',
   prefix: 'logm',
   handles: (cmd) => cmd[0] === 'log',
@@ -36,6 +55,7 @@ export const logService: ServiceDefinition<LogState, LogEntry[]> = {
     { prefix: 'log', perm: 'rw', args: ['logtext...'], module: 'mon' },
   ],
   init: (loaded) => ({ nextSeq: typeof loaded === 'number' ? loaded : 1 }),
+  load: { loaded: storedNextSeq },
   createInitial: () => [],
   createPending: () => [],
   preprocessQuery(_state, request) {

@@ -7,7 +7,8 @@
 // the bootstrap that follows it is the election Ceph calls when the elector's set changes.
 import type { ElectionStrategy, MonMap } from '../../transport/messages.ts';
 import type { AppliedOp, StoreOp } from '../effects.ts';
-import type { MonitorView, Reply, ServiceDefinition } from '../paxos-service.ts';
+import type { MonitorView, Reply } from '../paxos-service.ts';
+import type { LoadableService } from '../service-load.ts';
 
 export interface MonmapState {
   monmap: MonMap;
@@ -123,7 +124,7 @@ function remap(monmap: MonMap, mons: { name: string; addr: string }[], now: numb
   };
 }
 
-export const monmapService: ServiceDefinition<MonmapState, MonMap | null> = {
+export const monmapService: LoadableService<MonmapState, MonMap | null> = {
   name: 'monmap',
   prefix: 'monmap',
   handles: (cmd) =>
@@ -143,6 +144,9 @@ export const monmapService: ServiceDefinition<MonmapState, MonMap | null> = {
     { prefix: 'mon remove', perm: 'rwx', args: ['name'], module: 'mon' },
   ],
   init: (loaded) => ({ monmap: loaded as MonMap }),
+  // The map the monitor starts with (Monitor::preinit): the store's newest epoch, or the newer
+  // one a sync stashed before it was cut off (actors/monitor-state.ts loadMonMap).
+  load: { loaded: (stored) => stored.monmap },
   createPending: () => null,
   preprocessQuery(state, request, view) {
     const json = (value: unknown) => ({ reply: { r: 0, rs: '', data: JSON.stringify(value) } });

@@ -11,7 +11,7 @@ import {
   sendTo,
   setup,
 } from 'xstate';
-import type { IoEffectsEvent } from '../../machines/effects.ts';
+import type { CommandReplyData, IoEffectsEvent, ReplyTarget, StoreOp } from '../../machines/effects.ts';
 
 export interface Harness {
   clock: SimulatedClock;
@@ -23,7 +23,19 @@ export interface Harness {
   /** Messages sent since the last take, flattened. */
   takeMessages(): { to: string; op?: string | undefined; type: string; msg: Record<string, unknown> }[];
   takeParent(): { type: string; [key: string]: unknown }[];
+  /**
+   * The proposals a service handed its parent (paxos.propose). Sending the child a
+   * `paxos.committed` / `paxos.aborted` first answers the proposals it names, as Paxos does
+   * (with the commit; EAGAIN when abandoned), in `io`.
+   */
+  proposals(): Proposed[];
   stop(): void;
+}
+
+export interface Proposed {
+  id: string;
+  ops: StoreOp[];
+  replies: { target: ReplyTarget; reply: CommandReplyData }[];
 }
 
 export interface HarnessOptions {
@@ -44,9 +56,8 @@ export function runChild(machine: AnyStateMachine, input: unknown, options: Harn
           const effects = event as IoEffectsEvent;
           io.push(effects);
           if (options.autoWritten && effects.notify) {
-            const target = system.get(effects.notify.systemId);
-            const token = effects.notify.token;
-            target?.send({ type: 'io.written', token });
+            const target = system.get(options.systemId ?? 'child');
+            target?.send({ type: 'io.written', token: effects.notify });
           }
         });
       }),
@@ -59,6 +70,8 @@ export function runChild(machine: AnyStateMachine, input: unknown, options: Harn
     ],
     on: {
       forward: { actions: sendTo('child', ({ event }) => (event as unknown as { event: never }).event) },
+      // A child hands its effects to its parent (machines/monitor.ts passes them to io).
+      'io.effects': { actions: sendTo('io', ({ event }) => event) },
       '*': {
         actions: ({ event }) => {
           parent.push(event as never);
@@ -70,12 +83,31 @@ export function runChild(machine: AnyStateMachine, input: unknown, options: Harn
   actor.start();
   let taken = 0;
   let parentTaken = 0;
+  const answered = new Set<string>();
+  const proposed = () => parent.filter((e) => e.type === 'paxos.propose') as unknown as Proposed[];
   return {
     clock,
     io,
     parent,
     child: () => actor.getSnapshot().children.child as AnyActorRef,
-    send: (event) => actor.send({ type: 'forward', event } as never),
+    send: (event) => {
+      // Paxos answers a proposal's clients: with its commit, or EAGAIN when it is abandoned.
+      if (event.type === 'paxos.committed' || event.type === 'paxos.aborted') {
+        const ids = (event as { ids?: string[] }).ids ?? [];
+        const rs = `update not committed (${String((event as { reason?: string }).reason)}); retry`;
+        const answers = proposed()
+          .filter((p) => ids.includes(p.id) && !answered.has(p.id))
+          .flatMap((p) => {
+            answered.add(p.id);
+            return p.replies.map((r) =>
+              event.type === 'paxos.committed' ? r : { target: r.target, reply: { r: -11, rs } },
+            );
+          });
+        if (answers.length) io.push({ type: 'io.effects', writes: [], messages: [], replies: answers });
+      }
+      actor.send({ type: 'forward', event } as never);
+    },
+    proposals: () => proposed(),
     advance: (ms) => clock.increment(ms),
     takeMessages() {
       const fresh = io.slice(taken);

@@ -83,7 +83,7 @@ export class ElectionScenario {
   }
 
   async startAll(): Promise<void> {
-    for (const node of this.cluster.nodes) if (!node.monitor) await this.cluster.start(node.name);
+    await this.cluster.startAll();
   }
 
   blockBidirectional(a: number, b: number): void {
@@ -121,6 +121,12 @@ export class ElectionScenario {
     const running = this.cluster.running();
     if (running.length < this.size) return false;
     if (!running.every((m) => m.state() === 'leader' || m.state() === 'peon')) return false;
+    // Ceph's election_stable() is "nobody has a timer running": a leader whose Paxos is still
+    // recovering has one (its collect times out when the peons it won went to another leader).
+    const recovering = running.some(
+      (m) => (m.monStatus() as { paxos: { state: string } | null }).paxos?.state === 'recovering',
+    );
+    if (recovering) return false;
     return this.#electionInFlight === 0 && this.electors().every((e) => e.value === 'stable');
   }
 
