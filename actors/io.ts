@@ -358,6 +358,7 @@ const routedToMonitor = new Set<Message['type']>([
   'mon.paxos',
   'mon.sync',
   'mon.join',
+  'mon.ping',
 ]);
 
 /**

@@ -286,11 +286,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       // Commands read from the sockets together go to the statechart as one event.
       command(request);
     },
-    onOther: (from, msg) => {
-      // A ping with scores is the elector's (connectivity); one without is a time check.
-      if (msg.type === 'mon.ping' && msg.scoring) actor.send({ type: 'mon.ping', from, msg });
-      else if (msg.type === 'mon.ping') timecheck(from, msg);
-    },
     onSyncRequest: (from, msg) => provider.handle(from, msg),
     onRefused: (from, type, reason) => {
       // Logged once per session (a peer's name), counted always: a peer that keeps sending what
@@ -441,21 +436,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     return true;
   }
 
-  // Monitor::timecheck: the leader pings the quorum with its clock; each reply gives that
-  // monitor's skew, assuming the reply's stamp was taken halfway through the round trip.
-  const skewsMs: Record<string, number> = {};
-  function timecheck(from: EntityName, msg: MonPing) {
-    if (msg.op === 'ping') {
-      options.transport.send(from, { type: 'mon.ping', op: 'reply', stamp: now(), echo: msg.stamp });
-      return;
-    }
-    if (msg.echo === undefined || handle.state() !== 'leader') return;
-    const receivedAt = now();
-    skewsMs[from.slice(4)] = Math.round(msg.stamp - (msg.echo + (receivedAt - msg.echo) / 2));
-    actor.send({ type: 'monitor.timecheck', skewsMs: { ...skewsMs } });
-  }
-
-  // mon_tick_interval: services' tick, and the leader's time checks.
+  // mon_tick_interval: the runtime's clock drives the statechart's tick.
   const clock = options.clock ?? {
     setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
     clearTimeout: (id: unknown) => clearTimeout(id as NodeJS.Timeout),
@@ -463,17 +444,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   let tickTimer: unknown;
   const tick = () => {
     if (stopping) return;
+    // The statechart does the rest (services' tick, the leader's time checks): the runtime only
+    // has the clock.
     actor.send({ type: 'monitor.tick', now: now() });
-    if (handle.state() === 'leader') {
-      const ctx = actor.getSnapshot().context;
-      for (const rank of ctx.quorum) {
-        const mon = ctx.monmap.mons[rank];
-        if (mon && rank !== ctx.rank)
-          options.transport.send(`mon.${mon.name}`, { type: 'mon.ping', op: 'ping', stamp: now() }, mon.addr);
-      }
-    } else {
-      for (const key of Object.keys(skewsMs)) delete skewsMs[key];
-    }
     tickTimer = clock.setTimeout(tick, config.monTickIntervalMs);
     (tickTimer as { unref?: () => void }).unref?.();
   };

@@ -193,8 +193,6 @@ export type MonitorEvent =
   | { type: 'monitor.routes'; routes: MessageEvent<MonRoute>[] }
   /** The runtime's tick (mon_tick_interval): services' tick(); `now` is the wall clock. */
   | { type: 'monitor.tick'; now: number }
-  /** The leader's time checks (Monitor::timecheck): clock skew per monitor name. */
-  | { type: 'monitor.timecheck'; skewsMs: Record<string, number> }
   | IoWrittenEvent
   /** The io actor: a monitor's session was lost / the monitor spoke again. */
   | { type: 'monitor.peer_reset'; peer: EntityName }
@@ -1238,11 +1236,31 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       'monitor.command': { actions: 'routeCommand' },
       'monitor.commands': { actions: 'routeCommand' },
       'mon.forward': { actions: 'routeCommand' },
+      // mon_tick_interval (the runtime's clock): the services' tick, and the leader's time checks.
       'monitor.tick': {
-        actions: enqueueActions(({ enqueue, context, event }) => {
+        actions: enqueueActions(({ enqueue, context, event, check }) => {
+          // Monitor::timecheck_start: the leader pings every other quorum member with its clock;
+          // outside the leadership the skews it measured mean nothing.
+          let clockSkewsMs = context.clockSkewsMs;
+          if (check(stateIn({ inQuorum: 'leader' }))) {
+            const pings: Outgoing[] = [];
+            for (const rank of context.quorum) {
+              const mon = context.monmap.mons[rank];
+              if (!mon || rank === context.rank) continue;
+              pings.push({
+                to: `mon.${mon.name}`,
+                addr: mon.addr,
+                msg: { type: 'mon.ping', op: 'ping', stamp: event.now },
+              });
+            }
+            if (pings.length) enqueue.sendTo('io', effects([], pings));
+          } else if (Object.keys(clockSkewsMs).length) {
+            clockSkewsMs = {};
+            enqueue.assign({ clockSkewsMs });
+          }
           const paxos = paxosStamp(context);
           for (const d of services)
-            enqueue.sendTo(serviceId(d.name), { type: 'service.tick', now: event.now, paxos });
+            enqueue.sendTo(serviceId(d.name), { type: 'service.tick', now: event.now, paxos, clockSkewsMs });
           enqueue.assign({
             servicesWaiting: noteTold(
               context,
@@ -1252,7 +1270,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           });
         }),
       },
-      'monitor.timecheck': { actions: assign(({ event }) => ({ clockSkewsMs: event.skewsMs })) },
+
       // A lost session (kill -9 of a peer on this host resets at once): the elector need not wait
       // for that monitor's ack, and a peon need not wait 2 × mon_lease to notice its leader is gone.
       'monitor.peer_reset': {
@@ -1275,9 +1293,36 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           enqueue.sendTo('elector', { type: 'elector.down', ranks: downRanks(context.monmap, downPeers) });
         }),
       },
-      // The elector's pings (connectivity scores), in every state: Monitor::dispatch_op hands
-      // MMonPing to the Elector whatever the monitor is doing.
-      'mon.ping': { actions: sendTo('elector', ({ event }) => event) },
+      // MMonPing: with scores it is the elector's (connectivity), in every state — Monitor::dispatch_op
+      // hands it to the Elector whatever the monitor is doing; without, a time check.
+      'mon.ping': {
+        actions: enqueueActions(({ enqueue, context, event, check }) => {
+          assertEvent(event, 'mon.ping');
+          const msg = event.msg;
+          if (msg.scoring) {
+            enqueue.sendTo('elector', event);
+            return;
+          }
+          // When the io actor received it, on this monitor's clock (the runtime's, not the machine's).
+          const receivedAt = (event as { receivedAt?: number }).receivedAt ?? 0;
+          if (msg.op === 'ping') {
+            // Monitor::handle_timecheck_peon: answer with my clock.
+            const addr = context.monmap.mons.find((m) => `mon.${m.name}` === event.from)?.addr;
+            const reply: Outgoing = {
+              to: event.from,
+              msg: { type: 'mon.ping', op: 'reply', stamp: receivedAt, echo: msg.stamp },
+            };
+            if (addr) reply.addr = addr;
+            enqueue.sendTo('io', effects([], [reply]));
+            return;
+          }
+          // Monitor::handle_timecheck_leader: the peer's skew, taking its stamp as halfway
+          // through the round trip.
+          if (msg.echo === undefined || !check(stateIn({ inQuorum: 'leader' }))) return;
+          const skew = Math.round(msg.stamp - (msg.echo + (receivedAt - msg.echo) / 2));
+          enqueue.assign({ clockSkewsMs: { ...context.clockSkewsMs, [event.from.slice(4)]: skew } });
+        }),
+      },
       'monitor.connection_scores_reset': { actions: sendTo('elector', { type: 'elector.scores_reset' }) },
       'mon.probe': { actions: 'replyProbe' },
       'monitor.bootstrap': {

@@ -236,7 +236,7 @@ export type ServiceEvent =
   | ({ type: 'service.requests'; requests: ServiceRequest[] } & Stamped)
   | ({ type: 'service.monitor'; monitor: MonitorView } & Stamped)
   /** PaxosService::tick; `now` is the wall clock of the runtime (stamps self-issued requests). */
-  | ({ type: 'service.tick'; now: number } & Stamped)
+  | ({ type: 'service.tick'; now: number; clockSkewsMs?: Record<string, number> } & Stamped)
   /** Paxos changed while this service may be waiting for it (a request held until readable). */
   | {
       type: 'paxos.status';
@@ -858,12 +858,16 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       case 'service.routes':
         return routeReplies(c, event.routes, step);
       case 'service.tick': {
+        // The leader's time checks, as they stand (the health service reports MON_CLOCK_SKEW).
+        const t = event.clockSkewsMs
+          ? { ...c, monitor: { ...c.monitor, clockSkewsMs: event.clockSkewsMs } }
+          : c;
         // Nothing new while a change is pending or in flight: the tick after it sees the result.
-        if (c.havePending || c.proposing) return heard(c, event.now);
-        let next = heard(c, event.now);
-        for (const own of def.tick?.(c.state, view(c)) ?? []) {
+        if (t.havePending || t.proposing) return heard(t, event.now);
+        let next = heard(t, event.now);
+        for (const own of def.tick?.(t.state, view(t)) ?? []) {
           const request: ServiceRequest = {
-            client: `mon.${c.monitor.name}`,
+            client: `mon.${t.monitor.name}`,
             tid: next.nextForwardTid,
             cmd: own.cmd,
             receivedAt: event.now,
