@@ -1,9 +1,10 @@
 // Structured logs (pino): one JSON line per event in a file, readable lines on a terminal. Every
 // line of a monitor carries its name, state and election epoch: a MonitorLogContext reads them
 // live from the monitor's root actor at each line (pino's `mixin`), so no call site has to.
-import { monitorStateName } from '../machines/monitor.ts';
+
 import pino, { type Logger } from 'pino';
 import type { AnyActorRef, InspectionEvent } from 'xstate';
+import { monitorStateName } from '../machines/monitor.ts';
 
 export type { Logger };
 
@@ -123,7 +124,8 @@ export class MonitorLogContext {
     if (!snapshot) return fields;
     const name = snapshot.context?.name;
     if (typeof name === 'string') fields.mon = name;
-    if (snapshot.value !== undefined && snapshot.value !== null) fields.state = monitorStateName({ value: snapshot.value });
+    if (snapshot.value !== undefined && snapshot.value !== null)
+      fields.state = monitorStateName({ value: snapshot.value });
     const epoch = snapshot.context?.electionEpoch;
     if (typeof epoch === 'number') fields.election_epoch = epoch;
     return fields;
