@@ -16,7 +16,7 @@ import { dumpTracker } from '../machines/connection-tracker.ts';
 import { decodeCryptoKey } from '../machines/crypto-key.ts';
 import type { ElectorContext } from '../machines/elector.ts';
 import type { KeyringEntry } from '../machines/keyring-text.ts';
-import { createMonitorMachine, monitorStateName, paxosStamp } from '../machines/monitor.ts';
+import { createMonitorMachine, fastRead as machineFastRead, monitorStateName } from '../machines/monitor.ts';
 import { isReadable, isWriteable, paxosStateName } from '../machines/paxos.ts';
 import {
   preprocessNow,
@@ -406,12 +406,15 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
 
   /** The read fast path: true when the request was a read answered now. */
   function fastRead(request: ServiceRequest, reply: (r: CommandReply) => void): boolean {
-    const definition = services.find((d) => d.handles(request.cmd));
-    if (!definition) return false;
-    const service = actor.system.get(`service:${definition.name}`) as AnyActorRef | undefined;
-    const context = service?.getSnapshot()?.context as ServiceContext | undefined;
-    if (!context) return false;
-    const answer = preprocessNow(definition, context, request, paxosStamp(actor.getSnapshot().context));
+    const snapshot = actor.getSnapshot();
+    const answer = machineFastRead(
+      services,
+      (name) =>
+        (snapshot.children as Record<string, AnyActorRef | undefined>)[`service:${name}`]?.getSnapshot()
+          ?.context as ServiceContext | undefined,
+      snapshot.context,
+      request,
+    );
     if (!answer) return false;
     const send = (r: { r: number; rs: string; data?: Uint8Array | string }) =>
       reply({

@@ -77,6 +77,9 @@ import {
   type MonitorView,
   opsConcern,
   type PaxosStamp,
+  type Preprocessed,
+  preprocessNow,
+  type ServiceContext,
   type ServiceDefinition,
   type ServiceRequest,
   type ServiceVersions,
@@ -413,6 +416,33 @@ export function paxosStamp(context: Pick<MonitorContext, 'paxos' | 'appliedVersi
   };
 }
 
+/** Monitor::dispatch_op: the service a command belongs to (by its prefix), if any. */
+export function serviceOf(
+  services: readonly ServiceDefinition[],
+  cmd: string[],
+): ServiceDefinition | undefined {
+  return services.find((d) => d.handles(cmd));
+}
+
+/**
+ * The read fast path (Ceph answers preprocess_query in the dispatching thread): the answer to a
+ * read, from the service's snapshot and Paxos as the monitor has it now — or null when the
+ * request must go through the statechart (an update, an unknown command, not readable now).
+ * The runtime calls this as a request arrives; the service's own dispatch makes the same
+ * decision with the same pure functions (isServiceReadable, preprocess_query).
+ */
+export function fastRead(
+  services: readonly ServiceDefinition[],
+  contextOf: (name: string) => ServiceContext | undefined,
+  monitor: Pick<MonitorContext, 'paxos' | 'appliedVersion'>,
+  request: ServiceRequest,
+): Preprocessed {
+  const definition = serviceOf(services, request.cmd);
+  const context = definition ? contextOf(definition.name) : undefined;
+  if (!definition || !context) return null;
+  return preprocessNow(definition, context, request, paxosStamp(monitor));
+}
+
 /** The Ceph state name of a monitor snapshot: probing, synchronizing, electing, leader, peon, … */
 export function monitorStateName(snapshot: { value: unknown }): string {
   const value = snapshot.value;
@@ -617,7 +647,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
   ) as Record<string, AnyActorLogic>;
   if (services.length > forwardTidStride)
     throw new RangeError(`a monitor runs at most ${forwardTidStride} services (${services.length} given)`);
-  const serviceFor = (cmd: string[]) => services.find((d) => d.handles(cmd));
+  const serviceFor = (cmd: string[]) => serviceOf(services, cmd);
   const unknownCommand = (cmd: string[]) =>
     `unknown command '${cmd.join(' ')}' (valid: mon dump|stat|getmap, config-key set|get|rm|exists|ls|dump, log, log last, health, status, quorum_status, mon_status)`;
   return setup({
