@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { monitorStateName } from '../machines/monitor.ts';
 import {
   alive,
   freePorts,
@@ -148,7 +149,7 @@ test('npm start: the quorum and a hint, quorum changes live, a second start refu
   const replayed = await paxmon(['replay', record, '--mon', 'a', '--actor', 'elector']);
   assert.is(replayed.code, 0, replayed.stderr);
   assert.match(replayed.stdout, /mon\.a\s+elector\s+state /);
-  assert.match(replayed.stdout, /elector → io\s+io\.effects: .*send mon\.election (propose|victory)/);
+  assert.match(replayed.stdout, /elector → monitor\s+io\.effects: .*send mon\.election (propose|victory)/);
   const monColumn = replayed.stdout
     .split('\n')
     .filter(Boolean)
@@ -349,10 +350,14 @@ test('paxmon mon --inspect PORT serves the inspector bridge and streams the acto
     seen.push(event as never);
   });
   try {
-    await pollUntil('the elector and paxos actors, and a leader snapshot', 30_000, async () => {
+    await pollUntil('the elector and io actors, and a leader snapshot', 30_000, async () => {
       const actors = new Set(seen.filter((e) => e.type === '@xstate.actor').map((e) => e.name));
-      const leader = seen.some((e) => e.type === '@xstate.snapshot' && e.snapshot?.value === 'leader');
-      return actors.has('mon.a/elector') && actors.has('mon.a/paxos') && leader ? true : undefined;
+      // Paxos runs in the monitor statechart: a leader is `inQuorum.leader`.
+      const leader = seen.some(
+        (e) =>
+          e.type === '@xstate.snapshot' && monitorStateName({ value: e.snapshot?.value ?? '' }) === 'leader',
+      );
+      return actors.has('mon.a/elector') && actors.has('mon.a/io') && leader ? true : undefined;
     });
     assert.ok(
       seen.every((e) => !e.sessionId || e.sessionId.startsWith('mon.a/')),
