@@ -202,6 +202,8 @@ export type MonitorEvent =
   | { type: 'monitor.peer_alive'; peer: EntityName }
   /** Internal: the leader's session was lost while I am its peon. */
   | { type: 'monitor.leader_lost'; peer: EntityName }
+  /** Internal: a quorum member's session was lost while I lead it. */
+  | { type: 'monitor.quorum_member_lost'; peer: EntityName }
   /** Internal: take a committed monmap (MonmapMonitor::update_from_paxos → bootstrap). */
   | { type: 'monitor.adopt_monmap'; monmap: MonMap }
   /** `connection scores reset` (Ceph's admin-socket command): the elector forgets its scores. */
@@ -1314,6 +1316,13 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           if (leader && context.leader !== context.rank && event.peer === `mon.${leader.name}`) {
             enqueue.raise({ type: 'monitor.leader_lost', peer: event.peer });
           }
+          // A leader whose quorum member's session reset (kill -9 of a process, a host gone)
+          // calls an election now: Ceph waits out the lease-ack timeout (2 × mon_lease), and every
+          // write waits with it, since a commit needs the whole quorum. The elector, told the
+          // member is down, does not wait for its ack (issue 16: writes stalled ~3 s per lost peon).
+          const rank = rankOf(context.monmap, event.peer);
+          if (context.leader === context.rank && context.rank >= 0 && context.quorum.includes(rank))
+            enqueue.raise({ type: 'monitor.quorum_member_lost', peer: event.peer });
         }),
       },
       'monitor.peer_alive': {
@@ -1591,6 +1600,13 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             // Monitor::win_election → Paxos::leader_init (collect, in round.recovering).
             entry: ['paxosLeaderInit', { type: 'announce', params: { role: 'leader' } }],
             on: {
+              'monitor.quorum_member_lost': {
+                target: '#monitor.electing',
+                actions: [
+                  assign(({ event }) => ({ lastBootstrapReason: `lost the session to ${event.peer}` })),
+                  sendTo('elector', { type: 'elector.start' }),
+                ],
+              },
               'paxos.propose': [
                 {
                   // Propose at once when idle (paxmon's default); otherwise it rides the next round.
