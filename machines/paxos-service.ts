@@ -7,8 +7,9 @@
 //           → wait until writeable → prepare_update (mutate pending, or answer an error)
 //           → should_propose → propose_pending (encode_pending) → the answer after the commit.
 //
-// State in the statechart: `role` (none, peon, leader — Monitor's role for this service) and
-// `proposal` (idle, delaying for paxos_propose_interval, proposing: Ceph's `proposing` flag).
+// State in the statechart: `proposal` (idle, delaying for paxos_propose_interval, gathering,
+// proposing: Ceph's `proposing` flag). The monitor's role is the monitor's (its view, in the
+// context): the template keeps no copy of it in states of its own.
 // Readability is Ceph's PaxosService::is_readable: Paxos readable, and this service has applied
 // every committed version Paxos knows of (its update_from_paxos ran) — so what a service answers
 // from memory or from the store is never older than what the monitor has committed.
@@ -674,29 +675,6 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       'service.propose': { actions: 'run' },
     },
     states: {
-      role: {
-        initial: 'none',
-        states: {
-          none: {
-            always: [
-              { guard: ({ context }) => context.monitor.role === 'leader', target: 'leader' },
-              { guard: ({ context }) => context.monitor.role === 'peon', target: 'peon' },
-            ],
-          },
-          peon: {
-            always: [
-              { guard: ({ context }) => context.monitor.role === 'leader', target: 'leader' },
-              { guard: ({ context }) => context.monitor.role === 'none', target: 'none' },
-            ],
-          },
-          leader: {
-            always: [
-              { guard: ({ context }) => context.monitor.role === 'peon', target: 'peon' },
-              { guard: ({ context }) => context.monitor.role === 'none', target: 'none' },
-            ],
-          },
-        },
-      },
       proposal: {
         initial: 'idle',
         states: {
