@@ -3,6 +3,7 @@
 import type { MonitorInput } from '../machines/monitor.ts';
 import type { Uncommitted } from '../machines/paxos.ts';
 import type { ServiceDefinition, ServiceVersions } from '../machines/paxos-service.ts';
+import type { LoadableService } from '../machines/service-load.ts';
 import {
   dataPrefixesOf,
   fullKey,
@@ -12,7 +13,7 @@ import {
   type StoredVersion,
 } from '../machines/service-load.ts';
 import { type SessionsBoot, sessionPrefix, sessionsBootFrom } from '../machines/sessions.ts';
-import { discardStage } from '../machines/sync.ts';
+import { discardStage, syncPrefixes, syncPrefixesFor } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import { decodeNumber } from '../storage/transaction.ts';
 import {
@@ -77,8 +78,11 @@ export interface LoadedMonitor {
  * Discard what an interrupted full sync staged (machines/sync.ts stagePrefix): the store in use
  * was never touched, so the monitor starts over it. Writes only when something is staged.
  */
-export async function discardSyncStage(store: Store): Promise<boolean> {
-  const ops = discardStage();
+export async function discardSyncStage(
+  store: Store,
+  prefixes: readonly string[] = syncPrefixes,
+): Promise<boolean> {
+  const ops = discardStage(prefixes);
   let staged = false;
   for (const op of ops) {
     if (op.op !== 'erase_range') continue;
@@ -102,7 +106,7 @@ export async function loadMonitorState(
   store: Store,
   services: readonly ServiceDefinition[] = [],
 ): Promise<LoadedMonitor> {
-  await discardSyncStage(store);
+  await discardSyncStage(store, syncPrefixesFor(services as readonly LoadableService[]));
   const nameBytes = await store.get('monitor', 'name');
   const fsidBytes = await store.get('monitor', 'fsid');
   if (!nameBytes || !fsidBytes)

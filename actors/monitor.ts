@@ -24,9 +24,11 @@ import {
   type ServiceDefinition,
   type ServiceRequest,
 } from '../machines/paxos-service.ts';
+import type { LoadableService } from '../machines/service-load.ts';
 import { type AuthState, authCreated, authLookup } from '../machines/services/auth.ts';
 import { defaultServices } from '../machines/services/index.ts';
 import { monmapJson } from '../machines/services/monmap.ts';
+import { syncPrefixesFor } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import type { CommandReply, EntityName, MonCommand, MonMap, MonPing } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
@@ -309,6 +311,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   });
 
   const provider = createSyncProvider({
+    prefixes: syncPrefixesFor(services as LoadableService[]),
     store: options.store,
     transport: options.transport,
     payloadBytesMax: config.monSyncMaxPayloadSizeBytes,

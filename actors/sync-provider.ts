@@ -11,6 +11,8 @@ import type { Transport } from '../transport/transport.ts';
 import { decodeValue } from './io.ts';
 
 export interface SyncProviderOptions {
+  /** The prefixes a sync copies (machines/sync.ts syncPrefixesFor the monitor's services); default paxmon's own. */
+  prefixes?: readonly string[];
   store: Store;
   transport: Transport;
   payloadBytesMax: number;
@@ -67,7 +69,7 @@ export function createSyncProvider(options: SyncProviderOptions) {
       });
       const totals =
         msg.op === 'get_cookie_full'
-          ? await storeStats(options.store, [...syncPrefixes])
+          ? await storeStats(options.store, [...(options.prefixes ?? syncPrefixes)])
           : { keys: lc - msg.lastCommitted, bytes: undefined };
       options.onEvent?.({ op: msg.op, peer: from, cookie });
       return reply(from, {
@@ -84,7 +86,7 @@ export function createSyncProvider(options: SyncProviderOptions) {
     cookie.lastUsed = options.now();
     if (cookie.kind === 'full') {
       // Resume after the last key the requester applied (Ceph's WholeStoreIterator, stateless here).
-      const chunks = storeChunks(options.store, [...syncPrefixes], {
+      const chunks = storeChunks(options.store, [...(options.prefixes ?? syncPrefixes)], {
         payloadBytesMax: options.payloadBytesMax,
         payloadKeysMax: options.payloadKeysMax,
         ...(msg.lastKey ? { after: msg.lastKey } : {}),

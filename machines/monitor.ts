@@ -84,6 +84,7 @@ import {
   type ServiceRequest,
   type ServiceVersions,
 } from './paxos-service.ts';
+import type { LoadableService } from './service-load.ts';
 import { defaultServices } from './services/index.ts';
 import type { SessionsBoot } from './sessions.ts';
 import {
@@ -91,6 +92,7 @@ import {
   syncChunk,
   syncCookie,
   syncFinish,
+  syncPrefixesFor,
   syncStageBytesMax,
   syncStart,
 } from './sync.ts';
@@ -650,6 +652,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
   if (services.length > forwardTidStride)
     throw new RangeError(`a monitor runs at most ${forwardTidStride} services (${services.length} given)`);
   const serviceFor = (cmd: string[]) => serviceOf(services, cmd);
+  const prefixesToSync = syncPrefixesFor(services as readonly LoadableService[]);
   const unknownCommand = (cmd: string[]) =>
     `unknown command '${cmd.join(' ')}' (valid: mon dump|stat|getmap, config-key set|get|rm|exists|ls|dump, log, log last, health, status, quorum_status, mon_status)`;
   return setup({
@@ -786,7 +789,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         if (!decision) return;
         const provider = decision.provider as EntityName;
         const addr = context.monmap.mons.find((m) => `mon.${m.name}` === provider)?.addr;
-        const start = syncStart(decision.kind, provider, addr, context.paxos.lastCommitted);
+        const start = syncStart(decision.kind, provider, addr, context.paxos.lastCommitted, prefixesToSync);
         enqueue.assign({ sync: start.progress, syncFinishing: false });
         // Ceph's sync_start clears the store and resets Paxos. paxmon's full sync builds the
         // copy beside the store in use (machines/sync.ts stagePrefix) and switches at the last

@@ -24,6 +24,22 @@ export const syncPrefixes = [
 ] as const;
 
 /**
+ * The prefixes a store sync copies for a monitor running `services`: paxmon's own, and each
+ * service's history and the data its load hook names — a custom PaxosService's store is copied
+ * like a built-in's (without it, a monitor that synced in full kept an empty custom history).
+ */
+export function syncPrefixesFor(
+  services: readonly { prefix: string; load?: { dataPrefixes?: readonly string[] } }[],
+): string[] {
+  const all = new Set<string>(syncPrefixes);
+  for (const d of services) {
+    all.add(d.prefix);
+    for (const prefix of d.load?.dataPrefixes ?? []) all.add(prefix);
+  }
+  return [...all];
+}
+
+/**
  * A full sync builds the new store beside the old one: each chunk's puts go to the staging
  * prefix of their prefix (`sync_stage.paxos` …), and the last chunk switches over in one atomic
  * transaction (erase the synced prefixes, move the staged keys in, erase the staging area). Until
@@ -50,6 +66,8 @@ export interface SyncProgress {
   totalKeys: number | undefined;
   totalBytes: number | undefined;
   lastKey: { prefix: string; key: string } | undefined;
+  /** The prefixes this sync stages and switches (syncPrefixesFor the monitor's services). */
+  prefixes: readonly string[];
 }
 
 function message(op: MonSync['op'], fields: Partial<MonSync> = {}): MonSync {
@@ -70,8 +88,10 @@ export function syncStart(
   provider: EntityName,
   providerAddr: string | undefined,
   lastCommitted: number,
+  prefixes: readonly string[] = syncPrefixes,
 ): { writes: StoreOp[]; messages: Outgoing[]; progress: SyncProgress } {
   const progress: SyncProgress = {
+    prefixes,
     kind,
     provider,
     providerAddr,
@@ -89,7 +109,7 @@ export function syncStart(
       progress,
     };
   }
-  const writes: StoreOp[] = discardStage();
+  const writes: StoreOp[] = discardStage(prefixes);
   return { writes, messages: [to(progress, message('get_cookie_full', { lastCommitted }))], progress };
 }
 
@@ -121,8 +141,8 @@ export function stagedCopyRefusal(staged: StoreFacts, live: StoreFacts): string 
 }
 
 /** Erase every staging prefix (an abandoned full sync's partial copy). */
-export function discardStage(): StoreOp[] {
-  return syncPrefixes.map(
+export function discardStage(prefixes: readonly string[] = syncPrefixes): StoreOp[] {
+  return prefixes.map(
     (prefix): StoreOp => ({ op: 'erase_range', prefix: stagePrefix(prefix), start: '', end: '' }),
   );
 }
@@ -131,7 +151,7 @@ export function discardStage(): StoreOp[] {
 function chunkWrites(sync: SyncProgress, chunk: Uint8Array | undefined): StoreOp[] {
   if (!chunk) return [];
   return sync.kind === 'full'
-    ? [{ op: 'stage_encoded', value: chunk, prefixes: [...syncPrefixes] }]
+    ? [{ op: 'stage_encoded', value: chunk, prefixes: [...sync.prefixes] }]
     : [{ op: 'apply_encoded', value: chunk }];
 }
 
@@ -174,7 +194,7 @@ export function syncFinish(sync: SyncProgress, msg: MonSync) {
   const writes = chunkWrites(sync, msg.chunk);
   if (sync.kind === 'full') {
     writes.push(
-      { op: 'commit_stage', prefixes: [...syncPrefixes] },
+      { op: 'commit_stage', prefixes: [...sync.prefixes] },
       { op: 'erase', prefix: 'mon_sync', key: 'in_sync' },
       { op: 'erase', prefix: 'mon_sync', key: 'last_committed_floor' },
       { op: 'erase', prefix: 'mon_sync', key: 'latest_monmap' },

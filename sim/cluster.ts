@@ -7,6 +7,7 @@ import { type Clock, createMonitor, type MonitorHandle } from '../actors/monitor
 import type { MonConfig } from '../machines/config.ts';
 import { encodeCryptoKey } from '../machines/crypto-key.ts';
 import type { KeyringEntry } from '../machines/keyring-text.ts';
+import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import { MemoryStore } from '../storage/memory-store.ts';
 import { MemoryNetwork, type NetworkEvent, type NetworkFaults } from '../transport/memory-network.ts';
 import type { ElectionStrategy, EntityName, MonMap } from '../transport/messages.ts';
@@ -34,6 +35,8 @@ export interface SimClusterOptions {
   disallowedLeaders?: string[];
   /** Every message delivered, as bytes (MemoryNetworkOptions.tap): the adversary records them. */
   tap?: (from: EntityName, to: EntityName, bytes: Uint8Array) => void;
+  /** PaxosServices to run beside paxmon's own on every monitor (an app's own). */
+  services?: ServiceDefinition[];
   /** Each monitor's XState inspection observer (the event-budget spec counts a write's events). */
   inspectFor?: (name: string) => ((event: InspectionEvent) => void) | undefined;
 }
@@ -76,12 +79,14 @@ export class SimCluster {
   readonly #clocks = new Map<string, Clock & { now(): number }>();
   readonly #wrapTransport: ((name: string, transport: Transport) => Transport) | undefined;
   readonly #inspectFor: SimClusterOptions['inspectFor'];
+  readonly #services: ServiceDefinition[];
 
   constructor(options: SimClusterOptions) {
     this.prng = new Prng(options.seed ?? 1);
     this.config = options.config ?? {};
     this.#wrapTransport = options.wrapTransport;
     this.#inspectFor = options.inspectFor;
+    this.#services = options.services ?? [];
     const netRandom = this.prng.fork('network');
     this.network = new MemoryNetwork({
       clock: this.clock,
@@ -160,6 +165,7 @@ export class SimCluster {
       now: () => clock.now(),
       keyring: this.keyring,
       ...(inspect ? { inspect } : {}),
+      ...(this.#services.length ? { services: this.#services } : {}),
       randomBytes: (n) => Uint8Array.from({ length: n }, () => Math.floor(authRandom.next() * 256)),
     });
     node.monitor = monitor;

@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MonConfig } from '../machines/config.ts';
+import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import { SimCluster } from '../sim/cluster.ts';
 import { Transaction } from '../storage/transaction.ts';
 import type { EntityName, Message } from '../transport/messages.ts';
@@ -305,6 +306,59 @@ test('a full sync cut off halfway leaves the old store whole: a peer that syncs 
     assert.is(keys.length, 600, `every key on mon.${name}`);
     assert.is((await client.call(name, ['config-key', 'get', 'k599'])).data, 'v599');
   }
+  await c.stopAll();
+});
+
+/** A service of an app's own (the README's counter): its history is copied like paxmon's. */
+const counter: ServiceDefinition<{ value: number }, number> = {
+  name: 'counter',
+  prefix: 'counter',
+  handles: (cmd) => cmd[0] === 'counter',
+  init: (loaded) => (loaded as { value: number } | null) ?? { value: 0 },
+  createInitial: () => 0,
+  createPending: () => 0,
+  preprocessQuery: (state, req) =>
+    req.cmd[1] === 'get' ? { reply: { r: 0, rs: '', data: String(state.value) } } : null,
+  prepareUpdate: (state, pending, req) => ({
+    pending: pending + Number(req.cmd[2]),
+    reply: { r: 0, rs: `counter = ${state.value + pending + Number(req.cmd[2])}` },
+  }),
+  encodePending: (state, pending, version) => [
+    { op: 'put', prefix: 'counter', key: String(version), value: String(state.value + pending) },
+  ],
+  updateFromPaxos: (state, ops, versions) => {
+    const put = ops.find(
+      (o) => o.op === 'put' && o.prefix === 'counter' && o.key === String(versions.lastCommitted),
+    );
+    return put?.op === 'put' ? { value: Number(new TextDecoder().decode(put.value)) } : state;
+  },
+};
+
+test("a full sync copies a custom service's history too: the synced monitor answers its state and goes on from its versions", async () => {
+  const c = new SimCluster({
+    size: 3,
+    seed: 37,
+    config: { paxosMin: 20, paxosTrimMin: 10, paxosTrimMax: 50, monSyncMaxPayloadKeys: 50 },
+    services: [counter as ServiceDefinition],
+  });
+  await c.mkfs();
+  await c.startAll();
+  await c.runUntil(() => c.stableQuorum(3) && c.running().every((m) => m.isReadable()), 10_000);
+  const client = simClient(c);
+  await c.crash('c');
+  await c.runUntil(() => c.stableQuorum(2), 20_000);
+  for (let i = 1; i <= 120; i += 1) assert.is((await client.call('a', ['counter', 'add', '1'])).r, 0);
+  await c.start('c');
+  const watch = watchSync(c, 'c');
+  await c.runUntil(
+    () => (watch.poll(), c.stableQuorum(3) && c.running().every((m) => m.isReadable())),
+    60_000,
+  );
+  assert.equal(watch.kinds, ['full'], 'a full sync ran');
+  const versions = async (name: string) => c.node(name).store.getNumber('counter', 'last_committed');
+  assert.is(await versions('c'), await versions('a'), "mon.c holds the counter's versions");
+  assert.is((await client.call('c', ['counter', 'get'])).data, '120');
+  assert.is((await client.call('c', ['counter', 'add', '5'])).rs, 'counter = 125');
   await c.stopAll();
 });
 
