@@ -28,9 +28,6 @@
  * @packageDocumentation
  */
 
-import type { ActorRefFrom, SnapshotFrom } from 'xstate';
-import type { monitorMachine } from './machines/monitor.ts';
-
 // --- XState's types, to subscribe to and inspect a monitor's actors ------------------------------------
 /**
  * XState's own types, as paxmon's actors use them: an app subscribing to `MonitorHandle.actor`
@@ -135,9 +132,11 @@ export {
 export {
   assertPaxosInvariants,
   createMonitorMachine,
+  type MonitorActorRef,
   type MonitorContext,
   type MonitorEvent,
   type MonitorInput,
+  type MonitorSnapshot,
   minQuorumSize,
   monitorMachine,
   monitorStateName,
@@ -215,8 +214,3 @@ export type {
 } from './transport/messages.ts';
 export type { MessengerAuth, SessionMode } from './transport/messenger.ts';
 export type { PeerSession, Transport, TransportHandlers } from './transport/transport.ts';
-
-/** A snapshot of the monitor statechart (what `MonitorHandle.actor` emits to its subscribers). */
-export type MonitorSnapshot = SnapshotFrom<typeof monitorMachine>;
-/** An actor of the monitor statechart. */
-export type MonitorActorRef = ActorRefFrom<typeof monitorMachine>;

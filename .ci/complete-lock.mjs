@@ -5,8 +5,13 @@
 // install` leaves those optional packages out of the lock file, and `npm ci` then refuses the
 // lock as "not in sync" ("Missing: @biomejs/cli-darwin-x64@ from lock file"). This adds each
 // missing optional platform package as an optional entry with its os/cpu, so npm ci accepts the
-// lock and skips them on this platform (as it would had they been resolved). Run after every
-// `npm install` (it is the root package's postinstall); idempotent.
+// lock and skips them on this platform (as it would had they been resolved). Idempotent.
+//
+// It runs after every npm command that changes node_modules here (`npm install`, `npm ci`: the
+// root package's `dependencies` script, which npm runs once the lock file is written, and only
+// for the project itself, never when the package is installed as a dependency: the packed
+// package has no install script), and .ci/run runs it before `npm ci` too, so that a lock
+// written with --ignore-scripts does not fail CI.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const file = new URL('../package-lock.json', import.meta.url);

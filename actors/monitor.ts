@@ -16,7 +16,12 @@ import { dumpTracker } from '../machines/connection-tracker.ts';
 import { decodeCryptoKey } from '../machines/crypto-key.ts';
 import type { ElectorContext } from '../machines/elector.ts';
 import type { KeyringEntry } from '../machines/keyring-text.ts';
-import { createMonitorMachine, fastRead as machineFastRead, monitorStateName } from '../machines/monitor.ts';
+import {
+  createMonitorMachine,
+  type MonitorActorRef,
+  fastRead as machineFastRead,
+  monitorStateName,
+} from '../machines/monitor.ts';
 import { isReadable, isWriteable, paxosStateName } from '../machines/paxos.ts';
 import {
   preprocessNow,
@@ -99,8 +104,8 @@ export type MonitorStateName =
 export interface MonitorHandle {
   readonly name: string;
   readonly fsid: string;
-  /** The root XState actor (the monitor statechart). */
-  readonly actor: AnyActorRef;
+  /** The root XState actor (the monitor statechart): typed, so `actor.getSnapshot().context` is a MonitorContext. */
+  readonly actor: MonitorActorRef;
   /** Current Ceph state name of the monitor. */
   state(): MonitorStateName;
   /** Ceph's `mon_status` (DESIGN.md §6). */

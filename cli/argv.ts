@@ -5,6 +5,11 @@
 // before it, unless that command has an option of the same flag itself (`mon --dir`, `mkfs
 // --name`, `up --timeout`, `statecharts --format`), which keeps it.
 
+/** The log levels of `paxmon mon|up --log-level` (pino's). */
+export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+/** The inspector bridge's port when `--inspect` names none (@statelyai/inspect's default). */
+export const inspectPortDefault = 8080;
+
 /** Global options that take a value (their flags, short and long). */
 export const globalValueFlags = [
   '-m',
@@ -41,7 +46,6 @@ export function normalizeArgv(words: string[], commands: CommandFlags): string[]
   const globals: string[] = [];
   const rest: string[] = [];
   let command: string | undefined;
-  let implied: string | undefined;
   let own: string[] = [];
   let i = 0;
   for (; i < words.length; i += 1) {
@@ -62,12 +66,14 @@ export function normalizeArgv(words: string[], commands: CommandFlags): string[]
       continue;
     }
     const renamed = flag === '--connect-timeout' ? '--timeout' : flag;
-    if (flag === '-s' || flag === '--status') {
-      implied = 'status';
-      continue;
-    }
-    if (flag === '-w' || flag === '--watch') {
-      implied = 'watch';
+    if (flag === '-s' || flag === '--status' || flag === '-w' || flag === '--watch') {
+      // The command, unless one came before: what follows is its words and options
+      // (`paxmon -w --interval 0.5`).
+      if (command === undefined) {
+        command = flag === '-s' || flag === '--status' ? 'status' : 'watch';
+        own = commands.flagsOf(command) ?? [];
+        rest.push(command);
+      }
       continue;
     }
     if (isGlobalValue && !word.includes('=')) {
@@ -88,6 +94,5 @@ export function normalizeArgv(words: string[], commands: CommandFlags): string[]
       rest.push('--format', ...moved.slice(1));
     }
   }
-  if (implied && command === undefined) return [...globals, implied, ...tail];
   return [...globals, ...rest, ...tail];
 }

@@ -1,19 +1,95 @@
-// `npm run build`: bundle the CLI and the monitor into one ES module, dist/paxmon.mjs (esbuild;
-// dependencies stay in node_modules). A monitor run from it starts in a fraction of the time and
-// memory that tsx's on-the-fly compilation takes (tsx: ~116 MiB RSS idle, the bundle: ~77 MiB),
-// so `npm start` and the benchmarks run it; the specs run the TypeScript sources through tsx.
+// `npm run build`: the JavaScript that the package ships and `npm start` and the benchmarks run,
+// built from the TypeScript sources (the specs run the sources themselves, through tsx):
+//
+//   dist/paxmon.mjs     the `paxmon` command (cli/bin.js, package.json's "bin", runs it), from cli/paxmon.ts
+//   dist/index.mjs      the package root (package.json "exports"), from index.ts
+//   dist/chunks/*.mjs   code the two share, and what the command loads only when a command needs
+//                       it (import()): the daemon commands (RocksDB, the statecharts), the
+//                       inspection ones. A client command (quorum_status, config-key…) loads
+//                       paxmon.mjs and the chunks it imports statically, nothing else.
+//   *.map               source maps, with the TypeScript sources in them
+//   dist/types/**.d.ts  with --types (npm pack, through prepack): the declarations, from tsc
+//
+// esbuild bundles the packages on a client command's path (commander, TypeBox, msgpackr,
+// nanoid: TypeBox alone is ~200 ES modules to resolve and read one by one, a third of a client
+// command's time) and leaves the others to node_modules: xstate (an app's createActor and
+// paxmon's machines must share one XState), RocksDB and msgpackr-extract (native), pino and its
+// transports (worker files), ws, @statelyai/inspect, cli-progress.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
-const root = new URL('..', import.meta.url);
-await build({
-  absWorkingDir: root.pathname,
-  entryPoints: ['cli/main.ts'],
-  outfile: 'dist/paxmon.mjs',
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dist = join(root, 'dist');
+const external = [
+  'xstate',
+  'rocksdb',
+  'msgpackr-extract',
+  'pino',
+  'pino-pretty',
+  'ws',
+  '@statelyai/inspect',
+  'cli-progress',
+];
+
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: { paxmon: 'cli/paxmon.ts', index: 'index.ts' },
+  outdir: 'dist',
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
   bundle: true,
+  splitting: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  packages: 'external',
+  external,
   sourcemap: 'linked',
+  metafile: true,
   logLevel: 'warning',
+  // The bundled CommonJS packages (commander, msgpackr) call require(): ES modules have none.
+  banner: {
+    js: "import { createRequire as __paxmonCreateRequire } from 'node:module';\nconst require = __paxmonCreateRequire(import.meta.url);",
+  },
 });
+
+// Chunks of earlier builds (their names carry a content hash) go, so dist/ holds one build.
+const built = new Set(Object.keys(result.metafile.outputs).map((file) => join(root, file)));
+const chunks = join(dist, 'chunks');
+for (const name of existsSync(chunks) ? readdirSync(chunks) : []) {
+  const file = join(chunks, name);
+  if (!built.has(file) && !built.has(file.replace(/\.map$/, ''))) rmSync(file, { force: true });
+}
+
+if (process.argv.includes('--types')) {
+  const types = join(dist, 'types');
+  rmSync(types, { recursive: true, force: true });
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  try {
+    execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
+      cwd: root,
+      stdio: 'inherit',
+    });
+  } catch {
+    process.stderr.write('build: tsc found errors; no declarations\n');
+    rmSync(types, { recursive: true, force: true });
+    process.exit(1);
+  }
+  // The sources import with .ts extensions (run by tsx, checked with allowImportingTsExtensions);
+  // in the declarations they are the .js paths every TypeScript setup resolves to the .d.ts.
+  const rewrite = (dir) => {
+    for (const name of readdirSync(dir)) {
+      const file = join(dir, name);
+      if (statSync(file).isDirectory()) rewrite(file);
+      else if (name.endsWith('.d.ts')) {
+        const text = readFileSync(file, 'utf8');
+        const fixed = text.replace(/((?:from|import)\s*\(?\s*)(['"])(\.{1,2}\/[^'"]+)\.ts\2/g, '$1$2$3.js$2');
+        if (fixed !== text) writeFileSync(file, fixed);
+      }
+    }
+  };
+  rewrite(types);
+  process.stdout.write(`build: declarations in ${relative(root, types)}/\n`);
+}

@@ -84,6 +84,56 @@ export const cephQuorumStatus = (q: PaxmonQuorumStatus) => ({
   monmap: cephMonmap(q.monmap),
 });
 
+/** A monitor's `mon_status` as paxmon's monitor answers it (its own fields beside Ceph's). */
+export interface PaxmonMonStatus {
+  name: string;
+  rank: number;
+  state: string;
+  election_epoch: number;
+  quorum: number[];
+  quorum_age?: number;
+  outside_quorum: string[];
+  extra_probe_peers: unknown[];
+  sync_provider: unknown[];
+  monmap: PaxmonMonmap;
+  [own: string]: unknown;
+}
+
+/**
+ * `ceph tell mon.X mon_status`: Ceph's fields in Ceph's order, the monmap as Ceph dumps it, no
+ * stretch mode; no `features` and `feature_map` (paxmon has no feature bits). paxmon's own
+ * fields (paxos, sync, sync_decision, last_bootstrap_reason) follow, under names Ceph does not use.
+ */
+export function cephMonStatus(s: PaxmonMonStatus) {
+  const {
+    name,
+    rank,
+    state,
+    election_epoch,
+    quorum,
+    quorum_age,
+    outside_quorum,
+    extra_probe_peers,
+    sync_provider,
+    monmap,
+    ...own
+  } = s;
+  return {
+    name,
+    rank,
+    state,
+    election_epoch,
+    quorum,
+    ...(quorum_age !== undefined ? { quorum_age } : {}),
+    outside_quorum,
+    extra_probe_peers,
+    sync_provider,
+    monmap: cephMonmap(monmap),
+    stretch_mode: false,
+    ...own,
+  };
+}
+
 /** `ceph mon dump`: the JSON (with the quorum, as Ceph's), or the plain text. */
 export const cephMonDump = (m: PaxmonMonmap, quorum?: number[]) => ({
   ...cephMonmap(m),
@@ -223,6 +273,20 @@ export const cephStatus = (s: PaxmonStatus, quorumAge?: number) => ({
   monmap: { epoch: s.monmap.epoch, min_mon_release_name: monRelease.name, num_mons: s.monmap.num_mons },
 });
 
+/**
+ * An age as `ceph status` shows it (Ceph's timespan_str): seconds up to 2 minutes, then minutes
+ * up to 2 hours, hours up to 2 days, days up to 2 weeks, weeks up to 2 years, then years.
+ */
+export function cephAge(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 120) return `${s}s`;
+  if (s < 2 * 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 2 * 86_400) return `${Math.floor(s / 3600)}h`;
+  if (s < 14 * 86_400) return `${Math.floor(s / 86_400)}d`;
+  if (s < 2 * 365 * 86_400) return `${Math.floor(s / (7 * 86_400))}w`;
+  return `${Math.floor(s / (365 * 86_400))}y`;
+}
+
 /** `ceph status`: the cluster and services sections (the mon line with age and who is out). */
 export function plainStatus(s: PaxmonStatus, quorumAge?: number, monNames?: string[]): string {
   const out = (monNames ?? []).filter((n) => !s.quorum_names.includes(n));
@@ -233,7 +297,7 @@ export function plainStatus(s: PaxmonStatus, quorumAge?: number, monNames?: stri
     ...Object.values(s.health.checks).map((c) => `            ${c.summary}`),
     ' ',
     '  services:',
-    `    mon: ${s.monmap.num_mons} daemons, quorum ${s.quorum_names.join(',')}${quorumAge !== undefined ? ` (age ${quorumAge}s)` : ''}${out.length ? `, out of quorum: ${out.join(', ')}` : ''}`,
+    `    mon: ${s.monmap.num_mons} daemons, quorum ${s.quorum_names.join(',')}${quorumAge !== undefined ? ` (age ${cephAge(quorumAge)})` : ''}${out.length ? `, out of quorum: ${out.join(', ')}` : ''}`,
     ' ',
   ].join('\n');
 }

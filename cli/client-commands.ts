@@ -7,18 +7,19 @@ import type { Command } from 'commander';
 import { keyringBytesMax } from '../actors/keyring.ts';
 import { type MonAddress, MonClient, MonClientError } from '../actors/mon-client.ts';
 import { type KeyringEntry, parseKeyring } from '../machines/keyring-text.ts';
-import { authInbufBytesMax, renderAuth } from '../machines/services/auth.ts';
 import { configKeyMaxEntrySizeDefault, replacementCharacter } from '../machines/services/config-key.ts';
 import {
   cephHealth,
   cephLog,
   cephMonDump,
   cephMonStat,
+  cephMonStatus,
   cephQuorumStatus,
   cephStatus,
   type PaxmonHealth,
   type PaxmonLogLine,
   type PaxmonMonmap,
+  type PaxmonMonStatus,
   type PaxmonQuorumStatus,
   type PaxmonStatus,
   plainHealth,
@@ -27,7 +28,7 @@ import {
   plainMonStat,
   plainStatus,
 } from './ceph-shapes.ts';
-import { alive, isMonAddr, pidOf, readClusterFile, writeClusterFile } from './cluster.ts';
+import { alive, isMonAddr, pidOf, readClusterFile, writeClusterFile } from './cluster-file.ts';
 import { CliError, errnoName, errnoOf, fail } from './errors.ts';
 
 export type Format = 'plain' | 'json' | 'json-pretty';
@@ -205,24 +206,7 @@ export async function runRawAll(
   globals: GlobalOptions,
   target?: string,
 ): Promise<Raw[]> {
-  const { mons, fsid } = monitorsFor(globals);
-  let chosen = mons;
-  if (target) {
-    const name = target.replace(/^mon\./, '');
-    const found = mons.find((m) => m.name === name);
-    chosen = found ? [found] : mons;
-  }
-  const timeoutMs = Number(globals.timeout) * 1000;
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
-    fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
-  await refuseWhenNoneRuns(globals, chosen);
-  const client = new MonClient({
-    mons: chosen,
-    ...clientCredentials(globals),
-    ...(fsid ? { fsid } : {}),
-    timeoutMs,
-    attemptTimeoutMs: Math.min(2000, timeoutMs),
-  });
+  const client = await openClient(globals, target);
   try {
     const replies: Raw[] = [];
     for (const { words, inbuf, optional } of commands) {
@@ -237,6 +221,31 @@ export async function runRawAll(
   } finally {
     await client.close();
   }
+}
+
+/**
+ * A MonClient for the monitors of -m, -c or the local cluster (`target`, mon.NAME: that one
+ * only, when the list names it), authenticated as -n with -k's key.
+ */
+async function openClient(globals: GlobalOptions, target?: string): Promise<MonClient> {
+  const { mons, fsid } = monitorsFor(globals);
+  let chosen = mons;
+  if (target) {
+    const name = target.replace(/^mon\./, '');
+    const found = mons.find((m) => m.name === name);
+    chosen = found ? [found] : mons;
+  }
+  const timeoutMs = Number(globals.timeout) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    fail('EINVAL', `--timeout ${globals.timeout} is not a positive number of seconds`);
+  await refuseWhenNoneRuns(globals, chosen);
+  return new MonClient({
+    mons: chosen,
+    ...clientCredentials(globals),
+    ...(fsid ? { fsid } : {}),
+    timeoutMs,
+    attemptTimeoutMs: Math.min(2000, timeoutMs),
+  });
 }
 
 /**
@@ -362,7 +371,9 @@ export function registerClientCommands(program: Command): void {
       const options = globals();
       if (!/^mon\.[A-Za-z0-9_-]+$/.test(target)) fail('EINVAL', `target '${target}' is not mon.NAME`);
       const value = await runCommand(words, options, target);
-      print(value, options.format === 'plain' ? 'json-pretty' : options.format, () => '');
+      const shaped =
+        words.length === 1 && words[0] === 'mon_status' ? cephMonStatus(value as PaxmonMonStatus) : value;
+      print(shaped, options.format === 'plain' ? 'json-pretty' : options.format, () => '');
     });
 
   program
@@ -417,6 +428,8 @@ export function registerClientCommands(program: Command): void {
     .option('-i, --in-file <file>', 'a keyring to read (auth add, auth import)')
     .option('-o, --out-file <file>', 'write what the command prints (a keyring, a key) to a file, mode 0600')
     .action(async (words: string[], options: { inFile?: string; outFile?: string }) => {
+      // The auth service's rendering and caps grammar, loaded by this command only.
+      const { authInbufBytesMax, renderAuth } = await import('../machines/services/auth.ts');
       let inbuf: Uint8Array | undefined;
       if (options.inFile) {
         try {
@@ -471,16 +484,102 @@ export function registerClientCommands(program: Command): void {
         [{ words: ['status'] }, { words: ['quorum_status'], optional: true }],
         globals(),
       );
-      const status = JSON.parse(text((reply as Raw).data)) as PaxmonStatus;
-      const q = quorum && quorum.r === 0 ? (JSON.parse(text(quorum.data)) as PaxmonQuorumStatus) : undefined;
-      print(cephStatus(status, q?.quorum_age), globals().format, () =>
-        plainStatus(
-          status,
-          q?.quorum_age,
-          q?.monmap.mons.map((m) => m.name),
-        ),
-      );
+      printStatus(reply as Raw, quorum, globals().format);
     });
+
+  program
+    .command('watch')
+    .description("the cluster's status, then its log as it is written, until Ctrl-C (paxmon -w, as ceph -w)")
+    .option('--interval <seconds>', 'how often to ask for new log entries', '1')
+    .action(async (options: { interval: string }) => {
+      const intervalS = Number(options.interval);
+      if (!Number.isFinite(intervalS) || intervalS < 0.05 || intervalS > 30)
+        fail(
+          'EINVAL',
+          `--interval ${options.interval} is not a number of seconds from 0.05 to 30 (a monitor closes a client session idle for 60 s)`,
+        );
+      await watch(globals(), intervalS * 1000);
+    });
+}
+
+function printStatus(reply: Raw, quorum: Raw | undefined, format: Format): void {
+  const status = JSON.parse(text(reply.data)) as PaxmonStatus;
+  const q = quorum && quorum.r === 0 ? (JSON.parse(text(quorum.data)) as PaxmonQuorumStatus) : undefined;
+  print(cephStatus(status, q?.quorum_age), format, () =>
+    plainStatus(
+      status,
+      q?.quorum_age,
+      q?.monmap.mons.map((m) => m.name),
+    ),
+  );
+}
+
+/** Log entries asked for at each poll of `paxmon -w`; more written in between are counted as missed. */
+const watchEntriesMax = 1000;
+
+/**
+ * `paxmon -w` (Ceph's `ceph -w`): the status, a blank line, then each cluster log entry as the
+ * monitors commit it, `STAMP NAME [PRIO] MESSAGE`, until Ctrl-C. Ceph's client subscribes to the
+ * log; paxmon's asks for `log last` over one session every `intervalMs` and prints the entries
+ * newer than the last it printed. A monitor that stops answering is retried (MonClient's
+ * failover), said once on stderr, and the log picks up where it left off.
+ */
+async function watch(globals: GlobalOptions, intervalMs: number): Promise<void> {
+  const client = await openClient(globals);
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopping = true;
+    wake?.();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const ask = async (words: string[], optional = false): Promise<Raw | undefined> => {
+    const reply = await client.command(words);
+    if (reply.r < 0 && !optional) throw new CliError(errnoName(reply.r) as never, reply.rs);
+    return reply;
+  };
+  try {
+    const [status, quorum] = [await ask(['status']), await ask(['quorum_status'], true)];
+    printStatus(status as Raw, quorum, globals.format);
+    if (globals.format === 'plain') process.stdout.write('\n');
+    const newest = (reply: Raw | undefined) => JSON.parse(text((reply as Raw).data)) as PaxmonLogLine[];
+    let lastSeq = newest(await ask(['log', 'last', '1'])).at(-1)?.seq ?? 0;
+    let failing = false;
+    while (!stopping) {
+      await new Promise<void>((resolveWait) => {
+        wake = resolveWait;
+        setTimeout(resolveWait, intervalMs).unref();
+      });
+      if (stopping) break;
+      let entries: PaxmonLogLine[];
+      try {
+        entries = newest(await ask(['log', 'last', String(watchEntriesMax)]));
+      } catch (error) {
+        if (!failing) process.stderr.write(`watch: ${(error as Error).message}; retrying\n`);
+        failing = true;
+        continue;
+      }
+      failing = false;
+      const fresh = entries.filter((e) => e.seq > lastSeq);
+      const missed = (fresh[0]?.seq ?? lastSeq + 1) - lastSeq - 1;
+      if (missed > 0 && lastSeq > 0)
+        process.stderr.write(`watch: ${missed} log entries were written faster than shown and are not\n`);
+      for (const line of cephLog(fresh)) {
+        if (globals.format === 'plain')
+          process.stdout.write(`${line.stamp} ${line.name} ${line.priority} ${line.message}\n`);
+        else process.stdout.write(`${JSON.stringify(line)}\n`);
+      }
+      lastSeq = fresh.at(-1)?.seq ?? lastSeq;
+    }
+  } catch (error) {
+    if (error instanceof MonClientError) throw new CliError(error.code as never, error.message);
+    throw error;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await client.close();
+  }
 }
 
 /**

@@ -1,78 +1,45 @@
 // A local cluster on one machine (paxmon up / down): one OS process per monitor, each with its
-// data dir DIR/NAME (store.db, pid, log), and DIR/cluster.json naming the monitors.
+// data dir DIR/NAME (store.db, pid, log), and DIR/cluster.json naming the monitors. This module
+// makes stores (RocksDB) and starts monitors; what every command reads of the cluster (its files,
+// the pid files) is in cluster-file.ts, which client commands load without this one.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type KeyringEntry, KeyringError, readKeyring, writeKeyring } from '../actors/keyring.ts';
 import { buildMonMap, mkfsTransaction, newClusterKeyring } from '../actors/mkfs.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { type MonMap, validateMonMap } from '../transport/messages.ts';
+import {
+  addrPattern,
+  alive,
+  type ClusterFile,
+  isMonAddr,
+  monNames,
+  namePattern,
+  readClusterFile,
+  uuidPattern,
+  writeClusterFile,
+} from './cluster-file.ts';
 import { CliError, errnoOf, fail } from './errors.ts';
 
-export interface ClusterFile {
-  fsid: string;
-  mons: { name: string; addr: string }[];
-}
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const namePattern = /^[A-Za-z0-9_-]{1,64}$/;
-const addrPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
-
-/** HOST:PORT with a port a monitor can listen on or be dialled at (1–65535). */
-export function isMonAddr(addr: string): boolean {
-  const m = addrPattern.exec(addr);
-  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65_535;
-}
-
-export const monNames = (n: number) =>
-  Array.from({ length: n }, (_, i) => (i < 26 ? String.fromCharCode(97 + i) : `m${i}`));
-
-export function readClusterFile(dir: string): ClusterFile | null {
-  const file = join(dir, 'cluster.json');
-  if (!existsSync(file)) return null;
-  let value: unknown;
-  try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    return fail('EINVAL', `${file} is not valid JSON: ${(error as Error).message}`);
-  }
-  const cluster = value as Partial<ClusterFile> | null;
-  const wellFormed =
-    typeof cluster === 'object' &&
-    cluster !== null &&
-    typeof cluster.fsid === 'string' &&
-    uuidPattern.test(cluster.fsid) &&
-    Array.isArray(cluster.mons) &&
-    cluster.mons.every(
-      (m) =>
-        typeof m === 'object' &&
-        m !== null &&
-        typeof m.name === 'string' &&
-        namePattern.test(m.name) &&
-        typeof m.addr === 'string' &&
-        isMonAddr(m.addr),
-    );
-  if (!wellFormed)
-    return fail('EINVAL', `${file} is not a paxmon cluster file ({ fsid, mons: [{ name, addr }] })`);
-  return cluster as ClusterFile;
-}
-
-/** Write DIR/cluster.json and, from it, DIR/ceph.conf (the file `-c` reads). */
-export function writeClusterFile(dir: string, cluster: ClusterFile): void {
-  writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(cluster, null, 2)}\n`);
-  writeConfFile(dir, cluster);
-}
+export {
+  alive,
+  type ClusterFile,
+  confFileName,
+  isMonAddr,
+  monNames,
+  nearestClusterDir,
+  parseConf,
+  pidOf,
+  readClusterFile,
+  readMonArgs,
+  writeClusterFile,
+  writeConfFile,
+  writeMonArgs,
+} from './cluster-file.ts';
 
 /** Parse `--mon name=host:port` options (ceph-mon --mkfs takes a monmap; paxmon builds it). */
 export function parseMonSpecs(specs: string[]): { name: string; addr: string }[] {
@@ -203,47 +170,6 @@ export async function mkfs(options: {
 }
 
 /**
- * The pid in `monDir/pid`, or null when there is none or it is stale: after a kill -9, an OOM
- * kill or a reboot the file stays, and its pid may since belong to another process, which
- * `down` must not signal. On Linux the process must be a monitor of this very directory.
- */
-export function pidOf(monDir: string): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(monDir, 'pid'), 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return null;
-  return runsMonitorOf(pid, monDir) ? pid : null;
-}
-
-/** Whether `pid` is `paxmon mon --dir monDir` (true where /proc cannot tell). */
-function runsMonitorOf(pid: number, monDir: string): boolean {
-  let args: string[];
-  let cwd: string;
-  try {
-    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    cwd = readlinkSync(`/proc/${pid}/cwd`);
-  } catch {
-    // Gone (the caller's alive() says so), or no /proc here: nothing to check against.
-    return true;
-  }
-  const at = args.indexOf('--dir');
-  const given = at >= 0 ? args[at + 1] : args.find((a) => a.startsWith('--dir='))?.slice('--dir='.length);
-  return args.includes('mon') && given !== undefined && resolve(cwd, given) === resolve(monDir);
-}
-
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
  * Resolve when the port of `addr` can be bound, or fail with `Error EADDRINUSE: port N on HOST
  * is in use (HINT)`, the hint naming what to change.
  */
@@ -304,14 +230,21 @@ function lastErrorInLog(logFile: string): { code: string; message: string } | nu
 export const monitorNodeFlags = ['--max-semi-space-size=2', '--max-old-space-size=512'];
 
 /**
- * How to run `paxmon mon`: the way this process runs — from the bundle (dist/paxmon.mjs: npm
- * start, the benchmarks) or from the TypeScript sources through tsx (npm run paxmon, the specs).
+ * How to run `paxmon mon`: the way this process runs — from the build (dist/paxmon.mjs: the
+ * installed `paxmon`, npm start, the benchmarks) or from the TypeScript sources through tsx (npm
+ * run paxmon, the specs).
  */
 export function monitorCommand(): string[] {
   const self = fileURLToPath(import.meta.url);
+  if (self.endsWith('.ts'))
+    return [...monitorNodeFlags, '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url))];
+  // Built (cli/build.mjs): this code is in dist/paxmon.mjs itself or in a chunk in dist/chunks/.
+  const entry = new URL(
+    basename(dirname(self)) === 'chunks' ? '../paxmon.mjs' : './paxmon.mjs',
+    import.meta.url,
+  );
   // No --enable-source-maps for the long-running monitors (4.5 MiB each); NODE_OPTIONS can add it.
-  if (self.endsWith('.mjs') || self.endsWith('.js')) return [...monitorNodeFlags, self];
-  return [...monitorNodeFlags, '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url))];
+  return [...monitorNodeFlags, fileURLToPath(entry)];
 }
 
 /** Start `paxmon mon --dir monDir` as a detached process logging to monDir/log. */
@@ -375,78 +308,6 @@ export async function ensureCluster(
   }
   writeClusterFile(dir, cluster);
   return cluster;
-}
-
-/** The cluster's config file in Ceph's format (DIR/ceph.conf), what `-c FILE` reads. */
-export const confFileName = 'ceph.conf';
-
-/** Write DIR/ceph.conf: `[global] fsid, mon_host, keyring`, as Ceph's deployment tools write it. */
-export function writeConfFile(dir: string, cluster: ClusterFile): void {
-  const text = [
-    '# written by paxmon up: the CLI reads it with -c FILE, PAXMON_CONF=FILE, or from .paxmon/',
-    '[global]',
-    `fsid = ${cluster.fsid}`,
-    `mon_host = ${cluster.mons.map((m) => m.addr).join(',')}`,
-    `keyring = ${resolve(dir, 'keyring')}`,
-    '',
-    ...cluster.mons.flatMap((m) => [`[mon.${m.name}]`, `mon_addr = ${m.addr}`, '']),
-  ].join('\n');
-  writeFileSync(join(dir, confFileName), text);
-}
-
-/** A Ceph config file's sections (`[global]`, `[mon.a]`…), option names with `_` for ` ` and `-`. */
-export function parseConf(text: string): Map<string, Map<string, string>> {
-  const sections = new Map<string, Map<string, string>>();
-  let current = new Map<string, string>();
-  sections.set('global', current);
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/[#;].*$/, '').trim();
-    if (!line) continue;
-    const header = /^\[([^\]]+)\]$/.exec(line);
-    if (header) {
-      const name = (header[1] as string).trim();
-      current = sections.get(name) ?? new Map();
-      sections.set(name, current);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    current.set(
-      line
-        .slice(0, eq)
-        .trim()
-        .replace(/[\s-]+/g, '_'),
-      line.slice(eq + 1).trim(),
-    );
-  }
-  return sections;
-}
-
-/**
- * The local cluster directory when --dir is not given: the nearest `.paxmon/` holding a cluster
- * in the working directory or its parents, else `.paxmon` here (where `paxmon up` makes one).
- */
-export function nearestClusterDir(from = process.cwd()): string {
-  for (let d = resolve(from); ; d = dirname(d)) {
-    if (existsSync(join(d, '.paxmon', 'cluster.json'))) return join(d, '.paxmon');
-    if (dirname(d) === d) return resolve(from, '.paxmon');
-  }
-}
-
-/** The options `paxmon up` gave its monitors (--set, --log-level), for `paxmon start NAME`. */
-const monArgsFile = 'mon-args.json';
-
-export function writeMonArgs(dir: string, args: string[]): void {
-  writeFileSync(join(dir, monArgsFile), `${JSON.stringify(args)}\n`);
-}
-
-export function readMonArgs(dir: string): string[] {
-  try {
-    const value = JSON.parse(readFileSync(join(dir, monArgsFile), 'utf8')) as unknown;
-    return Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : [];
-  } catch {
-    return [];
-  }
 }
 
 /**

@@ -3,12 +3,15 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
-import { formatTimeline, type InspectionRecord, readRecords } from '../actors/inspect.ts';
+import type { InspectionRecord } from '../actors/inspect.ts';
 import { fail } from './errors.ts';
-import { statechartJson, statechartMermaid, statecharts, updateReadmeDiagrams } from './statecharts.ts';
 
 /** paxmon replay: the records of the files, as a timeline (filtered by monitor and actor). */
-export function replay(files: string[], options: { mon?: string; actor?: string; all?: boolean }): string[] {
+export async function replay(
+  files: string[],
+  options: { mon?: string; actor?: string; all?: boolean },
+): Promise<string[]> {
+  const { formatTimeline, readRecords } = await import('../actors/inspect.ts');
   const records: InspectionRecord[] = [];
   for (const file of files) {
     if (!existsSync(file)) fail('ENOENT', `no recording ${file} (make one with paxmon mon --record ${file})`);
@@ -46,8 +49,8 @@ export function registerInspectCommands(program: Command): void {
     .option('--mon <name>', 'only this monitor (a or mon.a)')
     .option('--actor <id>', 'only this actor (monitor, elector, paxos, io, service:…) and what it sent')
     .option('--all', 'also show xstate.init events and snapshots that did not change state')
-    .action((files: string[], options: { mon?: string; actor?: string; all?: boolean }) => {
-      const lines = replay(
+    .action(async (files: string[], options: { mon?: string; actor?: string; all?: boolean }) => {
+      const lines = await replay(
         files.map((f) => resolve(f)),
         options,
       );
@@ -61,47 +64,54 @@ export function registerInspectCommands(program: Command): void {
       new Option('--format <format>', 'output format').choices(['json', 'mermaid']).default('mermaid'),
     )
     .option('--out <dir>', 'write one file per machine (NAME.json or NAME.mmd) into this directory')
-    .option('--machine <name>', `only this machine (${Object.keys(statecharts).join(', ')})`)
+    // Not listed here: the statecharts (XState) load only when the command runs, so that every
+    // other command starts without them; an unknown name is answered with the list.
+    .option('--machine <name>', 'only this machine (monitor, elector…; an unknown name lists them)')
     .option('--readme <file>', "refresh the README's marked mermaid blocks instead of printing")
-    .action((options: { format: 'json' | 'mermaid'; out?: string; machine?: string; readme?: string }) => {
-      const names = options.machine ? [options.machine] : Object.keys(statecharts);
-      for (const name of names) {
-        if (!statecharts[name])
-          fail('ENOENT', `no machine '${name}' (known: ${Object.keys(statecharts).join(', ')})`);
-      }
-      const render = (name: string) => {
-        const machine = statecharts[name] as (typeof statecharts)[string];
-        return options.format === 'json'
-          ? `${JSON.stringify(statechartJson(machine), null, 2)}\n`
-          : statechartMermaid(machine);
-      };
-      if (options.readme) {
-        const file = resolve(options.readme);
-        if (!existsSync(file)) fail('ENOENT', `no file ${file}`);
-        const diagrams = Object.fromEntries(
-          names.map((n) => [n, statechartMermaid(statecharts[n] as never)]),
+    .action(
+      async (options: { format: 'json' | 'mermaid'; out?: string; machine?: string; readme?: string }) => {
+        const { statechartJson, statechartMermaid, statecharts, updateReadmeDiagrams } = await import(
+          './statecharts.ts'
         );
-        const { text, updated } = updateReadmeDiagrams(readFileSync(file, 'utf8'), diagrams);
-        if (updated.length === 0) fail('ENOENT', `${file} has no <!-- statechart:NAME --> blocks`);
-        writeFileSync(file, text);
-        process.stdout.write(`updated ${updated.join(', ')} in ${file}\n`);
-        return;
-      }
-      if (options.out) {
-        const dir = resolve(options.out);
-        mkdirSync(dir, { recursive: true });
+        const names = options.machine ? [options.machine] : Object.keys(statecharts);
         for (const name of names) {
-          const file = join(dir, `${name}.${options.format === 'json' ? 'json' : 'mmd'}`);
-          writeFileSync(file, render(name));
-          process.stdout.write(`wrote ${file}\n`);
+          if (!statecharts[name])
+            fail('ENOENT', `no machine '${name}' (known: ${Object.keys(statecharts).join(', ')})`);
         }
-        return;
-      }
-      if (options.format === 'json') {
-        const all = Object.fromEntries(names.map((n) => [n, statechartJson(statecharts[n] as never)]));
-        process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
-      } else {
-        process.stdout.write(names.map((n) => `%% ${n}\n${render(n)}`).join('\n'));
-      }
-    });
+        const render = (name: string) => {
+          const machine = statecharts[name] as (typeof statecharts)[string];
+          return options.format === 'json'
+            ? `${JSON.stringify(statechartJson(machine), null, 2)}\n`
+            : statechartMermaid(machine);
+        };
+        if (options.readme) {
+          const file = resolve(options.readme);
+          if (!existsSync(file)) fail('ENOENT', `no file ${file}`);
+          const diagrams = Object.fromEntries(
+            names.map((n) => [n, statechartMermaid(statecharts[n] as never)]),
+          );
+          const { text, updated } = updateReadmeDiagrams(readFileSync(file, 'utf8'), diagrams);
+          if (updated.length === 0) fail('ENOENT', `${file} has no <!-- statechart:NAME --> blocks`);
+          writeFileSync(file, text);
+          process.stdout.write(`updated ${updated.join(', ')} in ${file}\n`);
+          return;
+        }
+        if (options.out) {
+          const dir = resolve(options.out);
+          mkdirSync(dir, { recursive: true });
+          for (const name of names) {
+            const file = join(dir, `${name}.${options.format === 'json' ? 'json' : 'mmd'}`);
+            writeFileSync(file, render(name));
+            process.stdout.write(`wrote ${file}\n`);
+          }
+          return;
+        }
+        if (options.format === 'json') {
+          const all = Object.fromEntries(names.map((n) => [n, statechartJson(statecharts[n] as never)]));
+          process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+        } else {
+          process.stdout.write(names.map((n) => `%% ${n}\n${render(n)}`).join('\n'));
+        }
+      },
+    );
 }

@@ -15,6 +15,7 @@
 // are durable, the answers), in the manner of etcd-raft's Ready. Children hand their effects to
 // this machine (sendParent), never to the io actor or to each other.
 import {
+  type ActorRefFrom,
   type AnyActorLogic,
   and,
   assertEvent,
@@ -22,6 +23,7 @@ import {
   enqueueActions,
   fromCallback,
   raise,
+  type SnapshotFrom,
   sendTo,
   setup,
   stateIn,
@@ -1962,6 +1964,11 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     },
   });
 }
+
+/** The actor of a monitor statechart (MonitorHandle.actor): subscribe to it, read its snapshot. */
+export type MonitorActorRef = ActorRefFrom<ReturnType<typeof createMonitorMachine>>;
+/** A monitor statechart's snapshot (its state value, context, tags). */
+export type MonitorSnapshot = SnapshotFrom<ReturnType<typeof createMonitorMachine>>;
 
 /** The monitor statechart with paxmon's services (monmap, config-key, log, health). */
 export const monitorMachine = createMonitorMachine(

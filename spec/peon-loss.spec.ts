@@ -43,7 +43,10 @@ test('a killed peon costs the writes about one lease (the promise), not a lease-
     `writes stalled ${stalled} ms after the kill (mon_lease ${defaultConfig.monLeaseMs} ms)`,
   );
   assert.match(
-    String((c.node(leader).monitor?.monStatus() as { last_bootstrap_reason: string }).last_bootstrap_reason),
+    String(
+      (c.node(leader).monitor?.monStatus() as { last_bootstrap_reason?: string } | undefined)
+        ?.last_bootstrap_reason,
+    ),
     new RegExp(`lost the session to mon\\.${peon}`),
   );
   await c.stopAll();
