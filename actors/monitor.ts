@@ -327,7 +327,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     canProvide: () => {
       const snapshot = actor.getSnapshot();
       const state = handle.state();
-      return state !== 'synchronizing' && state !== 'reloading' && !snapshot.context.forceFullSync;
+      return state !== 'synchronizing' && state !== 'reloading' && !snapshot.context.syncState.forceFull;
     },
     onEvent: (event) => logger.debug({ sync: event }, `sync ${event.op} for ${event.peer}`),
   });
@@ -364,7 +364,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
               election_epoch: snapshot.context.electionEpoch,
               quorum: snapshot.context.quorum,
               reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined,
-              sync: state === 'synchronizing' ? snapshot.context.syncDecision : undefined,
+              sync: state === 'synchronizing' ? snapshot.context.syncState.decision : undefined,
             },
             `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
           );
@@ -400,8 +400,8 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
           });
           return;
         }
-        if (snapshot.context.shutdownReason && !stopping)
-          options.onShutdown?.(snapshot.context.shutdownReason);
+        if (snapshot.context.monmapNews.shutdownReason && !stopping)
+          options.onShutdown?.(snapshot.context.monmapNews.shutdownReason);
         resolveStopped();
       },
       error(error) {
@@ -513,7 +513,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         outside_quorum: ctx.outsideQuorum,
         extra_probe_peers: [],
         sync_provider: ctx.sync ? [ctx.sync.provider] : [],
-        sync_decision: ctx.syncDecision,
+        sync_decision: ctx.syncState.decision,
         sync: ctx.sync
           ? {
               kind: ctx.sync.kind,

@@ -129,6 +129,41 @@ export interface SyncDecision {
   reason: string;
 }
 
+// The context's rarely changed fields are grouped: XState copies the context (Object.assign) at
+// every assign, and V8 copies an object of more than 19 properties as a slow dictionary (~5 µs
+// instead of ~0.3 µs here, several times per write).
+
+/** Why and how this monitor syncs. */
+export interface SyncState {
+  /** Why and from whom this monitor syncs (Monitor::handle_probe_reply), shown by mon_status. */
+  decision: SyncDecision | null;
+  /** The last chunk is being written (the monitor reloads once it is durable). */
+  finishing: boolean;
+  /** The store holds an interrupted sync (mon_sync/in_sync): sync in full from the first peer. */
+  forceFull: boolean;
+}
+
+export interface Peers {
+  /** Monitors whose session reset and that have not spoken since (Ceph's ms_handle_reset). */
+  down: string[];
+  /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
+  clockSkewsMs: Record<string, number>;
+}
+
+export interface MonmapNews {
+  /** A committed monmap the leader adopts once its own commit has been answered. */
+  pending: MonMap | null;
+  /** Why the monitor shut down (e.g. removed from the monmap), for the runtime's exit message. */
+  shutdownReason: string;
+}
+
+export interface Boot {
+  /** What the services loaded at start-up; handed to each service child once. */
+  services: Record<string, { versions: ServiceVersions; loaded: unknown; sessions?: SessionsBoot }>;
+  /** What the elector loaded at start-up (its connectivity scores); handed to it once. */
+  elector: { connectivityScores: ConnectionTracker | null };
+}
+
 export interface MonitorContext {
   name: string;
   rank: number;
@@ -142,29 +177,20 @@ export interface MonitorContext {
   outsideQuorum: string[];
   /** Paxos (machines/paxos/): its versions, proposal numbers, round and lease bookkeeping. */
   paxos: PaxosContext;
-  syncDecision: SyncDecision | null;
   /** The sync in progress (provider, cookie, keys and bytes copied). */
   sync: SyncProgress | null;
-  /** The last chunk is being written (the monitor reloads once it is durable). */
-  syncFinishing: boolean;
-  /** The store holds an interrupted sync (mon_sync/in_sync): sync in full from the first peer. */
-  forceFullSync: boolean;
+  /** What decides and ends a sync (see SyncState). */
+  syncState: SyncState;
   /** My address (from the monmap, or the one given to a joining monitor at mkfs). */
   addr: string;
-  /** Monitors whose session reset and that have not spoken since (Ceph's ms_handle_reset). */
-  downPeers: string[];
+  /** What the monitor knows of its peers (see Peers). */
+  peers: Peers;
   /** Why the last bootstrap happened (shown by mon_status and the logs). */
   lastBootstrapReason: string;
-  /** A committed monmap the leader adopts once its own commit has been answered. */
-  pendingMonmap: MonMap | null;
-  /** Why the monitor shut down (e.g. removed from the monmap), for the runtime's exit message. */
-  shutdownReason: string;
-  /** What the services loaded at start-up; handed to each service child once. */
-  serviceBoot: Record<string, { versions: ServiceVersions; loaded: unknown; sessions?: SessionsBoot }>;
-  /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
-  clockSkewsMs: Record<string, number>;
-  /** What the elector loaded at start-up (its connectivity scores); handed to it once. */
-  electorBoot: { connectivityScores: ConnectionTracker | null };
+  /** Monmap news (see MonmapNews). */
+  monmapNews: MonmapNews;
+  /** What the children loaded at start-up, handed to each once (see Boot). */
+  boot: Boot;
   /** The last committed version applied to the store and handed to the services it concerns. */
   appliedVersion: number;
   /**
@@ -220,7 +246,7 @@ export type MonitorEvent =
  * move lastKey past keys the restart erased and never copied.
  */
 function fromProvider(context: MonitorContext, event: MonitorEvent): boolean {
-  if (event.type !== 'mon.sync' || context.sync === null || context.syncFinishing) return false;
+  if (event.type !== 'mon.sync' || context.sync === null || context.syncState.finishing) return false;
   if (event.from !== context.sync.provider) return false;
   const msg = (event as MessageEvent<MonSync>).msg;
   // The cookie reply is the one message taken before a cookie is known; no_cookie may answer
@@ -357,7 +383,7 @@ export function handleProbeReply(context: MonitorContext, from: EntityName, msg:
 
 /** Monitor::handle_probe_reply's sync decisions: full, recent, or none. */
 function probeSync(context: MonitorContext, from: EntityName, msg: MonProbe): ProbeOutcome | null {
-  if (context.forceFullSync) {
+  if (context.syncState.forceFull) {
     return {
       kind: 'sync',
       decision: {
@@ -400,7 +426,7 @@ export function monitorView(context: MonitorContext, role: MonitorView['role']):
     quorum: context.quorum,
     leader: context.leader,
     role,
-    clockSkewsMs: context.clockSkewsMs,
+    clockSkewsMs: context.peers.clockSkewsMs,
   };
 }
 
@@ -564,7 +590,8 @@ function noticeMonmap(enqueue: Enqueue, context: MonitorContext, ops: StoreAppli
     } catch {
       continue;
     }
-    if (context.leader === context.rank && context.rank >= 0) enqueue.assign({ pendingMonmap: monmap });
+    if (context.leader === context.rank && context.rank >= 0)
+      enqueue.assign({ monmapNews: { ...context.monmapNews, pending: monmap } });
     else enqueue.raise({ type: 'monitor.adopt_monmap', monmap });
   }
 }
@@ -787,12 +814,12 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       }),
       /** Monitor::sync_start, from the decision taken while probing. */
       syncStart: enqueueActions(({ enqueue, context }) => {
-        const decision = context.syncDecision;
+        const decision = context.syncState.decision;
         if (!decision) return;
         const provider = decision.provider as EntityName;
         const addr = context.monmap.mons.find((m) => `mon.${m.name}` === provider)?.addr;
         const start = syncStart(decision.kind, provider, addr, context.paxos.lastCommitted, prefixesToSync);
-        enqueue.assign({ sync: start.progress, syncFinishing: false });
+        enqueue.assign({ sync: start.progress, syncState: { ...context.syncState, finishing: false } });
         // Ceph's sync_start clears the store and resets Paxos. paxmon's full sync builds the
         // copy beside the store in use (machines/sync.ts stagePrefix) and switches at the last
         // chunk: until then this store is whole, its probe replies stay true, and an abandoned
@@ -964,7 +991,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           leader: -1,
           outsideQuorum: [context.name],
           sync: null,
-          syncFinishing: false,
+          syncState: { ...context.syncState, finishing: false },
         });
         enqueue.sendTo('elector', { type: 'elector.reset' });
       }),
@@ -1044,20 +1071,18 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       quorum: [],
       leader: -1,
       outsideQuorum: [],
-      syncDecision: null,
       lastBootstrapReason: 'startup',
-      serviceBoot: input.services ?? {},
-      clockSkewsMs: {},
-      electorBoot: { connectivityScores: input.connectivityScores ?? null },
-      pendingMonmap: null,
-      shutdownReason: '',
+      boot: {
+        services: input.services ?? {},
+        elector: { connectivityScores: input.connectivityScores ?? null },
+      },
+      monmapNews: { pending: null, shutdownReason: '' },
       sync: null,
-      syncFinishing: false,
-      forceFullSync: input.inSync ?? false,
+      syncState: { decision: null, finishing: false, forceFull: input.inSync ?? false },
       appliedVersion: input.paxos.lastCommitted,
       servicesWaiting: services.map((d) => d.name),
       addr: input.monmap.mons.find((m) => m.name === input.name)?.addr ?? input.addr ?? '',
-      downPeers: [],
+      peers: { down: [], clockSkewsMs: {} },
     }),
     invoke: [
       { id: 'io', systemId: 'io', src: 'io' },
@@ -1072,7 +1097,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           hasEverJoined: context.hasEverJoined,
           electionTimeoutMs: context.config.monElectionTimeoutMs,
           deferExtraMs: context.config.monElectionDeferExtraMs,
-          connectivityScores: context.electorBoot.connectivityScores,
+          connectivityScores: context.boot.elector.connectivityScores,
           tracking: {
             pingTimeoutMs: context.config.monElectorPingTimeoutMs,
             pingDivisor: context.config.monElectorPingDivisor,
@@ -1090,10 +1115,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         src: serviceId(d.name),
         input: ({ context }: { context: MonitorContext }) => ({
           monitor: monitorView(context, 'none'),
-          versions: context.serviceBoot[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
-          loaded: context.serviceBoot[d.name]?.loaded ?? null,
-          ...(context.serviceBoot[d.name]?.sessions
-            ? { sessions: context.serviceBoot[d.name]?.sessions }
+          versions: context.boot.services[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
+          loaded: context.boot.services[d.name]?.loaded ?? null,
+          ...(context.boot.services[d.name]?.sessions
+            ? { sessions: context.boot.services[d.name]?.sessions }
             : {}),
           forwardSlot: slot,
           proposeIntervalMs: context.config.paxosProposeIntervalMs,
@@ -1130,8 +1155,8 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       'paxos.committed': {
         // MonmapMonitor: the leader adopts a monmap it committed once the round is over.
         actions: enqueueActions(({ enqueue, context }) => {
-          if (context.pendingMonmap)
-            enqueue.raise({ type: 'monitor.adopt_monmap', monmap: context.pendingMonmap });
+          if (context.monmapNews.pending)
+            enqueue.raise({ type: 'monitor.adopt_monmap', monmap: context.monmapNews.pending });
         }),
       },
       // Paxos::finish_round's status: the services that may be waiting for Paxos hear of a change.
@@ -1198,8 +1223,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           actions: assign(({ event }) => ({
             monmap: event.monmap,
             rank: -1,
-            pendingMonmap: null,
-            shutdownReason: `removed from the monmap (epoch ${event.monmap.epoch})`,
+            monmapNews: {
+              pending: null,
+              shutdownReason: `removed from the monmap (epoch ${event.monmap.epoch})`,
+            },
           })),
         },
         {
@@ -1209,7 +1236,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               monmap: event.monmap,
               rank: event.monmap.mons.findIndex((m) => m.name === context.name),
               addr: event.monmap.mons.find((m) => m.name === context.name)?.addr ?? context.addr,
-              pendingMonmap: null,
+              monmapNews: { ...context.monmapNews, pending: null },
               lastBootstrapReason: `monmap epoch ${event.monmap.epoch}`,
             })),
             enqueueActions(({ enqueue, context }) => {
@@ -1278,7 +1305,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         actions: enqueueActions(({ enqueue, context, event, check }) => {
           // Monitor::timecheck_start: the leader pings every other quorum member with its clock;
           // outside the leadership the skews it measured mean nothing.
-          let clockSkewsMs = context.clockSkewsMs;
+          let clockSkewsMs = context.peers.clockSkewsMs;
           if (check(stateIn({ inQuorum: 'leader' }))) {
             const pings: Outgoing[] = [];
             for (const rank of context.quorum) {
@@ -1293,7 +1320,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
             if (pings.length) enqueue.sendTo('io', effects([], pings));
           } else if (Object.keys(clockSkewsMs).length) {
             clockSkewsMs = {};
-            enqueue.assign({ clockSkewsMs });
+            enqueue.assign({ peers: { ...context.peers, clockSkewsMs } });
           }
           const paxos = paxosStamp(context);
           for (const d of services)
@@ -1312,10 +1339,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       // for that monitor's ack, and a peon need not wait 2 × mon_lease to notice its leader is gone.
       'monitor.peer_reset': {
         actions: enqueueActions(({ enqueue, context, event }) => {
-          const downPeers = context.downPeers.includes(event.peer)
-            ? context.downPeers
-            : [...context.downPeers, event.peer];
-          enqueue.assign({ downPeers });
+          const downPeers = context.peers.down.includes(event.peer)
+            ? context.peers.down
+            : [...context.peers.down, event.peer];
+          enqueue.assign({ peers: { ...context.peers, down: downPeers } });
           enqueue.sendTo('elector', { type: 'elector.down', ranks: downRanks(context.monmap, downPeers) });
           const leader = context.monmap.mons[context.leader];
           if (leader && context.leader !== context.rank && event.peer === `mon.${leader.name}`) {
@@ -1332,8 +1359,8 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       },
       'monitor.peer_alive': {
         actions: enqueueActions(({ enqueue, context, event }) => {
-          const downPeers = context.downPeers.filter((p) => p !== event.peer);
-          enqueue.assign({ downPeers });
+          const downPeers = context.peers.down.filter((p) => p !== event.peer);
+          enqueue.assign({ peers: { ...context.peers, down: downPeers } });
           enqueue.sendTo('elector', { type: 'elector.down', ranks: downRanks(context.monmap, downPeers) });
         }),
       },
@@ -1364,7 +1391,12 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           // through the round trip.
           if (msg.echo === undefined || !check(stateIn({ inQuorum: 'leader' }))) return;
           const skew = Math.round(msg.stamp - (msg.echo + (receivedAt - msg.echo) / 2));
-          enqueue.assign({ clockSkewsMs: { ...context.clockSkewsMs, [event.from.slice(4)]: skew } });
+          enqueue.assign({
+            peers: {
+              ...context.peers,
+              clockSkewsMs: { ...context.peers.clockSkewsMs, [event.from.slice(4)]: skew },
+            },
+          });
         }),
       },
       'monitor.connection_scores_reset': { actions: sendTo('elector', { type: 'elector.scores_reset' }) },
@@ -1391,7 +1423,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           guard: ({ context }) => context.hasEverJoined && context.rank < 0,
           target: 'shutdown',
           actions: assign(({ context }) => ({
-            shutdownReason: `removed from the monmap (epoch ${context.monmap.epoch})`,
+            monmapNews: {
+              ...context.monmapNews,
+              shutdownReason: `removed from the monmap (epoch ${context.monmap.epoch})`,
+            },
           })),
         },
         entry: ['reset', { type: 'announce', params: { role: 'none' } }, 'probeAll'],
@@ -1456,7 +1491,9 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           ],
           'monitor.sync': {
             target: 'synchronizing',
-            actions: assign(({ event }) => ({ syncDecision: event.decision })),
+            actions: assign(({ context, event }) => ({
+              syncState: { ...context.syncState, decision: event.decision },
+            })),
           },
           'monitor.start_election': {
             target: 'electing',
@@ -1526,7 +1563,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
               target: '.waiting',
               actions: enqueueActions(({ enqueue, context, event }) => {
                 const step = syncFinish(context.sync as SyncProgress, (event as MessageEvent<MonSync>).msg);
-                enqueue.assign({ sync: step.progress, syncFinishing: true });
+                enqueue.assign({ sync: step.progress, syncState: { ...context.syncState, finishing: true } });
                 enqueue.sendTo('io', effects(step.writes, [], 'sync_finished'));
               }),
             },
