@@ -28,6 +28,7 @@ import type {
   StoreOp,
 } from '../machines/effects.ts';
 import { nonMemberRefusal } from '../machines/monitor.ts';
+import { appendPlainOp } from '../machines/paxos/core.ts';
 import { type StoreFacts, stagedCopyRefusal, stagePrefix } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import { decodeNumber, Transaction } from '../storage/transaction.ts';
@@ -221,19 +222,8 @@ export function toTransaction(
   stage: StageView = { stored: new Map(), staged: new Map() },
 ): Transaction {
   for (const op of ops) {
+    if (appendPlainOp(tx, op)) continue;
     switch (op.op) {
-      case 'put':
-        tx.put(op.prefix, op.key, op.value);
-        break;
-      case 'put_number':
-        tx.putNumber(op.prefix, op.key, op.value);
-        break;
-      case 'erase':
-        tx.erase(op.prefix, op.key);
-        break;
-      case 'erase_range':
-        tx.eraseRange(op.prefix, op.start, op.end);
-        break;
       case 'apply_value': {
         const value = decodeValue(op.value);
         decoded?.(op.version, value);

@@ -185,7 +185,8 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     localKeyring.set(entry.entity, { secret: decodeCryptoKey(entry.key).secret, caps: entry.caps });
   }
   function authEntity(entity: string): AuthEntity | undefined {
-    const service = actor?.system.get('service:auth') as AnyActorRef | undefined;
+    const children = actor?.getSnapshot().children as Record<string, AnyActorRef | undefined> | undefined;
+    const service = children?.['service:auth'];
     const state = (service?.getSnapshot()?.context as ServiceContext | undefined)?.state as
       | AuthState
       | undefined;
@@ -588,7 +589,7 @@ function handleStatusCommand(handle: MonitorHandle, msg: MonCommand): CommandRep
   // Ceph's admin-socket `connection scores dump|reset` (Elector::dump_connection_scores,
   // notify_clear_peer_state), asked with `tell mon.NAME connection scores dump`.
   if (words.length === 3 && words[0] === 'connection' && words[1] === 'scores') {
-    const elector = handle.actor.system.get('elector') as AnyActorRef | undefined;
+    const elector = handle.actor.getSnapshot().children.elector as AnyActorRef | undefined;
     const context = elector?.getSnapshot()?.context as ElectorContext | undefined;
     if (!context) return { r: -11, rs: `mon.${handle.name} has no elector now`, data: new Uint8Array() };
     if (words[2] === 'dump') return json(dumpTracker(context.tracker, context.tracking.persistInterval));

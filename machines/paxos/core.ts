@@ -33,25 +33,32 @@ import { leaseWindow } from './lease.ts';
  */
 export function proposalValue(ops: StoreOp[]): Uint8Array {
   const tx = new Transaction();
-  for (const op of ops) {
-    switch (op.op) {
-      case 'put':
-        tx.put(op.prefix, op.key, op.value);
-        break;
-      case 'put_number':
-        tx.putNumber(op.prefix, op.key, op.value);
-        break;
-      case 'erase':
-        tx.erase(op.prefix, op.key);
-        break;
-      case 'erase_range':
-        tx.eraseRange(op.prefix, op.start, op.end);
-        break;
-      default:
-        throw new RangeError(`a proposal cannot carry ${op.op}`);
-    }
-  }
+  for (const op of ops) if (!appendPlainOp(tx, op)) throw new RangeError(`a proposal cannot carry ${op.op}`);
   return tx.encode();
+}
+
+/**
+ * Append one of the plain ops (put, put_number, erase, erase_range) to a Transaction: true if it
+ * was one. The io actor uses it too, beside the ops only it can carry out (apply a Paxos value,
+ * stage a sync chunk).
+ */
+export function appendPlainOp(tx: Transaction, op: StoreOp): boolean {
+  switch (op.op) {
+    case 'put':
+      tx.put(op.prefix, op.key, op.value);
+      return true;
+    case 'put_number':
+      tx.putNumber(op.prefix, op.key, op.value);
+      return true;
+    case 'erase':
+      tx.erase(op.prefix, op.key);
+      return true;
+    case 'erase_range':
+      tx.eraseRange(op.prefix, op.start, op.end);
+      return true;
+    default:
+      return false;
+  }
 }
 
 /**
