@@ -218,7 +218,19 @@ test('a monitor on a full disk stops with ENOSPC (28) and the reason; every ackn
     } finally {
       await reader.close();
       again.child.kill('SIGTERM');
-      await Promise.race([again.exited, new Promise((r) => setTimeout(r, 30_000))]);
+      const stopped = await Promise.race([
+        again.exited.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
+      ]);
+      // Once in a CI rehearsal the restarted monitor had not exited 30 s after SIGTERM (sleeping,
+      // not spinning; a second SIGTERM minutes later ended it) and the unmount failed. That hang
+      // is not this spec's subject and is not understood yet: it is killed here, so the tmpfs
+      // can go, and said on the output.
+      if (!stopped) {
+        console.log(`  (mon.a had not stopped 30 s after SIGTERM: killed)\n${again.stderr().slice(-2000)}`);
+        again.child.kill('SIGKILL');
+        await again.exited;
+      }
     }
   } finally {
     execFileSync('umount', [mountPoint], { stdio: 'ignore' });
