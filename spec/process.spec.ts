@@ -209,6 +209,7 @@ test('a monitor on a full disk stops with ENOSPC (28) and the reason; every ackn
     });
     try {
       const ls = await reader.command(['config-key', 'ls']);
+      assert.is(ls.r, 0, `config-key ls after the restart: ${ls.r} ${ls.rs}`);
       const keys = new Set(JSON.parse(new TextDecoder().decode(ls.data)) as string[]);
       assert.equal(
         acknowledged.filter((k) => !keys.has(k)),
