@@ -23,19 +23,14 @@ import {
   monitorStateName,
 } from '../machines/monitor.ts';
 import { isReadable, isWriteable, paxosStateName } from '../machines/paxos.ts';
-import {
-  preprocessNow,
-  type ServiceContext,
-  type ServiceDefinition,
-  type ServiceRequest,
-} from '../machines/paxos-service.ts';
+import type { ServiceContext, ServiceDefinition, ServiceRequest } from '../machines/paxos-service.ts';
 import type { LoadableService } from '../machines/service-load.ts';
 import { type AuthState, authCreated, authLookup } from '../machines/services/auth.ts';
 import { defaultServices } from '../machines/services/index.ts';
 import { monmapJson } from '../machines/services/monmap.ts';
 import { syncPrefixesFor } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
-import type { CommandReply, EntityName, MonCommand, MonMap, MonPing } from '../transport/messages.ts';
+import type { CommandReply, EntityName, MonCommand, MonMap } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { batchPerRead, ioLogic, performRead } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';

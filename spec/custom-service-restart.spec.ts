@@ -10,35 +10,10 @@ import type { AnyActorRef } from 'xstate';
 import { type LocalCluster, startLocalCluster } from '../actors/local-cluster.ts';
 import type { ServiceContext, ServiceDefinition, ServiceVersions } from '../machines/paxos-service.ts';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
+import { counter } from './support/counter-service.ts';
 import { freePorts, tempDir } from './support/process.ts';
 
 const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
-
-/** The README's counter: every version holds the whole value (`counter/<N>`). */
-const counter: ServiceDefinition<{ value: number }, number> = {
-  name: 'counter',
-  prefix: 'counter',
-  handles: (cmd) => cmd[0] === 'counter',
-  init: (loaded) => (loaded as { value: number } | null) ?? { value: 0 },
-  createInitial: () => 0,
-  createPending: () => 0,
-  preprocessQuery: (state, req) =>
-    req.cmd[1] === 'get' ? { reply: { r: 0, rs: '', data: String(state.value) } } : null,
-  prepareUpdate: (state, pending, req) => {
-    const n = Number(req.cmd[2]);
-    if (req.cmd[1] !== 'add' || !Number.isInteger(n)) return { error: { r: -22, rs: 'usage' } };
-    return { pending: pending + n, reply: { r: 0, rs: `counter = ${state.value + pending + n}` } };
-  },
-  encodePending: (state, pending, version) => [
-    { op: 'put', prefix: 'counter', key: String(version), value: String(state.value + pending) },
-  ],
-  updateFromPaxos: (state, ops, versions) => {
-    const put = ops.find(
-      (o) => o.op === 'put' && o.prefix === 'counter' && o.key === String(versions.lastCommitted),
-    );
-    return put?.op === 'put' ? { value: Number(text(put.value)) } : state;
-  },
-};
 
 /**
  * A tally whose versions hold only what each added (a delta), with a full stash every 25

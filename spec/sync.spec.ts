@@ -8,6 +8,7 @@ import { SimCluster } from '../sim/cluster.ts';
 import { Transaction } from '../storage/transaction.ts';
 import type { EntityName, Message } from '../transport/messages.ts';
 import type { TransportHandlers } from '../transport/transport.ts';
+import { counter } from './support/counter-service.ts';
 import { simClient } from './support/sim-client.ts';
 
 type Status = {
@@ -308,31 +309,6 @@ test('a full sync cut off halfway leaves the old store whole: a peer that syncs 
   }
   await c.stopAll();
 });
-
-/** A service of an app's own (the README's counter): its history is copied like paxmon's. */
-const counter: ServiceDefinition<{ value: number }, number> = {
-  name: 'counter',
-  prefix: 'counter',
-  handles: (cmd) => cmd[0] === 'counter',
-  init: (loaded) => (loaded as { value: number } | null) ?? { value: 0 },
-  createInitial: () => 0,
-  createPending: () => 0,
-  preprocessQuery: (state, req) =>
-    req.cmd[1] === 'get' ? { reply: { r: 0, rs: '', data: String(state.value) } } : null,
-  prepareUpdate: (state, pending, req) => ({
-    pending: pending + Number(req.cmd[2]),
-    reply: { r: 0, rs: `counter = ${state.value + pending + Number(req.cmd[2])}` },
-  }),
-  encodePending: (state, pending, version) => [
-    { op: 'put', prefix: 'counter', key: String(version), value: String(state.value + pending) },
-  ],
-  updateFromPaxos: (state, ops, versions) => {
-    const put = ops.find(
-      (o) => o.op === 'put' && o.prefix === 'counter' && o.key === String(versions.lastCommitted),
-    );
-    return put?.op === 'put' ? { value: Number(new TextDecoder().decode(put.value)) } : state;
-  },
-};
 
 test("a full sync copies a custom service's history too: the synced monitor answers its state and goes on from its versions", async () => {
   const c = new SimCluster({

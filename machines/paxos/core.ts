@@ -14,16 +14,13 @@ import { Transaction } from '../transaction.ts';
 import {
   newProposalNumber,
   nothing,
-  type OwedAnswer,
   type PaxosContext,
-  type PaxosOutcome,
   PREFIX,
   type Proposal,
   paxosMessage,
   peer,
   peons,
   type Step,
-  type Uncommitted,
 } from './context.ts';
 import { leaseWindow } from './lease.ts';
 

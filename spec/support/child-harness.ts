@@ -4,7 +4,6 @@
 import {
   type AnyActorRef,
   type AnyStateMachine,
-  assign,
   createActor,
   fromCallback,
   SimulatedClock,
