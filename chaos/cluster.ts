@@ -8,13 +8,16 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyringEntry } from '../actors/keyring.ts';
-import { newClusterKeyring } from '../actors/mkfs.ts';
+import { buildMonMap, newClusterKeyring } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
 import { mkfs, monitorCommand } from '../cli/cluster.ts';
 import { createLab, type Lab, type LabHost } from '../spec/support/netns.ts';
 import { repoRoot } from '../spec/support/process.ts';
+import type { ElectionStrategy } from '../transport/messages.ts';
 
 export const monPort = 6789;
+/** The chaos labs' 10.99.X.0/24 (the specs' labs draw from 100–199: spec/support/netns.ts). */
+export const chaosSubnets: readonly [number, number] = [200, 249];
 /** Monitor names: the lab's host names, a, b, c, … */
 export const monitorNamesMax = 9;
 
@@ -49,6 +52,13 @@ export interface ClusterOptions {
   readonly storeMount?: (dir: string, name: string) => Promise<void>;
   /** `paxmon mon --set` options for every monitor. */
   readonly set?: readonly string[];
+  /**
+   * How to run `paxmon` (node's arguments before `mon`): default the way this process runs
+   * (monitorCommand(): the sources through tsx); a run passes its frozen bundle (chaos/bundle.ts).
+   */
+  readonly command?: readonly string[];
+  /** The monmap's election strategy (default classic, as `paxmon mkfs`). */
+  readonly strategy?: ElectionStrategy;
 }
 
 const decoder = new TextDecoder();
@@ -78,15 +88,22 @@ export class ChaosCluster {
     if (options.monitors < 1 || options.monitors > monitorNamesMax)
       throw new RangeError(`--monitors ${options.monitors}: 1 to ${monitorNamesMax}`);
     const names = Array.from({ length: options.monitors }, (_, i) => String.fromCharCode(97 + i));
-    const lab = await createLab(names);
+    const lab = await createLab(names, { subnets: chaosSubnets });
     const cluster = new ChaosCluster(lab, options);
     try {
-      const mons = lab.hosts.map((host) => `${host.name}=${host.ip}:${monPort}`);
+      const monmap = {
+        ...buildMonMap(
+          cluster.fsid,
+          lab.hosts.map((host) => ({ name: host.name, addr: `${host.ip}:${monPort}` })),
+          Date.now(),
+        ),
+        ...(options.strategy ? { electionStrategy: options.strategy } : {}),
+      };
       for (const [rank, host] of lab.hosts.entries()) {
         const dir = join(options.storeDir, host.name);
         mkdirSync(dir, { recursive: true });
         await options.storeMount?.(dir, host.name);
-        await mkfs({ dir, name: host.name, fsid: cluster.fsid, mons, keyring: cluster.keyring });
+        await mkfs({ dir, name: host.name, mons: [], monmap, keyring: cluster.keyring });
         cluster.monitors.push({
           name: host.name,
           rank,
@@ -126,7 +143,7 @@ export class ChaosCluster {
     if (mon.child) return;
     const argv = [
       process.execPath,
-      ...monitorCommand(),
+      ...(this.#options.command ?? monitorCommand()),
       'mon',
       '--dir',
       mon.dir,

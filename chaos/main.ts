@@ -5,18 +5,23 @@
 // Exit status: 0 linearizable and no acknowledged write lost, 1 otherwise (or on an error).
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { ElectionStrategy } from '../transport/messages.ts';
 import { type NemesisKind, nemesisKinds } from './nemesis.ts';
 import { ChaosUnavailable, runChaos } from './run.ts';
 
 const usage = `usage: npm run chaos -- [--seconds 60] [--monitors 3] [--seed N] [--nemesis ${nemesisKinds.join(',')}]
                       [--clients 64] [--keys 8] [--rate 200] [--rounds N] [--disk-mb 64] [--out DIR]
+                      [--strategy classic|disallow|connectivity] [--from-sources]
   --seconds   time during which faults are started (then every fault heals, final reads, checks)
   --monitors  monitors, one network namespace each (1–9)
   --seed      the schedule's seed (default: random; printed as SEED=)
   --nemesis   which faults, comma-separated (default: kill,pause,partition,link,oneway,flap)
   --rounds    run exactly N rounds of the schedule (each nemesis N times), whatever --seconds says
   --clients   concurrent MonClients; --keys the key space; --rate target ops/s over all clients
-  --out       where the report goes (default scratch/chaos/seed-N)`;
+  --out       where the report goes (default scratch/chaos/seed-N)
+  --strategy  the monmap's election strategy (default classic)
+  --from-sources  run the monitors from the working tree through tsx, not from a bundle built
+              into OUT/bundle when the run starts (restarts then run whatever the tree holds)`;
 
 function fail(message: string): never {
   console.error(`Error EINVAL: ${message}\n${usage}`);
@@ -37,6 +42,8 @@ try {
       'disk-mb': { type: 'string', default: '64' },
       rounds: { type: 'string' },
       out: { type: 'string' },
+      strategy: { type: 'string', default: 'classic' },
+      'from-sources': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -70,6 +77,10 @@ const nemeses = String(values.nemesis)
 for (const kind of nemeses)
   if (!(nemesisKinds as readonly string[]).includes(kind))
     fail(`--nemesis ${kind}: one of ${nemesisKinds.join(',')}`);
+const electionStrategies: readonly ElectionStrategy[] = ['classic', 'disallow', 'connectivity'];
+const strategy = String(values.strategy);
+if (!(electionStrategies as readonly string[]).includes(strategy))
+  fail(`--strategy ${strategy}: one of ${electionStrategies.join(',')}`);
 const out = typeof values.out === 'string' ? values.out : join('scratch', 'chaos', `seed-${seed}`);
 
 try {
@@ -83,12 +94,16 @@ try {
     rate,
     out,
     diskMb,
+    strategy: strategy as ElectionStrategy,
+    fromSources: values['from-sources'] === true,
+    argv: process.argv.slice(2),
     ...(rounds === undefined ? {} : { rounds }),
   });
   console.log(`\n${result.summary}\n`);
   console.log(`history:  ${result.files.history}`);
   console.log(`timeline: ${result.files.timeline}`);
   console.log(`logs:     ${result.files.logs}/`);
+  console.log(`run:      ${result.files.run} (seed, schedule, code, verdict)`);
   const { analysis } = result;
   if (analysis.linearizable !== 'ok' || analysis.lostWrites.length > 0) process.exitCode = 1;
 } catch (error) {

@@ -16,6 +16,10 @@
 //   clock      (libfaketime) a monitor restarted with its wall clock minutes off, or its clock's rate
 //              off (±10%, half, double) and then cut from the other monitors with a lease in hand;
 //              skipped where libfaketime is missing
+//   netem      slow and lossy links (tc qdisc … netem, on both ends of 1 to n monitors' links):
+//              delay with jitter, loss, reordering; or a thin link (tc's tbf rate limit). Where
+//              the kernel has no netem, loss falls back to iptables' statistic match, and delay
+//              and reordering are skipped with a note
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Prng } from '../sim/prng.ts';
@@ -30,6 +34,7 @@ export const nemesisKinds = [
   'flap',
   'disk',
   'clock',
+  'netem',
 ] as const;
 export type NemesisKind = (typeof nemesisKinds)[number];
 
@@ -74,6 +79,7 @@ const variantsOf: Record<NemesisKind, readonly string[]> = {
   disk: ['enospc'],
   // A rate within the bound the lease assumes (±10%), and beyond it (half and double speed).
   clock: ['offset', 'rate-10pct', 'rate-half', 'rate-double'],
+  netem: ['delay', 'loss', 'reorder', 'slow'],
 };
 
 /**
@@ -112,7 +118,9 @@ export function planSchedule(
                 ? prng.int(4000, 8000)
                 : kind === 'clock'
                   ? prng.int(8000, 12_000)
-                  : prng.int(3000, 8000);
+                  : kind === 'netem'
+                    ? prng.int(5000, 10_000)
+                    : prng.int(3000, 8000);
       const gapMs = prng.int(2000, 4000);
       steps.push({ index: steps.length, kind, variant, durationMs, gapMs });
       plannedMs += durationMs + gapMs;
@@ -130,6 +138,8 @@ export interface NemesisContext {
   readonly disk?: { readonly fill: (mon: ChaosMonitor) => string };
   /** libfaketime, when found: the environment that puts a monitor's clock off. */
   readonly faketime?: { readonly env: (spec: string) => NodeJS.ProcessEnv };
+  /** Which of tc's queueing disciplines this kernel has (the netem nemesis). */
+  readonly qdiscs?: { readonly netem: boolean; readonly tbf: boolean };
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -416,6 +426,54 @@ export async function runStep(
       await cluster.kill(target);
       target.env = undefined;
       cluster.start(target);
+      break;
+    }
+    case 'netem': {
+      const targets = pickTargets(prng, monitors, leader, prng.int(1, n), prng.chance(0.5));
+      const netem = ctx.qdiscs?.netem === true;
+      const tbf = ctx.qdiscs?.tbf === true;
+      let description: string;
+      let apply: ((mon: ChaosMonitor) => Promise<void>) | undefined;
+      if (step.variant === 'delay') {
+        const delayMs = prng.int(20, 150);
+        const jitterMs = Math.max(1, Math.round(delayMs / 5));
+        description = `tc netem delay ${delayMs} ms ± ${jitterMs} ms`;
+        if (netem)
+          apply = (mon) => cluster.lab.shape(mon.host, 'netem', ['delay', `${delayMs}ms`, `${jitterMs}ms`]);
+      } else if (step.variant === 'loss') {
+        const percent = prng.int(5, 25);
+        description = netem
+          ? `tc netem loss ${percent}%`
+          : `iptables statistic: ${percent}% of packets dropped`;
+        apply = netem
+          ? (mon) => cluster.lab.shape(mon.host, 'netem', ['loss', `${percent}%`])
+          : (mon) => cluster.lab.lossy(mon.host, percent / 100);
+      } else if (step.variant === 'reorder') {
+        const percent = prng.int(10, 40);
+        description = `tc netem delay 10 ms, ${percent}% of packets sent at once (reordered)`;
+        if (netem)
+          apply = (mon) =>
+            cluster.lab.shape(mon.host, 'netem', ['delay', '10ms', 'reorder', `${percent}%`, '50%']);
+      } else {
+        const kbit = prng.pick([64, 128, 256, 512]);
+        description = `tc tbf rate ${kbit} kbit/s (a thin link)`;
+        if (tbf)
+          apply = (mon) =>
+            cluster.lab.shape(mon.host, 'tbf', ['rate', `${kbit}kbit`, 'burst', '8kb', 'latency', '400ms']);
+      }
+      if (!apply) {
+        start(
+          `skipped: ${description}: this kernel has no tc ${step.variant === 'slow' ? 'tbf' : 'netem'}`,
+          [],
+        );
+        event.notes.push('skipped');
+        await hold();
+        break;
+      }
+      start(`${description} on ${names(targets)}'s links, both ways, for ${step.durationMs} ms`, targets);
+      for (const mon of targets) await apply(mon);
+      await hold();
+      await cluster.lab.healAll();
       break;
     }
   }

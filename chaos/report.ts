@@ -14,6 +14,10 @@ export interface RunInfo {
   readonly seconds: number;
   readonly nemeses: readonly string[];
   readonly skipped: readonly string[];
+  /** The election strategy of the monmap. */
+  readonly strategy: string;
+  /** What code the monitors ran (chaos/bundle.ts sourceOf). */
+  readonly source: string;
 }
 
 const s = (ms: number | undefined): string => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
@@ -31,6 +35,7 @@ export function summaryText(info: RunInfo, analysis: Analysis, events: readonly 
   lines.push(
     `chaos: seed ${info.seed}, ${info.monitors} monitors, ${info.clients} clients on ${info.keys} keys, ${info.seconds} s of faults (${info.nemeses.join(',')})`,
   );
+  lines.push(`  election strategy ${info.strategy}; monitors ran ${info.source}`);
   if (info.skipped.length) lines.push(`  not run here: ${info.skipped.join('; ')}`);
   lines.push('');
   lines.push(`operations: ${analysis.total}`);
@@ -99,6 +104,7 @@ const nemesisColour: Record<string, string> = {
   flap: '#17becf',
   disk: '#7f7f7f',
   clock: '#9467bd',
+  netem: '#393b79',
 };
 
 const escapeXml = (text: string): string =>

@@ -8,7 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../machines/config.ts';
-import { netnsUnavailable } from '../spec/support/netns.ts';
+import { netnsUnavailable, qdiscUnavailable } from '../spec/support/netns.ts';
+import type { ElectionStrategy } from '../transport/messages.ts';
+import { freezeBundle, sourceOf } from './bundle.ts';
 import { type Analysis, analyze } from './check.ts';
 import { ChaosCluster } from './cluster.ts';
 import {
@@ -42,6 +44,15 @@ export interface ChaosOptions {
   readonly rounds?: number;
   /** Size of each monitor's tmpfs store with the disk nemesis. */
   readonly diskMb?: number;
+  /** The monmap's election strategy (default classic). */
+  readonly strategy?: ElectionStrategy;
+  /**
+   * Run the monitors from the sources through tsx, as the specs run them, instead of a bundle
+   * frozen in `out/bundle` when the run starts (chaos/bundle.ts).
+   */
+  readonly fromSources?: boolean;
+  /** The command line that made the run, for run.json. */
+  readonly argv?: readonly string[];
   readonly log?: (line: string) => void;
 }
 
@@ -49,7 +60,7 @@ export interface ChaosResult {
   readonly analysis: Analysis;
   readonly events: NemesisEvent[];
   readonly summary: string;
-  readonly files: { history: string; timeline: string; summary: string; logs: string };
+  readonly files: { history: string; timeline: string; summary: string; logs: string; run: string };
   readonly skipped: string[];
   /** Monitors that exited by themselves (a crash, or a stop on ENOSPC). */
   readonly exits: string[];
@@ -118,6 +129,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       nemeses = nemeses.filter((kind) => kind !== 'clock');
     }
   }
+  let qdiscs: { netem: boolean; tbf: boolean } | undefined;
+  if (nemeses.includes('netem')) {
+    const [netemWhy, tbfWhy] = await Promise.all([
+      qdiscUnavailable('netem', ['delay', '1ms']),
+      qdiscUnavailable('tbf', ['rate', '1mbit', 'burst', '8kb', 'latency', '100ms']),
+    ]);
+    qdiscs = { netem: netemWhy === undefined, tbf: tbfWhy === undefined };
+    if (netemWhy)
+      skipped.push(`netem: delay and reorder (${netemWhy}); loss through iptables' statistic match instead`);
+    if (tbfWhy) skipped.push(`netem: slow (${tbfWhy})`);
+  }
   if (nemeses.length === 0) throw new RangeError('no nemesis can run here');
   const unmountAll = (): void => {
     for (const dir of mounts.splice(0))
@@ -145,13 +167,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let workload: Workload | undefined;
   try {
     say(
-      `SEED=${options.seed} monitors=${options.monitors} seconds=${options.seconds} nemesis=${nemeses.join(',')}`,
+      `SEED=${options.seed} monitors=${options.monitors} seconds=${options.seconds} nemesis=${nemeses.join(',')}${options.strategy ? ` strategy=${options.strategy}` : ''}`,
     );
+    const bundle = options.fromSources ? undefined : await freezeBundle(join(options.out, 'bundle'));
+    const source = bundle
+      ? `a bundle frozen at the start (${bundle.dir}) of ${bundle.source}`
+      : `the working tree through tsx (${sourceOf()})`;
+    say(`monitors run ${source}`);
     const diskMb = options.diskMb ?? 64;
     cluster = await ChaosCluster.create({
       monitors: options.monitors,
       storeDir,
       logDir: logs,
+      ...(bundle ? { command: bundle.command } : {}),
+      ...(options.strategy ? { strategy: options.strategy } : {}),
       ...(nemeses.includes('disk')
         ? {
             storeMount: async (dir: string) => {
@@ -196,6 +225,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       leaseMs,
       log: say,
       ...(mounts.length ? { disk: { fill: (mon) => fillUp(mon.dir) } } : {}),
+      ...(qdiscs ? { qdiscs } : {}),
       ...(faketimeLibrary
         ? {
             faketime: {
@@ -264,6 +294,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       seconds: options.seconds,
       nemeses,
       skipped,
+      strategy: options.strategy ?? 'classic',
+      source,
     };
     const exits = c.exits.map(
       (exit) =>
@@ -276,7 +308,32 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       timeline: join(options.out, 'timeline.svg'),
       summary: join(options.out, 'summary.txt'),
       logs,
+      run: join(options.out, 'run.json'),
     };
+    // What it takes to run it again, and what it was run on.
+    const runRecord = {
+      argv: options.argv ?? null,
+      seed: options.seed,
+      monitors: options.monitors,
+      seconds: options.seconds,
+      rounds: options.rounds ?? null,
+      nemeses,
+      strategy: options.strategy ?? 'classic',
+      clients: options.clients,
+      keys: options.keys,
+      rate: options.rate,
+      source,
+      skipped,
+      lab: { subnet: `10.99.${c.lab.subnet}.0/24`, monitors: c.mons },
+      schedule: schedule.slice(0, events.length),
+      verdict: {
+        linearizable: analysis.linearizable,
+        lostWrites: analysis.lostWrites.length,
+        operations: analysis.total,
+        exits,
+      },
+    };
+    writeFileSync(files.run, `${JSON.stringify(runRecord, null, 2)}\n`);
     const lines = [
       ...events.map((event) => JSON.stringify({ process: 'nemesis', ...event })),
       ...[...workload.history].sort((a, b) => a.invokeMs - b.invokeMs).map((op) => JSON.stringify(op)),

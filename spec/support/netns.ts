@@ -83,6 +83,8 @@ function locate(command: string): string | undefined {
 interface Tools {
   ip: string;
   iptables: string;
+  /** Optional: only the shaping of links (Lab.shape) needs it. */
+  tc: string | undefined;
 }
 
 /**
@@ -94,7 +96,7 @@ function tools(): Tools | string {
   if (ip === undefined) return "no 'ip' (iproute2) on the PATH";
   const iptables = locate('iptables');
   if (iptables === undefined) return "no 'iptables' on the PATH";
-  return { ip, iptables };
+  return { ip, iptables, tc: locate('tc') };
 }
 
 /**
@@ -128,16 +130,56 @@ function firstLine(error: unknown): string {
   return text.trim().split('\n')[0] ?? '';
 }
 
-/** A 10.99.X.0/24 the machine does not route anywhere yet (another lab, a real network). */
-async function freeSubnet(ip: string): Promise<number> {
+/**
+ * Where a lab's 10.99.X.0/24 is drawn from: the specs' labs from 100–199, the chaos runs' from
+ * 200–249 (chaos/cluster.ts), so that two kinds of run on one machine never draw the same.
+ */
+export const labSubnetsDefault: readonly [number, number] = [100, 199];
+
+/** A 10.99.X.0/24 in `range` the machine does not route anywhere yet (another lab, a real network). */
+async function freeSubnet(ip: string, range: readonly [number, number]): Promise<number> {
   const { stdout } = await run(ip, ['-4', '-o', 'addr', 'show'], { timeout: commandTimeoutMs });
   const { stdout: routes } = await run(ip, ['-4', 'route', 'show'], { timeout: commandTimeoutMs });
   const used = `${stdout}\n${routes}`;
+  const [lo, hi] = range;
   for (let attempt = 0; attempt < 50; attempt++) {
-    const subnet = 100 + ((randomBytes(1)[0] as number) % 150);
+    const subnet = lo + (randomBytes(2).readUInt16BE(0) % (hi - lo + 1));
     if (!used.includes(`10.99.${subnet}.`)) return subnet;
   }
-  throw new Error('no free 10.99.X.0/24 subnet');
+  throw new Error(`no free 10.99.X.0/24 subnet with X in ${lo}–${hi}`);
+}
+
+/**
+ * Why the queueing discipline `kind` (tc qdisc: `netem`, `tbf`) cannot be used here, or undefined
+ * when it can: tried on a veth of a throwaway namespace (a kernel without sch_netem says
+ * "Specified qdisc kind is unknown"). `args` are the qdisc's parameters for the trial.
+ */
+export async function qdiscUnavailable(kind: string, args: readonly string[]): Promise<string | undefined> {
+  const found = tools();
+  if (typeof found === 'string') return found;
+  if (found.tc === undefined) return "no 'tc' (iproute2) on the PATH";
+  const probe = `pm-probe-${randomBytes(4).toString('hex')}`;
+  const ip = (...rest: string[]) => run(found.ip, rest, { timeout: commandTimeoutMs });
+  try {
+    await ip('netns', 'add', probe);
+  } catch (error) {
+    return `cannot create a network namespace: ${firstLine(error)}`;
+  }
+  try {
+    await ip('-n', probe, 'link', 'add', 'pmq0', 'type', 'veth', 'peer', 'name', 'pmq1');
+    await run(
+      found.ip,
+      ['netns', 'exec', probe, found.tc, 'qdisc', 'add', 'dev', 'pmq0', 'root', kind, ...args],
+      {
+        timeout: commandTimeoutMs,
+      },
+    );
+    return undefined;
+  } catch (error) {
+    return `tc qdisc ${kind}: ${firstLine(error)}`;
+  } finally {
+    await ip('netns', 'del', probe).catch(() => {});
+  }
 }
 
 export interface Lab extends LabPlan {
@@ -155,7 +197,19 @@ export interface Lab extends LabPlan {
   unblock(from: LabHost, to: LabHost): Promise<void>;
   /** The one-way drops in place, as [from, to] host names. */
   blocked(): [from: string, to: string][];
-  /** Remove every rule of isolate() and block(): the network is whole again. */
+  /**
+   * A lossy host: each packet in or out of its veth dropped with `probability` (iptables'
+   * statistic match, in its namespace; the test process's packets too). Replaces an earlier one.
+   */
+  lossy(host: LabHost, probability: number): Promise<void>;
+  /**
+   * A shaped host link: `tc qdisc replace … root KIND ARGS` (netem's delay, loss, reorder; tbf's
+   * rate) on both ends of its veth, so that what it sends and what it receives pass the qdisc.
+   */
+  shape(host: LabHost, kind: string, args: readonly string[]): Promise<void>;
+  /** Remove shape()'s qdiscs (nothing when there are none). */
+  unshape(host: LabHost): Promise<void>;
+  /** Remove every rule of isolate(), block() and lossy(), and every qdisc of shape(): the network is whole again. */
   healAll(): Promise<void>;
   /**
    * Start `argv` inside the host's namespace (its output appended to logFile); the pid is the
@@ -173,13 +227,23 @@ export interface Lab extends LabPlan {
  * Build a lab of hosts `names` (namespaces, a bridge, veths, addresses) and check that the test
  * process reaches every host. On any failure what was built is removed before the error is thrown.
  */
-export async function createLab(names: readonly string[]): Promise<Lab> {
+export async function createLab(
+  names: readonly string[],
+  options: { subnets?: readonly [number, number] } = {},
+): Promise<Lab> {
   const found = tools();
   if (typeof found === 'string') throw new Error(found);
-  const plan = planLab(names, randomBytes(4).toString('hex').slice(0, 6), await freeSubnet(found.ip));
+  const plan = planLab(
+    names,
+    randomBytes(4).toString('hex').slice(0, 6),
+    await freeSubnet(found.ip, options.subnets ?? labSubnetsDefault),
+  );
   const namespaces: string[] = [];
   const children: ChildProcess[] = [];
   const rules = new Set<LabHost>();
+  /** Lossy hosts and their rules' probability. */
+  const losses = new Map<LabHost, number>();
+  const shaped = new Set<LabHost>();
   /** One-way drops, keyed `from>to`. */
   const blocks = new Map<string, [LabHost, LabHost]>();
   let destroyed: Promise<void> | undefined;
@@ -194,7 +258,17 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
     ['OUTPUT', '-o', host.iface, '-j', 'DROP'],
   ];
   const blockRule = (from: LabHost): string[] => ['INPUT', '-s', from.ip, '-j', 'DROP'];
-
+  const lossRules = (host: LabHost, probability: number): string[][] => {
+    const random = ['-m', 'statistic', '--mode', 'random', '--probability', String(probability)];
+    return [
+      ['INPUT', '-i', host.iface, ...random, '-j', 'DROP'],
+      ['OUTPUT', '-o', host.iface, ...random, '-j', 'DROP'],
+    ];
+  };
+  const tc = (netns: string, ...args: string[]) => {
+    if (found.tc === undefined) throw new Error("no 'tc' (iproute2) on the PATH");
+    return run(found.ip, ['netns', 'exec', netns, found.tc, ...args], { timeout: commandTimeoutMs });
+  };
   /** Synchronous, for a process that is exiting: kill what is left and delete the namespaces. */
   const destroyNow = (): void => {
     for (const child of children)
@@ -226,6 +300,8 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
       for (const netns of namespaces.splice(0)) await ip('netns', 'del', netns).catch(() => {});
       rules.clear();
       blocks.clear();
+      losses.clear();
+      shaped.clear();
     })();
     return destroyed;
   };
@@ -298,9 +374,33 @@ export async function createLab(names: readonly string[]): Promise<Lab> {
     blocked() {
       return [...blocks.values()].map(([from, to]) => [from.name, to.name]);
     },
+    async lossy(host, probability) {
+      if (!(probability > 0 && probability < 1)) throw new RangeError(`probability ${probability}`);
+      const before = losses.get(host);
+      if (before !== undefined)
+        for (const rule of lossRules(host, before)) await iptables(host, '-D', ...rule);
+      losses.delete(host);
+      for (const rule of lossRules(host, probability)) await iptables(host, '-I', ...rule);
+      losses.set(host, probability);
+    },
+    async shape(host, kind, args) {
+      shaped.add(host);
+      await tc(host.netns, 'qdisc', 'replace', 'dev', host.iface, 'root', kind, ...args);
+      await tc(plan.bridgeNetns, 'qdisc', 'replace', 'dev', bridgePort(host.iface), 'root', kind, ...args);
+    },
+    async unshape(host) {
+      if (!shaped.delete(host)) return;
+      await tc(host.netns, 'qdisc', 'del', 'dev', host.iface, 'root').catch(() => {});
+      await tc(plan.bridgeNetns, 'qdisc', 'del', 'dev', bridgePort(host.iface), 'root').catch(() => {});
+    },
     async healAll() {
       for (const [from, to] of [...blocks.values()]) await lab.unblock(from, to);
       for (const host of [...rules]) await lab.heal(host);
+      for (const [host, probability] of [...losses]) {
+        for (const rule of lossRules(host, probability)) await iptables(host, '-D', ...rule);
+        losses.delete(host);
+      }
+      for (const host of [...shaped]) await lab.unshape(host);
     },
     spawn(host, argv, logFile, cwd, env) {
       const log = openSync(logFile, 'a');
