@@ -1,7 +1,7 @@
 // The write path's cost (issue 14, part 3): for a 3-monitor cluster, the events and the CPU one
 // `config-key set` costs each monitor.
 //
-//   node --import tsx bench/write-path.ts [--writes N] [--json] [--events]
+//   node --import tsx bench/write-path.ts [--writes N] [--json] [--events] [--cpu-prof DIR]
 //
 // (1) Events per write: on the simulated cluster (sim/cluster.ts, seed 7, as
 //     spec/event-budget.spec.ts), every event an actor of a monitor's tree receives
@@ -42,12 +42,15 @@ import {
   stopProcess,
   tail,
 } from './harness/proc.ts';
+import { formatProfile, mainThreadProfile, summarise } from './harness/profile.ts';
 
 const { values: opts } = parseArgs({
   options: {
     writes: { type: 'string', default: '2000' },
     json: { type: 'boolean', default: false },
     events: { type: 'boolean', default: false },
+    /** Run the monitors under `node --cpu-prof` into DIR/NAME and print each one's top functions. */
+    'cpu-prof': { type: 'string' },
   },
 });
 const writes = Number(opts.writes);
@@ -148,6 +151,9 @@ interface CpuRun {
   clientUsPerWrite: number;
 }
 
+const profileFlags = (name: string): string[] =>
+  opts['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(opts['cpu-prof'], name)] : [];
+
 async function startCluster(): Promise<ProcessCluster> {
   const dir = makeTempDir('paxmon-write-path-');
   const ports = await freePorts(names.length);
@@ -168,7 +174,7 @@ async function startCluster(): Promise<ProcessCluster> {
     const owned = startProcess(
       `mon.${m.name}`,
       process.execPath,
-      [...monitorCommand(), 'mon', '--dir', monDir, '--log-file', log],
+      [...profileFlags(m.name), ...monitorCommand(), 'mon', '--dir', monDir, '--log-file', log],
       { cwd: root, logFile: log },
     );
     return { ...m, process: owned };
@@ -386,6 +392,18 @@ async function main(): Promise<void> {
       ...cells.map((c) => `    ${c}`),
     );
   }
+  if (opts['cpu-prof'])
+    for (const name of names) {
+      const file = mainThreadProfile(join(opts['cpu-prof'], name));
+      if (!file) continue;
+      out.push(
+        '',
+        formatProfile(
+          `mon.${name} (${name === runs[0]?.leader ? 'leader' : 'peon'}), whole run`,
+          summarise([file], root, undefined, 25),
+        ),
+      );
+    }
   process.stdout.write(`${out.join('\n')}\n`);
 }
 

@@ -5,7 +5,7 @@
 // transport boundary, where every received message is checked (TigerBeetle's invalid_header():
 // a reason string, never an exception).
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 
 /** Bounds on everything that arrives from the network (TigerBeetle: put a limit on everything). */
 export const limits = {
@@ -361,10 +361,22 @@ const schemasByType: Record<MessageType, TSchema> = {
 
 export const messageTypes = Object.keys(schemasByType) as MessageType[];
 
-const compiled = new Map(
-  Object.entries(schemasByType).map(([type, schema]) => [type, TypeCompiler.Compile(schema)] as const),
-);
-const compiledMonMap = TypeCompiler.Compile(MonMapSchema);
+/**
+ * Each message type's validator is compiled the first time a message of that type arrives: a
+ * monitor soon uses them all, but a client command (`paxmon config-key get`) sees three or four
+ * types, and compiling all 40 at start-up was ~20 ms of a command's ~250 (issue 17 §2).
+ */
+const compiled = new Map<string, TypeCheck<TSchema>>();
+function checkerFor(type: string): TypeCheck<TSchema> | undefined {
+  let check = compiled.get(type);
+  if (check) return check;
+  if (!Object.hasOwn(schemasByType, type)) return undefined;
+  check = TypeCompiler.Compile(schemasByType[type as MessageType]);
+  compiled.set(type, check);
+  return check;
+}
+let compiledMonMapOnce: TypeCheck<typeof MonMapSchema> | undefined;
+const compiledMonMap = () => (compiledMonMapOnce ??= TypeCompiler.Compile(MonMapSchema));
 
 /**
  * Check a decoded value against the catalogue. Returns null when it is a valid `Message`, or a
@@ -374,7 +386,7 @@ export function validate(value: unknown): string | null {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'message is not an object';
   const type = (value as { type?: unknown }).type;
   if (typeof type !== 'string') return 'message has no type';
-  const check = compiled.get(type);
+  const check = checkerFor(type);
   if (!check) return `unknown message type ${JSON.stringify(type).slice(0, 80)}`;
   if (check.Check(value)) return trackerRefusal(value as Message);
   const first = check.Errors(value).First();
@@ -388,7 +400,7 @@ export function isMessage(value: unknown): value is Message {
 
 /** Validate a monmap (from a store or a peer). Returns a reason or null. */
 export function validateMonMap(value: unknown): string | null {
-  if (compiledMonMap.Check(value)) {
+  if (compiledMonMap().Check(value)) {
     const map = value as MonMap;
     const names = new Set<string>();
     const addrs = new Set<string>();
@@ -401,7 +413,7 @@ export function validateMonMap(value: unknown): string | null {
     }
     return null;
   }
-  const first = compiledMonMap.Errors(value).First();
+  const first = compiledMonMap().Errors(value).First();
   return `monmap: ${first ? `${first.path || '/'} ${first.message}` : 'invalid'}`;
 }
 
@@ -424,12 +436,13 @@ export function validateConnectionTracker(tracker: ConnectionTracker): string | 
   return null;
 }
 
-const compiledTracker = TypeCompiler.Compile(ConnectionTrackerSchema);
+let compiledTrackerOnce: TypeCheck<typeof ConnectionTrackerSchema> | undefined;
+const compiledTracker = () => (compiledTrackerOnce ??= TypeCompiler.Compile(ConnectionTrackerSchema));
 
 /** A stored or received tracker: the schema, then validateConnectionTracker. Returns a reason or null. */
 export function checkConnectionTracker(value: unknown): string | null {
-  if (!compiledTracker.Check(value)) {
-    const first = compiledTracker.Errors(value).First();
+  if (!compiledTracker().Check(value)) {
+    const first = compiledTracker().Errors(value).First();
     return `tracker: ${first ? `${first.path || '/'} ${first.message}` : 'invalid'}`;
   }
   return validateConnectionTracker(value as ConnectionTracker);
