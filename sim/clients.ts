@@ -1,21 +1,22 @@
-// Simulated clients of the config-key service, and the history they leave for the
-// linearizability checker (sim/linearizability/).
+// Simulated clients of a service, and the history they leave for the linearizability checker
+// (sim/linearizability/). What they send comes from a workload (sim/workload.ts): config-key's
+// get/set/rm in `npm run sim`, a user's own commands in paxmon/testing.
 //
 // Each client has one request in flight (Ceph's MonClient with one outstanding command). It sends
-// `mon.command { tid, cmd: ['config-key', 'get'|'set'|'rm', …] }` to one monitor and waits for
-// `mon.command_ack` with that tid. On a timeout, a lost connection or EAGAIN (r = -11: "not now,
-// ask elsewhere") it retries at another monitor with the *same* tid, so the leader's dedupe by
-// client + tid can recognise a write it already applied. It never gives up: the liveness phase
-// requires every pending client to be answered.
+// `mon.command { tid, cmd }` to one monitor and waits for `mon.command_ack` with that tid. On a
+// timeout, a lost connection or EAGAIN (r = -11: "not now, ask elsewhere") it retries at another
+// monitor with the *same* tid, so the leader's dedupe by client + tid can recognise an update it
+// already applied. It gives up at the request's deadline; the liveness phase requires every
+// pending client to be answered.
 //
-// What goes into the history:
-// - get: r = 0 → the value read; r = -2 (ENOENT) → missing. A read that ends in any other error
-//   has no effect and is left out.
-// - set/rm: r = 0 → done, returned now. Any non-final outcome on the way (a timeout, EAGAIN after
-//   a monitor may have forwarded it, a reset) makes the write *ambiguous*: if it then ends in an
-//   error, or is still pending when the run ends, it goes in as unknown (return = ∞, no output:
-//   it may or may not have happened). A write refused outright on its first attempt (e.g. EINVAL)
-//   had no effect and is left out.
+// What goes into the history (the workload's `output` reads each final reply):
+// - a read: an answer → its output, returned now. A read that fails or is never answered had no
+//   effect and is left out.
+// - an update: an answer → its output, returned now. Any non-final outcome on the way (a timeout,
+//   EAGAIN after a monitor may have forwarded it, a reset) makes it *ambiguous*: if it then fails,
+//   or is still pending when the run ends, it goes in as unknown (return = ∞, no output: it may
+//   or may not have happened). An update refused outright on its first attempt (e.g. EINVAL) had
+//   no effect and is left out.
 import type { SimulatedClock } from 'xstate';
 import type { MemoryNetwork } from '../transport/memory-network.ts';
 import type { EntityName, Message, MonCommandAck } from '../transport/messages.ts';
@@ -24,14 +25,13 @@ import type { Coverage } from './coverage.ts';
 import type { Operation } from './linearizability/index.ts';
 import type { KvInput, KvOutput } from './linearizability/models.ts';
 import type { Prng } from './prng.ts';
+import { commandReply, EAGAIN, ENOENT, type ServiceOperation, type Workload } from './workload.ts';
 
-export const ENOENT = -2;
-export const EAGAIN = -11;
+export { EAGAIN, ENOENT } from './workload.ts';
 
-export type ClientOp = 'get' | 'set' | 'rm';
 export type KvOperation = Operation<KvInput, KvOutput>;
 
-export interface ClientOptions {
+export interface ClientOptions<Input, Output> {
   id: number;
   network: MemoryNetwork;
   /** The cluster's SimulatedClock: clients are never paused and have no skew. */
@@ -39,7 +39,8 @@ export interface ClientOptions {
   prng: Prng;
   /** Monitor names (`a`, `b`, …). */
   monitors: readonly string[];
-  keys: number;
+  /** What to send next (drawn from `prng`), and the model its history is checked against. */
+  workload: Workload<unknown, Input, Output>;
   /** Pause between one answer and the next request. */
   thinkMs: [min: number, max: number];
   /** One attempt at one monitor. */
@@ -51,15 +52,17 @@ export interface ClientOptions {
    * it, and at the deadline the client gives up — a write then may or may not have happened.
    */
   deadlineMs: number;
-  history: KvOperation[];
+  history: Operation<Input, Output>[];
   trace: (line: string) => void;
   coverage: Coverage;
+  /** Told of every read a client issues (the lease invariant checks its answers). */
+  onRead?: (cmd: readonly string[]) => void;
 }
 
-interface Pending {
-  op: ClientOp;
-  key: string;
-  value?: string;
+interface Pending<Input, Output> {
+  op: ServiceOperation<Input, Output>;
+  /** How the trace names it. */
+  label: string;
   tid: number;
   call: number;
   attempts: number;
@@ -70,24 +73,21 @@ interface Pending {
   deadlineTimer: unknown;
 }
 
-const decoder = new TextDecoder();
-
-export class SimClient {
+export class SimClient<Input = KvInput, Output = KvOutput> {
   readonly name: EntityName;
-  readonly #options: ClientOptions;
+  readonly #options: ClientOptions<Input, Output>;
   readonly #transport: Transport;
   #target: EntityName;
   #tid = 0;
-  #written = 0;
-  #pending: Pending | null = null;
+  #pending: Pending<Input, Output> | null = null;
   #thinkTimer: unknown;
   #issuing = false;
   /** Operations waiting to be issued in order (the final reads), before any random one. */
-  readonly #queue: { op: ClientOp; key: string }[] = [];
+  readonly #queue: ServiceOperation<Input, Output>[] = [];
   /** Answers received, counted for the report. */
   completed = 0;
 
-  constructor(options: ClientOptions) {
+  constructor(options: ClientOptions<Input, Output>) {
     this.#options = options;
     this.name = `client.${options.id}`;
     this.#transport = options.network.endpoint(this.name);
@@ -120,8 +120,8 @@ export class SimClient {
   }
 
   /** Queue a specific operation (the liveness phase's final reads). */
-  enqueue(op: ClientOp, key: string): void {
-    this.#queue.push({ op, key });
+  enqueue(op: ServiceOperation<Input, Output>): void {
+    this.#queue.push(op);
     if (!this.#pending) this.#next();
   }
 
@@ -132,7 +132,7 @@ export class SimClient {
     if (pending) {
       this.#clearTimer(pending.timer);
       this.#clearTimer(pending.deadlineTimer);
-      if (pending.op !== 'get') this.#record(pending, undefined, Number.POSITIVE_INFINITY);
+      if (!pending.op.read) this.#record(pending, undefined, Number.POSITIVE_INFINITY);
       this.#pending = null;
     }
     void this.#transport.close();
@@ -142,7 +142,7 @@ export class SimClient {
   describePending(): string | null {
     const p = this.#pending;
     if (!p) return null;
-    return `${this.name} ${p.op} ${p.key} tid ${p.tid} since ${p.call} ms (${p.attempts} attempts, at ${p.target})`;
+    return `${this.name} ${p.label} tid ${p.tid} since ${p.call} ms (${p.attempts} attempts, at ${p.target})`;
   }
 
   #think(): void {
@@ -161,21 +161,19 @@ export class SimClient {
     if (this.#pending) return;
     const queued = this.#queue.shift();
     if (queued) {
-      this.#issue(queued.op, queued.key);
+      this.#issue(queued);
       return;
     }
     if (!this.#issuing) return;
-    const prng = this.#options.prng;
-    const draw = prng.next();
-    const op: ClientOp = draw < 0.5 ? 'get' : draw < 0.85 ? 'set' : 'rm';
-    this.#issue(op, `k${prng.int(0, this.#options.keys - 1)}`);
+    this.#issue(this.#options.workload.next(this.#options.prng, this.#options.id));
   }
 
-  #issue(op: ClientOp, key: string): void {
+  #issue(op: ServiceOperation<Input, Output>): void {
     this.#tid++;
-    const pending: Pending = {
+    if (op.read) this.#options.onRead?.(op.cmd);
+    const pending: Pending<Input, Output> = {
       op,
-      key,
+      label: op.label ?? op.cmd.join(' '),
       tid: this.#tid,
       call: this.#options.clock.now(),
       attempts: 0,
@@ -188,47 +186,43 @@ export class SimClient {
     pending.deadlineTimer = this.#options.clock.setTimeout(() => {
       if (this.#pending === pending) this.#giveUp(pending);
     }, this.#options.deadlineMs);
-    if (op === 'set') pending.value = `c${this.#options.id}.${++this.#written}`;
     this.#pending = pending;
     this.#send(pending);
   }
 
-  #command(p: Pending): string[] {
-    if (p.op === 'set') return ['config-key', 'set', p.key, p.value ?? ''];
-    return ['config-key', p.op, p.key];
-  }
-
-  #send(p: Pending): void {
+  #send(p: Pending<Input, Output>): void {
     p.attempts++;
     p.target = this.#target;
-    const cmd = this.#command(p);
     this.#options.trace(
-      `${this.name} → ${p.target} tid ${p.tid} ${cmd.slice(1).join(' ')} (attempt ${p.attempts})`,
+      `${this.name} → ${p.target} tid ${p.tid} ${p.op.sentLabel ?? p.label} (attempt ${p.attempts})`,
     );
-    this.#transport.send(p.target, { type: 'mon.command', tid: p.tid, cmd, deadline: p.deadline });
+    this.#transport.send(p.target, {
+      type: 'mon.command',
+      tid: p.tid,
+      cmd: [...p.op.cmd],
+      deadline: p.deadline,
+    });
     p.timer = this.#options.clock.setTimeout(() => {
       if (this.#pending === p) this.#retry(p, 'timeout', false);
     }, this.#options.attemptTimeoutMs);
   }
 
   /** The deadline passed unanswered: a write may or may not have happened; a read tells nothing. */
-  #giveUp(p: Pending): void {
+  #giveUp(p: Pending<Input, Output>): void {
     this.#clearTimer(p.timer);
     this.#pending = null;
     this.#options.coverage.mark('client gave up at the deadline');
-    this.#options.trace(
-      `${this.name} tid ${p.tid} ${p.op} ${p.key}: deadline passed after ${p.attempts} attempts`,
-    );
-    if (p.op !== 'get') this.#record(p, undefined, Number.POSITIVE_INFINITY);
+    this.#options.trace(`${this.name} tid ${p.tid} ${p.label}: deadline passed after ${p.attempts} attempts`);
+    if (!p.op.read) this.#record(p, undefined, Number.POSITIVE_INFINITY);
     this.#think();
     if (!this.#issuing && this.#queue.length) this.#next();
   }
 
   /** Try another monitor with the same tid; a write becomes ambiguous (it may have been applied). */
-  #retry(p: Pending, reason: string, backoff: boolean): void {
+  #retry(p: Pending<Input, Output>, reason: string, backoff: boolean): void {
     this.#clearTimer(p.timer);
     p.timer = undefined;
-    if (p.op !== 'get') p.ambiguous = true;
+    if (!p.op.read) p.ambiguous = true;
     this.#options.coverage.mark(`client retry after ${reason}`);
     this.#target = this.#pickMonitor(p.target);
     this.#options.trace(`${this.name} tid ${p.tid} ${reason}; retrying at ${this.#target}`);
@@ -253,7 +247,7 @@ export class SimClient {
     this.#answer(p, from, message);
   }
 
-  #answer(p: Pending, from: EntityName, ack: MonCommandAck): void {
+  #answer(p: Pending<Input, Output>, from: EntityName, ack: MonCommandAck): void {
     const now = this.#options.clock.now();
     if (ack.r === EAGAIN) {
       this.#retry(p, 'EAGAIN', true);
@@ -265,15 +259,15 @@ export class SimClient {
     this.completed++;
     const took = now - p.call;
     this.#options.trace(
-      `${this.name} ← ${from} tid ${p.tid} ${p.op} ${p.key} r=${ack.r}${ack.r === 0 || ack.r === ENOENT ? '' : ` "${ack.rs}"`}` +
+      `${this.name} ← ${from} tid ${p.tid} ${p.label} r=${ack.r}${ack.r === 0 || ack.r === ENOENT ? '' : ` "${ack.rs}"`}` +
         ` (${took} ms, ${p.attempts} attempts)`,
     );
-    if (p.op === 'get') {
-      if (ack.r === 0) this.#record(p, { value: decoder.decode(ack.data) }, now);
-      else if (ack.r === ENOENT) this.#record(p, { value: undefined }, now);
+    const output = p.op.output(commandReply(ack));
+    if (p.op.read) {
+      if (output !== null) this.#record(p, output, now);
       else this.#options.coverage.mark(`client read failed with r=${ack.r}`);
-    } else if (ack.r === 0) {
-      this.#record(p, { value: undefined }, now);
+    } else if (output !== null) {
+      this.#record(p, output, now);
     } else {
       this.#options.coverage.mark(`client write failed with r=${ack.r}`);
       if (p.ambiguous) this.#record(p, undefined, Number.POSITIVE_INFINITY);
@@ -282,15 +276,15 @@ export class SimClient {
     if (!this.#issuing && this.#queue.length) this.#next();
   }
 
-  #record(p: Pending, output: KvOutput | undefined, returned: number): void {
-    const input: KvInput =
-      p.op === 'get'
-        ? { op: 'get', key: p.key }
-        : p.op === 'rm'
-          ? { op: 'rm', key: p.key }
-          : { op: 'put', key: p.key, value: p.value ?? '' };
+  #record(p: Pending<Input, Output>, output: Output | undefined, returned: number): void {
     if (output === undefined) this.#options.coverage.mark('client write with unknown outcome');
-    this.#options.history.push({ clientId: this.#options.id, input, call: p.call, output, return: returned });
+    this.#options.history.push({
+      clientId: this.#options.id,
+      input: p.op.input,
+      call: p.call,
+      output,
+      return: returned,
+    });
   }
 
   #pickMonitor(avoid?: EntityName): EntityName {

@@ -32,8 +32,8 @@
 //    (collect/last) commits it again. Any other loss fails: no other monitor (and no client) may
 //    have observed a value this monitor then forgets.
 // 4. first_committed ≤ last_committed — on every paxos snapshot; and lc > 0 ⇒ fc ≥ 1.
-// 5. reads only under a lease — a monitor that answers a client's read (`config-key get` with
-//    r = 0 or ENOENT) must be readable (Paxos::is_readable: in a quorum, lease valid) when the
+// 5. reads only under a lease — a monitor that answers a client's read (a config-key read such as
+//    `config-key get`, or a read the workload issued — sim/workload.ts — with r = 0 or ENOENT) must be readable (Paxos::is_readable: in a quorum, lease valid) when the
 //    answer leaves it, or — if the reply waited behind the monitor's I/O queue — it must have been
 //    readable at some instant between receiving the request and sending the answer.
 // 6. acknowledged writes are never lost, and 7. elections converge once the network heals — are
@@ -43,6 +43,7 @@
 //    that a later read does not see fails the run.
 import type { EntityName, Message } from '../transport/messages.ts';
 import type { Coverage } from './coverage.ts';
+import { isConfigKeyRead } from './workload.ts';
 
 export class InvariantViolation extends Error {
   readonly invariant: string;
@@ -61,12 +62,13 @@ export interface CheckedStore {
   getNumber(prefix: string, key: string): Promise<number>;
 }
 
-const readCommands = new Set(['get', 'exists', 'ls', 'dump']);
-
 /** A client read answered with data (not "try elsewhere"): ENOENT is an answer too. */
-export function isReadAnswer(message: Message): boolean {
+export function isReadAnswer(
+  message: Message,
+  isRead: (cmd: readonly string[]) => boolean = isConfigKeyRead,
+): boolean {
   if (message.type !== 'mon.command_ack') return false;
-  if (message.cmd[0] !== 'config-key' || !readCommands.has(message.cmd[1] ?? '')) return false;
+  if (!isRead(message.cmd)) return false;
   return message.r === 0 || message.r === -2;
 }
 
@@ -105,11 +107,19 @@ export class StateChecker {
   /** Answers a peon relays from its leader (peon:client:tid): checked at the leader instead. */
   readonly #relayed = new Set<string>();
   readonly #incarnations = new Map<string, Incarnation>();
+  /** Which commands are reads (config-key's, and those a workload issues as reads). */
+  readonly #isRead: (cmd: readonly string[]) => boolean;
 
-  constructor(now: () => number, coverage: Coverage, leaderInvariant: LeaderInvariant = 'strict') {
+  constructor(
+    now: () => number,
+    coverage: Coverage,
+    leaderInvariant: LeaderInvariant = 'strict',
+    isRead: (cmd: readonly string[]) => boolean = isConfigKeyRead,
+  ) {
     this.#now = now;
     this.#coverage = coverage;
     this.#leaderInvariant = leaderInvariant;
+    this.#isRead = isRead;
   }
 
   get violation(): InvariantViolation | null {
@@ -265,10 +275,11 @@ export class StateChecker {
           cmd: forward.cmd,
           ...message.reply,
         };
-        if (isReadAnswer(answer)) this.#checkRead(name, forward.client as EntityName, answer, forward.at);
+        if (isReadAnswer(answer, this.#isRead))
+          this.#checkRead(name, forward.client as EntityName, answer, forward.at);
       }
     }
-    if (message.type === 'mon.command_ack' && isReadAnswer(message)) {
+    if (message.type === 'mon.command_ack' && isReadAnswer(message, this.#isRead)) {
       if (this.#relayed.has(`${name}:${to}:${message.tid}`)) return;
       this.#checkRead(name, to, message);
     }

@@ -16,10 +16,12 @@ import {
   configFlags,
   defaultSimulationOptions,
   type FaultOptions,
+  failureLines,
   faultFlags,
   type SimulationOptions,
   type SimulationResult,
   simulate,
+  summary,
 } from './simulator.ts';
 import { Trace } from './trace.ts';
 
@@ -192,24 +194,8 @@ function optionsFor(seed: number, index: number): SimulationOptions {
   return options;
 }
 
-function summary(result: SimulationResult, wallMs: number): string {
-  const liveness = result.livenessMs === null ? '' : `, liveness ${(result.livenessMs / 1000).toFixed(1)} s`;
-  return (
-    `${result.ok ? 'ok' : 'FAILED'}: ${(result.simulatedMs / 1000).toFixed(1)} simulated s in ${(wallMs / 1000).toFixed(2)} s, ` +
-    `${result.steps} steps, last_committed ${result.lastCommitted}, ${result.operations} client ops ` +
-    `(${result.unknownOperations} unknown)${liveness}`
-  );
-}
-
 function printFailure(result: SimulationResult): void {
-  const failure = result.failure;
-  if (!failure) return;
-  console.log(`  invariant: ${failure.invariant} (at ${(failure.atMs / 1000).toFixed(3)} s)`);
-  for (const line of failure.message.split('\n')) console.log(`  ${line}`);
-  console.log(`  cluster:   ${result.finalState}`);
-  console.log(`  replay:    ${result.replay}`);
-  console.log(`  last ${result.traceTail.length} trace lines:`);
-  for (const line of result.traceTail) console.log(`    ${line}`);
+  for (const line of failureLines(result)) console.log(line);
 }
 
 async function main(): Promise<number> {

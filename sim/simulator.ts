@@ -3,6 +3,8 @@
 // over the in-memory network and stores — through a safety phase full of faults, then a liveness
 // phase in which the faults stop and the cluster must recover. The StateChecker
 // (sim/invariants.ts) watches every step; the clients' history must be linearizable.
+// The clients' workload (sim/workload.ts) is config-key's get/set/rm by default; paxmon's test
+// kit (testing/) runs a user's own PaxosService and workload through this same simulator.
 //
 // Faults, all drawn from the seed: message delay, loss and duplication (links stay FIFO, as
 // Ceph's monitor sessions are ordered: loss is modelled, reordering is not), symmetric partitions,
@@ -19,18 +21,21 @@ import type { AnyActorRef } from 'xstate';
 import type { MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
 import { isReadable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
+import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import type { NetworkEvent } from '../transport/memory-network.ts';
 import type { ElectionStrategy, EntityName, Message } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { Adversary } from './adversary.ts';
-import { type KvOperation, SimClient } from './clients.ts';
+import { SimClient } from './clients.ts';
 import { drainMicrotasks, MonitorClock, nextDueAt } from './clock.ts';
 import { SimCluster } from './cluster.ts';
 import { Coverage } from './coverage.ts';
 import { InvariantViolation, type LeaderInvariant, StateChecker } from './invariants.ts';
-import { checkOperations, describeResult, kvModel } from './linearizability/index.ts';
+import { checkOperations, describeResult, type Operation } from './linearizability/index.ts';
+import type { KvInput, KvOutput } from './linearizability/models.ts';
 import { Prng } from './prng.ts';
 import { stamp, Trace } from './trace.ts';
+import { configKeyWorkload, isConfigKeyRead, type Workload } from './workload.ts';
 
 export interface FaultOptions {
   /** Highest message loss probability; each seed draws its own in [0, this]. */
@@ -67,7 +72,7 @@ export interface FaultOptions {
   adversaryActionsPerSecond: number;
 }
 
-export interface SimulationOptions {
+export interface SimulationOptions<Input = KvInput, Output = KvOutput> {
   seed: number;
   monitors: number;
   /** Length of the safety phase (faults on), simulated seconds. */
@@ -75,7 +80,17 @@ export interface SimulationOptions {
   /** Bound on the liveness phase: quorum, every client answered, final reads. */
   livenessSeconds: number;
   clients: number;
+  /** Keys of the default workload (config-key's). */
   keys: number;
+  /**
+   * What the clients send and the model their history is checked against; default: config-key
+   * get/set/rm over `keys` keys (configKeyWorkload).
+   */
+  workload?: Workload<unknown, Input, Output>;
+  /** PaxosServices every monitor runs beside paxmon's own (an app's: paxmon/testing). */
+  services?: ServiceDefinition[];
+  /** The replay line of a result (default: the `npm run sim` command, replayCommand). */
+  replay?: (options: SimulationOptions<Input, Output>) => string;
   /** Raw Paxos proposals per second sent to whoever leads (exercises Paxos without a service). */
   proposalsPerSecond: number;
   /** Events closer together than this are handled in one step (1 = millisecond resolution). */
@@ -98,7 +113,7 @@ export interface SimulationOptions {
   /** Receives every trace line as it happens (`--verbose`). */
   echo?: (line: string) => void;
   /** Test hooks run at a simulated time (e.g. corrupt a store to prove the checker fires). */
-  inject?: { atMs: number; run: (simulation: Simulation) => void | Promise<void> }[];
+  inject?: { atMs: number; run: (simulation: Simulation<Input, Output>) => void | Promise<void> }[];
 }
 
 export const defaultFaults: FaultOptions = {
@@ -159,15 +174,18 @@ interface Block {
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => 'abcdefghijklmnopqrstuvwxyz'[i] as string);
 
-export class Simulation {
-  readonly options: SimulationOptions;
+export class Simulation<Input = KvInput, Output = KvOutput> {
+  readonly options: SimulationOptions<Input, Output>;
   readonly cluster: SimCluster;
   readonly trace: Trace;
   readonly coverage = new Coverage();
   readonly checker: StateChecker;
-  readonly history: KvOperation[] = [];
+  readonly workload: Workload<unknown, Input, Output>;
+  readonly history: Operation<Input, Output>[] = [];
   readonly clocks = new Map<string, MonitorClock>();
-  readonly clients: SimClient[] = [];
+  readonly clients: SimClient<Input, Output>[] = [];
+  /** Commands the clients issued as reads (`\0`-joined): their answers need a valid lease. */
+  readonly #reads = new Set<string>();
   readonly #root: Prng;
   #adversary: Adversary | undefined;
   readonly #faultPrng: Prng;
@@ -188,12 +206,19 @@ export class Simulation {
   #sending: string | null = null;
   readonly #drawn: { dropRate: number; duplicateRate: number; delayMs: [number, number]; intensity: number };
 
-  constructor(options: SimulationOptions) {
+  constructor(options: SimulationOptions<Input, Output>) {
     this.options = options;
     this.#names = names(options.monitors);
     this.#root = new Prng(options.seed);
     this.trace = new Trace(Math.max(options.traceLines, 1), options.echo);
-    this.checker = new StateChecker(() => this.cluster.clock.now(), this.coverage, options.leaders);
+    this.workload =
+      options.workload ?? (configKeyWorkload(options.keys) as unknown as Workload<unknown, Input, Output>);
+    this.checker = new StateChecker(
+      () => this.cluster.clock.now(),
+      this.coverage,
+      options.leaders,
+      (cmd) => isConfigKeyRead(cmd) || this.#reads.has(cmd.join('\0')),
+    );
     const draw = this.#root.fork('sim.config');
     const f = options.faults;
     // A third of the seeds run with a perfect network, so the other faults are seen on their own.
@@ -231,6 +256,7 @@ export class Simulation {
       tap: (from, to, bytes) => this.#adversary?.record(from, to, bytes),
       ...(options.strategy ? { strategy: options.strategy } : {}),
       ...(options.disallowedLeaders ? { disallowedLeaders: options.disallowedLeaders } : {}),
+      ...(options.services ? { services: options.services } : {}),
     });
   }
 
@@ -323,7 +349,7 @@ export class Simulation {
       livenessMs,
       coverage: this.coverage,
       traceTail: this.trace.last(options.traceLines),
-      replay: replayCommand(options),
+      replay: (options.replay ?? replayCommand)(options),
       finalState,
     };
   }
@@ -410,9 +436,9 @@ export class Simulation {
       const idle = this.clients.every((c) => !c.busy);
       if (converged && idle) {
         if (finalReads) break;
-        // Every key read once more: an acknowledged write that was lost shows up here.
-        for (let k = 0; k < this.options.keys; k++) {
-          this.clients[k % this.clients.length]?.enqueue('get', `k${k}`);
+        // Everything read once more: an acknowledged write that was lost shows up here.
+        for (const [i, op] of this.workload.finalReads().entries()) {
+          this.clients[i % this.clients.length]?.enqueue(op);
         }
         finalReads = true;
         this.#line('liveness: quorum stable, clients answered; reading every key');
@@ -451,10 +477,11 @@ export class Simulation {
   }
 
   #checkHistory(): void {
-    const result = checkOperations(kvModel({ missing: 'undefined' }), this.history);
+    const model = this.workload.model;
+    const result = checkOperations(model, this.history);
     this.coverage.mark('history: operations checked', this.history.length);
     if (result.result === 'ok') return;
-    const detail = describeResult(kvModel({ missing: 'undefined' }), result);
+    const detail = describeResult(model, result);
     throw new InvariantViolation(
       result.result === 'illegal' ? 'linearizable client history' : 'linearizability check inconclusive',
       this.now(),
@@ -539,7 +566,17 @@ export class Simulation {
       if (state === 'synchronizing') this.coverage.mark('monitor decided to sync');
       this.#line(`mon.${name} ${line}`);
     };
-    actor.subscribe(onRoot);
+    // A hook that throws (a service's, say) stops the monitor's actor tree: a failure of the run,
+    // reported with its stack (without an error listener XState would rethrow it in a real timer).
+    const onError = (error: unknown) => {
+      if (this.#phase === 'done') return;
+      const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      this.checker.fail(
+        "a monitor's actors never fail",
+        `mon.${name}'s actor tree stopped on an error: ${stack.split('\n').slice(0, 12).join('\n')}`,
+      );
+    };
+    actor.subscribe({ next: onRoot, error: onError });
     onRoot();
     let lastPaxos = '';
     const onPaxos = () => {
@@ -571,7 +608,7 @@ export class Simulation {
       lastPaxos = line;
       this.#line(`mon.${name} paxos ${line}`);
     };
-    actor.subscribe(onPaxos);
+    actor.subscribe({ next: onPaxos, error: () => {} });
     onPaxos();
   }
 
@@ -841,7 +878,8 @@ export class Simulation {
         clock: this.cluster.clock,
         prng: this.#root.fork(`sim.client.${id}`),
         monitors: this.#names,
-        keys: this.options.keys,
+        workload: this.workload,
+        onRead: (cmd) => this.#reads.add(cmd.join('\0')),
         thinkMs: [100, 1500],
         attemptTimeoutMs: 1_500,
         retryBackoffMs: 100,
@@ -981,7 +1019,7 @@ export function summarize(message: Message): string {
 }
 
 /** The exact command that replays a run: every option that differs from the defaults. */
-export function replayCommand(options: SimulationOptions): string {
+export function replayCommand<Input, Output>(options: SimulationOptions<Input, Output>): string {
   const d = defaultSimulationOptions;
   const parts = [`npm run sim -- --seed ${options.seed} --monitors ${options.monitors}`];
   if (options.seconds !== d.seconds) parts.push(`--seconds ${options.seconds}`);
@@ -1029,7 +1067,33 @@ export const faultFlags: [keyof FaultOptions, string][] = [
   ['adversaryActionsPerSecond', 'adversary-actions-per-second'],
 ];
 
+/** One line for a run: ok or FAILED, simulated and wall time, steps, commits, client operations. */
+export function summary(result: SimulationResult, wallMs: number): string {
+  const liveness = result.livenessMs === null ? '' : `, liveness ${(result.livenessMs / 1000).toFixed(1)} s`;
+  return (
+    `${result.ok ? 'ok' : 'FAILED'}: ${(result.simulatedMs / 1000).toFixed(1)} simulated s in ${(wallMs / 1000).toFixed(2)} s, ` +
+    `${result.steps} steps, last_committed ${result.lastCommitted}, ${result.operations} client ops ` +
+    `(${result.unknownOperations} unknown)${liveness}`
+  );
+}
+
+/** A failed run's report: the invariant and what broke it, the cluster, the replay, the last trace lines. */
+export function failureLines(result: SimulationResult): string[] {
+  const failure = result.failure;
+  if (!failure) return [];
+  return [
+    `  invariant: ${failure.invariant} (at ${(failure.atMs / 1000).toFixed(3)} s)`,
+    ...failure.message.split('\n').map((line) => `  ${line}`),
+    `  cluster:   ${result.finalState}`,
+    `  replay:    ${result.replay}`,
+    `  last ${result.traceTail.length} trace lines:`,
+    ...result.traceTail.map((line) => `    ${line}`),
+  ];
+}
+
 /** Run one seed. */
-export function simulate(options: SimulationOptions): Promise<SimulationResult> {
+export function simulate<Input = KvInput, Output = KvOutput>(
+  options: SimulationOptions<Input, Output>,
+): Promise<SimulationResult> {
   return new Simulation(options).run();
 }

@@ -46,9 +46,16 @@ export interface Model<State, Input, Output> {
   init(): State;
   /** `output` is `undefined` when the outcome is unknown: accept it and apply the input's effect. */
   step(state: State, input: Input, output: Output | undefined): StepResult<State>;
-  equal(a: State, b: State): boolean;
-  /** Consistent with `equal` (equal states hash equal); cheap, as it runs on every step. */
-  hash(state: State): string | number;
+  /**
+   * Whether two states are the same. Default: the same primitive, or the same canonical JSON
+   * (object keys sorted) — right for states that are plain data.
+   */
+  equal?(a: State, b: State): boolean;
+  /**
+   * Consistent with `equal` (equal states hash equal); cheap, as it runs on every step. Default:
+   * a number or string state itself, anything else its canonical JSON.
+   */
+  hash?(state: State): string | number;
   /** Split a history into sub-histories that can be checked independently (P-compositionality). */
   partition?(ops: readonly Operation<Input, Output>[]): Operation<Input, Output>[][];
   describe?(op: Operation<Input, Output>): string;
@@ -80,6 +87,12 @@ export interface CheckResult<Input, Output> {
   readonly failedPartition?: number;
   /** For an illegal partition: the longest sequence of its operations that the search linearized. */
   readonly longestLinearizedPrefix?: Operation<Input, Output>[];
+  /**
+   * For an illegal partition: the operations that could have come next after that prefix (those
+   * not in it that were called before any of the others returned) — none of which the model
+   * accepts there. The non-linearizable window.
+   */
+  readonly nextCandidates?: Operation<Input, Output>[];
 }
 
 /** Default step bound: the largest reference history (etcd_002) takes 1.2 million. */
@@ -103,19 +116,21 @@ export function checkOperations<State, Input, Output>(
   }
   ops.forEach(validateOperation);
   const partitions = model.partition ? model.partition(ops) : [ops.slice()];
+  const equal = model.equal?.bind(model) ?? defaultEqual;
+  const hash = model.hash?.bind(model) ?? defaultHash;
   // Smallest partitions first: an illegal small one is then found before a large one spends the
   // step budget. The reported index stays the model's.
   const order = partitions.map((_, i) => i).sort((a, b) => sizeOf(partitions, a) - sizeOf(partitions, b));
   let steps = 0;
   for (const index of order) {
     const partition = partitions[index] ?? [];
-    const single = checkSingle(model, partition, stepsMax - steps, cacheBytesMax);
+    const single = checkSingle(model, equal, hash, partition, stepsMax - steps, cacheBytesMax);
     steps += single.steps;
     if (single.result === 'ok') continue;
     const failed = { result: single.result, partitions: partitions.length, steps, failedPartition: index };
     if (single.result === 'unknown') return failed;
     const prefix = Array.from(single.longest, (i) => partition[i] as Operation<Input, Output>);
-    return { ...failed, longestLinearizedPrefix: prefix };
+    return { ...failed, longestLinearizedPrefix: prefix, nextCandidates: nextCandidates(partition, prefix) };
   }
   return { result: 'ok', partitions: partitions.length, steps };
 }
@@ -136,7 +151,52 @@ export function describeResult<State, Input, Output>(
     if (shown.length < prefix.length) lines.push(`  ... ${prefix.length - shown.length} earlier`);
     for (const op of shown) lines.push(`  ${describe(op)}`);
   }
+  const candidates = result.nextCandidates;
+  if (candidates?.length) {
+    lines.push(`none of these can come next (${candidates.length} operations):`);
+    const describe = model.describe?.bind(model) ?? describeDefault;
+    for (const op of candidates.slice(0, linesMax)) lines.push(`  ${describe(op)}`);
+    if (candidates.length > linesMax) lines.push(`  ... ${candidates.length - linesMax} more`);
+  }
   return lines.join('\n');
+}
+
+/** The operations not in `prefix` that were called before the earliest return among them. */
+function nextCandidates<Input, Output>(
+  partition: readonly Operation<Input, Output>[],
+  prefix: readonly Operation<Input, Output>[],
+): Operation<Input, Output>[] {
+  const done = new Set(prefix);
+  const rest = partition.filter((op) => !done.has(op));
+  let firstReturn = Number.POSITIVE_INFINITY;
+  for (const op of rest) if (op.return < firstReturn) firstReturn = op.return;
+  return rest.filter((op) => op.call <= firstReturn).sort((a, b) => a.call - b.call);
+}
+
+/** JSON with object keys sorted, so equal plain-data states have one text. */
+export function canonicalJson(value: unknown): string {
+  return (
+    JSON.stringify(value, (_key, v: unknown) => {
+      if (v === undefined) return null;
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+      if (v instanceof Map) return { map: [...v.entries()].sort() };
+      if (v instanceof Set) return { set: [...v.values()].sort() };
+      const sorted: Record<string, unknown> = {};
+      for (const key of Object.keys(v).sort()) sorted[key] = (v as Record<string, unknown>)[key];
+      return sorted;
+    }) ?? 'undefined'
+  );
+}
+
+function defaultEqual(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  return canonicalJson(a) === canonicalJson(b);
+}
+
+function defaultHash(state: unknown): string | number {
+  if (typeof state === 'number' || typeof state === 'string') return state;
+  return canonicalJson(state);
 }
 
 function describeDefault(op: Operation<unknown, unknown>): string {
@@ -260,6 +320,8 @@ class MemoCache<State> {
 // return node it is -1. `next`/`prev` of -1 mean none.
 function checkSingle<State, Input, Output>(
   model: Model<State, Input, Output>,
+  equal: (a: State, b: State) => boolean,
+  hash: (state: State) => string | number,
   ops: readonly Operation<Input, Output>[],
   stepsMax: number,
   cacheBytesMax: number,
@@ -317,7 +379,7 @@ function checkSingle<State, Input, Output>(
   const zobrist = new Int32Array(n);
   for (let i = 0; i < n; i++) zobrist[i] = mix32(i + 1);
 
-  const cache = new MemoCache<State>(words, (a, b) => model.equal(a, b), cacheBytesMax);
+  const cache = new MemoCache<State>(words, equal, cacheBytesMax);
 
   // The stack of linearized calls (Porcupine's `calls`): the call node and the state before it.
   const callNodes = new Int32Array(n);
@@ -343,7 +405,7 @@ function checkSingle<State, Input, Output>(
         const bit = 1 << (op & 31);
         linearized[word] = (linearized[word] as number) | bit;
         const setHash = linearizedHash ^ (zobrist[op] as number);
-        const key = (setHash ^ Math.imul(hashState(model.hash(stepped.state)), 0x9e3779b1)) | 0;
+        const key = (setHash ^ Math.imul(hashState(hash(stepped.state)), 0x9e3779b1)) | 0;
         if (cache.contains(key, linearized, stepped.state)) {
           linearized[word] = (linearized[word] as number) & ~bit;
         } else {

@@ -4,12 +4,16 @@
 export type { CheckOptions, CheckResult, Model, Operation, StepResult, Verdict } from './checker.ts';
 export {
   CACHE_BYTES_MAX_DEFAULT,
+  canonicalJson,
   checkOperations,
   describeResult,
   OPERATIONS_MAX,
   STEPS_MAX_DEFAULT,
 } from './checker.ts';
 export type {
+  CounterInput,
+  CounterModelOptions,
+  CounterOutput,
   KvInput,
   KvModelOptions,
   KvOp,
@@ -20,7 +24,7 @@ export type {
   RegisterOutput,
   RegisterValue,
 } from './models.ts';
-export { kvModel, partitionBy, registerModel } from './models.ts';
+export { counterModel, kvModel, partitionBy, registerModel } from './models.ts';
 export type {
   EdnValue,
   EtcdParseOptions,

@@ -1,6 +1,6 @@
 // Sequential models for the checker: a key/value map (paxmon's config-key service; Porcupine's
-// kv histories) and a single read/write/compare-and-set register (Jepsen's etcd test; Knossos's
-// cas-register model, knossos/model.clj).
+// kv histories), a single read/write/compare-and-set register (Jepsen's etcd test; Knossos's
+// cas-register model, knossos/model.clj) and a counter (the README's custom service).
 import type { Model, Operation } from './checker.ts';
 
 // --- Key/value ---------------------------------------------------------------------------------
@@ -192,4 +192,45 @@ export function registerModel(
 
 function show(value: RegisterValue): string {
   return value === null ? 'nil' : JSON.stringify(value);
+}
+
+// --- Counter -----------------------------------------------------------------------------------
+
+/** Add a whole number (negative too) or read the total. */
+export type CounterInput = { readonly op: 'add'; readonly n: number } | { readonly op: 'get' };
+
+/**
+ * What a get read, or what an add answered: the total just after it (omit `value` for an add
+ * whose answer says nothing, and only its effect is checked).
+ */
+export interface CounterOutput {
+  readonly value?: number;
+}
+
+export interface CounterModelOptions {
+  /** The total before any add (default 0). */
+  readonly initial?: number;
+}
+
+/**
+ * A counter: `add(n)` adds and may answer the new total, `get` reads it. An add with an unknown
+ * outcome may or may not have been applied — the search tries both places for it.
+ */
+export function counterModel(options: CounterModelOptions = {}): Model<number, CounterInput, CounterOutput> {
+  const initial = options.initial ?? 0;
+  return {
+    init: () => initial,
+    step(state, input, output) {
+      if (input.op === 'get') return { ok: output?.value === undefined || output.value === state, state };
+      const next = state + input.n;
+      return { ok: output?.value === undefined || output.value === next, state: next };
+    },
+    equal: (a, b) => a === b,
+    hash: (state) => state,
+    describe(op) {
+      const call = op.input.op === 'get' ? 'get' : `add(${op.input.n})`;
+      const result = op.output === undefined ? '?' : (op.output.value ?? 'ok');
+      return `client ${op.clientId} [${op.call}, ${op.return}] ${call} -> ${result}`;
+    },
+  };
 }
