@@ -408,7 +408,10 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     actor.start();
   }
 
-  /** The read fast path: true when the request was a read answered now. */
+  /**
+   * The read fast path: true when the request was a read answered now; an update is marked so
+   * (the service does not run preprocess_query again) and left to the statechart.
+   */
   function fastRead(request: ServiceRequest, reply: (r: CommandReply) => void): boolean {
     const snapshot = actor.getSnapshot();
     const answer = machineFastRead(
@@ -420,6 +423,10 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       request,
     );
     if (!answer) return false;
+    if ('update' in answer) {
+      request.update = true;
+      return false;
+    }
     const send = (r: { r: number; rs: string; data?: Uint8Array | string }) =>
       reply({
         r: r.r,

@@ -79,7 +79,7 @@ import {
   type MonitorView,
   opsConcern,
   type PaxosStamp,
-  type Preprocessed,
+  type FastPath,
   preprocessNow,
   type ServiceContext,
   type ServiceDefinition,
@@ -458,8 +458,9 @@ export function serviceOf(
 
 /**
  * The read fast path (Ceph answers preprocess_query in the dispatching thread): the answer to a
- * read, from the service's snapshot and Paxos as the monitor has it now — or null when the
- * request must go through the statechart (an update, an unknown command, not readable now).
+ * read, from the service's snapshot and Paxos as the monitor has it now; `update` when
+ * preprocess_query found an update (the statechart goes on from there, without running it
+ * again); null when the statechart must decide all of it (an unknown command, not readable now).
  * The runtime calls this as a request arrives; the service's own dispatch makes the same
  * decision with the same pure functions (isServiceReadable, preprocess_query).
  */
@@ -468,7 +469,7 @@ export function fastRead(
   contextOf: (name: string) => ServiceContext | undefined,
   monitor: Pick<MonitorContext, 'paxos' | 'appliedVersion'>,
   request: ServiceRequest,
-): Preprocessed {
+): FastPath {
   const definition = serviceOf(services, request.cmd);
   const context = definition ? contextOf(definition.name) : undefined;
   if (!definition || !context) return null;

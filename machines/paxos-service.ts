@@ -48,6 +48,14 @@ export interface ServiceRequest extends ReplyTarget {
    * attempt: an update is applied at most once and only before it (machines/sessions.ts).
    */
   deadline?: number;
+  /**
+   * Set by the read fast path when this monitor's preprocess_query, run as the request arrived
+   * with the service readable, found it an update: the service's dispatch goes on to the update
+   * path without running preprocess_query a second time (Ceph runs it once per dispatch). Only
+   * the runtime sets it, never the wire; prepare_update re-checks what it depends on, as Ceph's
+   * does (a change committed in between is seen there).
+   */
+  update?: true;
 }
 
 export type Reply = CommandReplyData;
@@ -340,11 +348,18 @@ export function preprocessNow(
   context: ServiceContext,
   request: ServiceRequest,
   paxos: PaxosStamp,
-): Preprocessed {
+): FastPath {
   // Paxos as the monitor has it now: the service's own copy is only as new as its last event.
   if (!isServiceReadable({ ...context, paxos })) return null;
-  return definition.preprocessQuery(context.state, request, context.monitor);
+  return definition.preprocessQuery(context.state, request, context.monitor) ?? { update: true };
 }
+
+/**
+ * The read fast path's answer: a reply or a read (answered now), `update` (preprocess_query ran
+ * and found an update: the statechart takes it on from prepare_update), or null (the statechart
+ * decides everything: no such service, or not readable now).
+ */
+export type FastPath = Exclude<Preprocessed, null> | { update: true } | null;
 
 export function createPaxosService<State, Pending>(definition: ServiceDefinition<State, Pending>) {
   const def = definition as unknown as ServiceDefinition<unknown, unknown>;
@@ -385,7 +400,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       c = { ...c, waitingForReadable: [...c.waitingForReadable, request] };
       return c;
     }
-    const pre = def.preprocessQuery(c.state, request, view(c));
+    const pre = request.update ? null : def.preprocessQuery(c.state, request, view(c));
     if (pre && 'reply' in pre) {
       step.io.replies.push({ target: request, reply: pre.reply });
       return c;
