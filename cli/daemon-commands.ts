@@ -180,6 +180,8 @@ export interface MonOptions {
   record?: string;
   /** Stream and record users' data (config-key values, command input and replies) too. */
   inspectValues?: boolean;
+  /** Stream the inspection records to a paxmon dashboard at this ws:// URL. */
+  dashboardFeed?: string;
 }
 
 export async function runMon(options: MonOptions): Promise<void> {
@@ -187,6 +189,8 @@ export async function runMon(options: MonOptions): Promise<void> {
   const modes = messengerModes(options.set);
   checkLogLevel(options.logLevel);
   const target = inspectTarget(options.inspect);
+  if (options.dashboardFeed !== undefined && !/^wss?:\/\/[^\s]+$/.test(options.dashboardFeed))
+    fail('EINVAL', `--dashboard-feed '${options.dashboardFeed}' is not a ws:// URL`);
   if (options.bindAddr !== undefined && !parseAddr(options.bindAddr))
     fail('EINVAL', `--bind-addr '${options.bindAddr}' is not HOST:PORT`);
   const dir = resolve(options.dir);
@@ -219,8 +223,15 @@ export async function runMon(options: MonOptions): Promise<void> {
   const recorder = sink
     ? createRecorder({ write: sink.write, mon: identity.name, values: options.inspectValues === true })
     : undefined;
+  // The dashboard's feed: the same records as --record's, sent over a WebSocket (dashboard/feed.ts).
+  const feed = options.dashboardFeed
+    ? (await import('../dashboard/feed.ts')).connectDashboardFeed(options.dashboardFeed)
+    : undefined;
+  const feedRecorder = feed
+    ? createRecorder({ write: feed.write, mon: identity.name, values: options.inspectValues === true })
+    : undefined;
   const listenAddr = options.bindAddr ?? identity.addr;
-  const inspect = combineInspectors(recorder?.inspect, stately?.inspect);
+  const inspect = combineInspectors(recorder?.inspect, stately?.inspect, feedRecorder?.inspect);
   let mon: Awaited<ReturnType<typeof startMonitor>>;
   try {
     mon = await startMonitor({
@@ -372,6 +383,8 @@ export interface UpOptions {
   inspect?: string | true;
   record?: string;
   inspectValues?: boolean;
+  /** `--dashboard [[HOST:]PORT]`: serve the dashboard's page from this process. */
+  dashboard?: string | true;
   /** Options of a new cluster given on the command line (ignored for an existing one). */
   given?: string[];
 }
@@ -396,6 +409,14 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     fail(
       'EINVAL',
       '--inspect PORT serves the inspector from this process, which --detach ends; give the ws:// URL of a running one',
+    );
+  const dashboardModule =
+    options.dashboard !== undefined ? await import('./dashboard-command.ts') : undefined;
+  const dashboardAt = dashboardModule?.dashboardListen(options.dashboard);
+  if (dashboardAt && options.detach)
+    fail(
+      'EINVAL',
+      '--dashboard serves the page from this process, which --detach ends; run paxmon dashboard for a detached cluster',
     );
   const existing = readClusterFile(dir);
   // On a running cluster, `up` starts the monitors that are not running (after a kill -9, say).
@@ -427,6 +448,10 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   }
   let server: InspectorServer | undefined;
   if (target && 'port' in target) server = await serveInspector(target, 'paxmon up --inspect');
+  // The dashboard listens before the monitors start, so their first election is on its page.
+  const dashboard =
+    dashboardModule && dashboardAt ? await dashboardModule.serveDashboard(dashboardAt) : undefined;
+  const feedArgs = dashboard ? ['--dashboard-feed', dashboard.feedUrl] : [];
   const monArgs = [
     ...options.set.flatMap((s) => ['--set', s]),
     '--log-level',
@@ -434,14 +459,18 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     ...(target ? ['--inspect', server?.wsUrl ?? (target as { url: string }).url] : []),
     ...(options.record ? ['--record', resolve(options.record)] : []),
     ...(options.inspectValues ? ['--inspect-values'] : []),
+    ...feedArgs,
   ];
-  // What `paxmon start NAME` gives a monitor later (not the inspector of this process).
+  // What `paxmon start NAME` gives a monitor later (not the inspector of this process; the
+  // dashboard's feed, so a monitor restarted while this process runs is on its page again — one
+  // started after it ended tries that address now and then, quietly).
   writeMonArgs(dir, [
     ...options.set.flatMap((s) => ['--set', s]),
     '--log-level',
     options.logLevel,
     ...(options.record ? ['--record', resolve(options.record)] : []),
     ...(options.inspectValues ? ['--inspect-values'] : []),
+    ...feedArgs,
   ]);
   // How each monitor this process started ended (its exit event), for the foreground report.
   const exits = new Map<number, string>();
@@ -460,6 +489,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
       `starting ${cluster.mons.length} monitors in ${dir}: ${cluster.mons.map((m) => `${m.name}@${m.addr}`).join(' ')}\n`,
     );
   if (server) process.stdout.write(`${inspectorNote(server)}\n`);
+  if (dashboard) process.stdout.write(`dashboard: open ${dashboard.url}\n`);
   // Polls are short so a monitor that died at start is noticed at once.
   const client = new MonClient({
     mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
@@ -494,6 +524,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     await client.close();
     await down(dir, { quiet: true, names: pids.map((p) => p.name) });
     server?.stop();
+    await dashboard?.stop();
     process.stderr.write(`${interrupted} before the first quorum: stopped the monitors in ${dir}\n`);
     process.exit(interrupted === 'SIGINT' ? 130 : 143);
   };
@@ -504,6 +535,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
       await client.close();
       await down(dir, { quiet: true, names: pids.map((p) => p.name) });
       server?.stop();
+      await dashboard?.stop();
       throw exitedAtStart(dir, dead.name);
     }
     if (Date.now() >= deadline && seen) {
@@ -513,6 +545,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     if (Date.now() >= deadline) {
       await client.close();
       server?.stop();
+      await dashboard?.stop();
       fail(
         'ETIMEDOUT',
         `no quorum within ${globals.timeout}s; the monitors keep trying (logs in ${dir}/*/log; stop them with paxmon down --dir ${dir})`,
@@ -530,6 +563,24 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
   await stopIfInterrupted();
   process.off('SIGINT', interrupt);
   process.off('SIGTERM', interrupt);
+  // The page's status comes from a client with read caps only (client.dashboard, made with the
+  // admin key the first time), never from this process's admin client.
+  if (dashboard && dashboardModule) {
+    try {
+      const credentials = await dashboardModule.readOnlyCredentials(
+        cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
+        cluster.fsid,
+        clientCredentials({ dir }),
+      );
+      dashboard.pollStatus({
+        mons: cluster.mons.map((m) => ({ name: m.name, addr: m.addr })),
+        fsid: cluster.fsid,
+        ...credentials,
+      });
+    } catch (error) {
+      process.stderr.write(`dashboard: no status (${(error as Error).message}); statecharts only\n`);
+    }
+  }
   let last = `${first.election_epoch} ${first.quorum_names.join(',')}`;
   process.stdout.write(`${plainQuorum(first)}\n`);
   const leader = first.quorum_leader_name;
@@ -553,6 +604,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
     await client.close();
     await down(dir);
     server?.stop();
+    await dashboard?.stop();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());
@@ -592,6 +644,7 @@ async function up(dir: string, options: UpOptions, globals: { timeout: string })
       process.stdout.write(`every monitor in ${dir} has stopped\n`);
       await client.close();
       server?.stop();
+      await dashboard?.stop();
       process.exit(0);
     }
     const q = await poll();

@@ -11,10 +11,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { inspectPortDefault, logLevels, normalizeArgv } from './argv.ts';
-import { monClientCommand, registerClientCommands } from './client-commands.ts';
+import { type GlobalOptions, monClientCommand, registerClientCommands } from './client-commands.ts';
 import { nearestClusterDir, parseConf } from './cluster-file.ts';
 // Types only (erased): the module itself loads with the command that needs it, below.
 import type { MkfsOptions, MonOptions, UpOptions } from './daemon-commands.ts';
+import { dashboardPortDefault, registerDashboardCommand } from './dashboard-command.ts';
 import { errno, errnoOf, exitWithError, fail } from './errors.ts';
 import { registerInspectCommands } from './inspect-commands.ts';
 
@@ -107,6 +108,10 @@ export function buildProgram(): Command {
       '--inspect-values',
       "with --inspect or --record: include users' data (config-key values, command input and replies); without it, sizes only",
     )
+    .option(
+      '--dashboard-feed <url>',
+      'stream the actor tree to a paxmon dashboard at this ws:// URL (paxmon dashboard prints it)',
+    )
     .action(async (words: string[], options: MonOptions & { outFile?: string }) => {
       if (words.length > 0) return monClientCommand(program, words, options);
       if (!options.dir)
@@ -131,6 +136,10 @@ export function buildProgram(): Command {
     .option(
       '--inspect-values',
       "with --inspect or --record: include users' data (config-key values, command input and replies); without it, sizes only",
+    )
+    .option(
+      '--dashboard [port]',
+      `serve a live page of the cluster's statecharts, quorum and messages on [HOST:]PORT (default 127.0.0.1:${dashboardPortDefault})`,
     )
     .option('--timeout <seconds>', 'wait this long for the quorum (default: the global --timeout, 10)')
     .option(
@@ -184,6 +193,7 @@ export function buildProgram(): Command {
 
   registerClientCommands(program);
   registerInspectCommands(program);
+  registerDashboardCommand(program, () => program.opts<GlobalOptions>());
 
   // Where the cluster is (Ceph's -c FILE, CEPH_CONF): -c, else $PAXMON_CONF, else --dir, else the
   // nearest .paxmon/ in the working directory or a parent.

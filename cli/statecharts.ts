@@ -226,3 +226,91 @@ export function updateReadmeDiagrams(
   }
   return { text: out, updated };
 }
+
+/** One state of a StatechartGraph: its path from the root (`inQuorum.leader.round.active`). */
+export interface GraphState {
+  /** The path of keys from the root, joined with '.'; '' for the root. */
+  path: string;
+  key: string;
+  type: 'atomic' | 'compound' | 'parallel' | 'final' | 'history';
+  /** The parent's path; absent for the root. */
+  parent?: string;
+  /** A compound state's initial child (its path). */
+  initial?: string;
+}
+
+/** One transition of a StatechartGraph that changes the state. */
+export interface GraphTransition {
+  /** The source state's path; a transition defined on a compound state towards one of its own states starts at `PATH#any`. */
+  source: string;
+  target: string;
+  /** The event type as XState reports it (`xstate.after.leaseRenew.monitor…` for timers, '' for always). */
+  eventType: string;
+  /** What the diagrams print: the event (`after leaseRenew`, `always`) and the guard in brackets. */
+  label: string;
+}
+
+/** A machine's states and state-changing transitions, for drawing it (the dashboard's page). */
+export interface StatechartGraph {
+  /** The machine's id (`monitor`, `elector`, `service:config-key`). */
+  id: string;
+  states: GraphState[];
+  transitions: GraphTransition[];
+}
+
+/**
+ * The machine's definition as a graph: every state by its path, and every transition that targets
+ * a state (as statechartMermaid draws them: labels with event and guard, `after X`, `always`, and
+ * `PATH#any` sources for transitions a compound state takes in any of its states).
+ *
+ * @example
+ * const graph = statechartGraph(electorMachine); // { id: 'elector', states: [...], transitions: [...] }
+ */
+export function statechartGraph(machine: AnyStateMachine): StatechartGraph {
+  const root = machine.root as unknown as NodeLike;
+  const pathOf = (node: NodeLike): string => {
+    const keys: string[] = [];
+    for (let n: NodeLike | undefined = node; n && n !== root; n = n.parent) keys.unshift(n.key);
+    return keys.join('.');
+  };
+  const isAncestor = (a: NodeLike, b: NodeLike) => {
+    for (let n: NodeLike | undefined = b.parent; n; n = n.parent) if (n === a) return true;
+    return false;
+  };
+  const states: GraphState[] = [];
+  const transitions: GraphTransition[] = [];
+  const seen = new Set<string>();
+  const walk = (node: NodeLike) => {
+    const path = pathOf(node);
+    const initial = node.type === 'compound' ? node.initial?.target[0] : undefined;
+    states.push({
+      path,
+      key: node === root ? root.key : node.key,
+      type: node.type,
+      ...(node.parent ? { parent: pathOf(node.parent) } : {}),
+      ...(initial ? { initial: pathOf(initial) } : {}),
+    });
+    const delays = new Map(node.after.map((t) => [t.eventType, t.delay] as const));
+    const list: TransitionLike[] = [...node.transitions.values()].flat();
+    if (node.always) list.push(...node.always);
+    for (const t of list) {
+      if (!t.target || t.target.length === 0) continue;
+      const delay = delays.get(t.eventType);
+      const always = t.eventType === '' || t.eventType === 'xstate.always';
+      const event = delay !== undefined ? `after ${String(delay)}` : always ? 'always' : t.eventType;
+      const guard = guardLabel(t.guard);
+      const label = labelText(guard ? `${event} [${guard}]` : event);
+      for (const target of t.target) {
+        const source = node.type !== 'atomic' && isAncestor(node, target) ? `${path}#any` : path;
+        const edge = { source, target: pathOf(target), eventType: always ? '' : t.eventType, label };
+        const id = `${edge.source}\u0000${edge.target}\u0000${edge.label}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        transitions.push(edge);
+      }
+    }
+    for (const child of Object.values(node.states)) walk(child);
+  };
+  walk(root);
+  return { id: String(machine.id), states, transitions };
+}
