@@ -8,6 +8,7 @@
 //                       inspection ones. A client command (quorum_status, config-key…) loads
 //                       paxmon.mjs and the chunks it imports statically, nothing else.
 //   *.map               source maps, with the TypeScript sources in them
+//   dist/dashboard/     the dashboard's page (index.html, page.js, page.css), for the browser
 //   dist/types/**.d.ts  with --types (npm pack, through prepack): the declarations, from tsc
 //
 // esbuild bundles the packages on a client command's path (commander, TypeBox, msgpackr,
@@ -54,6 +55,26 @@ const result = await build({
     js: "import { createRequire as __paxmonCreateRequire } from 'node:module';\nconst require = __paxmonCreateRequire(import.meta.url);",
   },
 });
+
+// The dashboard's page (paxmon dashboard, paxmon up --dashboard), for the browser: one script with
+// every library it uses bundled in (elkjs lays out the statecharts), its stylesheet and its HTML.
+// The browser loads these three files from paxmon's own server and nothing from anywhere else.
+const page = join(dist, 'dashboard');
+await build({
+  absWorkingDir: root,
+  entryPoints: { page: 'dashboard/page/main.ts' },
+  outdir: 'dist/dashboard',
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: 'chrome110',
+  minify: true,
+  sourcemap: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+writeFileSync(join(page, 'page.css'), readFileSync(join(root, 'dashboard/page/style.css')));
+writeFileSync(join(page, 'index.html'), readFileSync(join(root, 'dashboard/page/index.html')));
 
 // Chunks of earlier builds (their names carry a content hash) go, so dist/ holds one build.
 const built = new Set(Object.keys(result.metafile.outputs).map((file) => join(root, file)));
