@@ -399,6 +399,9 @@ class StatusPoller {
       mons: {},
     };
     let monmap = this.#source.mons.flatMap((m) => (m.name ? [{ name: m.name, addr: m.addr }] : []));
+    // Each monitor's own view, asked at the same time as the cluster's (a cluster without a quorum
+    // answers slowly, a dead monitor at once).
+    const each = this.#eachStatus(monmap, status);
     try {
       const q = await this.#json(this.#cluster, ['quorum_status']);
       const mons = (asObject(q.monmap).mons ?? []) as unknown[];
@@ -427,6 +430,22 @@ class StatusPoller {
     } catch (error) {
       status.error = (error as Error).message;
     }
+    await each;
+    // Monitors of the monmap the list given did not name (a map that grew).
+    const known = new Set(Object.keys(status.mons));
+    await this.#eachStatus(
+      monmap.filter((m) => !known.has(m.name)),
+      status,
+    );
+    if (this.#stopped) return;
+    this.#report(status);
+    this.#timer = setTimeout(() => {
+      this.#running = this.#poll();
+    }, this.#source.intervalMs ?? 1000);
+    this.#timer.unref();
+  }
+
+  async #eachStatus(monmap: { name: string; addr: string }[], status: StatusReport): Promise<void> {
     await Promise.all(
       monmap.map(async ({ name, addr }) => {
         let client = this.#each.get(`${name}@${addr}`);
@@ -452,12 +471,6 @@ class StatusPoller {
         }
       }),
     );
-    if (this.#stopped) return;
-    this.#report(status);
-    this.#timer = setTimeout(() => {
-      this.#running = this.#poll();
-    }, this.#source.intervalMs ?? 1000);
-    this.#timer.unref();
   }
 
   async stop(): Promise<void> {

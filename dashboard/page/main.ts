@@ -284,13 +284,17 @@ function render(): void {
   $('#epoch').textContent = epoch !== undefined ? String(epoch) : '—';
   $('#entity').textContent = status ? status.entity : state.mode === 'live' ? 'status not polled yet' : '—';
 
-  for (const name of [...names].sort()) {
+  // Cards of monitors the records before the cursor do not show yet (scrubbed back) stay, blank.
+  for (const name of [...new Set([...names, ...cards.keys()])].sort()) {
     const node = card(name);
     const monitor = world.actorOf(name, 'monitor');
     const facts = monFacts(monitor);
     const polled = status?.mons[name];
     const feed = state.feeds.get(name);
-    const down = state.mode === 'live' && (polled ? !polled.reachable : false) && feed !== true;
+    // Down: its feed closed (a monitor's feed reconnects at once while it lives), or, for a monitor
+    // that never fed this page, its own status unreachable.
+    const down =
+      state.mode === 'live' && (feed === false || (feed === undefined && polled?.reachable === false));
     const role = facts?.state ?? polled?.state ?? '?';
     node.dataset.state = down ? 'down' : role;
     node.dataset.leader = String(name === leader);
@@ -454,9 +458,19 @@ function renderLane(mons: string[]): void {
   $('#lane-count').textContent = `${shown.length} shown of ${messages.length}`;
 }
 
+/** Leaves of the regions that change every lease round (leader's renew and lease acks, peon's watchdog and lease). */
+const leaseChurn = /^inQuorum\.(leader|peon)\.(renew|leaseAck|watchdog|lease)\./;
+
 function renderChanges(): void {
   const list = $<HTMLElement>('#changes');
-  const recent = state.world.changes.slice(-60).reverse();
+  const showChurn = $<HTMLInputElement>('#churn').checked;
+  const recent: typeof state.world.changes = [];
+  for (let i = state.world.changes.length - 1; i >= 0 && recent.length < 120; i -= 1) {
+    const c = state.world.changes[i] as (typeof state.world.changes)[number];
+    const moved = [...c.from.filter((l) => !c.to.includes(l)), ...c.to.filter((l) => !c.from.includes(l))];
+    if (!showChurn && c.actor === 'monitor' && moved.every((l) => leaseChurn.test(l))) continue;
+    recent.push(c);
+  }
   list.replaceChildren(
     ...recent.map((c) =>
       el(
@@ -520,6 +534,9 @@ function wireControls(): void {
   $<HTMLInputElement>('#slider').addEventListener('input', (event) => {
     state.following = false;
     goTo(Number((event.target as HTMLInputElement).value));
+  });
+  $<HTMLInputElement>('#churn').addEventListener('change', () => {
+    state.dirty = true;
   });
   $<HTMLInputElement>('#open').addEventListener('change', async (event) => {
     const file = (event.target as HTMLInputElement).files?.[0];
