@@ -3,6 +3,7 @@
 //
 //   dist/paxmon.mjs     the `paxmon` command (cli/bin.js, package.json's "bin", runs it), from cli/paxmon.ts
 //   dist/index.mjs      the package root (package.json "exports"), from index.ts
+//   dist/testing.mjs    paxmon/testing (exports["./testing"]): the test kit, from testing/index.ts
 //   dist/chunks/*.mjs   code the two share, and what the command loads only when a command needs
 //                       it (import()): the daemon commands (RocksDB, the statecharts), the
 //                       inspection ones. A client command (quorum_status, config-key…) loads
@@ -37,7 +38,7 @@ const external = [
 
 const result = await build({
   absWorkingDir: root,
-  entryPoints: { paxmon: 'cli/paxmon.ts', index: 'index.ts' },
+  entryPoints: { paxmon: 'cli/paxmon.ts', index: 'index.ts', testing: 'testing/index.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   chunkNames: 'chunks/[name]-[hash]',

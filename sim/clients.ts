@@ -80,6 +80,8 @@ export class SimClient<Input = KvInput, Output = KvOutput> {
   #target: EntityName;
   #tid = 0;
   #pending: Pending<Input, Output> | null = null;
+  /** Operations drawn from the workload so far. */
+  #drawn = 0;
   #thinkTimer: unknown;
   #issuing = false;
   /** Operations waiting to be issued in order (the final reads), before any random one. */
@@ -165,7 +167,8 @@ export class SimClient<Input = KvInput, Output = KvOutput> {
       return;
     }
     if (!this.#issuing) return;
-    this.#issue(this.#options.workload.next(this.#options.prng, this.#options.id));
+    this.#drawn++;
+    this.#issue(this.#options.workload.next(this.#options.prng, this.#options.id, this.#drawn));
   }
 
   #issue(op: ServiceOperation<Input, Output>): void {

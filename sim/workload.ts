@@ -50,8 +50,11 @@ export interface ServiceOperation<Input, Output> {
 export interface Workload<State, Input, Output> {
   /** The sequential specification the clients' history must be linearizable against. */
   readonly model: Model<State, Input, Output>;
-  /** The next operation of client `client` (1, 2, …), drawn from that client's stream. */
-  next(random: Random, client: number): ServiceOperation<Input, Output>;
+  /**
+   * The next operation of client `client` (1, 2, …), drawn from that client's stream; it is that
+   * client's `count`th (1, 2, …), which makes values unique without state of the workload's own.
+   */
+  next(random: Random, client: number, count: number): ServiceOperation<Input, Output>;
   /**
    * Operations issued once the cluster is whole again after the faults (spread over the
    * clients): reads of everything, so that an acknowledged update that was lost shows up.

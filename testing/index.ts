@@ -78,15 +78,21 @@ export { defaultFaults, type FaultOptions } from '../sim/simulator.ts';
 export type { CommandReply, Random, ServiceOperation } from '../sim/workload.ts';
 
 export interface SimulateServiceOptions<ServiceState, Pending, State, Input, Output> {
-  /** Your service, as you pass it to startLocalCluster / startMonitor (`services: [it]`). */
-  service: ServiceDefinition<ServiceState, Pending>;
+  /**
+   * Your service, as you pass it to startLocalCluster / startMonitor (`services: [it]`). Leave it
+   * out to test paxmon's own services (config-key, log, …), which every monitor runs anyway.
+   */
+  service?: ServiceDefinition<ServiceState, Pending>;
   /** The sequential specification the clients' history must be linearizable against. */
   model: Model<State, Input, Output>;
   /**
    * Each simulated client's next command, drawn from `random` (that client's own seeded stream;
-   * never Math.random): the command, the model's input, and how to read its reply.
+   * never Math.random): the command, the model's input, and how to read its reply. `client` is
+   * the client's number (1, 2, …) and `count` counts its operations (1, 2, …): `c${client}.${count}`
+   * is a value no other operation writes. Keep no state of your own across calls: a seed must
+   * replay the same way alone.
    */
-  operations: (random: Random, client: number) => ServiceOperation<Input, Output>;
+  operations: (random: Random, client: number, count: number) => ServiceOperation<Input, Output>;
   /**
    * Commands issued once the faults have stopped and the cluster is whole again, e.g. a read of
    * everything: an acknowledged update that was lost shows up there. Default: none.
@@ -190,7 +196,7 @@ export async function simulateService<ServiceState, Pending, State, Input, Outpu
   const finalReads = options.finalReads ?? [];
   const workload: Workload<unknown, Input, Output> = {
     model: options.model as Model<unknown, Input, Output>,
-    next: (random, client) => options.operations(random, client),
+    next: (random, client, count) => options.operations(random, client, count),
     finalReads: () => finalReads,
   };
   const faults = options.faults === 'none' ? noFaults : { ...defaultFaults, ...(options.faults ?? {}) };
@@ -218,7 +224,7 @@ export async function simulateService<ServiceState, Pending, State, Input, Outpu
       traceLines: options.traceLines ?? d.traceLines,
       faults,
       workload,
-      services: [options.service as unknown as ServiceDefinition],
+      services: options.service ? [options.service as unknown as ServiceDefinition] : [],
       replay: () =>
         `simulateService({ ...sameOptions, seeds: [${seed}]${cycled ? `, monitors: ${size}` : ''} })` +
         ' — add verbose: true for the whole trace',
