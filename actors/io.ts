@@ -544,6 +544,11 @@ export function ioLogic(deps: IoDeps) {
         deps.onRefused?.(refused.from, refused.message, refused.reason);
         return;
       }
+      if (event.type === 'io.clock') {
+        // The statechart's tick is due: the time is the runtime's to give.
+        sendBack({ type: 'monitor.tick', now: deps.now?.() ?? 0 });
+        return;
+      }
       if (event.type !== 'io.effects') return;
       const effect = event as IoEffectsEvent;
       if (

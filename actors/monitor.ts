@@ -450,21 +450,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     return true;
   }
 
-  // mon_tick_interval: the runtime's clock drives the statechart's tick.
-  const clock = options.clock ?? {
-    setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
-    clearTimeout: (id: unknown) => clearTimeout(id as NodeJS.Timeout),
-  };
-  let tickTimer: unknown;
-  const tick = () => {
-    if (stopping) return;
-    // The statechart does the rest (services' tick, the leader's time checks): the runtime only
-    // has the clock.
-    actor.send({ type: 'monitor.tick', now: now() });
-    tickTimer = clock.setTimeout(tick, config.monTickIntervalMs);
-    (tickTimer as { unref?: () => void }).unref?.();
-  };
-
   let ownTid = 0;
   /** The cluster log line Ceph writes when a leader forms a quorum (Monitor::win_election). */
   function logQuorum() {
@@ -556,7 +541,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     async stop() {
       if (stopping) return stopped;
       stopping = true;
-      if (tickTimer !== undefined) clock.clearTimeout(tickTimer as never);
       actor.send({ type: 'monitor.shutdown' });
       actor.stop();
       resolveStopped();
@@ -568,8 +552,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   };
 
   boot({ ...loaded.input, inSync: loaded.inSync });
-  tickTimer = clock.setTimeout(tick, config.monTickIntervalMs);
-  (tickTimer as { unref?: () => void }).unref?.();
   return handle;
 }
 

@@ -111,6 +111,15 @@ export interface IoEffectsEvent {
   sendBeforeDurable?: boolean;
 }
 
+/**
+ * mon_tick_interval has passed (the statechart's own delayed event to the io actor, on XState's
+ * clock): the io actor answers `monitor.tick` with the wall-clock time, which only the runtime
+ * has (the time checks and the services' log stamps need it).
+ */
+export interface IoClockEvent {
+  type: 'io.clock';
+}
+
 /** The I/O actor's report after a committed Paxos value was applied durably. */
 export interface StoreAppliedEvent {
   type: 'store.applied';

@@ -40,6 +40,7 @@ import type {
 import { defaultConfig, type MonConfig } from './config.ts';
 import {
   effects,
+  type IoClockEvent,
   type IoEffectsEvent,
   type IoWrittenEvent,
   type MessageEvent,
@@ -701,6 +702,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       }),
     },
     delays: {
+      tick: ({ context }) => context.config.monTickIntervalMs,
       probeTimeout: ({ context }) => context.config.monProbeTimeoutMs,
       syncTimeout: ({ context }) => context.config.monSyncTimeoutMs,
       acceptTimeout: ({ context }) => context.config.monAcceptTimeoutFactor * context.config.monLeaseMs,
@@ -709,6 +711,8 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       leaseAckTimeout: ({ context }) => context.config.monLeaseAckTimeoutFactor * context.config.monLeaseMs,
     },
     actions: {
+      /** The next tick (mon_tick_interval): the io actor answers it with monitor.tick and the time. */
+      scheduleTick: sendTo('io', { type: 'io.clock' } satisfies IoClockEvent, { delay: 'tick', id: 'monitor.tick' }),
       /** Tell every service about the monitor (role, quorum, monmap): PaxosService::election_finished / restart. */
       announce: enqueueActions(({ enqueue, context }, params: { role: MonitorView['role'] }) => {
         const monitor = monitorView(context, params.role);
@@ -1132,6 +1136,9 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }),
       })) as never[]),
     ],
+    // Monitor::tick every mon_tick_interval, on XState's clock (the simulator's in the simulator):
+    // the io actor answers with the wall-clock time (monitor.tick), and each tick schedules the next.
+    entry: 'scheduleTick',
     initial: 'probing',
     // Root transitions never use `reenter: true`: that would re-enter the root and restart its
     // children (elector, paxos, io), losing their state. A root transition to '.probing' already
@@ -1301,9 +1308,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       'monitor.command': { actions: 'routeCommand' },
       'monitor.commands': { actions: 'routeCommand' },
       'mon.forward': { actions: 'routeCommand' },
-      // mon_tick_interval (the runtime's clock): the services' tick, and the leader's time checks.
+      // mon_tick_interval: the services' tick, and the leader's time checks; then the next tick.
       'monitor.tick': {
         actions: enqueueActions(({ enqueue, context, event, check }) => {
+          enqueue('scheduleTick');
           // Monitor::timecheck_start: the leader pings every other quorum member with its clock;
           // outside the leadership the skews it measured mean nothing.
           let clockSkewsMs = context.peers.clockSkewsMs;
