@@ -46,9 +46,9 @@ import {
   defaultSimulationOptions,
   type FaultOptions,
   failureLines,
+  Simulation,
   type SimulationOptions,
   type SimulationResult,
-  simulate,
   summary,
 } from '../sim/simulator.ts';
 import type { Random, ServiceOperation, Workload } from '../sim/workload.ts';
@@ -121,11 +121,11 @@ export interface SimulateServiceOptions<ServiceState, Pending, State, Input, Out
   /** Every trace line as it happens (a replay with `verbose: true` prints the whole run). */
   verbose?: boolean | ((line: string) => void);
   /** Called after each seed (progress). */
-  onSeed?: (result: SeedResult) => void;
+  onSeed?: (result: SeedResult<Input, Output>) => void;
 }
 
 /** One seed's run. */
-export interface SeedResult {
+export interface SeedResult<Input = unknown, Output = unknown> {
   seed: number;
   monitors: number;
   ok: boolean;
@@ -149,17 +149,19 @@ export interface SeedResult {
   traceTail: string[];
   /** How often rare paths were reached (a crash with unsynced writes, a client retry, …). */
   coverage: [name: string, count: number][];
+  /** The clients' history, as it was checked (call and return in simulated ms). */
+  history: Operation<Input, Output>[];
   /** `SEED=… ok: …` or `SEED=… FAILED: …`, then for a failure what failed, the replay and the trace. */
   report: string;
 }
 
-export interface ServiceSimulation {
+export interface ServiceSimulation<Input = unknown, Output = unknown> {
   /** Every seed run passed. */
   ok: boolean;
   /** One per seed run, in order (with stopOnFailure, up to the first failure). */
-  results: SeedResult[];
+  results: SeedResult<Input, Output>[];
   /** The first seed that failed. */
-  failure: SeedResult | undefined;
+  failure: SeedResult<Input, Output> | undefined;
   /** Every seed's line, then the first failure in full: print it, or pass it to an assertion. */
   report: string;
 }
@@ -187,7 +189,7 @@ const noFaults: FaultOptions = {
  */
 export async function simulateService<ServiceState, Pending, State, Input, Output>(
   options: SimulateServiceOptions<ServiceState, Pending, State, Input, Output>,
-): Promise<ServiceSimulation> {
+): Promise<ServiceSimulation<Input, Output>> {
   const seeds = seedList(options.seeds ?? 10, options.firstSeed ?? 1);
   const monitors = typeof options.monitors === 'number' ? [options.monitors] : (options.monitors ?? [3]);
   for (const n of monitors) {
@@ -207,7 +209,7 @@ export async function simulateService<ServiceState, Pending, State, Input, Outpu
         ? options.verbose
         : undefined;
   const cycled = monitors.length > 1;
-  const results: SeedResult[] = [];
+  const results: SeedResult<Input, Output>[] = [];
   for (const [index, seed] of seeds.entries()) {
     const size = monitors[index % monitors.length] as number;
     const d = defaultSimulationOptions;
@@ -232,9 +234,10 @@ export async function simulateService<ServiceState, Pending, State, Input, Outpu
     if (options.config) simulation.config = options.config;
     if (echo) simulation.echo = echo;
     const started = performance.now();
-    const outcome = await simulate(simulation);
+    const run = new Simulation(simulation);
+    const outcome = await run.run();
     const wallMs = performance.now() - started;
-    const result = seedResult(outcome, wallMs);
+    const result = seedResult(outcome, run.history, wallMs);
     results.push(result);
     options.onSeed?.(result);
     if (!result.ok && (options.stopOnFailure ?? true)) break;
@@ -256,7 +259,11 @@ function seedList(seeds: number | readonly number[], first: number): number[] {
   return list;
 }
 
-function seedResult(outcome: SimulationResult, wallMs: number): SeedResult {
+function seedResult<Input, Output>(
+  outcome: SimulationResult,
+  history: Operation<Input, Output>[],
+  wallMs: number,
+): SeedResult<Input, Output> {
   const head = `SEED=${outcome.seed} monitors=${outcome.monitors} ${summary(outcome, wallMs)} hash=${outcome.hash}`;
   return {
     seed: outcome.seed,
@@ -274,6 +281,7 @@ function seedResult(outcome: SimulationResult, wallMs: number): SeedResult {
     finalState: outcome.finalState,
     traceTail: outcome.traceTail,
     coverage: outcome.coverage.entries(),
+    history,
     report: [head, ...failureLines(outcome)].join('\n'),
   };
 }
