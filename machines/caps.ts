@@ -584,9 +584,23 @@ export const monitorCommands: readonly CommandDeclaration[] = [
 ];
 
 /** The named arguments of `cmd` after a declaration's prefix (Monitor::_generate_command_map). */
+/**
+ * A declaration's prefix words, split once: every command is matched against every declaration
+ * of its tables at the command door, and splitting them per command was most of that cost.
+ */
+const prefixWordsCache = new WeakMap<CommandDeclaration, readonly string[]>();
+function prefixWords(declaration: CommandDeclaration): readonly string[] {
+  let words = prefixWordsCache.get(declaration);
+  if (!words) {
+    words = declaration.prefix.split(' ');
+    prefixWordsCache.set(declaration, words);
+  }
+  return words;
+}
+
 function commandArgs(declaration: CommandDeclaration, cmd: string[]): Record<string, string> {
   const args: Record<string, string> = {};
-  const rest = cmd.slice(declaration.prefix.split(' ').length);
+  const rest = cmd.slice(prefixWords(declaration).length);
   const names = declaration.args ?? [];
   for (let i = 0; i < names.length && i < rest.length; i++) {
     const name = names[i] as string;
@@ -622,15 +636,20 @@ export function commandPerm(
 ): CommandPerm | undefined {
   const matchIn = (table: readonly CommandDeclaration[]) => {
     let best: CommandDeclaration | undefined;
+    let bestLength = 0;
     for (const d of table) {
-      const words = d.prefix.split(' ');
-      if (words.length > cmd.length || words.some((w, i) => cmd[i] !== w)) continue;
-      if (!best || words.length > best.prefix.split(' ').length) best = d;
+      const words = prefixWords(d);
+      if (words.length > cmd.length || words.length <= bestLength) continue;
+      let matches = true;
+      for (let i = 0; i < words.length && matches; i++) matches = cmd[i] === words[i];
+      if (!matches) continue;
+      best = d;
+      bestLength = words.length;
     }
     return best;
   };
   const own = matchIn(monitorCommands);
-  if (own && own.prefix.split(' ').length === cmd.length) {
+  if (own && prefixWords(own).length === cmd.length) {
     return { service: own.module ?? 'mon', prefix: own.prefix, perm: own.perm, args: commandArgs(own, cmd) };
   }
   const service = services.find((s) => s.handles(cmd));
