@@ -441,7 +441,9 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
           this.clients[i % this.clients.length]?.enqueue(op);
         }
         finalReads = true;
-        this.#line('liveness: quorum stable, clients answered; reading every key');
+        this.#line(
+          `liveness: quorum stable, clients answered; ${this.workload.finalReadsLine ?? 'running the final reads'}`,
+        );
         if (this.clients.length === 0) break;
       }
       if (this.now() >= deadline) {

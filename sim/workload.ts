@@ -60,6 +60,8 @@ export interface Workload<State, Input, Output> {
    * clients): reads of everything, so that an acknowledged update that was lost shows up.
    */
   finalReads(): readonly ServiceOperation<Input, Output>[];
+  /** What the trace says as the final reads start (default: `running the final reads`). */
+  readonly finalReadsLine?: string;
 }
 
 const decoder = new TextDecoder();
@@ -113,5 +115,6 @@ export function configKeyWorkload(keys: number): Workload<unknown, KvInput, KvOu
       return { cmd: ['config-key', 'rm', key], input: { op: 'rm', key }, output: done, label: `rm ${key}` };
     },
     finalReads: () => Array.from({ length: keys }, (_, k) => get(`k${k}`)),
+    finalReadsLine: 'reading every key',
   };
 }
