@@ -46,6 +46,17 @@ export interface Anomaly {
   readonly stuck: string[];
 }
 
+/**
+ * A write the client was told failed (a final answer other than success: "it did not happen")
+ * whose value a read returned: it did happen. Every set writes a value of its own, so the read
+ * names the write. Jepsen calls a read of a failed write an aborted read.
+ */
+export interface FailedButRead {
+  readonly write: string;
+  /** The first read that returned its value. */
+  readonly read: string;
+}
+
 export interface LostWrite {
   readonly key: string;
   readonly write: string;
@@ -65,6 +76,7 @@ export interface Analysis {
   readonly anomaly: Anomaly | undefined;
   readonly finalReads: { ok: number; keys: number };
   readonly lostWrites: LostWrite[];
+  readonly failedButRead: FailedButRead[];
 }
 
 type KvOperation = Operation<KvInput, KvOutput>;
@@ -259,6 +271,20 @@ export function analyze(
     }
   }
 
+  // Failed writes whose value was read.
+  const firstReadOf = new Map<string, OpRecord>();
+  for (const op of history)
+    if (op.type === 'get' && op.outcome === 'ok' && typeof op.read === 'string') {
+      const before = firstReadOf.get(op.read);
+      if (!before || op.invokeMs < before.invokeMs) firstReadOf.set(op.read, op);
+    }
+  const failedButRead: FailedButRead[] = [];
+  for (const op of workload) {
+    if (op.type !== 'set' || op.outcome !== 'failed') continue;
+    const read = firstReadOf.get(op.value as string);
+    if (read) failedButRead.push({ write: describeOp(op), read: describeOp(read) });
+  }
+
   return {
     counts,
     total: workload.length,
@@ -272,5 +298,6 @@ export function analyze(
     anomaly,
     finalReads: { ok: finals.filter((op) => op.outcome === 'ok').length, keys: finals.length },
     lostWrites,
+    failedButRead,
   };
 }

@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ElectionStrategy } from '../transport/messages.ts';
 import { type NemesisKind, nemesisKinds } from './nemesis.ts';
-import { ChaosUnavailable, runChaos } from './run.ts';
+import { ChaosUnavailable, recheck, runChaos } from './run.ts';
 
 const usage = `usage: npm run chaos -- [--seconds 60] [--monitors 3] [--seed N] [--nemesis ${nemesisKinds.join(',')}]
                       [--clients 64] [--keys 8] [--rate 200] [--rounds N] [--disk-mb 64] [--out DIR]
                       [--strategy classic|disallow|connectivity] [--from-sources]
+       npm run chaos -- --check DIR      check a stored run's history again
   --seconds   time during which faults are started (then every fault heals, final reads, checks)
   --monitors  monitors, one network namespace each (1–9)
   --seed      the schedule's seed (default: random; printed as SEED=)
@@ -44,6 +45,7 @@ try {
       out: { type: 'string' },
       strategy: { type: 'string', default: 'classic' },
       'from-sources': { type: 'boolean' },
+      check: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -54,6 +56,12 @@ try {
 if (values.help) {
   console.log(usage);
   process.exit(0);
+}
+
+if (typeof values.check === 'string') {
+  const { analysis, summary } = recheck(values.check);
+  console.log(summary);
+  process.exit(analysis.linearizable === 'ok' && analysis.lostWrites.length === 0 ? 0 : 1);
 }
 
 const integer = (name: string, lo: number, hi: number): number => {

@@ -80,6 +80,11 @@ export function summaryText(info: RunInfo, analysis: Analysis, events: readonly 
   for (const lost of analysis.lostWrites.slice(0, 5))
     lines.push(`  LOST on ${lost.key}: ${lost.write}\n    final: ${lost.finalRead}`);
   lines.push(
+    `writes the client was told failed, yet read: ${analysis.failedButRead.length}${analysis.failedButRead.length ? ' (the client library called them final failures: they happened)' : ''}`,
+  );
+  for (const seen of analysis.failedButRead.slice(0, 5))
+    lines.push(`  FAILED ${seen.write}\n    read: ${seen.read}`);
+  lines.push(
     `linearizable: ${analysis.linearizable === 'ok' ? 'yes' : analysis.linearizable === 'illegal' ? 'NO' : 'unknown (checker bound reached)'} (${analysis.checkSteps} checker steps, ${(analysis.checkMs / 1000).toFixed(1)} s)`,
   );
   if (analysis.anomaly) {

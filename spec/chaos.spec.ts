@@ -4,7 +4,8 @@
 // linearizable per key, and the final reads after every fault healed must lose no acknowledged
 // write; every monitor must be back in one quorum after each heal. About 60–90 s. Needs root,
 // `ip` and `iptables`; anywhere else it prints why and counts as skipped, never as passed.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { planSchedule } from '../chaos/nemesis.ts';
@@ -60,8 +61,12 @@ if (unavailable !== undefined) {
       assert.ok(analysis.total > 500, `only ${analysis.total} operations`);
       assert.is(analysis.finalReads.ok, analysis.finalReads.keys, 'every key read after the heal');
       assert.equal(analysis.lostWrites, [], 'no acknowledged write lost');
+      assert.equal(analysis.failedButRead, [], 'no write the client was told failed was read');
       assert.is(analysis.linearizable, 'ok', result.summary);
       assert.equal(result.exits, [], 'no monitor exited by itself');
+      // The monitors ran the bundle frozen at the start, and the run says from which code.
+      assert.match(result.summary, /monitors ran a bundle frozen at the start .* of (commit|not a git)/);
+      assert.ok(existsSync(join(out, 'bundle', 'paxmon.mjs')) && existsSync(result.files.run));
       for (const recovery of analysis.recoveries)
         assert.ok(
           recovery.quorumAllAfterMs !== undefined,
