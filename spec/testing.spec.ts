@@ -6,6 +6,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ServiceDefinition } from '../machines/paxos-service.ts';
+import { Coverage } from '../sim/coverage.ts';
+import { StateChecker } from '../sim/invariants.ts';
+import { isConfigKeyRead } from '../sim/workload.ts';
 import {
   type CounterInput,
   type CounterOutput,
@@ -145,6 +148,22 @@ test('a hook that throws fails the run with its stack, not the process', async (
   const result = await simulateCounter(throwing, { seeds: 3, seconds: 20, faults: 'none' });
   assert.is(result.failure?.failure?.invariant, "a monitor's actors never fail", result.report);
   assert.match(result.failure?.failure?.message ?? '', /seven is unlucky\n\s+at /);
+});
+
+test("the lease invariant covers a workload's reads, not only config-key's", () => {
+  const reads = new Set(['counter\0get']);
+  const checker = new StateChecker(
+    () => 10,
+    new Coverage(),
+    'strict',
+    (cmd) => isConfigKeyRead(cmd) || reads.has(cmd.join('\0')),
+  );
+  checker.onStart('a', 1, 5);
+  const ack = { type: 'mon.command_ack' as const, tid: 1, rs: '', data: new Uint8Array(), r: 0 };
+  checker.onSend('a', 'client.1', { ...ack, cmd: ['counter', 'add', '1'] });
+  assert.is(checker.violation, null, 'an update needs no lease');
+  checker.onSend('a', 'client.1', { ...ack, cmd: ['counter', 'get'] });
+  assert.is(checker.violation?.invariant, 'reads only under a valid lease');
 });
 
 test('options are checked', async () => {
