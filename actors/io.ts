@@ -19,6 +19,7 @@ import { type EventObject, fromCallback } from 'xstate';
 import type {
   AppliedOp,
   CommandReplyData,
+  IoClockEvent,
   IoEffectsEvent,
   IoWrittenEvent,
   MessageEvent,
@@ -545,8 +546,8 @@ export function ioLogic(deps: IoDeps) {
         return;
       }
       if (event.type === 'io.clock') {
-        // The statechart's tick is due: the time is the runtime's to give.
-        sendBack({ type: 'monitor.tick', now: deps.now?.() ?? 0 });
+        // The statechart asks the time (its tick is due, a quorum formed): the runtime's to give.
+        sendBack({ type: (event as IoClockEvent).reply, now: deps.now?.() ?? 0 });
         return;
       }
       if (event.type !== 'io.effects') return;

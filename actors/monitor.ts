@@ -12,22 +12,21 @@ import {
 } from 'xstate';
 import { capsAllow, commandPerm, type MonCaps, parseMonCaps } from '../machines/caps.ts';
 import { defaultConfig, type MonConfig } from '../machines/config.ts';
-import { dumpTracker } from '../machines/connection-tracker.ts';
 import { decodeCryptoKey } from '../machines/crypto-key.ts';
-import type { ElectorContext } from '../machines/elector.ts';
 import type { KeyringEntry } from '../machines/keyring-text.ts';
 import {
   createMonitorMachine,
   type MonitorActorRef,
   fastRead as machineFastRead,
   monitorStateName,
+  statusFacts,
 } from '../machines/monitor.ts';
-import { isReadable, isWriteable, paxosStateName } from '../machines/paxos.ts';
+import { isReadable, isWriteable } from '../machines/paxos.ts';
 import type { ServiceContext, ServiceDefinition, ServiceRequest } from '../machines/paxos-service.ts';
 import type { LoadableService } from '../machines/service-load.ts';
 import { type AuthState, authCreated, authLookup } from '../machines/services/auth.ts';
 import { defaultServices } from '../machines/services/index.ts';
-import { monmapJson } from '../machines/services/monmap.ts';
+import { monStatus, quorumStatus } from '../machines/status.ts';
 import { syncPrefixesFor } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import type { CommandReply, EntityName, MonCommand, MonMap } from '../transport/messages.ts';
@@ -148,7 +147,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   const loaded = await loadMonitorState(options.store, services);
   if (loaded.scoresRefused)
     logger.warn({ mon: loaded.name }, `starting with fresh connectivity scores: ${loaded.scoresRefused}`);
-  let quorumSince = 0;
   let stopping = false;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => {
@@ -271,8 +269,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       // else (a forwarded request was checked here, at the monitor the client is connected to).
       const denied = commandDenied(session?.entity, msg.cmd);
       if (denied) return reply(denied);
-      const builtin = handleStatusCommand(handle, msg);
-      if (builtin) return reply(builtin);
       if (options.onCommand?.(from, msg, reply)) return;
       const request = {
         client: from,
@@ -285,8 +281,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       // Reads of a readable service are answered here, without a trip through the actor tree
       // (the same preprocess_query and readability check the statechart applies).
       if (fastRead(request, reply)) return;
-      // Everything else is a PaxosService's (Monitor::dispatch_op → the service by prefix).
-      // Commands read from the sockets together go to the statechart as one event.
+      // Everything else goes to the statechart (Monitor::dispatch_op): the status commands it
+      // answers itself, the rest a PaxosService's by prefix. Commands read from the sockets
+      // together go to it as one event.
       command(request);
     },
     onSyncRequest: (from, msg) => provider.handle(from, msg),
@@ -348,11 +345,8 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
         const state = monitorStateName(snapshot);
         const quorum = snapshot.context.quorum.join(',');
         if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
-          if ((state === 'leader' || state === 'peon') && (lastState !== state || quorum !== lastQuorum)) {
-            quorumSince = now();
-            // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
-            if (state === 'leader') queueMicrotask(logQuorum);
-          }
+          // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
+          if (state === 'leader' && (lastState !== state || quorum !== lastQuorum)) queueMicrotask(logQuorum);
           logger.info(
             {
               mon: loaded.name,
@@ -489,54 +483,12 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     refusedMessages: () => refusedTotal,
     authEntity,
     monStatus() {
-      const snap = actor.getSnapshot();
-      const ctx = snap.context;
-      return {
-        name: ctx.name,
-        rank: ctx.rank,
-        state: handle.state(),
-        election_epoch: ctx.electionEpoch,
-        quorum: ctx.quorum,
-        quorum_age: quorumAge(handle, quorumSince, now),
-        outside_quorum: ctx.outsideQuorum,
-        extra_probe_peers: [],
-        sync_provider: ctx.sync ? [ctx.sync.provider] : [],
-        sync_decision: ctx.syncState.decision,
-        sync: ctx.sync
-          ? {
-              kind: ctx.sync.kind,
-              keys: ctx.sync.keys,
-              bytes: ctx.sync.bytes,
-              total_keys: ctx.sync.totalKeys ?? null,
-              total_bytes: ctx.sync.totalBytes ?? null,
-            }
-          : null,
-        last_bootstrap_reason: ctx.lastBootstrapReason,
-        paxos:
-          snap.status === 'active'
-            ? {
-                state: paxosStateName(snap),
-                first_committed: ctx.paxos.firstCommitted,
-                last_committed: ctx.paxos.lastCommitted,
-                accepted_pn: ctx.paxos.acceptedPn,
-                readable: isReadable(snap),
-                writeable: isWriteable(snap),
-              }
-            : null,
-        monmap: monmapJson(ctx.monmap),
-      };
+      const snapshot = actor.getSnapshot();
+      return monStatus(snapshot.context, statusFacts(snapshot, now()));
     },
     quorumStatus() {
-      const ctx = actor.getSnapshot().context;
-      const leader = ctx.monmap.mons[ctx.leader];
-      return {
-        election_epoch: ctx.electionEpoch,
-        quorum: ctx.quorum,
-        quorum_names: ctx.quorum.map((r) => ctx.monmap.mons[r]?.name ?? `?${r}`),
-        quorum_leader_name: leader?.name ?? '',
-        quorum_age: quorumAge(handle, quorumSince, now),
-        monmap: monmapJson(ctx.monmap),
-      };
+      const snapshot = actor.getSnapshot();
+      return quorumStatus(snapshot.context, statusFacts(snapshot, now()));
     },
     async stop() {
       if (stopping) return stopped;
@@ -553,43 +505,4 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
 
   boot({ ...loaded.input, inSync: loaded.inSync });
   return handle;
-}
-
-function quorumAge(handle: MonitorHandle, since: number, now: () => number): number {
-  const state = handle.state();
-  if ((state !== 'leader' && state !== 'peon') || since === 0) return 0;
-  return Math.max(0, Math.floor((now() - since) / 1000));
-}
-
-/** Monitor::handle_command for the status commands the monitor answers itself. */
-function handleStatusCommand(handle: MonitorHandle, msg: MonCommand): CommandReply | null {
-  const words = msg.cmd;
-  const json = (value: unknown): CommandReply => ({
-    r: 0,
-    rs: '',
-    data: encoder.encode(JSON.stringify(value)),
-  });
-  if (words.length === 1 && words[0] === 'mon_status') return json(handle.monStatus());
-  // Ceph's admin-socket `connection scores dump|reset` (Elector::dump_connection_scores,
-  // notify_clear_peer_state), asked with `tell mon.NAME connection scores dump`.
-  if (words.length === 3 && words[0] === 'connection' && words[1] === 'scores') {
-    const elector = handle.actor.getSnapshot().children.elector as AnyActorRef | undefined;
-    const context = elector?.getSnapshot()?.context as ElectorContext | undefined;
-    if (!context) return { r: -11, rs: `mon.${handle.name} has no elector now`, data: new Uint8Array() };
-    if (words[2] === 'dump') return json(dumpTracker(context.tracker, context.tracking.persistInterval));
-    if (words[2] === 'reset') {
-      handle.actor.send({ type: 'monitor.connection_scores_reset' });
-      return json({});
-    }
-    return { r: -22, rs: 'usage: connection scores dump | connection scores reset', data: new Uint8Array() };
-  }
-  if (words.length === 1 && words[0] === 'quorum_status') {
-    const state = handle.state();
-    // Ceph answers quorum_status from a monitor in the quorum; one outside it cannot know it.
-    if (state !== 'leader' && state !== 'peon') {
-      return { r: -11, rs: `mon.${handle.name} is not in quorum (state ${state})`, data: new Uint8Array() };
-    }
-    return json(handle.quorumStatus());
-  }
-  return null;
 }

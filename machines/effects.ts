@@ -112,12 +112,14 @@ export interface IoEffectsEvent {
 }
 
 /**
- * mon_tick_interval has passed (the statechart's own delayed event to the io actor, on XState's
- * clock): the io actor answers `monitor.tick` with the wall-clock time, which only the runtime
- * has (the time checks and the services' log stamps need it).
+ * The statechart asks the io actor for the wall-clock time, which only the runtime has: when
+ * mon_tick_interval has passed (its own delayed event, on XState's clock; the time checks and the
+ * services' log stamps need it), and when a quorum forms (quorum_age).
  */
 export interface IoClockEvent {
   type: 'io.clock';
+  /** The event the io actor answers with, carrying `now`. */
+  reply: 'monitor.tick' | 'monitor.quorum_time';
 }
 
 /** The I/O actor's report after a committed Paxos value was applied durably. */

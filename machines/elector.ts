@@ -28,6 +28,7 @@ import { defaultConfig } from './config.ts';
 import {
   type ConnectionTracker,
   createTracker,
+  dumpTracker,
   increaseEpoch,
   receivePeerReport,
   remapTracker,
@@ -35,7 +36,14 @@ import {
   resetTracker,
   totalScore,
 } from './connection-tracker.ts';
-import { effects, type IoEffectsEvent, type MessageEvent, type Outgoing, type StoreOp } from './effects.ts';
+import {
+  effects,
+  type IoEffectsEvent,
+  type MessageEvent,
+  type Outgoing,
+  type ReplyTarget,
+  type StoreOp,
+} from './effects.ts';
 
 export interface ElectorInput {
   rank: number;
@@ -134,6 +142,8 @@ export type ElectorEvent =
   | { type: 'elector.down'; ranks: number[] }
   /** `connection scores reset` (Elector::notify_clear_peer_state). */
   | { type: 'elector.scores_reset' }
+  /** `connection scores dump` (Elector::dump_connection_scores): answered to `target`. */
+  | { type: 'elector.scores_dump'; target: ReplyTarget }
   /** Internal: the ping timer (Elector::ping_check every ping timeout / divisor). */
   | { type: 'elector.ping_tick' }
   | MessageEvent<MonElection>
@@ -846,6 +856,13 @@ export const electorMachine = setup({
         params: ({ context, event }) =>
           handlePing(context, rankOf(context.monmap, event.from), (event as MessageEvent<MonPing>).msg),
       },
+    },
+    'elector.scores_dump': {
+      actions: sendParent(({ context, event }) => {
+        const { target } = event as Extract<ElectorEvent, { type: 'elector.scores_dump' }>;
+        const answer = JSON.stringify(dumpTracker(context.tracker, context.tracking.persistInterval));
+        return { ...effects([], []), replies: [{ target, reply: { r: 0, rs: '', data: answer } }] };
+      }),
     },
     'elector.scores_reset': {
       actions: {

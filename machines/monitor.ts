@@ -73,14 +73,22 @@ import {
   trimProposal,
 } from './paxos/core.ts';
 import { extendLease, handleLease } from './paxos/lease.ts';
-import { leaderLeaseValid, paxosStatus, peonLeaseValid, statusKey } from './paxos/status.ts';
+import {
+  isReadable,
+  isWriteable,
+  leaderLeaseValid,
+  paxosStateName,
+  paxosStatus,
+  peonLeaseValid,
+  statusKey,
+} from './paxos/status.ts';
 import {
   createPaxosService,
+  type FastPath,
   forwardTidStride,
   type MonitorView,
   opsConcern,
   type PaxosStamp,
-  type FastPath,
   preprocessNow,
   type ServiceContext,
   type ServiceDefinition,
@@ -90,6 +98,7 @@ import {
 import type { LoadableService } from './service-load.ts';
 import { defaultServices } from './services/index.ts';
 import type { SessionsBoot } from './sessions.ts';
+import { type StatusFacts, scoresUsage, statusCommandOf, statusReply } from './status.ts';
 import {
   type SyncProgress,
   syncChunk,
@@ -144,11 +153,17 @@ export interface SyncState {
   forceFull: boolean;
 }
 
+/** What the monitor knows of its peers and of the quorum they form with it. */
 export interface Peers {
   /** Monitors whose session reset and that have not spoken since (Ceph's ms_handle_reset). */
   down: string[];
   /** Clock skew of each monitor against this one (the leader's time checks), by name, in ms. */
   clockSkewsMs: Record<string, number>;
+  /**
+   * Wall-clock ms when this monitor entered its current quorum (quorum_age), as the io actor
+   * told it just after; null outside a quorum and until then.
+   */
+  quorumSinceMs: number | null;
 }
 
 export interface MonmapNews {
@@ -227,6 +242,8 @@ export type MonitorEvent =
   | { type: 'monitor.routes'; routes: MessageEvent<MonRoute>[] }
   /** The runtime's tick (mon_tick_interval): services' tick(); `now` is the wall clock. */
   | { type: 'monitor.tick'; now: number }
+  /** The io actor's time, asked for as a quorum formed (quorum_age). */
+  | { type: 'monitor.quorum_time'; now: number }
   | IoWrittenEvent
   /** The io actor: a monitor's session was lost / the monitor spoke again. */
   | { type: 'monitor.peer_reset'; peer: EntityName }
@@ -477,6 +494,25 @@ export function fastRead(
   return preprocessNow(definition, context, request, paxosStamp(monitor));
 }
 
+/** What a status answer needs beside the context: the state names and tags of a snapshot. */
+export function statusFacts(
+  snapshot: { value: unknown; status?: string; hasTag(tag: string): boolean; context: MonitorContext },
+  nowMs: number,
+): StatusFacts {
+  return {
+    state: monitorStateName(snapshot),
+    paxos:
+      snapshot.status === undefined || snapshot.status === 'active'
+        ? {
+            state: paxosStateName(snapshot),
+            readable: isReadable(snapshot),
+            writeable: isWriteable(snapshot),
+          }
+        : null,
+    nowMs,
+  };
+}
+
 /** The Ceph state name of a monitor snapshot: probing, synchronizing, electing, leader, peon, … */
 export function monitorStateName(snapshot: { value: unknown }): string {
   const value = snapshot.value;
@@ -712,7 +748,15 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     },
     actions: {
       /** The next tick (mon_tick_interval): the io actor answers it with monitor.tick and the time. */
-      scheduleTick: sendTo('io', { type: 'io.clock' } satisfies IoClockEvent, { delay: 'tick', id: 'monitor.tick' }),
+      scheduleTick: sendTo('io', { type: 'io.clock', reply: 'monitor.tick' } satisfies IoClockEvent, {
+        delay: 'tick',
+        id: 'monitor.tick',
+      }),
+      /** A quorum formed: ask the io actor for the time (quorum_age counts from it). */
+      quorumFormed: enqueueActions(({ enqueue, context }) => {
+        enqueue.assign({ peers: { ...context.peers, quorumSinceMs: null } });
+        enqueue.sendTo('io', { type: 'io.clock', reply: 'monitor.quorum_time' } satisfies IoClockEvent);
+      }),
       /** Tell every service about the monitor (role, quorum, monmap): PaxosService::election_finished / restart. */
       announce: enqueueActions(({ enqueue, context }, params: { role: MonitorView['role'] }) => {
         const monitor = monitorView(context, params.role);
@@ -781,7 +825,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         }
       }),
       /** Monitor::dispatch_op → the service whose commands these are (or EINVAL). */
-      routeCommand: enqueueActions(({ enqueue, context, event }) => {
+      routeCommand: enqueueActions(({ enqueue, context, event, self }) => {
         const requests: ServiceRequest[] = [];
         if (event.type === 'monitor.command') requests.push(event.request);
         else if (event.type === 'mon.forward') {
@@ -789,9 +833,32 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         } else if (event.type === 'monitor.commands') {
           requests.push(...event.requests, ...event.forwards.map(forwardedRequest));
         }
-        const unknown: { target: ServiceRequest; reply: { r: number; rs: string } }[] = [];
+        const unknown: { target: ServiceRequest; reply: { r: number; rs: string; data?: string } }[] = [];
         const byService = new Map<string, ServiceRequest[]>();
         for (const request of requests) {
+          // The commands the monitor answers itself (Monitor::handle_command), from its context
+          // and its state as it stands; the connectivity scores are the elector's.
+          const status = statusCommandOf(request.cmd);
+          if (status === 'mon_status' || status === 'quorum_status') {
+            unknown.push({
+              target: request,
+              reply: statusReply(status, context, statusFacts(self.getSnapshot(), request.receivedAt)),
+            });
+            continue;
+          }
+          if (status === 'scores_dump') {
+            enqueue.sendTo('elector', { type: 'elector.scores_dump', target: request });
+            continue;
+          }
+          if (status === 'scores_reset') {
+            enqueue.sendTo('elector', { type: 'elector.scores_reset' });
+            unknown.push({ target: request, reply: { r: 0, rs: '', data: '{}' } });
+            continue;
+          }
+          if (status === 'scores_usage') {
+            unknown.push({ target: request, reply: { r: -22, rs: scoresUsage } });
+            continue;
+          }
           const service = serviceFor(request.cmd);
           if (!service) {
             unknown.push({ target: request, reply: { r: -22, rs: unknownCommand(request.cmd) } });
@@ -1087,7 +1154,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       appliedVersion: input.paxos.lastCommitted,
       servicesWaiting: services.map((d) => d.name),
       addr: input.monmap.mons.find((m) => m.name === input.name)?.addr ?? input.addr ?? '',
-      peers: { down: [], clockSkewsMs: {} },
+      peers: { down: [], clockSkewsMs: {}, quorumSinceMs: null },
     }),
     invoke: [
       { id: 'io', systemId: 'io', src: 'io' },
@@ -1624,9 +1691,14 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       inQuorum: {
         // Entered only by elector.win (→ leader) or elector.lose (→ peon); `initial` is XState's.
         initial: 'peon',
-        entry: 'joined',
+        entry: ['joined', 'quorumFormed'],
         exit: { type: 'paxosRestart', params: { reason: 'paxos restarted (bootstrap or election)' } },
         on: {
+          'monitor.quorum_time': {
+            actions: assign(({ context, event }) => ({
+              peers: { ...context.peers, quorumSinceMs: event.now },
+            })),
+          },
           'mon.election': { actions: sendTo('elector', ({ event }) => event) },
           'elector.join_election': { target: 'electing' },
           'monitor.start_election': {

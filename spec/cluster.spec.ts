@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig } from '../machines/config.ts';
 import { SimCluster } from '../sim/cluster.ts';
+import { simClient } from './support/sim-client.ts';
 import type { EntityName } from '../transport/messages.ts';
 
 const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
@@ -59,6 +60,38 @@ test('5 monitors started together elect rank 0 and agree on leader and epoch', a
   await c.runUntil(() => c.stableQuorum(5), 10_000);
   assertAgreement(c);
   assert.is(quorumOf(c).quorum_leader_name, 'a');
+  await c.stopAll();
+});
+
+test('mon_status and quorum_status are answered by the statechart; quorum_age counts from the quorum', async () => {
+  const c = await cluster(3, 7);
+  await c.startAll();
+  await c.runUntil(() => c.stableQuorum(3), 10_000);
+  const formedAt = c.clock.now();
+  await c.run(5_000);
+  const client = simClient(c, 'client.admin');
+  for (const name of ['a', 'b', 'c']) {
+    const mon = await client.call(name, ['mon_status']);
+    assert.is(mon.r, 0, mon.rs);
+    const status = JSON.parse(mon.data) as { name: string; state: string; quorum_age: number; quorum: number[] };
+    assert.is(status.name, name);
+    assert.equal(status.quorum, [0, 1, 2]);
+    // The quorum formed at most a few ms before stableQuorum saw it (its time comes from the io actor).
+    assert.ok(status.quorum_age >= 5 && status.quorum_age <= 6, `quorum_age ${status.quorum_age}`);
+    const quorum = await client.call(name, ['quorum_status']);
+    assert.is(quorum.r, 0, quorum.rs);
+    assert.is((JSON.parse(quorum.data) as { quorum_leader_name: string }).quorum_leader_name, 'a');
+  }
+  // connection scores are the elector's; a wrong third word is usage.
+  assert.is((await client.call('a', ['connection', 'scores', 'dump'])).r, 0);
+  assert.is((await client.call('a', ['connection', 'scores', 'bogus'])).r, -22);
+  assert.ok(c.clock.now() - formedAt >= 5_000);
+  // A monitor out of the quorum answers mon_status, and quorum_status with EAGAIN.
+  c.network.partition(['mon.c'], ['mon.a', 'mon.b']);
+  await c.runUntil(() => c.node('c').monitor?.state() !== 'peon', 10_000);
+  const outside = await client.call('c', ['quorum_status']);
+  assert.is(outside.r, -11, outside.rs);
+  assert.is((await client.call('c', ['mon_status'])).r, 0);
   await c.stopAll();
 });
 
