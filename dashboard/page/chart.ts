@@ -241,6 +241,7 @@ export class ChartView {
   readonly element: SVGSVGElement;
   readonly #states = new Map<string, SVGGElement>();
   readonly #transitions: SVGPathElement[] = [];
+  readonly #edges: ChartEdge[] = [];
   #active = new Set<string>();
 
   constructor(template: ChartTemplate) {
@@ -248,6 +249,13 @@ export class ChartView {
     for (const g of this.element.querySelectorAll<SVGGElement>('g.state'))
       this.#states.set(g.dataset.path ?? '', g);
     this.#transitions.push(...this.element.querySelectorAll<SVGPathElement>('path.transition'));
+    for (const p of this.#transitions) {
+      this.#edges.push({
+        source: (p.dataset.source ?? '').replace(/#any$/, ''),
+        target: p.dataset.target ?? '',
+        event: p.dataset.event ?? '',
+      });
+    }
   }
 
   /** Mark these state paths active (and no others). */
@@ -259,25 +267,129 @@ export class ChartView {
   }
 
   /**
-   * Flash the transitions that explain a change from `before` to `after` active paths on
-   * `event`: those into a newly active state, from a state that was active (or its `(any)`),
-   * on that event or eventless.
+   * Flash the transitions that explain a change from `before` to `after` active paths, and return
+   * them. A snapshot's record names the event the actor was sent, not the one a transition was
+   * taken on: most of the protocol's transitions are on events a machine raises or a child sends
+   * while it handles a message (a peer's reset raises monitor.leader_lost; a probe reply raises
+   * monitor.start_election), so the transitions are found from the state change itself
+   * (explainChange) and the event only breaks ties.
    */
   flash(before: Set<string>, after: Set<string>, event: string): number {
-    let count = 0;
-    for (const p of this.#transitions) {
-      const target = p.dataset.target ?? '';
-      const source = (p.dataset.source ?? '').replace(/#any$/, '');
-      const on = p.dataset.event ?? '';
-      if (!after.has(target) || !before.has(source)) continue;
-      if (on !== '' && on !== event) continue;
-      if (before.has(target) && target !== source) continue;
-      p.classList.remove('flash');
-      // Restart the animation: a reflow between removing and adding the class.
-      void p.getBoundingClientRect();
+    const taken = explainChange(this.#edges, before, after, event);
+    for (const i of taken) {
+      const p = this.#transitions[i] as SVGPathElement;
+      // The Web Animations API restarts a flash without a style recalculation per arrow (a class
+      // removed and added again needs a forced reflow between, for every arrow of every change of
+      // a frame). The class stays: this transition has been taken.
+      p.animate(flashKeyframes(), { duration: 1200, easing: 'ease-out' });
       p.classList.add('flash');
-      count += 1;
     }
-    return count;
+    return taken.size;
   }
+}
+
+/** A taken transition's flash: the page's --flash colour and thick, fading back to the chart's grey. */
+let keyframes: Keyframe[] | undefined;
+function flashKeyframes(): Keyframe[] {
+  if (!keyframes) {
+    const colour = getComputedStyle(document.documentElement).getPropertyValue('--flash').trim() || '#e8590c';
+    keyframes = [
+      { stroke: colour, strokeWidth: '3.5' },
+      { stroke: '#b9c0cc', strokeWidth: '0.9' },
+    ];
+  }
+  return keyframes;
+}
+
+/** A drawn transition as explainChange reads it: its source (`#any` stripped), target and event. */
+export interface ChartEdge {
+  /** The state it leaves; for an `(any)` transition, the compound state whose `on` it is. */
+  source: string;
+  target: string;
+  event: string;
+}
+
+const depthOf = (path: string) => (path === '' ? 0 : path.split('.').length);
+const within = (path: string, ancestor: string) =>
+  ancestor === '' || path === ancestor || path.startsWith(`${ancestor}.`);
+
+/**
+ * The transitions (indices into `edges`) that explain a state change from the active paths
+ * `before` to `after`. For each state entered at the top of what was entered (its parent was
+ * active already, or is entered by the same transition), the transitions from an active state
+ * into it — or into a state inside it, or re-entering one of its active ancestors — are the
+ * candidates; the ones on the recorded event win, then those on an event that may have been
+ * raised, then the ones from the innermost source (the transition of `inQuorum.peon` rather than
+ * the `(any)` one of the root), then the innermost target. A change that went through a state that did not stay active (writing → refresh →
+ * active in one step) is explained by the chain of two transitions. A change that none of these
+ * explains flashes every transition into its entered state, so every recorded change flashes.
+ */
+export function explainChange(
+  edges: readonly ChartEdge[],
+  before: Set<string>,
+  after: Set<string>,
+  event: string,
+): Set<number> {
+  const entered = [...after].filter((p) => !before.has(p));
+  const parentOf = (p: string) => (p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '');
+  const tops = entered.filter((p) => p !== '' && !entered.includes(parentOf(p)));
+  const taken = new Set<number>();
+  const explains = (target: string, top: string) =>
+    after.has(target) && (within(target, top) || within(top, target));
+  // The ones on the recorded event; then the ones that may have been taken on an event raised
+  // while it was handled (not on another message or timer: those come only from outside, as the
+  // recorded one did); then from the innermost source; then into the innermost target.
+  const rank = (i: number) => {
+    const e = edges[i] as ChartEdge;
+    const outside = e.event.startsWith('mon.') || e.event.startsWith('xstate.after.');
+    return [e.event === event ? 1 : 0, outside ? 0 : 1, depthOf(e.source), depthOf(e.target)];
+  };
+  const compare = (x: number[], y: number[]) => x.findIndex((v, k) => v !== y[k]);
+  const best = (candidates: number[]) => {
+    let kept: number[] = [];
+    let top: number[] = [-1, -1, -1, -1];
+    for (const i of candidates) {
+      const r = rank(i);
+      const k = compare(r, top);
+      if (k === -1) kept.push(i);
+      else if ((r[k] as number) > (top[k] as number)) {
+        top = r;
+        kept = [i];
+      }
+    }
+    return kept;
+  };
+  for (const top of tops) {
+    // Chains of one, two or three transitions: from an active state, through states left in the
+    // same step (writing → refresh → active → updating when a queued proposal starts at once),
+    // into the entered state; the shortest found.
+    let chains: number[][] = edges.flatMap((e, i) => (before.has(e.source) ? [[i]] : []));
+    let found: number[][] = [];
+    for (let hops = 1; hops <= 3 && found.length === 0 && chains.length > 0; hops += 1) {
+      if (hops > 1)
+        chains = chains.flatMap((chain) => {
+          const via = (edges[chain[chain.length - 1] as number] as ChartEdge).target;
+          if (after.has(via)) return [];
+          return edges.flatMap((e, i) =>
+            e.source !== '' && within(via, e.source) && !chain.includes(i) ? [[...chain, i]] : [],
+          );
+        });
+      // Re-entering an active ancestor of the entered state explains it only as one transition
+      // (a chain that left that ancestor would enter its initial states, not necessarily these).
+      found = chains.filter((chain) => {
+        const target = (edges[chain[chain.length - 1] as number] as ChartEdge).target;
+        return hops === 1 ? explains(target, top) : after.has(target) && within(target, top);
+      });
+    }
+    if (found.length > 0) {
+      const ends = best(found.map((chain) => chain[chain.length - 1] as number));
+      for (const chain of found)
+        if (ends.includes(chain[chain.length - 1] as number)) for (const i of chain) taken.add(i);
+      continue;
+    }
+    edges.forEach((e, i) => {
+      if (within(e.target, top)) taken.add(i);
+    });
+  }
+  return taken;
 }
