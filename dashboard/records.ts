@@ -294,12 +294,22 @@ export class World {
   }
 }
 
-/** Whether a record is worth stopping at when stepping: a state change or a message between monitors. */
+/** Keys a monitor's sync has copied, from its context (undefined when it is not syncing). */
+const syncKeys = (context: unknown) =>
+  num(((context as { sync?: unknown } | undefined)?.sync as { keys?: unknown } | null | undefined)?.keys);
+
+/**
+ * Whether a record is worth stopping at when stepping: a state change, a message between
+ * monitors, or a sync's progress (each chunk's keys landing: a sync stays in one state).
+ */
 export function isStep(r: DashRecord, world: World): boolean {
   if (r.kind === 'snapshot' && r.value !== undefined) {
     const actor = world.mons.get(r.mon)?.actors.get(r.session);
     const leaves = stateLeaves(r.value);
-    return !actor || actor.leaves.join('|') !== leaves.join('|');
+    if (!actor || actor.leaves.join('|') !== leaves.join('|')) return true;
+    return (
+      r.actor === 'monitor' && r.context !== undefined && syncKeys(r.context) !== syncKeys(actor.context)
+    );
   }
   if (r.kind === 'event' && r.actor === 'monitor') {
     const e = r.event as Record<string, unknown> | undefined;

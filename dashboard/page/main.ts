@@ -60,6 +60,8 @@ const state = {
   dirty: true,
   /** State changes already flashed (World.changes entries, by record index). */
   flashedUpTo: -1,
+  /** How many transitions each state change flashed, by its record index (shown as data-flashed). */
+  flashed: new Map<number, number>(),
 };
 
 /** Each actor's chart in each monitor's card: `${mon}/${actor}`. */
@@ -134,6 +136,10 @@ function loadRecording(name: string, text: string): void {
   stepWorld = new World();
   state.world = new World();
   state.cursor = 0;
+  state.flashedUpTo = -1;
+  state.flashed.clear();
+  drawn.lane = '';
+  drawn.changes = '';
   state.following = false;
   for (const card of cards.values()) card.remove();
   cards.clear();
@@ -223,6 +229,9 @@ function chartFor(mon: string, actor: string): ChartView | undefined {
 }
 
 function setFacts(dl: HTMLElement, rows: [string, string][]): void {
+  const key = rows.flat().join('\u0000');
+  if (dl.dataset.drawn === key) return;
+  dl.dataset.drawn = key;
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { 'data-fact': k }, v)]));
 }
 
@@ -231,38 +240,93 @@ const clock = (t: number) => {
   return `${d.toLocaleTimeString('en-GB', { hour12: false })}.${String(d.getMilliseconds()).padStart(3, '0')}`;
 };
 
+/**
+ * Whether a monitor is down as the page knows it (live only): its feed closed (a monitor's feed
+ * reconnects at once while it lives), or, for one that never fed this page, its status unreachable.
+ */
+function isDown(name: string): boolean {
+  if (state.mode !== 'live') return false;
+  const feed = state.feeds.get(name);
+  return feed === false || (feed === undefined && state.status?.mons[name]?.reachable === false);
+}
+
+/** The cluster as the header shows it, and where that came from. */
+interface ClusterView {
+  leader?: string;
+  quorum?: string[];
+  epoch?: number;
+  /** No leader shown, and the latest election epoch of a live monitor is odd: an election is under way. */
+  electing: boolean;
+  source: 'records' | 'status' | 'none';
+}
+
+/**
+ * The leader, quorum and election epoch. From the monitors' records first — a monitor in
+ * inQuorum.leader, not down, at the highest election epoch, with no live monitor at a later one
+ * (an election under way) — as they stream in, within a fraction of a second of the monitors
+ * themselves; from the status poll (once a second, and slow while there is no quorum) only when
+ * it is newer, or when no record shows a leader (monitors without a feed), and never when the
+ * records contradict it (its leader down, or no longer leading, or an epoch beyond its own).
+ */
+function clusterView(names: Set<string>): ClusterView {
+  const { world, status } = state;
+  const ranks = new Map<number, string>();
+  let latest: number | undefined;
+  let best: { name: string; epoch: number; quorum: number[] } | undefined;
+  for (const name of names) {
+    const f = monFacts(world.actorOf(name, 'monitor'));
+    if (!f) continue;
+    if (f.rank !== undefined) ranks.set(f.rank, name);
+    if (isDown(name) || f.state === 'shutdown') continue;
+    if (f.electionEpoch !== undefined) latest = Math.max(latest ?? 0, f.electionEpoch);
+    if (f.state === 'leader' && (f.electionEpoch ?? 0) >= (best?.epoch ?? -1))
+      best = { name, epoch: f.electionEpoch ?? 0, quorum: f.quorum ?? [] };
+  }
+  if (best && latest !== undefined && latest > best.epoch) best = undefined;
+  const fromRecords = best && {
+    leader: best.name,
+    quorum: best.quorum.map((r) => ranks.get(r) ?? String(r)),
+    epoch: best.epoch,
+  };
+  let fromStatus: { leader: string; quorum: string[]; epoch: number } | undefined;
+  const q = state.mode === 'live' ? status?.quorum : undefined;
+  if (q?.leader) {
+    const own = monFacts(world.actorOf(q.leader, 'monitor'));
+    const contradicted =
+      isDown(q.leader) ||
+      (own !== undefined && (own.state !== 'leader' || (own.electionEpoch ?? 0) > q.electionEpoch)) ||
+      (latest !== undefined && latest > q.electionEpoch);
+    if (!contradicted) fromStatus = { leader: q.leader, quorum: q.quorum, epoch: q.electionEpoch };
+  }
+  if (fromRecords && (!fromStatus || fromRecords.epoch >= fromStatus.epoch))
+    return { ...fromRecords, electing: false, source: 'records' };
+  if (fromStatus) return { ...fromStatus, electing: false, source: 'status' };
+  const epoch = latest ?? (state.mode === 'live' ? q?.electionEpoch : undefined);
+  return {
+    ...(epoch !== undefined ? { epoch } : {}),
+    electing: latest !== undefined && latest % 2 === 1,
+    source: 'none',
+  };
+}
+
 function render(): void {
   state.dirty = false;
   const { world, status } = state;
+  // Layout is read before this frame writes anything, so reading it forces no layout.
+  const lane = $<HTMLElement>('#lane-body');
+  const laneAtBottom = lane.scrollTop + lane.clientHeight >= lane.scrollHeight - 30;
   // Names of the monitors: in the records, and in the status's monmap.
   const names = new Set<string>([...world.mons.keys()].filter((n) => n !== '?'));
   for (const m of status?.quorum?.monmap ?? []) names.add(m.name);
   for (const n of Object.keys(status?.mons ?? {})) names.add(n);
 
-  // The leader and quorum: live from the status, in a replay from the monitors' own contexts.
-  let leader = state.mode === 'live' ? status?.quorum?.leader : undefined;
-  let quorum = state.mode === 'live' ? status?.quorum?.quorum : undefined;
-  let epoch = state.mode === 'live' ? status?.quorum?.electionEpoch : undefined;
-  if (state.mode === 'replay' || !status?.quorum) {
-    let best: { name: string; epoch: number; quorum: number[] } | undefined;
-    for (const name of names) {
-      const f = monFacts(world.actorOf(name, 'monitor'));
-      if (f?.state === 'leader' && (f.electionEpoch ?? 0) >= (best?.epoch ?? -1))
-        best = { name, epoch: f.electionEpoch ?? 0, quorum: f.quorum ?? [] };
-    }
-    const ranks = new Map<number, string>();
-    for (const name of names) {
-      const rank = monFacts(world.actorOf(name, 'monitor'))?.rank;
-      if (rank !== undefined) ranks.set(rank, name);
-    }
-    leader = best?.name;
-    quorum = best?.quorum.map((r) => ranks.get(r) ?? String(r));
-    epoch = best?.epoch;
-  }
+  const cluster = clusterView(names);
+  const { leader, quorum } = cluster;
+  // The health checks as the leader shown committed them (its health service's records: the same
+  // report `health` answers), else as polled.
   const health =
-    state.mode === 'live' && status?.health
-      ? status.health
-      : healthOf(leader ? world.actorOf(leader, 'service:health') : undefined);
+    (leader ? healthOf(world.actorOf(leader, 'service:health')) : undefined) ??
+    (state.mode === 'live' ? status?.health : undefined);
 
   $('#mode').textContent = state.mode === 'live' ? 'LIVE' : `REPLAY ${state.recordingName}`;
   $('#mode').className = state.mode;
@@ -279,9 +343,21 @@ function render(): void {
         .map(([k, v]) => `${k}: ${v}`)
         .join(' · ')
     : '';
-  $('#leader').textContent = leader ? `mon.${leader}` : 'none';
+  const leaderNode = $<HTMLElement>('#leader');
+  const shown = leader ? `mon.${leader}` : cluster.electing ? 'none (electing)' : 'none';
+  // When this page first showed this leader (wall clock, ms): what a spec measures the page by.
+  if (leaderNode.textContent !== shown) leaderNode.dataset.since = String(Date.now());
+  leaderNode.textContent = shown;
+  leaderNode.dataset.source = cluster.source;
+  leaderNode.title =
+    cluster.source === 'records'
+      ? "from the monitors' records (the leader's own state and context)"
+      : cluster.source === 'status'
+        ? 'from the status poll (no monitor record shows the leader)'
+        : '';
   $('#quorum').textContent = quorum && quorum.length > 0 ? quorum.join(',') : 'none';
-  $('#epoch').textContent = epoch !== undefined ? String(epoch) : '—';
+  $('#epoch').textContent =
+    cluster.epoch !== undefined ? `${cluster.epoch}${cluster.electing ? ' (electing)' : ''}` : '—';
   $('#entity').textContent = status ? status.entity : state.mode === 'live' ? 'status not polled yet' : '—';
 
   // Cards of monitors the records before the cursor do not show yet (scrubbed back) stay, blank.
@@ -291,10 +367,7 @@ function render(): void {
     const facts = monFacts(monitor);
     const polled = status?.mons[name];
     const feed = state.feeds.get(name);
-    // Down: its feed closed (a monitor's feed reconnects at once while it lives), or, for a monitor
-    // that never fed this page, its own status unreachable.
-    const down =
-      state.mode === 'live' && (feed === false || (feed === undefined && polled?.reachable === false));
+    const down = isDown(name);
     const role = facts?.state ?? polled?.state ?? '?';
     node.dataset.state = down ? 'down' : role;
     node.dataset.leader = String(name === leader);
@@ -328,11 +401,18 @@ function render(): void {
     if (facts?.sync) {
       syncBox.hidden = false;
       const s = facts.sync;
+      // The provider's total, when it announced one in keys: a recent sync's cookie counts the
+      // versions to copy (fewer than the keys they hold), so a total below the keys copied is none.
+      const total = s.totalKeys !== undefined && s.totalKeys >= s.keys ? s.totalKeys : undefined;
       (syncBox.querySelector('span') as HTMLElement).textContent =
-        `${s.kind} sync from ${s.provider}: ${s.keys}${s.totalKeys ? `/${s.totalKeys}` : ''} keys, ${s.bytes} bytes`;
+        `${s.kind} sync from ${s.provider}: ${s.keys}${total ? `/${total}` : ''} keys, ${s.bytes} bytes`;
       const bar = syncBox.querySelector('progress') as HTMLProgressElement;
-      bar.max = s.totalKeys ?? Math.max(1, s.keys * 2);
-      bar.value = s.keys;
+      // Without a total the bar is indeterminate (it moves, but claims no fraction).
+      if (total) {
+        bar.max = total;
+        bar.value = s.keys;
+      } else bar.removeAttribute('value');
+      bar.dataset.keys = String(s.keys);
     } else syncBox.hidden = true;
     const view = world.mons.get(name);
     for (const actor of view?.actors.values() ?? []) {
@@ -344,11 +424,17 @@ function render(): void {
   for (const change of world.changes) {
     if (change.index <= state.flashedUpTo) continue;
     const chart = charts.get(`${change.mon}/${change.actor}`);
-    chart?.flash(activePathsOf(change.from), activePathsOf(change.to), change.event);
+    if (chart)
+      state.flashed.set(
+        change.index,
+        chart.flash(activePathsOf(change.from), activePathsOf(change.to), change.event),
+      );
   }
   state.flashedUpTo = world.count - 1;
+  const oldest = world.changes[0]?.index ?? 0;
+  for (const index of state.flashed.keys()) if (index < oldest) state.flashed.delete(index);
 
-  renderLane([...names].sort());
+  renderLane([...names].sort(), laneAtBottom);
   renderChanges();
   const slider = $<HTMLInputElement>('#slider');
   slider.max = String(state.records.length);
@@ -384,7 +470,24 @@ function svg<K extends keyof SVGElementTagNameMap>(
   return node;
 }
 
-function renderLane(mons: string[]): void {
+/** What the lane and the list of state changes drew last: each is drawn again only when it changes. */
+const drawn = { lane: '', changes: '' };
+
+/**
+ * The lane's drawing, kept from frame to frame: a row per message (by its record index) is made
+ * once and only moved as newer ones arrive, so a frame costs the new rows, not all of them.
+ */
+const laneDrawing = {
+  world: undefined as World | undefined,
+  columns: '',
+  root: undefined as SVGSVGElement | undefined,
+  lifelines: [] as SVGLineElement[],
+  rows: new Map<number, SVGGElement>(),
+};
+const laneColumnWidth = 120;
+const laneRowHeight = 18;
+
+function renderLane(mons: string[], atBottom: boolean): void {
   const own = new Set(state.status?.sessions ?? []);
   const shown: LaneMessage[] = [];
   const messages = state.world.messages;
@@ -394,72 +497,107 @@ function renderLane(mons: string[]): void {
     shown.push(m);
   }
   shown.reverse();
+  const key = `${mons.join()}|${[...state.filter].join()}|${shown.length}|${shown[0]?.index}|${shown[shown.length - 1]?.index}|${messages.length}`;
+  if (key === drawn.lane) return;
+  drawn.lane = key;
   const columns = [...mons, 'clients'];
-  const colWidth = 120;
-  const rowHeight = 18;
-  const width = columns.length * colWidth;
-  const height = 28 + shown.length * rowHeight + 8;
   const x = (who: string) => {
     const i = columns.indexOf(who);
-    return (i >= 0 ? i : columns.length - 1) * colWidth + colWidth / 2;
+    return (i >= 0 ? i : columns.length - 1) * laneColumnWidth + laneColumnWidth / 2;
   };
-  const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'lane-svg' });
-  for (const c of columns) {
-    root.append(svg('line', { x1: x(c), x2: x(c), y1: 22, y2: height, class: 'lifeline' }));
-    const label = svg('text', { x: x(c), y: 14, 'text-anchor': 'middle', class: 'lane-head' });
-    label.textContent = c === 'clients' ? 'clients' : `mon.${c}`;
-    root.append(label);
-  }
-  shown.forEach((m, i) => {
-    const y = 28 + i * rowHeight + 12;
-    const from = x(m.from);
-    const to = x(m.to);
-    const g = svg('g', { class: `msg ${m.category}` });
-    g.dataset.category = m.category;
-    if (from === to)
-      g.append(
-        svg('path', { d: `M${from},${y - 4} h16 v6 h-14`, class: 'arrow', 'marker-end': 'url(#lane-arrow)' }),
-      );
-    else
-      g.append(
-        svg('line', {
-          x1: from,
-          x2: to + (to > from ? -3 : 3),
-          y1: y,
-          y2: y,
-          class: 'arrow',
-          'marker-end': 'url(#lane-arrow)',
-        }),
-      );
-    const label = svg('text', { x: (from + to) / 2, y: y - 3, 'text-anchor': 'middle' });
-    label.textContent = m.text;
-    const title = svg('title', {});
-    title.textContent = `${clock(m.t)}  ${m.from} → ${m.to}  ${m.text}`;
-    g.append(label, title);
-    root.append(g);
-  });
-  const defs = svg('defs', {});
-  const marker = svg('marker', {
-    id: 'lane-arrow',
-    viewBox: '0 0 6 6',
-    refX: 6,
-    refY: 3,
-    markerWidth: 6,
-    markerHeight: 6,
-    orient: 'auto',
-  });
-  marker.append(svg('path', { d: 'M0,0 L6,3 L0,6 z' }));
-  defs.append(marker);
-  root.prepend(defs);
   const lane = $<HTMLElement>('#lane-body');
-  const atBottom = lane.scrollTop + lane.clientHeight >= lane.scrollHeight - 30;
-  lane.replaceChildren(root);
+  const d = laneDrawing;
+  if (!d.root || d.world !== state.world || d.columns !== columns.join()) {
+    d.world = state.world;
+    d.columns = columns.join();
+    d.rows.clear();
+    d.lifelines = [];
+    d.root = svg('svg', { class: 'lane-svg' });
+    const defs = svg('defs', {});
+    const marker = svg('marker', {
+      id: 'lane-arrow',
+      viewBox: '0 0 6 6',
+      refX: 6,
+      refY: 3,
+      markerWidth: 6,
+      markerHeight: 6,
+      orient: 'auto',
+    });
+    marker.append(svg('path', { d: 'M0,0 L6,3 L0,6 z' }));
+    defs.append(marker);
+    d.root.append(defs);
+    for (const c of columns) {
+      const line = svg('line', { x1: x(c), x2: x(c), y1: 22, y2: 22, class: 'lifeline' });
+      d.lifelines.push(line);
+      const label = svg('text', { x: x(c), y: 14, 'text-anchor': 'middle', class: 'lane-head' });
+      label.textContent = c === 'clients' ? 'clients' : `mon.${c}`;
+      d.root.append(line, label);
+    }
+    lane.replaceChildren(d.root);
+  }
+  const root = d.root;
+  const width = columns.length * laneColumnWidth;
+  const height = 28 + shown.length * laneRowHeight + 8;
+  root.setAttribute('width', String(width));
+  root.setAttribute('height', String(height));
+  root.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  for (const line of d.lifelines) line.setAttribute('y2', String(height));
+  const keep = new Set(shown.map((m) => m.index));
+  for (const [index, g] of d.rows)
+    if (!keep.has(index)) {
+      g.remove();
+      d.rows.delete(index);
+    }
+  shown.forEach((m, i) => {
+    let g = d.rows.get(m.index);
+    if (!g) {
+      g = laneRow(m, x(m.from), x(m.to));
+      d.rows.set(m.index, g);
+      root.append(g);
+    }
+    const y = String(28 + i * laneRowHeight);
+    if (g.dataset.y !== y) {
+      g.dataset.y = y;
+      g.setAttribute('transform', `translate(0,${y})`);
+    }
+  });
   if (atBottom || state.following) lane.scrollTop = lane.scrollHeight;
   $('#lane-count').textContent = `${shown.length} shown of ${messages.length}`;
 }
 
+/** One message of the lane: an arrow from its sender's lifeline to its receiver's, with its words. */
+function laneRow(m: LaneMessage, from: number, to: number): SVGGElement {
+  const y = 12;
+  const g = svg('g', { class: `msg ${m.category}` });
+  g.dataset.category = m.category;
+  if (from === to)
+    g.append(
+      svg('path', { d: `M${from},${y - 4} h16 v6 h-14`, class: 'arrow', 'marker-end': 'url(#lane-arrow)' }),
+    );
+  else
+    g.append(
+      svg('line', {
+        x1: from,
+        x2: to + (to > from ? -3 : 3),
+        y1: y,
+        y2: y,
+        class: 'arrow',
+        'marker-end': 'url(#lane-arrow)',
+      }),
+    );
+  const label = svg('text', { x: (from + to) / 2, y: y - 3, 'text-anchor': 'middle' });
+  label.textContent = m.text;
+  const title = svg('title', {});
+  title.textContent = `${clock(m.t)}  ${m.from} → ${m.to}  ${m.text}`;
+  g.append(label, title);
+  return g;
+}
+
 /** Leaves of the regions that change every lease round (leader's renew and lease acks, peon's watchdog and lease). */
 const leaseChurn = /^inQuorum\.(leader|peon)\.(renew|leaseAck|watchdog|lease)\./;
+
+/** The list's items, by the record index of their change, for the world they were made from. */
+const changeItems = { world: undefined as World | undefined, items: new Map<number, HTMLLIElement>() };
 
 function renderChanges(): void {
   const list = $<HTMLElement>('#changes');
@@ -471,17 +609,39 @@ function renderChanges(): void {
     if (!showChurn && c.actor === 'monitor' && moved.every((l) => leaseChurn.test(l))) continue;
     recent.push(c);
   }
+  const key = recent.map((c) => `${c.index}:${state.flashed.get(c.index)}`).join();
+  if (key === drawn.changes) return;
+  drawn.changes = key;
+  // Items are made once per change (by its record index) and kept while it is listed.
+  if (changeItems.world !== state.world) {
+    changeItems.world = state.world;
+    changeItems.items.clear();
+  }
+  const listed = new Set(recent.map((c) => c.index));
+  for (const index of changeItems.items.keys()) if (!listed.has(index)) changeItems.items.delete(index);
   list.replaceChildren(
-    ...recent.map((c) =>
-      el(
-        'li',
-        { 'data-mon': c.mon, 'data-actor': c.actor, 'data-to': c.to.join(' ') },
-        el('time', {}, clock(c.t)),
-        ` mon.${c.mon} ${c.actor}: ${c.from.filter((l) => !c.to.includes(l)).join(', ')} → `,
-        el('b', {}, c.to.filter((l) => !c.from.includes(l)).join(', ')),
-        c.event ? ` (on ${c.event.replace(/^xstate\.after\.([^.]+)\..*$/, 'after $1')})` : '',
-      ),
-    ),
+    ...recent.map((c) => {
+      let li = changeItems.items.get(c.index);
+      if (!li) {
+        li = el(
+          'li',
+          {
+            'data-mon': c.mon,
+            'data-actor': c.actor,
+            'data-to': c.to.join(' '),
+            'data-index': String(c.index),
+          },
+          el('time', {}, clock(c.t)),
+          ` mon.${c.mon} ${c.actor}: ${c.from.filter((l) => !c.to.includes(l)).join(', ')} → `,
+          el('b', {}, c.to.filter((l) => !c.from.includes(l)).join(', ')),
+          c.event ? ` (on ${c.event.replace(/^xstate\.after\.([^.]+)\..*$/, 'after $1')})` : '',
+        );
+        changeItems.items.set(c.index, li);
+      }
+      const flashed = state.flashed.get(c.index);
+      if (flashed !== undefined) li.dataset.flashed = String(flashed);
+      return li;
+    }),
   );
 }
 
@@ -514,6 +674,8 @@ function connectLive(): void {
       stepWorld = new World();
       state.world = new World();
       state.cursor = 0;
+      state.flashedUpTo = -1;
+      state.flashed.clear();
       resetViews();
       connectLive();
     }, 1000);
