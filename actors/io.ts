@@ -31,7 +31,9 @@ import type {
 import { nonMemberRefusal } from '../machines/monitor.ts';
 import { appendPlainOp } from '../machines/paxos/core.ts';
 import { type StoreFacts, stagedCopyRefusal, stagePrefix } from '../machines/sync.ts';
+import type { IoSyncServeEvent, SyncServe } from '../machines/sync-provider.ts';
 import type { Store } from '../storage/store.ts';
+import { storeChunks, storeStats } from '../storage/sync-iterator.ts';
 import { decodeNumber, Transaction } from '../storage/transaction.ts';
 import type {
   EntityName,
@@ -58,8 +60,14 @@ export interface IoDeps {
   shareValuesMax?: number;
   /** Wall-clock milliseconds, stamped on received messages (`receivedAt`). */
   now?: () => number;
-  /** A peer asks this monitor for a store sync (mon.sync get_cookie_* / get_chunk): the provider's. */
-  onSyncRequest?: (from: EntityName, msg: MonSync) => void;
+  /** What the sync provider served (for the log). */
+  onSyncServed?: (event: {
+    op: string;
+    peer: EntityName;
+    cookie: number;
+    keys?: number;
+    bytes?: number;
+  }) => void;
   /** Store work under way (a write batch and what follows it): a shutdown waits for it. */
   track?: (work: Promise<void>) => void;
   /**
@@ -405,7 +413,9 @@ export function ioLogic(deps: IoDeps) {
         else if (msg.type === 'mon.forward')
           forward({ type: 'mon.forward', from, msg, receivedAt: deps.now?.() ?? 0 });
         else if (msg.type === 'mon.route') route({ type: 'mon.route', from, msg });
-        else if (msg.type === 'mon.sync' && msg.op.startsWith('get_')) deps.onSyncRequest?.(from, msg);
+        // A peer asks for a store sync: the provider's (machines/sync-provider.ts) to decide.
+        else if (msg.type === 'mon.sync' && msg.op.startsWith('get_'))
+          sendBack({ type: 'monitor.sync_request', from, msg, receivedAt: deps.now?.() ?? 0 });
         else if (routedToMonitor.has(msg.type))
           sendBack({ type: msg.type, from, msg, receivedAt: deps.now?.() ?? 0 } as never);
         else deps.onOther?.(from, msg);
@@ -430,6 +440,81 @@ export function ioLogic(deps: IoDeps) {
         // What the peer can store now; it asks again (next collect) for the rest.
         lastCommitted: Math.min(out.msg.lastCommitted, lastShared),
       };
+    }
+
+    /**
+     * What the sync provider decided to serve (machines/sync-provider.ts): read it, report a
+     * chunk's progress to the provider, then answer the requester — in that order, so that the
+     * cookie has moved on before the requester's next get_chunk can arrive.
+     */
+    async function serveSync(serve: SyncServe): Promise<void> {
+      const lc = await deps.store.getNumber('paxos', 'last_committed');
+      if (stopped) return;
+      const send = (msg: Omit<MonSync, 'type'>) =>
+        deps.transport.send(serve.to, { type: 'mon.sync', ...msg });
+      if (serve.kind === 'cookie') {
+        const totals =
+          serve.sync === 'full'
+            ? await storeStats(deps.store, serve.prefixes)
+            : { keys: lc - serve.fromVersion, bytes: undefined };
+        if (stopped) return;
+        deps.onSyncServed?.({ op: `get_cookie_${serve.sync}`, peer: serve.to, cookie: serve.cookie });
+        send({
+          op: 'cookie',
+          cookie: serve.cookie,
+          lastCommitted: lc,
+          totalKeys: Math.max(0, totals.keys),
+          ...(totals.bytes !== undefined ? { totalBytes: totals.bytes } : {}),
+        });
+        return;
+      }
+      let tx: Transaction;
+      let done: boolean;
+      let lastKey: { prefix: string; key: string } | undefined;
+      if (serve.sync === 'full') {
+        const chunks = storeChunks(deps.store, serve.prefixes, {
+          payloadBytesMax: serve.payloadBytesMax,
+          payloadKeysMax: serve.payloadKeysMax,
+          ...(serve.after ? { after: serve.after } : {}),
+        });
+        const first = await chunks.next();
+        await chunks.return(undefined);
+        const chunk = first.done ? { tx: new Transaction(), lastKey: serve.after, done: true } : first.value;
+        ({ tx, done, lastKey } = chunk);
+        if (stopped) return;
+        sendBack({ type: 'monitor.sync_served', cookie: serve.cookie, done });
+      } else {
+        // Recent: the missing Paxos versions, each stored and applied as Paxos::store_state would.
+        tx = new Transaction();
+        let version = serve.nextVersion;
+        while (version <= lc && tx.bytes < serve.payloadBytesMax && tx.keys < serve.payloadKeysMax) {
+          const value = await deps.store.get('paxos', String(version));
+          if (!value) break;
+          tx.put('paxos', String(version), value);
+          tx.append(decodeValue(value));
+          tx.putNumber('paxos', 'last_committed', version);
+          version += 1;
+        }
+        if (stopped) return;
+        if (version <= serve.nextVersion && serve.nextVersion <= lc) {
+          // A version it needs is gone (trimmed since the cookie was given): start over in full.
+          sendBack({ type: 'monitor.sync_served', cookie: serve.cookie, done: true });
+          send({ op: 'no_cookie', cookie: serve.cookie, lastCommitted: 0 });
+          return;
+        }
+        done = version > lc;
+        sendBack({ type: 'monitor.sync_served', cookie: serve.cookie, nextVersion: version, done });
+      }
+      const op = done ? 'last_chunk' : 'chunk';
+      deps.onSyncServed?.({ op, peer: serve.to, cookie: serve.cookie, keys: tx.keys, bytes: tx.bytes });
+      send({
+        op,
+        cookie: serve.cookie,
+        lastCommitted: lc,
+        chunk: tx.encode(),
+        chunkKeys: tx.keys,
+        ...(lastKey ? { lastKey } : {}),
+      });
     }
 
     function reply(target: ReplyTarget, answer: CommandReplyData) {
@@ -543,6 +628,24 @@ export function ioLogic(deps: IoDeps) {
       if (event.type === 'io.refused') {
         const refused = event as IoRefusedEvent;
         deps.onRefused?.(refused.from, refused.message, refused.reason);
+        return;
+      }
+      if (event.type === 'io.sync_serve') {
+        // Served at once, beside the write records: a chunk read must not hold up Paxos.
+        const serve = (event as IoSyncServeEvent).serve;
+        deps.track?.(
+          serveSync(serve).catch(() => {
+            if (stopped) return;
+            if (serve.kind === 'chunk')
+              sendBack({ type: 'monitor.sync_served', cookie: serve.cookie, done: true });
+            deps.transport.send(serve.to, {
+              type: 'mon.sync',
+              op: 'no_cookie',
+              cookie: serve.cookie,
+              lastCommitted: 0,
+            });
+          }),
+        );
         return;
       }
       if (event.type === 'io.clock') {

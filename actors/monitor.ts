@@ -23,18 +23,15 @@ import {
 } from '../machines/monitor.ts';
 import { isReadable, isWriteable } from '../machines/paxos.ts';
 import type { ServiceContext, ServiceDefinition, ServiceRequest } from '../machines/paxos-service.ts';
-import type { LoadableService } from '../machines/service-load.ts';
 import { type AuthState, authCreated, authLookup } from '../machines/services/auth.ts';
 import { defaultServices } from '../machines/services/index.ts';
 import { monStatus, quorumStatus } from '../machines/status.ts';
-import { syncPrefixesFor } from '../machines/sync.ts';
 import type { Store } from '../storage/store.ts';
 import type { CommandReply, EntityName, MonCommand, MonMap } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { batchPerRead, ioLogic, performRead } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { loadMonitorState } from './monitor-state.ts';
-import { createSyncProvider } from './sync-provider.ts';
 
 /** XState's clock interface (setTimeout/clearTimeout), e.g. its SimulatedClock. */
 export type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
@@ -286,7 +283,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
       // together go to it as one event.
       command(request);
     },
-    onSyncRequest: (from, msg) => provider.handle(from, msg),
+    onSyncServed: (event) => logger.debug({ sync: event }, `sync ${event.op} for ${event.peer}`),
     onRefused: (from, type, reason) => {
       // Logged once per session (a peer's name), counted always: a peer that keeps sending what
       // is refused must not fill the log (issue 13).
@@ -306,23 +303,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     monmap: () => (actor as MonitorActor | undefined)?.getSnapshot()?.context.monmap as MonMap | undefined,
     track,
     now,
-  });
-
-  const provider = createSyncProvider({
-    prefixes: syncPrefixesFor(services as LoadableService[]),
-    store: options.store,
-    transport: options.transport,
-    payloadBytesMax: config.monSyncMaxPayloadSizeBytes,
-    payloadKeysMax: config.monSyncMaxPayloadKeys,
-    timeoutMs: config.monSyncTimeoutMs,
-    now,
-    // Monitor::handle_sync_get_cookie: a monitor that is itself syncing has no whole store to give.
-    canProvide: () => {
-      const snapshot = actor.getSnapshot();
-      const state = handle.state();
-      return state !== 'synchronizing' && state !== 'reloading' && !snapshot.context.syncState.forceFull;
-    },
-    onEvent: (event) => logger.debug({ sync: event }, `sync ${event.op} for ${event.peer}`),
   });
 
   const machine = createMonitorMachine(services).provide({ actors: { io } });

@@ -108,6 +108,7 @@ import {
   syncStageBytesMax,
   syncStart,
 } from './sync.ts';
+import { type IoSyncServeEvent, syncProviderMachine } from './sync-provider.ts';
 
 export interface MonitorInput {
   name: string;
@@ -244,6 +245,11 @@ export type MonitorEvent =
   | { type: 'monitor.tick'; now: number }
   /** The io actor's time, asked for as a quorum formed (quorum_age). */
   | { type: 'monitor.quorum_time'; now: number }
+  /** A provider-side mon.sync (get_cookie_*, get_chunk) for the sync provider. */
+  | { type: 'monitor.sync_request'; from: EntityName; msg: MonSync; receivedAt: number }
+  /** The io actor served a sync chunk (where the cookie is now, or that it is done). */
+  | { type: 'monitor.sync_served'; cookie: number; nextVersion?: number; done: boolean }
+  | IoSyncServeEvent
   | IoWrittenEvent
   /** The io actor: a monitor's session was lost / the monitor spoke again. */
   | { type: 'monitor.peer_reset'; peer: EntityName }
@@ -731,6 +737,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     actors: {
       ...serviceActors,
       elector: electorMachine,
+      syncProvider: syncProviderMachine,
       // The runtime provides the real one (actors/io.ts: TCP + RocksDB, or the simulator's
       // network and store) with monitorMachine.provide({ actors: { io } }).
       io: fromCallback(() => {
@@ -1179,6 +1186,16 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           },
         }),
       },
+      {
+        id: 'syncProvider',
+        src: 'syncProvider',
+        input: ({ context }) => ({
+          prefixes: prefixesToSync,
+          payloadBytesMax: context.config.monSyncMaxPayloadSizeBytes,
+          payloadKeysMax: context.config.monSyncMaxPayloadKeys,
+          timeoutMs: context.config.monSyncTimeoutMs,
+        }),
+      },
       // Service children are built from the definitions given, so their `src` is not a literal
       // type XState can check here.
       ...(services.map((d, slot) => ({
@@ -1227,6 +1244,28 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
       // A child's effects (a service's answers, reads and forwards; the elector's messages): the
       // io actor is the one that does them.
       'io.effects': { actions: sendTo('io', ({ event }) => event) },
+      'io.sync_serve': { actions: sendTo('io', ({ event }) => event) },
+      // Monitor::handle_sync_get_cookie / handle_sync_get_chunk: the provider decides, with what
+      // the monitor knows — a monitor that is itself syncing (or holds an interrupted sync) has
+      // no whole store to give.
+      'monitor.sync_request': {
+        actions: sendTo('syncProvider', ({ context, event, self }) => ({
+          type: 'sync.request' as const,
+          from: event.from,
+          msg: event.msg,
+          nowMs: event.receivedAt,
+          canProvide: !self.getSnapshot().matches('synchronizing') && !context.syncState.forceFull,
+          firstCommitted: context.paxos.firstCommitted,
+        })),
+      },
+      'monitor.sync_served': {
+        actions: sendTo('syncProvider', ({ event }) => ({
+          type: 'sync.served' as const,
+          cookie: event.cookie,
+          done: event.done,
+          ...(event.nextVersion !== undefined ? { nextVersion: event.nextVersion } : {}),
+        })),
+      },
       'paxos.committed': {
         // MonmapMonitor: the leader adopts a monmap it committed once the round is over.
         actions: enqueueActions(({ enqueue, context }) => {

@@ -1,7 +1,7 @@
 // Store sync, requester side (Ceph's Monitor::sync_start / handle_sync_*; DESIGN.md §2
 // "Synchronizing"). Pure step functions over the monitor's context; the monitor statechart's
-// `synchronizing` state calls them. The provider side reads the store, so it lives with the
-// runtime (actors/sync-provider.ts).
+// `synchronizing` state calls them. The provider side is machines/sync-provider.ts (its
+// decisions; the io actor reads the store for it).
 import type { EntityName, MonSync } from '../transport/messages.ts';
 import type { Outgoing, StoreOp } from './effects.ts';
 
