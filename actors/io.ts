@@ -453,18 +453,17 @@ export function ioLogic(deps: IoDeps) {
       const send = (msg: Omit<MonSync, 'type'>) =>
         deps.transport.send(serve.to, { type: 'mon.sync', ...msg });
       if (serve.kind === 'cookie') {
-        const totals =
-          serve.sync === 'full'
-            ? await storeStats(deps.store, serve.prefixes)
-            : { keys: lc - serve.fromVersion, bytes: undefined };
+        // A full sync's totals count what its chunks count (keys and bytes of the puts). A recent
+        // sync's chunks carry each version's writes, unknown until decoded: no total (it was once
+        // the count of versions, which the requester's key count overran: "131 of 18 keys").
+        const totals = serve.sync === 'full' ? await storeStats(deps.store, serve.prefixes) : undefined;
         if (stopped) return;
         deps.onSyncServed?.({ op: `get_cookie_${serve.sync}`, peer: serve.to, cookie: serve.cookie });
         send({
           op: 'cookie',
           cookie: serve.cookie,
           lastCommitted: lc,
-          totalKeys: Math.max(0, totals.keys),
-          ...(totals.bytes !== undefined ? { totalBytes: totals.bytes } : {}),
+          ...(totals ? { totalKeys: totals.keys, totalBytes: totals.bytes } : {}),
         });
         return;
       }
