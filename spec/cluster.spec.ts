@@ -5,8 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig } from '../machines/config.ts';
 import { SimCluster } from '../sim/cluster.ts';
-import { simClient } from './support/sim-client.ts';
 import type { EntityName } from '../transport/messages.ts';
+import { simClient } from './support/sim-client.ts';
 
 const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
 /** A proposal as a service makes one: its ops, and no client to answer. */
@@ -73,7 +73,12 @@ test('mon_status and quorum_status are answered by the statechart; quorum_age co
   for (const name of ['a', 'b', 'c']) {
     const mon = await client.call(name, ['mon_status']);
     assert.is(mon.r, 0, mon.rs);
-    const status = JSON.parse(mon.data) as { name: string; state: string; quorum_age: number; quorum: number[] };
+    const status = JSON.parse(mon.data) as {
+      name: string;
+      state: string;
+      quorum_age: number;
+      quorum: number[];
+    };
     assert.is(status.name, name);
     assert.equal(status.quorum, [0, 1, 2]);
     // The quorum formed at most a few ms before stableQuorum saw it (its time comes from the io actor).
