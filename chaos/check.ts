@@ -2,6 +2,7 @@
 // longest window with no successful write, recovery after each heal, linearizability (the
 // project's checker, sim/linearizability, per key: P-compositionality) and acknowledged writes
 // lost (the final reads after every fault healed).
+import { totalmem } from 'node:os';
 import {
   checkOperations,
   type KvInput,
@@ -81,6 +82,16 @@ export interface Analysis {
 
 type KvOperation = Operation<KvInput, KvOutput>;
 
+/**
+ * The checker's bounds for a chaos history. A 10-minute soak (~60,000 operations, ~7,700 per key,
+ * a few writes of unknown outcome on each) took up to 35 million steps and more than the
+ * checker's default 1 GiB of memo cache on one key (seed 2027): minutes of CPU are fine after a
+ * soak, an "unknown" verdict is not. The cache is typed arrays, outside V8's heap; half the
+ * machine's memory at most.
+ */
+export const checkStepsMaxDefault = 200_000_000;
+export const checkCacheBytesMaxDefault = Math.min(6 * 2 ** 30, Math.floor(totalmem() / 2));
+
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
 
 /** One op as a line: `p12 [3.201 s, 3.240 s] set chaos/k1 "p12-4" ok`. */
@@ -102,6 +113,12 @@ export function describeOp(op: OpRecord): string {
  * The history as the checker's operations: ok ops as they happened; unknown writes may have
  * happened at any time after their invocation (return = ∞, no output), as Jepsen's `:info`;
  * failed ops and reads without an answer had no effect and are left out.
+ *
+ * An unknown set whose value no read returned is left out too, as Knossos elides such writes:
+ * it may be placed after every other operation (its return is ∞), where nothing observes it, so
+ * the verdict is the same without it; one whose value was read returns, for the checker, when
+ * that read returned. Each operation pending to ∞ multiplies the orders the search must try (a
+ * soak with ~160 unknown writes ran out of the checker's memory bound).
  */
 export function toOperations(history: readonly OpRecord[]): {
   ops: KvOperation[];
@@ -109,9 +126,22 @@ export function toOperations(history: readonly OpRecord[]): {
 } {
   const ops: KvOperation[] = [];
   const origin = new Map<KvOperation, OpRecord>();
+  // Each value read, and when its first read returned.
+  const read = new Map<string, number>();
+  for (const record of history)
+    if (record.type === 'get' && record.outcome === 'ok' && typeof record.read === 'string')
+      read.set(record.read, Math.min(read.get(record.read) ?? Number.POSITIVE_INFINITY, record.completeMs));
+  // An unknown set whose value was read did happen, before that read returned: its return can
+  // be that time instead of ∞ (not before its own call: a read before the write exists is then
+  // an anomaly still). An unknown rm may have happened at any time after its call.
+  const unknownReturn = (record: OpRecord): number => {
+    const firstRead = record.type === 'set' ? read.get(record.value as string) : undefined;
+    return firstRead === undefined ? Number.POSITIVE_INFINITY : Math.max(record.invokeMs, firstRead);
+  };
   for (const record of history) {
     if (record.outcome === 'failed') continue;
     if (record.outcome === 'unknown' && record.type === 'get') continue;
+    if (record.outcome === 'unknown' && record.type === 'set' && !read.has(record.value as string)) continue;
     const input: KvInput =
       record.type === 'set'
         ? { op: 'put', key: record.key, value: record.value as string }
@@ -125,7 +155,7 @@ export function toOperations(history: readonly OpRecord[]): {
       input,
       call: record.invokeMs,
       output,
-      return: known ? record.completeMs : Number.POSITIVE_INFINITY,
+      return: known ? record.completeMs : unknownReturn(record),
     };
     ops.push(op);
     origin.set(op, record);
@@ -153,8 +183,10 @@ export interface AnalyzeOptions {
   /** When the workload started and stopped (ms since the run's start). */
   readonly workloadStartMs: number;
   readonly workloadEndMs: number;
-  /** Bound on the checker's work (model steps). */
+  /** Bound on the checker's work (model steps, over all keys). */
   readonly stepsMax?: number;
+  /** Bound on the checker's memo cache per key, in bytes. */
+  readonly cacheBytesMax?: number;
 }
 
 export function analyze(
@@ -225,7 +257,10 @@ export function analyze(
   const model = kvModel({ missing: 'undefined' });
   const { ops, origin } = toOperations(history);
   const checkStart = performance.now();
-  const result = checkOperations(model, ops, { stepsMax: options.stepsMax ?? 50_000_000 });
+  const result = checkOperations(model, ops, {
+    stepsMax: options.stepsMax ?? checkStepsMaxDefault,
+    cacheBytesMax: options.cacheBytesMax ?? checkCacheBytesMaxDefault,
+  });
   const checkMs = performance.now() - checkStart;
   let anomaly: Anomaly | undefined;
   if (result.result === 'illegal' && result.failedPartition !== undefined) {

@@ -391,7 +391,7 @@ export async function runStep(
               : '+0 x2';
       const isolate = step.variant !== 'offset';
       start(
-        `${target.name} restarted with libfaketime '${spec}' for ${step.durationMs} ms${isolate ? `; once in the quorum, cut from the other monitors (clients still reach it) for the middle third` : ''}`,
+        `${target.name} restarted with libfaketime '${spec}' for ${step.durationMs} ms${isolate ? `; once in the quorum, cut from the other monitors (clients still reach it) for a third of it` : ''}`,
         [target],
       );
       await cluster.kill(target);
@@ -408,11 +408,21 @@ export async function runStep(
       })();
       if (isolate) {
         // A clock whose rate is off matters when the monitor is cut off with a lease in hand: its
-        // lease lasts longer (slow clock) or shorter (fast clock) than the others assume.
-        await sleep(step.durationMs / 3);
+        // lease lasts longer (slow clock) or shorter (fast clock) than the others assume. So the
+        // cut waits until the monitor is in a quorum (a restart takes seconds on a busy machine),
+        // for at most two thirds of the step, and lasts a third of it.
+        const cutBy = event.startMs + (2 * step.durationMs) / 3;
+        let inQuorum = false;
+        while (!inQuorum && ctx.now() < cutBy) {
+          const view = await cluster.view(target);
+          inQuorum = view !== undefined && (view.state === 'leader' || view.state === 'peon');
+          if (!inQuorum) await sleep(200);
+        }
         const others = monitors.filter((m) => m !== target);
         await cutBetween(cluster, [target], others);
-        event.notes.push(`${target.name} cut from ${names(others)} at ${(ctx.now() / 1000).toFixed(1)} s`);
+        event.notes.push(
+          `${target.name} cut from ${names(others)} at ${(ctx.now() / 1000).toFixed(1)} s${inQuorum ? ' (in the quorum)' : ', never seen in the quorum before'}`,
+        );
         await sleep(step.durationMs / 3);
         await cluster.lab.healAll();
       }
