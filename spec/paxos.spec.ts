@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type AnyActorRef, createActor, fromCallback, SimulatedClock } from 'xstate';
 import { defaultConfig } from '../machines/config.ts';
-import type { IoEffectsEvent } from '../machines/effects.ts';
+import type { IoClockEvent, IoEffectsEvent } from '../machines/effects.ts';
 import { assertPaxosInvariants, createMonitorMachine, type MonitorContext } from '../machines/monitor.ts';
 import { newProposalNumber, type PaxosContext, type Uncommitted } from '../machines/paxos.ts';
 import type { MonMap, MonPaxos } from '../transport/messages.ts';
@@ -42,6 +42,11 @@ function paxos(
   const clock = new SimulatedClock();
   const recorder = fromCallback(({ receive, sendBack }) => {
     receive((event) => {
+      // The statechart asks the time (its tick, a quorum formed): the simulated clock's.
+      if (event.type === 'io.clock') {
+        sendBack({ type: (event as IoClockEvent).reply, now: clock.now() });
+        return;
+      }
       const record = event as IoEffectsEvent;
       io.push(record);
       if (record.type === 'io.effects' && record.notify)
