@@ -2,8 +2,10 @@
 // a tarball of compiled JavaScript, declarations, source maps, the `paxmon` bin, README and
 // LICENSE, with no install script; a new app installs the tarball (from the npm cache where it
 // can), type-checks the README's embedding example with an ordinary tsconfig.json (strict, module
-// nodenext) and runs it; and the installed bin answers --version, starts a cluster, answers a
-// client command without loading RocksDB or XState, follows the log with -w and stops it.
+// nodenext) and runs it; the README's test of its counter service imports `paxmon/testing`,
+// type-checks the same way, passes, and sees the broken copy of the counter fail with a seed to
+// replay (issue 19); and the installed bin answers --version, starts a cluster, answers a client
+// command without loading RocksDB or XState, follows the log with -w and stops it.
 // Real processes; every wait is bounded, and every monitor started here is stopped by its pid.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -76,7 +78,10 @@ test('npm pack: compiled JavaScript, declarations, source maps, the bin, README 
     'dist/paxmon.mjs.map',
     'dist/index.mjs',
     'dist/index.mjs.map',
+    'dist/testing.mjs',
+    'dist/testing.mjs.map',
     'dist/types/index.d.ts',
+    'dist/types/testing/index.d.ts',
   ])
     assert.ok(list.includes(file), `the tarball holds ${file}`);
   const scripts = list.filter((f) => f.endsWith('.mjs'));
@@ -86,7 +91,7 @@ test('npm pack: compiled JavaScript, declarations, source maps, the bin, README 
   );
   for (const file of scripts) assert.ok(list.includes(`${file}.map`), `${file} has its source map`);
   const allowed =
-    /^(package\.json|README\.md|LICENSE|cli\/bin\.js|dist\/(paxmon|index)\.mjs(\.map)?|dist\/chunks\/[\w-]+\.mjs(\.map)?|dist\/types\/[\w/.-]+\.d\.ts)$/;
+    /^(package\.json|README\.md|LICENSE|cli\/bin\.js|dist\/(paxmon|index|testing)\.mjs(\.map)?|dist\/chunks\/[\w-]+\.mjs(\.map)?|dist\/dashboard\/[\w.-]+|dist\/types\/[\w/.-]+\.d\.ts)$/;
   assert.equal(
     list.filter((f) => !allowed.test(f)),
     [],
@@ -121,11 +126,13 @@ test('the tarball installs into a new app: no script of its own runs, nothing is
       2,
     )}\n`,
   );
-  const typesNode = (
-    JSON.parse(readFileSync(join(repoRoot, 'node_modules/@types/node/package.json'), 'utf8')) as {
-      version: string;
-    }
-  ).version;
+  const versionOf = (name: string) =>
+    (
+      JSON.parse(readFileSync(join(repoRoot, `node_modules/${name}/package.json`), 'utf8')) as {
+        version: string;
+      }
+    ).version;
+  const typesNode = versionOf('@types/node');
   const installed = await run(
     'npm',
     [
@@ -137,6 +144,8 @@ test('the tarball installs into a new app: no script of its own runs, nothing is
       'warn',
       tarball,
       `@types/node@${typesNode}`,
+      // The test runner of the README's test of a custom service (paxmon/testing).
+      `uvu@${versionOf('uvu')}`,
     ],
     app,
     600_000,
@@ -180,6 +189,51 @@ test("the README's embedding example type-checks (strict, module nodenext) and r
   assert.is(ran.code, 0, `the example failed: ${ran.stderr}`);
   assert.match(ran.stdout, /^leader [a-c], quorum a,b,c$/m);
   assert.match(ran.stdout, /^quorum_status: r=0, \d+ bytes/m);
+});
+
+test("paxmon/testing: the README's counter test type-checks, passes, and its broken copy fails with a seed to replay", async () => {
+  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Testing it: `paxmon/testing`'));
+  const spec = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(spec?.includes("from 'paxmon/testing'"), 'the README has the test');
+  // The counter it tests, as the README's custom-service section defines it (exported).
+  writeFileSync(join(app, 'counter.ts'), readFileSync(join(repoRoot, 'examples/counter.ts'), 'utf8'));
+  writeFileSync(join(app, 'counter.test.ts'), spec as string);
+  writeFileSync(
+    join(app, 'tsconfig.testing.json'),
+    `${JSON.stringify(
+      {
+        compilerOptions: {
+          strict: true,
+          module: 'nodenext',
+          target: 'es2022',
+          types: ['node'],
+          outDir: 'out-testing',
+        },
+        files: ['counter.ts', 'counter.test.ts'],
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  const tsc = join(repoRoot, 'node_modules/typescript/bin/tsc');
+  const checked = await run(process.execPath, [tsc, '-p', join(app, 'tsconfig.testing.json')], app, 120_000);
+  assert.is(checked.code, 0, `tsc: ${checked.stdout}${checked.stderr}`);
+  const ran = await run(process.execPath, [join(app, 'out-testing/counter.test.js')], app, 600_000);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping uvu's colours
+  const out = ran.stdout.replace(/\u001b\[[0-9;]*m/g, '');
+  assert.is(ran.code, 0, `the test failed: ${out}${ran.stderr}`);
+  assert.match(out, /Total:\s+2\s+Passed:\s+2/);
+  const seed = /^SEED=(\d+) monitors=3 FAILED: /m.exec(out)?.[1];
+  assert.ok(seed, out);
+  assert.match(out, /^ {2}invariant: linearizable client history /m);
+  assert.match(
+    out,
+    new RegExp(
+      `^ {2}replay: {4}simulateService\\(\\{ \\.\\.\\.sameOptions, seeds: \\[${seed}\\] \\}\\)`,
+      'm',
+    ),
+  );
 });
 
 test('the installed bin: --version, up, a client command without RocksDB or XState, -w, down', async () => {
