@@ -92,7 +92,9 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
     if (!monEntry) throw Object.assign(new Error('the keyring has no mon. key'), { code: 'EINVAL' });
     const monSecret = keySecret(monEntry);
     // Who may connect is the monitor's auth database's to say (or the keyring's, until the
-    // database exists); the monitor is created after the messenger, so the lookup is bound late.
+    // database exists); the monitor is created after the messenger, so the lookup is bound late
+    // — and the messenger listens only once it is bound: a client accepted before would be told
+    // its key is wrong (issue 16, soak finding 5: every restart refused clients for ~170 ms).
     let lookup: (entity: string) => Uint8Array | undefined = () => undefined;
     messenger = new Messenger({
       name: `mon.${loaded.name}`,
@@ -107,7 +109,6 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       listenAddr: options.bindAddr ?? (loaded.addr as string),
       logger: logger.child({ subsystem: 'ms' }),
     });
-    const addr = await messenger.listen();
     const monitor = await createMonitor({
       store,
       transport: messenger,
@@ -123,6 +124,14 @@ export async function startMonitor(options: StartMonitorOptions): Promise<Daemon
       keyring,
     });
     lookup = (entity) => monitor.authEntity(entity)?.secret;
+    let addr: string;
+    try {
+      addr = await messenger.listen();
+    } catch (error) {
+      await monitor.stop();
+      await monitor.drain();
+      throw error;
+    }
     const ms = messenger;
     let closing: Promise<void> | undefined;
     const stop = () => {

@@ -7,7 +7,10 @@
 // The client authenticates as an entity (`client.admin` unless named) with that entity's key
 // (Ceph's `-n NAME -k KEYRING`); its session name stays its own (`client.<random>`, one per
 // process, as Ceph's client.<global_id>), so two processes with one key are two sessions. A wrong
-// key is final: EACCES at once, with no retry on another monitor.
+// key is final: EACCES at once, with no retry on another monitor — unless an attempt of the
+// command may already have reached a monitor: then an EACCES (a monitor starting, or restarted
+// under the client, refuses every key for a moment) is no answer to a command that may have been
+// applied, and the client goes on to the next monitor (issue 16, soak finding 5).
 import { nanoid } from 'nanoid';
 import { CryptoKeyError, decodeCryptoKey } from '../machines/crypto-key.ts';
 import type { CommandReply, EntityName, Message } from '../transport/messages.ts';
@@ -170,6 +173,9 @@ export class MonClient {
     let refusals = 0;
     let backoffMs = 25;
     const timedOutAt = new Set<EntityName>();
+    // An attempt's request was written to a monitor's socket (it may have been applied): from then
+    // on an EACCES is one monitor's refusal of the session, not the command's answer.
+    let reached = false;
     // An attempt shortened by the command's deadline that failed as the deadline came failed
     // for that alone: the error names the failure before it (1 ms: timers round).
     const cutShort = (allowedMs: number) =>
@@ -184,7 +190,7 @@ export class MonClient {
       const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
       const resolveMs = Math.min(this.#attemptTimeoutMs, deadline - Date.now());
       const resolved = await this.#resolve(mon, resolveMs);
-      if ('error' in resolved && authRefused.test(resolved.error))
+      if ('error' in resolved && authRefused.test(resolved.error) && !reached)
         throw new MonClientError(EACCES, 'EACCES', resolved.error.replace(/^.*?(EACCES: )/, ''));
       if ('error' in resolved) {
         if (!cutShort(resolveMs)) lastError = `no answer from ${mon.addr}: ${resolved.error}`;
@@ -214,7 +220,15 @@ export class MonClient {
       // queue (the monitor unreachable, the dial hanging): sent once a connection formed, it
       // would reach the monitor after the client moved on. Once written to a socket it cannot be
       // recalled, and its deadline bounds it; after an answer there is nothing to take back.
-      if (queued) this.#messenger.withdraw(queued);
+      if (queued && !this.#messenger.withdraw(queued)) reached = true;
+      // A session refused (the handshake's EACCES, said by this client, not the monitor's answer
+      // to the command: a caps refusal is an answer, and final).
+      if (reply?.r === -EACCES && reached && this.#sessionRefusals.has(reply)) {
+        lastError = reply.rs;
+        refusals += 1;
+        this.#next += 1;
+        continue;
+      }
       // ETIMEDOUT while this client's own clock says the deadline is still ahead: that monitor's
       // clock runs ahead of ours (the deadline is wall-clock time). It did not apply the request
       // and never will; another monitor, with a truer clock, may (chaos finding: a monitor two
@@ -250,9 +264,14 @@ export class MonClient {
     for (const [tid, pending] of this.#pending) {
       if (pending.monitor !== monitor) continue;
       this.#pending.delete(tid);
-      pending.resolve({ r, rs, data: new Uint8Array() });
+      const reply = { r, rs, data: new Uint8Array() };
+      if (r === -EACCES) this.#sessionRefusals.add(reply);
+      pending.resolve(reply);
     }
   }
+
+  /** The replies this client made up for a session the monitor refused (not a monitor's answer). */
+  readonly #sessionRefusals = new WeakSet<CommandReply>();
 
   /** The monitor's entity name: given, or learnt by connecting to its address. */
   async #resolve(mon: MonAddress, timeoutMs: number): Promise<{ name: EntityName } | { error: string }> {
