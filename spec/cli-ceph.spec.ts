@@ -45,6 +45,8 @@ const cephOnly = [
 ];
 /** paxmon's own fields (names Ceph does not use). */
 const paxmonOnly = /(^|\.)paxmon_/;
+/** mon_status's own fields of paxmon's monitor (top level; Ceph's mon_status has none of them). */
+const monStatusOwn = ['paxos', 'sync', 'sync_decision', 'last_bootstrap_reason'];
 
 /**
  * Compare the shape of `ours` with Ceph's `theirs`: the same keys, and at each the same JSON type;
@@ -147,9 +149,15 @@ test("each command's output has Ceph's JSON shape, stdout/stderr split and exit 
     const ours = await cli([...args, '--format', 'json-pretty']);
     assert.is(ours.code, theirs.rc, `${args.join(' ')}: ${ours.stderr}`);
     assert.is(ours.stderr === '', theirs.stderr === '', `${args.join(' ')} stderr: ${ours.stderr}`);
-    const diff = shapeDiff(JSON.parse(ours.stdout), JSON.parse(theirs.stdout));
-    // mon_status: paxmon's monitor reports its own state (paxos, sync) and lacks Ceph's features.
-    if (name !== 'tell-mon.a-mon_status') differences.push(...diff.map((x) => `${name}: ${x}`));
+    const diff = shapeDiff(JSON.parse(ours.stdout), JSON.parse(theirs.stdout)).filter(
+      // mon_status: paxmon's monitor says more about itself — its Paxos (versions, pn,
+      // readable/writeable), its sync and why it last bootstrapped — under names Ceph's
+      // mon_status does not use (the README lists them).
+      (x) =>
+        name !== 'tell-mon.a-mon_status' ||
+        !monStatusOwn.some((own) => x.startsWith(`${own}: not in Ceph's`)),
+    );
+    differences.push(...diff.map((x) => `${name}: ${x}`));
   }
   assert.equal(differences, []);
 
