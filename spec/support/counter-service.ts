@@ -1,28 +1,4 @@
-// The README's counter (examples/counter-service.ts) as the specs use it: a custom PaxosService
-// whose every version holds the whole value (`counter/<N>`).
-import type { ServiceDefinition } from '../../machines/paxos-service.ts';
-
-export const counter: ServiceDefinition<{ value: number }, number> = {
-  name: 'counter',
-  prefix: 'counter',
-  handles: (cmd) => cmd[0] === 'counter',
-  init: (loaded) => (loaded as { value: number } | null) ?? { value: 0 },
-  createInitial: () => 0,
-  createPending: () => 0,
-  preprocessQuery: (state, req) =>
-    req.cmd[1] === 'get' ? { reply: { r: 0, rs: '', data: String(state.value) } } : null,
-  prepareUpdate: (state, pending, req) => {
-    const n = Number(req.cmd[2]);
-    if (req.cmd[1] !== 'add' || !Number.isInteger(n)) return { error: { r: -22, rs: 'usage' } };
-    return { pending: pending + n, reply: { r: 0, rs: `counter = ${state.value + pending + n}` } };
-  },
-  encodePending: (state, pending, version) => [
-    { op: 'put', prefix: 'counter', key: String(version), value: String(state.value + pending) },
-  ],
-  updateFromPaxos: (state, ops, versions) => {
-    const put = ops.find(
-      (o) => o.op === 'put' && o.prefix === 'counter' && o.key === String(versions.lastCommitted),
-    );
-    return put?.op === 'put' ? { value: Number(new TextDecoder().decode(put.value)) } : state;
-  },
-};
+// The README's counter (examples/counter.ts, which examples/counter-service.ts runs and
+// examples/counter.test.ts tests) as the specs use it: a custom PaxosService whose every version
+// holds the whole value (`counter/<N>`). One definition, so the specs test the README's own.
+export { counter } from '../../examples/counter.ts';
