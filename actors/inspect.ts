@@ -6,6 +6,7 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import type { InspectionEvent } from 'xstate';
+import { type InspectionRecord, inspectionRecordVersion } from './inspection-record.ts';
 
 /** What the inspection code reads of an actor (XState's ActorRef, and its internal parent link). */
 interface ActorLike {
@@ -212,40 +213,8 @@ function redactField(key: string, item: unknown): unknown {
 
 // --- recording -----------------------------------------------------------------------------------
 
-/** Format version of InspectionRecord lines. */
-export const inspectionRecordVersion = 1;
-
-/** One line of a recording (`--record FILE`): JSON, one per inspection event. */
-export interface InspectionRecord {
-  v: typeof inspectionRecordVersion;
-  /** Order within one recorder (one monitor): ties in `t` keep it. */
-  seq: number;
-  /** Milliseconds: wall clock, or the simulated clock in the simulator. */
-  t: number;
-  /** The monitor's name (`a`); '?' when the tree is not a monitor's. */
-  mon: string;
-  kind: 'actor' | 'event' | 'snapshot';
-  /** The actor: `monitor` (the root), `elector`, `paxos`, `io`, services by their ids. */
-  actor: string;
-  /** XState's session id of the actor, unique within its monitor. */
-  session: string;
-  /** actor: the parent actor, absent for the root. */
-  parent?: string;
-  /** actor: the machine's id when the actor runs a statechart. */
-  machine?: string;
-  /** event: the actor that sent it; absent when it came from outside the tree. */
-  source?: string;
-  /** event: the event itself; snapshot: the type of the event that led to it. */
-  event?: unknown;
-  /** snapshot: the state value (absent for actors that are not statecharts). */
-  value?: unknown;
-  /** snapshot: active, done, error or stopped. */
-  status?: string;
-  /** snapshot: the context (bounded), when the recorder keeps contexts. */
-  context?: unknown;
-  /** Parts were dropped to keep the line under the recorder's size limit. */
-  truncated?: true;
-}
+// The record format lives in a module without node's APIs, which the dashboard's page imports too.
+export { type InspectionRecord, inspectionRecordVersion } from './inspection-record.ts';
 
 /** Where a recorder writes, and how it stamps, names and bounds its records. */
 export interface RecorderOptions {

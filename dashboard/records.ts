@@ -5,25 +5,10 @@
 //
 // Every record is untrusted input: parseRecord checks its shape and bounds before anything reads
 // it, and the page writes what it shows as text (never as HTML).
+import type { InspectionRecord } from '../actors/inspection-record.ts';
 
-/** One inspection record, as checked by parseRecord (actors/inspect.ts InspectionRecord). */
-export interface DashRecord {
-  v: 1;
-  seq: number;
-  t: number;
-  mon: string;
-  kind: 'actor' | 'event' | 'snapshot';
-  actor: string;
-  session: string;
-  parent?: string;
-  machine?: string;
-  source?: string;
-  event?: unknown;
-  value?: unknown;
-  status?: string;
-  context?: unknown;
-  truncated?: true;
-}
+/** One inspection record, as checked by parseRecord: the recorder's own format. */
+export type DashRecord = InspectionRecord;
 
 /** A record line longer than this is refused (the recorder writes at most 16 KiB). */
 export const recordLineCharsMax = 64 * 1024;
