@@ -2,8 +2,10 @@
 // esbuild (as cli/build.mjs builds dist/paxmon.mjs) into the run's own directory. Every restart
 // of a monitor — after a kill, a clock fault, a full disk — then runs the same code as its first
 // start, whatever happens to the working tree meanwhile (a 7-minute soak once lost a monitor
-// that restarted while cli/main.ts was being edited). The bundle stays with the run's report, and
-// SOURCE.txt says which commit it was built from and which files differed from it.
+// that restarted while cli/main.ts was being edited). The workload process
+// (chaos/workload-main.ts) runs from the same bundle, so the clients too are the code of the run's
+// start. The bundle stays with the run's report, and SOURCE.txt says which commit it was built
+// from and which files differed from it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -27,6 +29,8 @@ export interface FrozenBundle {
   readonly dir: string;
   /** node's arguments before `mon`: the V8 flags, then the bundle's entry. */
   readonly command: string[];
+  /** node's arguments for the workload process (chaos/workload-main.ts). */
+  readonly workloadCommand: string[];
   /** One line: the commit, and the files of the working tree that differed from it. */
   readonly source: string;
 }
@@ -58,7 +62,7 @@ export async function freezeBundle(dir: string): Promise<FrozenBundle> {
   const source = sourceOf();
   await build({
     absWorkingDir: repoRoot,
-    entryPoints: { paxmon: 'cli/paxmon.ts' },
+    entryPoints: { paxmon: 'cli/paxmon.ts', 'chaos-workload': 'chaos/workload-main.ts' },
     outdir: out,
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
@@ -87,6 +91,8 @@ export async function freezeBundle(dir: string): Promise<FrozenBundle> {
     dir: out,
     // Source maps on: a monitor's stack trace in its log names the TypeScript line.
     command: [...monitorNodeFlags, '--enable-source-maps', join(out, 'paxmon.mjs')],
+    // node's default heap: 64 clients' buffers in one process.
+    workloadCommand: ['--enable-source-maps', join(out, 'chaos-workload.mjs')],
     source,
   };
 }

@@ -1,8 +1,10 @@
 // A paxmon cluster whose monitors are hosts of their own: one `paxmon mon` process per network
-// namespace of a lab (spec/support/netns.ts), on a bridge made for the run, reached by the
-// workload through the test process's own veth. The cluster kills, restarts, pauses and resumes
-// its monitors by pid (only the processes it started), and asks each monitor for its own view
-// (`mon_status`, answered locally even outside a quorum).
+// namespace of a lab (spec/support/netns.ts), on a bridge made for the run, and one more host of
+// the lab for the clients — the workload process runs there (chaos/workload-process.ts), with an
+// address of its own on the bridge, as Jepsen's clients run on a control node. The runner itself
+// reaches the monitors through its own veth only to observe them. The cluster kills, restarts,
+// pauses and resumes its monitors by pid (only the processes it started), and asks each monitor
+// for its own view (`mon_status`, answered locally even outside a quorum).
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -20,6 +22,13 @@ export const monPort = 6789;
 export const chaosSubnets: readonly [number, number] = [200, 249];
 /** Monitor names: the lab's host names, a, b, c, … */
 export const monitorNamesMax = 9;
+/**
+ * The clients' host: the lab's last host, 10.99.X.(n+1). The nemeses' drops match the source
+ * addresses of monitors (Lab.block), so a partition between monitors leaves it reaching every
+ * monitor, as a Jepsen client does; a lossy or slowed monitor link (Lab.lossy, Lab.shape) slows
+ * its packets too, as it slows every packet of that monitor.
+ */
+export const clientHostName = 'cl';
 
 export interface MonView {
   readonly name: string;
@@ -88,18 +97,18 @@ export class ChaosCluster {
     if (options.monitors < 1 || options.monitors > monitorNamesMax)
       throw new RangeError(`--monitors ${options.monitors}: 1 to ${monitorNamesMax}`);
     const names = Array.from({ length: options.monitors }, (_, i) => String.fromCharCode(97 + i));
-    const lab = await createLab(names, { subnets: chaosSubnets });
+    const lab = await createLab([...names, clientHostName], { subnets: chaosSubnets });
     const cluster = new ChaosCluster(lab, options);
     try {
       const monmap = {
         ...buildMonMap(
           cluster.fsid,
-          lab.hosts.map((host) => ({ name: host.name, addr: `${host.ip}:${monPort}` })),
+          cluster.#monitorHosts().map((host) => ({ name: host.name, addr: `${host.ip}:${monPort}` })),
           Date.now(),
         ),
         ...(options.strategy ? { electionStrategy: options.strategy } : {}),
       };
-      for (const [rank, host] of lab.hosts.entries()) {
+      for (const [rank, host] of cluster.#monitorHosts().entries()) {
         const dir = join(options.storeDir, host.name);
         mkdirSync(dir, { recursive: true });
         await options.storeMount?.(dir, host.name);
@@ -130,6 +139,15 @@ export class ChaosCluster {
 
   get lab(): Lab {
     return this.#lab;
+  }
+
+  /** The clients' host (its network namespace, veth and address on the bridge). */
+  get client(): LabHost {
+    return this.#lab.hosts.find((host) => host.name === clientHostName) as LabHost;
+  }
+
+  #monitorHosts(): readonly LabHost[] {
+    return this.#lab.hosts.filter((host) => host.name !== clientHostName);
   }
 
   monitor(name: string): ChaosMonitor {

@@ -172,8 +172,15 @@ function pickTargets(
   return chosen;
 }
 
-/** Cut every link between the two sides, both ways. */
-async function cutBetween(cluster: ChaosCluster, left: ChaosMonitor[], right: ChaosMonitor[]): Promise<void> {
+/**
+ * Cut every link between the two sides, both ways: drops matched by the monitors' own addresses,
+ * so the client host (chaos/cluster.ts clientHostName) still reaches every monitor.
+ */
+export async function cutBetween(
+  cluster: ChaosCluster,
+  left: ChaosMonitor[],
+  right: ChaosMonitor[],
+): Promise<void> {
   for (const a of left)
     for (const b of right) {
       await cluster.lab.block(a.host, b.host);

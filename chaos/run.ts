@@ -1,8 +1,9 @@
-// One chaos run: a cluster of monitors in network namespaces, a workload through MonClient, a
-// seeded schedule of nemeses with a recovery measured after each heal, then every fault healed,
-// the final reads, the checks, and the report (summary, history as JSON lines, SVG timeline).
-// Everything it creates — namespaces, bridge, rules, processes, tmpfs mounts, stores — is removed
-// at the end, also on an error or Ctrl-C.
+// One chaos run: a cluster of monitors in network namespaces, a workload through MonClient in a
+// process of its own in the lab's client namespace (its history streamed back), a seeded schedule
+// of nemeses with a recovery measured after each heal, then every fault healed, the final reads,
+// the checks, and the report (summary, history as JSON lines, SVG timeline). Everything it
+// creates — namespaces, bridge, rules, processes, tmpfs mounts, stores — is removed at the end,
+// also on an error or Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,13 @@ import {
   runStep,
 } from './nemesis.ts';
 import { type RunInfo, summaryText, timelineSvg } from './report.ts';
-import { type OpRecord, runClock, Workload } from './workload.ts';
+import { type OpRecord, runClock } from './workload.ts';
+import {
+  type SessionsSeen,
+  sessionsSeen,
+  WorkloadProcess,
+  workloadSourcesCommand,
+} from './workload-process.ts';
 
 export interface ChaosOptions {
   /** Time during which faults are started. */
@@ -64,6 +71,21 @@ export interface ChaosResult {
   readonly skipped: string[];
   /** Monitors that exited by themselves (a crash, or a stop on ENOSPC). */
   readonly exits: string[];
+  /** Where the clients ran, and where the monitors saw their sessions come from. */
+  readonly client: ClientRecord;
+}
+
+/** The clients' host as run.json records it. */
+export interface ClientRecord {
+  /** The lab's client network namespace, and its address on the bridge. */
+  readonly netns: string;
+  readonly ip: string;
+  /** The IPv4 addresses the workload process itself saw on its interfaces. */
+  readonly addresses: string[];
+  /** The runner's own address on the bridge (its observers of the monitors come from there). */
+  readonly runnerIp: string;
+  /** The workload's sessions in the monitors' logs. */
+  readonly sessions: SessionsSeen;
 }
 
 /** Thrown when the machine cannot run a chaos lab (not root, no netns, no iptables). */
@@ -75,6 +97,11 @@ const enospcExitCode = 28;
 export const quorumAllBoundMs = 30_000;
 const warmupMs = 3000;
 const settleMs = 3000;
+/** An operation's deadline over all its attempts, and one attempt's. */
+const opTimeoutMs = 5000;
+const attemptTimeoutMs = 1000;
+/** How long each key's final read is retried. */
+const finalReadsBoundMs = 30_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
@@ -150,10 +177,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       } catch {}
     rmSync(storeDir, { recursive: true, force: true });
   };
-  // On Ctrl-C the lab kills the monitors and deletes the namespaces (spec/support/netns.ts);
-  // this removes the mounts and the stores, then the signal ends the process.
-  const onExit = (): void => unmountAll();
+  let cluster: ChaosCluster | undefined;
+  let workload: WorkloadProcess | undefined;
+  // On Ctrl-C the lab kills the monitors and deletes the namespaces, the clients' too
+  // (spec/support/netns.ts); this kills the workload process by its pid and removes the mounts and
+  // the stores, then the signal ends the process.
+  const onExit = (): void => {
+    workload?.killNow();
+    unmountAll();
+  };
   const onSignal = (signal: NodeJS.Signals): void => {
+    workload?.killNow();
     unmountAll();
     process.kill(process.pid, signal);
   };
@@ -165,8 +199,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const stamp = (ms: number) => `${(ms / 1000).toFixed(3).padStart(8)}`;
   const say = (line: string) => log(`${stamp(clock.now())} ${line}`);
   const events: NemesisEvent[] = [];
-  let cluster: ChaosCluster | undefined;
-  let workload: Workload | undefined;
   try {
     say(
       `SEED=${options.seed} monitors=${options.monitors} seconds=${options.seconds} nemesis=${nemeses.join(',')}${options.strategy ? ` strategy=${options.strategy}` : ''}`,
@@ -197,27 +229,37 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     const c = cluster;
     say(
-      `lab: ${c.monitors.map((m) => `mon.${m.name}@${m.host.ip} (pid ${m.child?.pid})`).join(' ')}; clients from ${c.lab.rootIp}`,
+      `lab: ${c.monitors.map((m) => `mon.${m.name}@${m.host.ip} (pid ${m.child?.pid})`).join(' ')}; clients in ${c.client.netns} at ${c.client.ip}; the runner observes from ${c.lab.rootIp}`,
     );
     const formedAt = await until(clock.now, 60_000, () => c.quorumOfAll());
     if (formedAt === undefined) throw new Error('the cluster formed no quorum of all monitors within 60 s');
     say(`quorum of all ${options.monitors} monitors`);
 
-    workload = new Workload({
-      mons: c.mons,
-      fsid: c.fsid,
-      key: c.adminKey,
-      clients: options.clients,
-      keys: options.keys,
-      rate: options.rate,
-      seed: options.seed,
-      now: clock.now,
-      attemptTimeoutMs: 1000,
-      timeoutMs: 5000,
-    });
-    const workloadStartMs = clock.now();
-    workload.start();
-    say(`workload: ${options.clients} clients, ${options.keys} keys, ~${options.rate} ops/s`);
+    // The clients are a host of their own: a process in the client namespace, from the same
+    // frozen bundle as the monitors (chaos/workload-main.ts).
+    const running = await WorkloadProcess.start(
+      c.client,
+      bundle ? bundle.workloadCommand : workloadSourcesCommand(),
+      {
+        mons: c.mons,
+        fsid: c.fsid,
+        key: c.adminKey,
+        clients: options.clients,
+        keys: options.keys,
+        rate: options.rate,
+        seed: options.seed,
+        originNs: String(clock.originNs),
+        attemptTimeoutMs,
+        timeoutMs: opTimeoutMs,
+        finalReadsBoundMs,
+      },
+      join(logs, 'workload.log'),
+    );
+    workload = running;
+    const workloadStartMs = running.startedMs;
+    say(
+      `workload: ${options.clients} clients, ${options.keys} keys, ~${options.rate} ops/s, in pid ${running.pid} at ${running.addresses.join(', ')}`,
+    );
     await sleep(warmupMs);
 
     const leaseMs = defaultConfig.monLeaseMs;
@@ -250,6 +292,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const stepsMax = options.rounds === undefined ? schedule.length : options.rounds * nemeses.length;
     for (const step of schedule.slice(0, stepsMax)) {
       if (options.rounds === undefined && clock.now() + step.durationMs > faultsEndMs) break;
+      if (running.exit)
+        throw new Error(
+          `the workload process exited (${running.exit.signal ?? `code ${running.exit.code}`}) during the run; its log: ${join(logs, 'workload.log')}`,
+        );
       const leader = await c.leader();
       const event: NemesisEvent = {
         index: step.index,
@@ -281,18 +327,32 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const healedAt = await until(clock.now, quorumAllBoundMs, () => c.quorumOfAll());
     say(healedAt === undefined ? 'NO quorum of all after the final heal' : 'all healed: quorum of all');
     await sleep(settleMs);
-    await workload.stop();
-    const workloadEndMs = clock.now();
-    say(`workload stopped: ${workload.history.length} ops`);
-    const finals = await workload.finalReads(30_000);
-    say(`final reads: ${finals.filter((r) => r.outcome === 'ok').length}/${finals.length}`);
+    await running.stop(opTimeoutMs, options.keys, finalReadsBoundMs);
+    const workloadEndMs = running.stoppedMs;
+    const finals = running.history.filter((op) => op.final);
+    say(
+      `workload stopped: ${running.history.length - finals.length} ops; final reads: ${finals.filter((r) => r.outcome === 'ok').length}/${finals.length}`,
+    );
     // The monitors are stopped and the lab removed before the check: on a busy machine the
     // checker (tens of seconds for a soak) should not share the CPU with five idle monitors.
     await c.destroy();
     unmountAll();
-    say(`lab removed; checking ${workload.history.length} operations`);
+    const history = running.history;
+    // Where the monitors saw the workload's sessions come from: the client host, nowhere else.
+    const client: ClientRecord = {
+      netns: c.client.netns,
+      ip: c.client.ip,
+      addresses: running.addresses,
+      runnerIp: c.lab.rootIp,
+      sessions: sessionsSeen(
+        logs,
+        c.monitors.map((mon) => mon.name),
+        running.sessions.values(),
+      ),
+    };
+    say(`lab removed; checking ${history.length} operations`);
 
-    const analysis = analyze(workload.history, events, { workloadStartMs, workloadEndMs });
+    const analysis = analyze(history, events, { workloadStartMs, workloadEndMs });
     const info: RunInfo = {
       seed: options.seed,
       monitors: options.monitors,
@@ -320,8 +380,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       `mon.${exit.name} at ${(atMs(exit) / 1000).toFixed(1)} s (${exit.signal ?? `code ${exit.code}`})`;
     const exits = c.exits.filter((exit) => !expected(exit)).map(describeExit);
     const stoppedOnEnospc = c.exits.filter(expected).map(describeExit);
+    const from = Object.entries(client.sessions.byAddress)
+      .map(([address, count]) => `${address} ×${count}`)
+      .join(', ');
     const summary = [
       summaryText(info, analysis, events),
+      `clients: a process in ${client.netns} at ${client.ip}; the monitors logged ${client.sessions.seen} of its ${client.sessions.sessions} sessions connecting, from ${from || 'nowhere'}`,
       `monitors stopped on ENOSPC while the disk nemesis filled their store: ${stoppedOnEnospc.length ? stoppedOnEnospc.join('; ') : 'none'}`,
       `monitor exits no nemesis caused: ${exits.length ? exits.join('; ') : 'none'}`,
     ].join('\n');
@@ -347,7 +411,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       rate: options.rate,
       source,
       skipped,
-      lab: { subnet: `10.99.${c.lab.subnet}.0/24`, monitors: c.mons },
+      lab: { subnet: `10.99.${c.lab.subnet}.0/24`, monitors: c.mons, client },
       schedule: schedule.slice(0, events.length),
       workload: { startMs: workloadStartMs, endMs: workloadEndMs },
       verdict: {
@@ -361,14 +425,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     writeFileSync(files.run, `${JSON.stringify(runRecord, null, 2)}\n`);
     const lines = [
       ...events.map((event) => JSON.stringify({ process: 'nemesis', ...event })),
-      ...[...workload.history].sort((a, b) => a.invokeMs - b.invokeMs).map((op) => JSON.stringify(op)),
+      ...[...history].sort((a, b) => a.invokeMs - b.invokeMs).map((op) => JSON.stringify(op)),
     ];
     writeFileSync(files.history, `${lines.join('\n')}\n`);
-    writeFileSync(files.timeline, timelineSvg(info, workload.history, events, verdict));
+    writeFileSync(files.timeline, timelineSvg(info, history, events, verdict));
     writeFileSync(files.summary, `${summary}\n`);
-    return { analysis, events, summary, files, skipped, exits };
+    return { analysis, events, summary, files, skipped, exits, client };
   } finally {
-    await workload?.stop().catch(() => {});
+    await workload?.destroy().catch(() => {});
     await cluster?.destroy().catch(() => {});
     unmountAll();
     process.off('exit', onExit);

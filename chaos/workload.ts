@@ -7,7 +7,8 @@
 // - unknown: no answer before the client's deadline (MonClient threw ETIMEDOUT): it may or may
 //   not have happened. As in Jepsen, the client process is then replaced by a new one (a new
 //   MonClient, a new process number).
-import { performance } from 'node:perf_hooks';
+// The workload runs in a process of its own, in the lab's client network namespace
+// (chaos/workload-main.ts), not in the runner's.
 import { MonClient, MonClientError } from '../actors/mon-client.ts';
 import { Prng } from '../sim/prng.ts';
 
@@ -49,7 +50,37 @@ export interface WorkloadOptions {
   readonly attemptTimeoutMs: number;
   /** The op's deadline, for all its attempts. */
   readonly timeoutMs: number;
+  /** Each operation as it ends (the workload process sends it to the runner at once). */
+  readonly onOp?: (record: OpRecord) => void;
+  /** Each client process as it starts, with its session's name (`client.<random>`, in the monitors' logs). */
+  readonly onClient?: (process: number, session: string) => void;
 }
+
+/** What the runner hands the workload process (chaos/workload-main.ts) on its stdin. */
+export interface WorkloadConfig {
+  readonly mons: { name: string; addr: string }[];
+  readonly fsid: string;
+  /** client.admin's key: on stdin, not on the command line where `ps` would show it. */
+  readonly key: string;
+  readonly clients: number;
+  readonly keys: number;
+  readonly rate: number;
+  readonly seed: number;
+  /** The runner's clock origin, process.hrtime.bigint() as a decimal string. */
+  readonly originNs: string;
+  readonly attemptTimeoutMs: number;
+  readonly timeoutMs: number;
+  /** How long each key's final read is retried before it is given up. */
+  readonly finalReadsBoundMs: number;
+}
+
+/** What it sends back on its stdout, one JSON line each. */
+export type WorkloadMessage =
+  | { type: 'started'; atMs: number; addresses: string[] }
+  | { type: 'client'; process: number; session: string }
+  | { type: 'op'; op: OpRecord }
+  | { type: 'stopped'; atMs: number }
+  | { type: 'done'; ops: number };
 
 export const keyName = (index: number): string => `chaos/k${index}`;
 
@@ -108,17 +139,26 @@ export class Workload {
     this.#options = options;
   }
 
+  /** A new client for process `proc` (reported to onClient). */
   newClient(
+    proc: number,
     attemptTimeoutMs = this.#options.attemptTimeoutMs,
     timeoutMs = this.#options.timeoutMs,
   ): MonClient {
-    return new MonClient({
+    const client = new MonClient({
       mons: this.#options.mons.map((mon) => ({ ...mon })),
       fsid: this.#options.fsid,
       key: this.#options.key,
       attemptTimeoutMs,
       timeoutMs,
     });
+    this.#options.onClient?.(proc, client.name);
+    return client;
+  }
+
+  #record(record: OpRecord): void {
+    this.history.push(record);
+    this.#options.onOp?.(record);
   }
 
   start(): void {
@@ -138,7 +178,7 @@ export class Workload {
     const prng = new Prng(`${o.seed}/client/${worker}`);
     const meanGapMs = (o.clients * 1000) / o.rate;
     let proc = this.#nextProcess++;
-    let client = this.newClient();
+    let client = this.newClient(proc);
     let seq = 0;
     // Spread the clients' first ops over one gap.
     await this.#sleep(prng.next() * meanGapMs);
@@ -148,12 +188,12 @@ export class Workload {
       const key = keyName(prng.int(0, o.keys - 1));
       const value = type === 'set' ? `p${proc}-${seq++}` : undefined;
       const record = await runOp(client, proc, type, key, value, o.now, o.timeoutMs);
-      this.history.push(record);
+      this.#record(record);
       if (record.outcome === 'unknown') {
         // Jepsen's rule: a process whose op is indeterminate never issues another.
         await client.close().catch(() => {});
         proc = this.#nextProcess++;
-        client = this.newClient();
+        client = this.newClient(proc);
       }
       await this.#sleep(meanGapMs * (0.5 + prng.next()));
     }
@@ -180,8 +220,8 @@ export class Workload {
   async finalReads(boundMs: number): Promise<OpRecord[]> {
     const o = this.#options;
     const reads: OpRecord[] = [];
-    const client = this.newClient(1000, 5000);
     const proc = this.#nextProcess++;
+    const client = this.newClient(proc, 1000, 5000);
     try {
       for (let index = 0; index < o.keys; index++) {
         const key = keyName(index);
@@ -190,7 +230,7 @@ export class Workload {
         do record = { ...(await runOp(client, proc, 'get', key, undefined, o.now, 5000)), final: true };
         while (record.outcome !== 'ok' && o.now() < until);
         reads.push(record);
-        this.history.push(record);
+        this.#record(record);
       }
     } finally {
       await client.close().catch(() => {});
@@ -199,8 +239,25 @@ export class Workload {
   }
 }
 
-/** performance.now() since `startMs`: the run's monotonic clock. */
-export function runClock(): { startedAt: number; now: () => number } {
-  const start = performance.now();
-  return { startedAt: Date.now(), now: () => performance.now() - start };
+export interface RunClock {
+  /** Date.now() when the run started. */
+  readonly startedAt: number;
+  /**
+   * The run's origin on process.hrtime (CLOCK_MONOTONIC on Linux: one clock for every process of
+   * the machine), so that the workload process, in its own network namespace, stamps its
+   * operations on the runner's clock (clockFrom) and they line up with the nemesis events.
+   */
+  readonly originNs: bigint;
+  /** Milliseconds since the run's start. */
+  readonly now: () => number;
+}
+
+/** The run's monotonic clock, started now. */
+export function runClock(): RunClock {
+  return clockFrom(process.hrtime.bigint(), Date.now());
+}
+
+/** The clock of a run that started at `originNs` (process.hrtime.bigint() in the runner). */
+export function clockFrom(originNs: bigint, startedAt = Date.now()): RunClock {
+  return { startedAt, originNs, now: () => Number(process.hrtime.bigint() - originNs) / 1e6 };
 }
