@@ -535,6 +535,7 @@ export function ioLogic(deps: IoDeps) {
           tid: target.tid,
           cmd: target.cmd,
           ...r,
+          ...(answer.leader ? { leader: answer.leader } : {}),
         });
       }
     }

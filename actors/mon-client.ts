@@ -11,9 +11,24 @@
 // command may already have reached a monitor: then an EACCES (a monitor starting, or restarted
 // under the client, refuses every key for a moment) is no answer to a command that may have been
 // applied, and the client goes on to the next monitor (issue 16, soak finding 5).
+//
+// Updates go to the leader once the client knows it: a peon that forwarded a request names the
+// leader and the command's prefix in its answer (transport/messages.ts LeaderHint), and the next
+// commands of that prefix go to that leader first — learnt as Ceph's MonClient learns monitors
+// from the monmap, not only from its list. Reads stay with the monitor the client talks to (a
+// peon answers them under its lease). Ceph's MonClient sends everything to the one monitor it
+// hunted to, which forwards every update; paxmon's saves that forward and its route back (two
+// sealed records between monitors and a hop, issue 13). A hint that has gone stale costs a
+// forward; an attempt at the hinted leader that fails forgets it and goes on as before.
 import { nanoid } from 'nanoid';
 import { CryptoKeyError, decodeCryptoKey } from '../machines/crypto-key.ts';
-import type { CommandReply, EntityName, Message } from '../transport/messages.ts';
+import {
+  type CommandReply,
+  type EntityName,
+  type LeaderHint,
+  limits,
+  type Message,
+} from '../transport/messages.ts';
 import { Messenger, messengerBudgetDefaults, type Queued, type SessionMode } from '../transport/messenger.ts';
 
 export interface MonAddress {
@@ -68,6 +83,8 @@ export const EAGAIN = 11;
 export const EACCES = 13;
 /** A refusal that is final: the monitor did not accept our key (transport/messenger.ts). */
 const authRefused = /EACCES/;
+/** Command prefixes a client remembers as updates (a cluster has a few dozen commands). */
+const updatePrefixesMax = 256;
 /** Any-cluster fsid: the client does not know the cluster yet (like a Ceph client before auth). */
 export const anyFsid = '00000000-0000-0000-0000-000000000000';
 
@@ -97,10 +114,15 @@ export class MonClient {
   readonly #pending = new Map<number, Pending>();
   #tid = 0;
   #next = 0;
+  /** The leader's index in #mons, from the last LeaderHint; undefined when not known. */
+  #leader: number | undefined;
+  /** Command prefixes a peon forwarded to the leader (updates), at most updatePrefixesMax. */
+  readonly #updatePrefixes = new Set<string>();
 
   constructor(options: MonClientOptions) {
     if (options.mons.length === 0) throw new MonClientError(22, 'EINVAL', 'no monitor address given');
-    this.#mons = options.mons;
+    // A copy: monitors learnt from hints join it (the caller's entries still learn their names).
+    this.#mons = [...options.mons];
     this.#attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.entity = options.name ?? 'client.admin';
@@ -125,6 +147,7 @@ export class MonClient {
         const pending = this.#pending.get(message.tid);
         if (!pending) return; // a late reply to an attempt we gave up on
         this.#pending.delete(message.tid);
+        if (message.leader) this.#learnLeader(message.leader);
         pending.resolve({ r: message.r, rs: message.rs, data: message.data });
       },
       onReset: (peer: EntityName) => this.#failPending(peer, `connection to ${peer} lost`),
@@ -173,6 +196,7 @@ export class MonClient {
     let refusals = 0;
     let backoffMs = 25;
     const timedOutAt = new Set<EntityName>();
+    let leaderFirst = this.#leader !== undefined && this.#isUpdate(cmd);
     // An attempt's request was written to a monitor's socket (it may have been applied): from then
     // on an EACCES is one monitor's refusal of the session, not the command's answer.
     let reached = false;
@@ -187,7 +211,16 @@ export class MonClient {
         refusals = 0;
         continue;
       }
-      const mon = this.#mons[this.#next % this.#mons.length] as MonAddress;
+      // An update of a prefix a peon forwarded goes to the leader first (once per command).
+      const hinted = leaderFirst ? this.#leader : undefined;
+      leaderFirst = false;
+      const mon = this.#mons[hinted ?? this.#next % this.#mons.length] as MonAddress;
+      // After a failed attempt: the hinted leader is forgotten (the next forward names the new
+      // one); otherwise the next monitor of the list.
+      const moveOn = () => {
+        if (hinted === undefined) this.#next += 1;
+        else if (this.#leader === hinted) this.#leader = undefined;
+      };
       const resolveMs = Math.min(this.#attemptTimeoutMs, deadline - Date.now());
       const resolved = await this.#resolve(mon, resolveMs);
       if ('error' in resolved && authRefused.test(resolved.error) && !reached)
@@ -195,7 +228,7 @@ export class MonClient {
       if ('error' in resolved) {
         if (!cutShort(resolveMs)) lastError = `no answer from ${mon.addr}: ${resolved.error}`;
         refusals += 1;
-        this.#next += 1;
+        moveOn();
         continue;
       }
       const { name } = resolved;
@@ -226,7 +259,7 @@ export class MonClient {
       if (reply?.r === -EACCES && reached && this.#sessionRefusals.has(reply)) {
         lastError = reply.rs;
         refusals += 1;
-        this.#next += 1;
+        moveOn();
         continue;
       }
       // ETIMEDOUT while this client's own clock says the deadline is still ahead: that monitor's
@@ -241,13 +274,18 @@ export class MonClient {
       refusals = reply ? refusals + 1 : 0;
       if (reply) lastError = reply.rs;
       else if (!cutShort(waitMs)) lastError = `${name} (${mon.addr}) did not answer within ${waitMs} ms`;
-      this.#next += 1;
+      moveOn();
     }
     throw new MonClientError(
       ETIMEDOUT,
       'ETIMEDOUT',
       `no monitor answered within ${windowMs} ms (last: ${lastError})`,
     );
+  }
+
+  /** The monitor this client sends updates to first (a peon's LeaderHint named it), if any. */
+  get leader(): string | undefined {
+    return this.#leader === undefined ? undefined : this.#mons[this.#leader]?.name;
   }
 
   /**
@@ -257,6 +295,34 @@ export class MonClient {
   async resolveNames(): Promise<MonAddress[]> {
     await Promise.all(this.#mons.map((mon) => this.#resolve(mon, this.#attemptTimeoutMs)));
     return this.#mons.map((mon) => ({ ...mon }));
+  }
+
+  /**
+   * A peon's LeaderHint: remember the prefix as an update and the leader, added to the list when
+   * it is not in it (by name, or by address when the entry's name is not known yet).
+   */
+  #learnLeader(hint: LeaderHint): void {
+    if (this.#updatePrefixes.size >= updatePrefixesMax) this.#updatePrefixes.clear();
+    this.#updatePrefixes.add(hint.prefix);
+    let index = this.#mons.findIndex((m) => m.name === hint.name);
+    if (index < 0) index = this.#mons.findIndex((m) => m.name === undefined && m.addr === hint.addr);
+    if (index < 0) {
+      if (this.#mons.length >= limits.monitorsMax) return;
+      index = this.#mons.push({ name: hint.name, addr: hint.addr }) - 1;
+    }
+    const mon = this.#mons[index] as MonAddress;
+    mon.name ??= hint.name;
+    this.#leader = index;
+  }
+
+  /** Whether a peon forwarded a command of this prefix (its first words, as declared). */
+  #isUpdate(cmd: readonly string[]): boolean {
+    let prefix = '';
+    for (let i = 0; i < cmd.length && prefix.length <= limits.leaderHintPrefixMax; i++) {
+      prefix = i === 0 ? (cmd[0] as string) : `${prefix} ${cmd[i]}`;
+      if (this.#updatePrefixes.has(prefix)) return true;
+    }
+    return false;
   }
 
   /** Give up on the attempts waiting for `monitor`: they go on to the next monitor. */

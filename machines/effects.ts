@@ -5,7 +5,7 @@
 // writes still queue behind earlier writes, so nothing a monitor says can overtake what it
 // persisted before saying it — unless an effect says otherwise (`sendBeforeDurable`,
 // `durability: 'applied'`), which only Paxos does, for values the quorum already holds.
-import type { EntityName, Message } from '../transport/messages.ts';
+import type { EntityName, LeaderHint, Message } from '../transport/messages.ts';
 
 export type StoreOp =
   | { op: 'put'; prefix: string; key: string; value: Uint8Array | string }
@@ -46,6 +46,8 @@ export interface CommandReplyData {
   r: number;
   rs: string;
   data?: Uint8Array | string;
+  /** Set by a peon on the answer to a request it forwarded: where it went (LeaderHint). */
+  leader?: LeaderHint;
 }
 
 /**

@@ -14,8 +14,8 @@
 // every committed version Paxos knows of (its update_from_paxos ran) — so what a service answers
 // from memory or from the store is never older than what the monitor has committed.
 import { enqueueActions, raise, setup } from 'xstate';
-import type { MonMap, MonRoute } from '../transport/messages.ts';
-import type { CommandDeclaration } from './caps.ts';
+import { limits, type MonMap, type MonRoute } from '../transport/messages.ts';
+import { type CommandDeclaration, commandPerm } from './caps.ts';
 import type {
   AppliedOp,
   CommandReplyData,
@@ -169,6 +169,8 @@ export interface ServiceInput {
 interface Routed {
   request: ServiceRequest;
   forwardTid: number;
+  /** The leader it was forwarded to: named in the answer's LeaderHint. */
+  leader: { name: string; addr: string };
 }
 
 export interface ServiceContext {
@@ -307,6 +309,7 @@ function routeReplies(
   c: ServiceContext,
   routes: MonRoute[],
   step: { io: Required<Pick<IoEffectsEvent, 'replies'>> },
+  prefixOf: (cmd: string[]) => string | undefined,
 ): ServiceContext {
   const open = new Map(c.routed.map((r) => [r.forwardTid, r]));
   for (const route of routes) {
@@ -320,7 +323,14 @@ function routeReplies(
       (route.client !== routed.request.client || route.clientTid !== routed.request.tid)
     )
       continue;
-    step.io.replies.push({ target: routed.request, reply: route.reply });
+    // The answer says where the request went (LeaderHint): the client may send the next ones
+    // of that command straight to the leader. Not Ceph's: its MonClient stays with the monitor
+    // it hunted to, and every update costs that monitor a forward and a route.
+    const prefix = prefixOf(routed.request.cmd);
+    step.io.replies.push({
+      target: routed.request,
+      reply: prefix ? { ...route.reply, leader: { ...routed.leader, prefix } } : route.reply,
+    });
     open.delete(route.tid);
   }
   return open.size === c.routed.length ? c : { ...c, routed: [...open.values()] };
@@ -363,6 +373,15 @@ export type FastPath = Exclude<Preprocessed, null> | { update: true } | null;
 
 export function createPaxosService<State, Pending>(definition: ServiceDefinition<State, Pending>) {
   const def = definition as unknown as ServiceDefinition<unknown, unknown>;
+  /**
+   * The declared prefix of a command this service forwarded (machines/caps.ts commandPerm), for
+   * the answer's LeaderHint; the whole command when the service declares none, and no hint when
+   * that is longer than a hint may be (a value given as an argument).
+   */
+  const updatePrefix = (cmd: string[]): string | undefined => {
+    const prefix = commandPerm([def], cmd)?.prefix;
+    return prefix && prefix.length <= limits.leaderHintPrefixMax ? prefix : undefined;
+  };
   const view = (context: ServiceContext): MonitorView => context.monitor;
 
   type Effects = Required<Pick<IoEffectsEvent, 'replies' | 'reads' | 'messages'>> & {
@@ -475,7 +494,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     return {
       ...c,
       nextForwardTid: forwardTid + forwardTidStride,
-      routed: [...c.routed, { request, forwardTid }],
+      routed: [...c.routed, { request, forwardTid, leader: { name: leader.name, addr: leader.addr } }],
     };
   }
 
@@ -849,7 +868,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         return { ...c, proposing: null };
       }
       case 'service.routes':
-        return routeReplies(c, event.routes, step);
+        return routeReplies(c, event.routes, step, updatePrefix);
       case 'service.tick': {
         // The leader's time checks, as they stand (the health service reports MON_CLOCK_SKEW).
         const t = event.clockSkewsMs

@@ -21,6 +21,8 @@ export const limits = {
    */
   decodeDepthMax: 16,
   decodeValuesMax: 200_000,
+  /** A LeaderHint's command prefix (a declared prefix is a few words). */
+  leaderHintPrefixMax: 256,
 } as const;
 
 const Version = Type.Integer({ minimum: 0 });
@@ -271,6 +273,18 @@ export const MonCommandSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+/**
+ * On the answer to a request a peon forwarded (Monitor::forward_request_leader), where it went:
+ * the leader's name and address and the command's declared prefix (machines/caps.ts
+ * commandPerm). A hint, not an order: MonClient sends the next commands of that prefix to that
+ * leader when it is one of its own monitors (no forward, no route back: two sealed records and a
+ * hop fewer per update). A stale hint costs nothing but a forward: any monitor still forwards.
+ */
+export const LeaderHintSchema = Type.Object(
+  { name: MonName, addr: Addr, prefix: Type.String({ minLength: 1, maxLength: limits.leaderHintPrefixMax }) },
+  { additionalProperties: false },
+);
+export type LeaderHint = Static<typeof LeaderHintSchema>;
 export const MonCommandAckSchema = Type.Object(
   {
     type: Type.Literal('mon.command_ack'),
@@ -279,6 +293,7 @@ export const MonCommandAckSchema = Type.Object(
     r: Type.Integer(),
     rs: Type.String(),
     data: Bytes,
+    leader: Type.Optional(LeaderHintSchema),
   },
   { additionalProperties: false },
 );
