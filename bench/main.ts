@@ -541,7 +541,7 @@ if (!opts['no-save']) {
         layout: {
           values: '100 bytes',
           sequential: '1 client connected to the leader',
-          concurrent: `${IN_FLIGHT} in flight over ${CONNECTIONS} connections, spread over the members leader first`,
+          concurrent: `${IN_FLIGHT} in flight over ${CONNECTIONS} connections, spread over the members leader first (paxmon's clients then send updates to the leader a peon names)`,
         },
         timing: Object.fromEntries(
           targets.map((t) => [t.name, { default: t.timing(false), fast: t.timing(true) }]),

@@ -1,6 +1,8 @@
 // The one workload definition both targets run (issue 8 §1), against a started Cluster:
 //   (a) sequential writes, 1 client (connected to the leader)
-//   (b) 64 writes in flight over 8 connections spread over all members (leader first)
+//   (b) 64 writes in flight over 8 connections spread over all members (leader first); each
+//       client as its system's client does it: etcd's follower forwards every proposal; paxmon's
+//       MonClient sends updates to the leader once a peon's answer named it (LeaderHint)
 //   (c) 64 reads in flight over the same 8 connections (paxmon: any readable monitor;
 //       etcd: linearizable, then serializable)
 //   (e) RSS per member: idle, peak, after the bulk writes (64 in flight, as (b))
