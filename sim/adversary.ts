@@ -11,11 +11,11 @@
 // Neither can claim a monitor's name: that needs the `mon.` key (MemoryNetwork.endpoint refuses
 // it, as the messenger does). Everything is drawn from the adversary's own PRNG fork, so a seed
 // replays exactly; the invariants and the history check must hold with it present.
-import type { SimulatedClock } from 'xstate';
 import { decodeMessage } from '../transport/codec.ts';
 import type { MemoryNetwork } from '../transport/memory-network.ts';
 import type { EntityName, Message, MonMap } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
+import type { SimTimers } from './clock.ts';
 import type { Prng } from './prng.ts';
 
 /** The entity eve holds a key for, and its caps (the simulated cluster's keyring has it). */
@@ -23,7 +23,7 @@ export const adversaryEntity = { entity: 'client.eve', caps: { mon: 'allow r' } 
 
 export interface AdversaryOptions {
   network: MemoryNetwork;
-  clock: SimulatedClock;
+  clock: SimTimers;
   prng: Prng;
   /** The monitors it targets. */
   monitors: readonly string[];
@@ -59,7 +59,8 @@ export class Adversary {
   readonly #options: AdversaryOptions;
   readonly #eve: Transport;
   readonly #mallory: Transport;
-  readonly #recorded: Message[] = [];
+  /** Monitor messages seen on the wire, as the bytes: decoded only when one is picked to replay. */
+  readonly #recorded: Uint8Array[] = [];
   /** Messages eve holds back to send later, in another order. */
   readonly #held: { to: EntityName; message: Message }[] = [];
   readonly #updates = new Map<number, string[]>();
@@ -88,11 +89,18 @@ export class Adversary {
   /** The network's tap: every message delivered between monitors is recorded (bounded). */
   record(from: EntityName, to: EntityName, bytes: Uint8Array): void {
     if (this.#stopped || !from.startsWith('mon.') || !to.startsWith('mon.')) return;
-    const decoded = decodeMessage(bytes);
-    if ('error' in decoded) return;
+    // The network taps only what it delivered, so these bytes decoded once already: keep them as
+    // they are (the network's own copy, which nothing writes to) and decode the few replayed.
     this.stats.recorded += 1;
-    if (this.#recorded.length < recordedMax) this.#recorded.push(decoded.message);
-    else this.#recorded[this.#options.prng.int(0, recordedMax - 1)] = decoded.message;
+    if (this.#recorded.length < recordedMax) this.#recorded.push(bytes);
+    else this.#recorded[this.#options.prng.int(0, recordedMax - 1)] = bytes;
+  }
+
+  /** One recorded message, drawn from the PRNG, decoded afresh. */
+  #pickRecorded(): Message {
+    const decoded = decodeMessage(this.#options.prng.pick(this.#recorded));
+    if ('error' in decoded) throw new Error(`a recorded message no longer decodes: ${decoded.error}`);
+    return decoded.message;
   }
 
   stop(): void {
@@ -135,14 +143,13 @@ export class Adversary {
     const action = prng.int(0, 4);
     if (action === 0 && this.#recorded.length > 0) {
       // Replay a recorded monitor message, as it was.
-      this.#send(who, this.#monitor(), prng.pick(this.#recorded));
+      this.#send(who, this.#monitor(), this.#pickRecorded());
     } else if (action === 1 && this.#recorded.length > 0) {
       // Replay one altered: epochs, pns and versions pushed ahead (the strongest forgery).
-      this.#send(who, this.#monitor(), this.#altered(prng.pick(this.#recorded)));
+      this.#send(who, this.#monitor(), this.#altered(this.#pickRecorded()));
     } else if (action === 2) {
       // Hold some back and release them in reverse order (reordering).
-      if (this.#recorded.length > 0)
-        this.#held.push({ to: this.#monitor(), message: prng.pick(this.#recorded) });
+      if (this.#recorded.length > 0) this.#held.push({ to: this.#monitor(), message: this.#pickRecorded() });
       if (this.#held.length >= 4 || prng.chance(0.3)) {
         for (const held of this.#held.reverse()) this.#send(who, held.to, held.message);
         this.#held.length = 0;

@@ -17,10 +17,10 @@
 //   or is still pending when the run ends, it goes in as unknown (return = ∞, no output: it may
 //   or may not have happened). An update refused outright on its first attempt (e.g. EINVAL) had
 //   no effect and is left out.
-import type { SimulatedClock } from 'xstate';
 import type { MemoryNetwork } from '../transport/memory-network.ts';
 import type { EntityName, Message, MonCommandAck } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
+import type { SimTimers } from './clock.ts';
 import type { Coverage } from './coverage.ts';
 import type { Operation } from './linearizability/index.ts';
 import type { KvInput, KvOutput } from './linearizability/models.ts';
@@ -34,8 +34,8 @@ export type KvOperation = Operation<KvInput, KvOutput>;
 export interface ClientOptions<Input, Output> {
   id: number;
   network: MemoryNetwork;
-  /** The cluster's SimulatedClock: clients are never paused and have no skew. */
-  clock: SimulatedClock;
+  /** The cluster's SimClock: clients are never paused and have no skew. */
+  clock: SimTimers;
   prng: Prng;
   /** Monitor names (`a`, `b`, …). */
   monitors: readonly string[];

@@ -1,7 +1,7 @@
 // A whole paxmon cluster in one process, deterministic: the real monitor statecharts and the real
-// I/O actor over the in-memory network and stores, all driven by one XState SimulatedClock and
-// one seeded PRNG. The specs use it for scenarios; the simulator (issue 5) builds on it.
-import { type InspectionEvent, SimulatedClock } from 'xstate';
+// I/O actor over the in-memory network and stores, all driven by one simulated clock (SimClock:
+// XState's SimulatedClock, with its timers in a heap) and one seeded PRNG. The specs use it for scenarios; the simulator (issue 5) builds on it.
+import type { InspectionEvent } from 'xstate';
 import { buildMonMap, mkfsTransaction } from '../actors/mkfs.ts';
 import { type Clock, createMonitor, type MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
@@ -12,6 +12,7 @@ import { MemoryStore } from '../storage/memory-store.ts';
 import { MemoryNetwork, type NetworkEvent, type NetworkFaults } from '../transport/memory-network.ts';
 import type { ElectionStrategy, EntityName, MonMap } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
+import { SimClock } from './clock.ts';
 import { Prng } from './prng.ts';
 
 export interface SimClusterOptions {
@@ -23,10 +24,10 @@ export interface SimClusterOptions {
   syncDelayMs?: number;
   onNetworkEvent?: (event: NetworkEvent) => void;
   /**
-   * The clock of one monitor's actor tree and store (default: the cluster's SimulatedClock). The
+   * The clock of one monitor's actor tree and store (default: the cluster's SimClock). The
    * simulator passes a MonitorClock (sim/clock.ts) over `clock` for pauses and clock skew.
    */
-  clockFor?: (name: string, clock: SimulatedClock) => Clock & { now(): number };
+  clockFor?: (name: string, clock: SimClock) => Clock & { now(): number };
   /** Wraps each incarnation's endpoint before the monitor gets it (the simulator watches and holds messages). */
   wrapTransport?: (name: string, transport: Transport) => Transport;
   /** The election strategy mkfs writes into the monmap (default classic, as `paxmon mkfs`). */
@@ -57,7 +58,7 @@ export async function settle(): Promise<void> {
 }
 
 export class SimCluster {
-  readonly clock = new SimulatedClock();
+  readonly clock = new SimClock();
   readonly prng: Prng;
   readonly network: MemoryNetwork;
   readonly monmap: MonMap;
