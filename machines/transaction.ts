@@ -84,7 +84,13 @@ export function utf8Length(text: string): number {
 // point. TextEncoder would turn a lone one into U+FFFD, so such a key would not round-trip.
 const loneSurrogate = /[\uD800-\uDFFF]/u;
 
+/** Prefixes already checked, with their UTF-8 length: a store uses a handful, over and over. */
+const checkedPrefixes = new Map<string, number>();
+const checkedPrefixesMax = 1024;
+
 function checkPrefix(prefix: string): number {
+  const known = checkedPrefixes.get(prefix);
+  if (known !== undefined) return known;
   if (typeof prefix !== 'string' || prefix.length === 0)
     throw new RangeError('store prefix must be non-empty');
   // The prefix ends at the first NUL of `prefix\0key` (Ceph's combine_strings for RocksDB).
@@ -92,13 +98,27 @@ function checkPrefix(prefix: string): number {
   if (loneSurrogate.test(prefix)) throw new RangeError('store prefix is not well-formed Unicode');
   const bytes = utf8Length(prefix);
   if (bytes > prefixBytesMax) throw new RangeError(`store prefix is ${bytes} bytes, limit ${prefixBytesMax}`);
+  if (checkedPrefixes.size < checkedPrefixesMax) checkedPrefixes.set(prefix, bytes);
   return bytes;
 }
 
 function checkKey(key: string, what = 'key', limit = keyBytesMax): number {
   if (typeof key !== 'string') throw new RangeError(`store ${what} must be a string`);
-  if (loneSurrogate.test(key)) throw new RangeError(`store ${what} is not well-formed Unicode`);
-  const bytes = utf8Length(key);
+  // loneSurrogate and utf8Length in one pass (every put, erase and read checks a key).
+  let bytes = 0;
+  for (let index = 0; index < key.length; index++) {
+    const unit = key.charCodeAt(index);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit < 0xd800 || unit > 0xdfff) bytes += 3;
+    else {
+      const next = index + 1 < key.length ? key.charCodeAt(index + 1) : 0;
+      if (unit > 0xdbff || next < 0xdc00 || next > 0xdfff)
+        throw new RangeError(`store ${what} is not well-formed Unicode`);
+      bytes += 4;
+      index++;
+    }
+  }
   if (bytes > limit) throw new RangeError(`store ${what} is ${bytes} bytes, limit ${limit}`);
   return bytes;
 }
@@ -125,8 +145,11 @@ function toValueBytes(value: Uint8Array | string): Uint8Array {
 export function encodeNumber(n: number): Uint8Array {
   if (!Number.isSafeInteger(n) || n < 0)
     throw new RangeError(`version must be a non-negative safe integer, got ${n}`);
+  // Two 32-bit halves, not a BigInt: Paxos writes a few of these per commit.
   const bytes = new Uint8Array(8);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(n), true);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, n >>> 0, true);
+  view.setUint32(4, Math.floor(n / 0x1_0000_0000), true);
   return bytes;
 }
 
@@ -137,10 +160,12 @@ export function decodeNumber(bytes: Uint8Array): number {
       `a version is 8 bytes, got ${bytes instanceof Uint8Array ? bytes.length : typeof bytes}`,
     );
   }
-  const value = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER))
-    throw new TransactionDecodeError(`version ${value} is beyond 2^53`);
-  return Number(value);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 8);
+  const high = view.getUint32(4, true);
+  // Number.MAX_SAFE_INTEGER is 2^53 − 1: a high half above 2^21 − 1 is beyond it.
+  if (high > 0x1f_ffff)
+    throw new TransactionDecodeError(`version ${view.getBigUint64(0, true)} is beyond 2^53`);
+  return high * 0x1_0000_0000 + view.getUint32(0, true);
 }
 
 export class Transaction {
