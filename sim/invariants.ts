@@ -312,6 +312,12 @@ export class StateChecker {
 
   // --- 2. committed values agree --------------------------------------------------------------
 
+  /** Whether scan() may find something: the monitor's statechart committed past what was compared. */
+  scanDue(name: string): boolean {
+    const incarnation = this.#incarnations.get(name);
+    return incarnation !== undefined && incarnation.lastCommitted > (this.#checkedUpTo.get(name) ?? 0);
+  }
+
   /** Compare the newly committed versions of one running monitor's store. */
   async scan(name: string, store: CheckedStore): Promise<void> {
     const incarnation = this.#incarnations.get(name);

@@ -13,7 +13,7 @@
 // is for), crashes (unsynced writes may be lost) with restarts over the same store, pauses (the monitor's timers and deliveries are held,
 // then released) and per-monitor clock skew (sim/clock.ts).
 //
-// Time: the cluster's one SimulatedClock. A step advances it to the next armed timer — at least
+// Time: the cluster's one SimClock. A step advances it to the next armed timer — at least
 // `stepMs`, so events closer than that are handled together — then lets promise continuations
 // run and checks the invariants. Nothing is skipped: between two timers nothing can happen. No
 // real timer, no Date.now and no Math.random decides anything in a run.
@@ -368,6 +368,8 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
     for (const node of this.cluster.nodes) {
       if (!node.monitor) continue;
       this.#ensureObserved(node.name);
+      // Most steps commit nothing: no store to read, and no await (a promise per monitor per step).
+      if (!this.checker.scanDue(node.name)) continue;
       // A store being rewritten by a sync is checked once it is whole again (after the reload).
       const state = node.monitor.state();
       if (state === 'synchronizing' || state === 'reloading') continue;
@@ -539,6 +541,11 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
       `mon.${name} ${how}: first_committed ${initial?.firstCommitted ?? 0}, last_committed ${initial?.lastCommitted ?? 0}`,
     );
     let last = '';
+    // What `last` was built from: a snapshot with the same three builds the same line (most
+    // snapshots change neither), so it is built only when one of them changed.
+    let lastState = '';
+    let lastEpoch = -1;
+    let lastQuorum: number[] | null = null;
     const onRoot = () => {
       if (!current()) return;
       const snapshot = actor.getSnapshot() as {
@@ -554,6 +561,10 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
           'a disallowed monitor never leads',
           `mon.${name} leads epoch ${context.electionEpoch}`,
         );
+      if (state === lastState && context.electionEpoch === lastEpoch && context.quorum === lastQuorum) return;
+      lastState = state;
+      lastEpoch = context.electionEpoch;
+      lastQuorum = context.quorum;
       const line = `${state} e${context.electionEpoch} q[${context.quorum.join(',')}]`;
       if (line === last) return;
       last = line;
@@ -581,6 +592,11 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
     actor.subscribe({ next: onRoot, error: onError });
     onRoot();
     let lastPaxos = '';
+    // What `lastPaxos` was built from (as for `last` above).
+    let lastRound = '';
+    let lastFirst = -1;
+    let lastLast = -1;
+    let lastReadable = false;
     const onPaxos = () => {
       if (!current()) return;
       const snapshot = actor.getSnapshot() as Parameters<typeof isReadable>[0] & {
@@ -593,9 +609,20 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
       if (context.lastCommitted > this.#highestLastCommitted)
         this.#highestLastCommitted = context.lastCommitted;
       const state = paxosStateName(snapshot);
-      if (monitor.state() === 'leader' && recoveredStates.has(state)) {
+      if (recoveredStates.has(state) && monitor.state() === 'leader') {
         this.checker.onLeaderRecovered(name, context.electionEpoch);
       }
+      if (
+        state === lastRound &&
+        context.firstCommitted === lastFirst &&
+        context.lastCommitted === lastLast &&
+        readable === lastReadable
+      )
+        return;
+      lastRound = state;
+      lastFirst = context.firstCommitted;
+      lastLast = context.lastCommitted;
+      lastReadable = readable;
       const line = `${state} fc ${context.firstCommitted} lc ${context.lastCommitted}${readable ? ' readable' : ''}`;
       if (line === lastPaxos) return;
       if (!lastPaxos.startsWith(state)) {

@@ -105,6 +105,9 @@ export interface MemoryNetworkStats {
   inFlight: number;
 }
 
+/** FIFO links are keyed by sender id × this + receiver id (ids count endpoints opened: far below it). */
+const fifoKeyScale = 2 ** 26;
+
 const defaultFaults: NetworkFaults = { delayMs: [0, 0], dropRate: 0, duplicateRate: 0, reorder: false };
 
 interface InFlight {
@@ -162,10 +165,12 @@ export class MemoryNetwork {
   readonly #tap: MemoryNetworkOptions['tap'];
   readonly #inFlightMax: number;
   #faults: NetworkFaults;
+  /** The settings of a link with no overrides (most of them, most of the time), built once. */
+  #defaultLink: Readonly<NetworkFaults & { blocked: boolean }>;
   readonly #endpoints = new Map<EntityName, Endpoint>();
   readonly #links = new Map<string, LinkSettings>();
   /** FIFO links (reorder off): messages waiting, keyed by sender and receiver incarnation. */
-  readonly #fifo = new Map<string, { queue: InFlight[]; lastAt: number }>();
+  readonly #fifo = new Map<number, { queue: InFlight[]; lastAt: number }>();
   #nextEndpointId = 1;
   readonly #stats: MemoryNetworkStats = {
     sent: 0,
@@ -188,6 +193,7 @@ export class MemoryNetwork {
     this.#tap = options.tap;
     this.#inFlightMax = options.inFlightMax ?? 1_000_000;
     this.#faults = checkedFaults({ ...defaultFaults, ...options.faults });
+    this.#defaultLink = { ...this.#faults, blocked: false };
   }
 
   /** A transport for `name`. A closed (crashed) endpoint's name may be reused by its restart. */
@@ -198,6 +204,7 @@ export class MemoryNetwork {
       options.entity === undefined ? (name.startsWith('mon.') ? 'mon.' : 'client.admin') : options.entity;
     if (name.startsWith('mon.') && entity !== null && entity !== 'mon.')
       throw new Error(`${entity} may not take the name ${name} (a monitor's name needs the mon. key)`);
+    if (this.#nextEndpointId >= fifoKeyScale) throw new Error(`more than ${fifoKeyScale} endpoints opened`);
     const endpoint = new Endpoint(
       name,
       this.#nextEndpointId++,
@@ -212,6 +219,7 @@ export class MemoryNetwork {
   /** Replace the network-wide faults (e.g. a fault-free liveness phase after a safety phase). */
   setFaults(faults: Partial<NetworkFaults>): void {
     this.#faults = checkedFaults({ ...this.#faults, ...faults });
+    this.#defaultLink = { ...this.#faults, blocked: false };
   }
 
   /** Settings for the one-way link from → to, merged into what was set before. */
@@ -292,7 +300,7 @@ export class MemoryNetwork {
     }
   }
 
-  #schedule(item: InFlight, link: NetworkFaults & { blocked: boolean }): void {
+  #schedule(item: InFlight, link: Readonly<NetworkFaults & { blocked: boolean }>): void {
     if (this.#stats.inFlight >= this.#inFlightMax) {
       this.#stats.discarded++;
       this.#emit({
@@ -316,7 +324,7 @@ export class MemoryNetwork {
     // FIFO: never deliver before the previous message on this link, and on each timer deliver
     // the link's head rather than "this" message, so the order holds however the clock breaks ties
     // between timers due at the same instant.
-    const key = `${item.from.id}>${item.to.id}`;
+    const key = item.from.id * fifoKeyScale + item.to.id;
     let fifo = this.#fifo.get(key);
     if (!fifo) {
       fifo = { queue: [], lastAt: Number.NEGATIVE_INFINITY };
@@ -397,9 +405,10 @@ export class MemoryNetwork {
     }
   }
 
-  #link(from: EntityName, to: EntityName): NetworkFaults & { blocked: boolean } {
+  #link(from: EntityName, to: EntityName): Readonly<NetworkFaults & { blocked: boolean }> {
+    if (this.#links.size === 0) return this.#defaultLink;
     const settings = this.#links.get(linkKey(from, to));
-    if (!settings) return { ...this.#faults, blocked: false };
+    if (!settings) return this.#defaultLink;
     return {
       delayMs: settings.delayMs ?? this.#faults.delayMs,
       dropRate: settings.dropRate ?? this.#faults.dropRate,
