@@ -28,8 +28,9 @@ import type {
   ReplyTarget,
   StoreOp,
 } from '../machines/effects.ts';
-import { nonMemberRefusal } from '../machines/monitor.ts';
+import { nonMemberRefusal, type StoredInput } from '../machines/monitor.ts';
 import { appendPlainOp } from '../machines/paxos/core.ts';
+import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import { type StoreFacts, stagedCopyRefusal, stagePrefix } from '../machines/sync.ts';
 import type { IoSyncServeEvent, SyncServe } from '../machines/sync-provider.ts';
 import type { Store } from '../storage/store.ts';
@@ -46,6 +47,7 @@ import type {
   PaxosValue,
 } from '../transport/messages.ts';
 import type { PeerSession, Transport } from '../transport/transport.ts';
+import { loadMonitorState } from './monitor-state.ts';
 
 export interface IoDeps {
   store: Store;
@@ -77,6 +79,11 @@ export interface IoDeps {
   onRefused?: (from: EntityName, type: string, reason: string) => void;
   /** The monitor's current monmap: quorum messages come only from its members (nonMemberRefusal). */
   monmap?: () => MonMap | undefined;
+  /**
+   * The services the monitor runs (paxmon's and an app's): what `io.load` reads for each after a
+   * store sync, as the monitor's start read it (loadMonitorState).
+   */
+  services?: readonly ServiceDefinition[];
 }
 
 /** A machine's report of input it refused (logged by the runtime; nothing else happens). */
@@ -381,6 +388,8 @@ export function ioLogic(deps: IoDeps) {
   return fromCallback<EventObject>(({ sendBack, receive }) => {
     const queue: IoEffectsEvent[] = [];
     let pumping = false;
+    // The pump under way (or the last one): io.load reads after it.
+    let pumped: Promise<void> = Promise.resolve();
     let stopped = false;
 
     const perRead = <T>(send: (batch: T[]) => void) =>
@@ -544,6 +553,30 @@ export function ioLogic(deps: IoDeps) {
       for (const out of effect.messages) deps.transport.send(out.to, out.msg, out.addr);
     }
 
+    /**
+     * Monitor::sync_finish → init_paxos: read what the synced store holds, as the monitor's start
+     * reads it, after every record queued before the request (the switch to the synced copy is
+     * one of them), and answer with it (monitor.loaded).
+     */
+    async function load(): Promise<void> {
+      await pumped;
+      if (stopped) return;
+      try {
+        const loaded = await loadMonitorState(deps.store, deps.services ?? []);
+        if (stopped) return;
+        const input: StoredInput = {
+          ...loaded.input,
+          inSync: loaded.inSync,
+          ...(loaded.addr ? { addr: loaded.addr } : {}),
+        };
+        sendBack({ type: 'monitor.loaded', input });
+      } catch (error) {
+        // A store the monitor cannot start from (no monmap, a map of another fsid): as at start.
+        if (!stopped) deps.onFatal(error instanceof Error ? error : new Error(String(error)));
+        stopped = true;
+      }
+    }
+
     async function pump() {
       if (pumping) return;
       pumping = true;
@@ -648,6 +681,12 @@ export function ioLogic(deps: IoDeps) {
         );
         return;
       }
+      if (event.type === 'io.load') {
+        // The statechart reloads after a store sync (IoLoadEvent): the store is the io actor's to read.
+        const loading = load();
+        deps.track?.(loading);
+        return;
+      }
       if (event.type === 'io.clock') {
         // The statechart asks the time (its tick is due, a quorum formed): the runtime's to give.
         sendBack({ type: (event as IoClockEvent).reply, now: deps.now?.() ?? 0 });
@@ -665,7 +704,10 @@ export function ioLogic(deps: IoDeps) {
         return;
       queue.push(effect);
       // A running pump takes up what was queued; a new one is store work a shutdown waits for.
-      if (!pumping) deps.track?.(pump());
+      if (!pumping) {
+        pumped = pump();
+        deps.track?.(pumped);
+      }
     });
 
     return () => {

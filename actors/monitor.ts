@@ -303,84 +303,79 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     monmap: () => (actor as MonitorActor | undefined)?.getSnapshot()?.context.monmap as MonMap | undefined,
     track,
     now,
+    // After a store sync the statechart asks the io actor to read the store again (io.load).
+    services,
   });
 
   const machine = createMonitorMachine(services).provide({ actors: { io } });
   type MonitorActor = ReturnType<typeof createActor<typeof machine>>;
-  let actor: MonitorActor;
   let lastState = '';
   let lastQuorum = '';
   let lastSyncKeys = -1;
 
-  /** Start the actor tree over what the store holds (again after a store sync: Ceph re-inits). */
-  function boot(input: typeof loaded.input & { inSync?: boolean }): void {
-    actor = createActor(machine, {
-      input: { ...input, config, ...(loaded.addr ? { addr: loaded.addr } : {}) },
-      systemId: 'monitor',
-      ...(options.clock ? { clock: options.clock } : {}),
-      ...(options.inspect ? { inspect: options.inspect } : {}),
-    });
-    actor.subscribe({
-      next(snapshot) {
-        const state = monitorStateName(snapshot);
-        const quorum = snapshot.context.quorum.join(',');
-        if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
-          // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
-          if (state === 'leader' && (lastState !== state || quorum !== lastQuorum)) queueMicrotask(logQuorum);
-          logger.info(
-            {
-              mon: loaded.name,
-              state,
-              election_epoch: snapshot.context.electionEpoch,
-              quorum: snapshot.context.quorum,
-              reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined,
-              sync: state === 'synchronizing' ? snapshot.context.syncState.decision : undefined,
-            },
-            `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
-          );
-          lastState = state;
-          lastQuorum = quorum;
-        }
-        const sync = snapshot.context.sync;
-        if (state === 'synchronizing' && sync && sync.keys !== lastSyncKeys) {
-          lastSyncKeys = sync.keys;
-          options.onSyncProgress?.({
-            provider: sync.provider,
-            kind: sync.kind,
-            keys: sync.keys,
-            bytes: sync.bytes,
-            totalKeys: sync.totalKeys,
-            totalBytes: sync.totalBytes,
-          });
-        }
-        if (snapshot.status !== 'done') return;
-        if (snapshot.value === 'reloading' && !stopping) {
-          // The synced store is complete: start again over it.
+  // One actor for the monitor's whole life: a store sync reloads inside it (the statechart's
+  // `reloading`: Monitor::sync_finish → init_paxos → bootstrap), so whoever holds `actor` or
+  // inspects it keeps it.
+  const actor: MonitorActor = createActor(machine, {
+    input: {
+      ...loaded.input,
+      inSync: loaded.inSync,
+      config,
+      ...(loaded.addr ? { addr: loaded.addr } : {}),
+    },
+    systemId: 'monitor',
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
+  actor.subscribe({
+    next(snapshot) {
+      const state = monitorStateName(snapshot);
+      const quorum = snapshot.context.quorum.join(',');
+      const sync = snapshot.context.sync;
+      if (state !== lastState || (quorum !== lastQuorum && (state === 'leader' || state === 'peon'))) {
+        // Ceph's leader writes the new quorum to the cluster log (Monitor::win_election).
+        if (state === 'leader' && (lastState !== state || quorum !== lastQuorum)) queueMicrotask(logQuorum);
+        // The last chunk is durable: the statechart reloads what the synced store holds.
+        if (state === 'reloading')
           logger.info(
             { mon: loaded.name, provider: sync?.provider, keys: sync?.keys, bytes: sync?.bytes },
             `mon.${loaded.name} sync finished`,
           );
-          queueMicrotask(() => {
-            void loadMonitorState(options.store, services).then(
-              (reloaded) => {
-                if (!stopping) boot({ ...reloaded.input, inSync: reloaded.inSync });
-              },
-              (error: Error) => fatal(error),
-            );
-          });
-          return;
-        }
-        if (snapshot.context.monmapNews.shutdownReason && !stopping)
-          options.onShutdown?.(snapshot.context.monmapNews.shutdownReason);
-        resolveStopped();
-      },
-      error(error) {
-        logger.error({ err: String(error) }, 'monitor actor failed');
-        resolveStopped();
-      },
-    });
-    actor.start();
-  }
+        logger.info(
+          {
+            mon: loaded.name,
+            state,
+            election_epoch: snapshot.context.electionEpoch,
+            quorum: snapshot.context.quorum,
+            reason: state === 'probing' ? snapshot.context.lastBootstrapReason : undefined,
+            sync: state === 'synchronizing' ? snapshot.context.syncState.decision : undefined,
+          },
+          `mon.${loaded.name} ${state} e${snapshot.context.electionEpoch}`,
+        );
+        lastState = state;
+        lastQuorum = quorum;
+      }
+      if (state === 'synchronizing' && sync && sync.keys !== lastSyncKeys) {
+        lastSyncKeys = sync.keys;
+        options.onSyncProgress?.({
+          provider: sync.provider,
+          kind: sync.kind,
+          keys: sync.keys,
+          bytes: sync.bytes,
+          totalKeys: sync.totalKeys,
+          totalBytes: sync.totalBytes,
+        });
+      }
+      if (snapshot.status !== 'done') return;
+      if (snapshot.context.monmapNews.shutdownReason && !stopping)
+        options.onShutdown?.(snapshot.context.monmapNews.shutdownReason);
+      resolveStopped();
+    },
+    error(error) {
+      logger.error({ err: String(error) }, 'monitor actor failed');
+      resolveStopped();
+    },
+  });
 
   /**
    * The read fast path: true when the request was a read answered now; an update is marked so
@@ -447,9 +442,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
   const handle: MonitorHandle = {
     name: loaded.name,
     fsid: loaded.fsid,
-    get actor() {
-      return actor;
-    },
+    actor,
     stopped,
     state() {
       return monitorStateName(actor.getSnapshot()) as MonitorStateName;
@@ -483,6 +476,6 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     },
   };
 
-  boot({ ...loaded.input, inSync: loaded.inSync });
+  actor.start();
   return handle;
 }

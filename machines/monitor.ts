@@ -133,6 +133,18 @@ export interface MonitorInput {
   connectivityScores?: ConnectionTracker | null;
 }
 
+/** What the store holds for the monitor (Monitor::preinit): its input without the config, which is the runtime's. */
+export type StoredInput = Omit<MonitorInput, 'config'>;
+
+/**
+ * Monitor::sync_finish → init_paxos: the synced store is whole, and the monitor asks the io
+ * actor (the only one that reads the store) what it now holds. The io actor answers with
+ * `monitor.loaded`, read the way a monitor's start reads it (actors/monitor-state.ts).
+ */
+export interface IoLoadEvent {
+  type: 'io.load';
+}
+
 /** Why and from whom this monitor would sync (Monitor::handle_probe_reply), kept visible in the state. */
 export interface SyncDecision {
   kind: 'full' | 'recent';
@@ -251,6 +263,8 @@ export type MonitorEvent =
   | { type: 'monitor.sync_served'; cookie: number; nextVersion?: number; done: boolean }
   | IoSyncServeEvent
   | IoWrittenEvent
+  /** The io actor's answer to io.load: what the synced store holds (Monitor::init_paxos reads it). */
+  | { type: 'monitor.loaded'; input: StoredInput }
   /** The io actor: a monitor's session was lost / the monitor spoke again. */
   | { type: 'monitor.peer_reset'; peer: EntityName }
   | { type: 'monitor.peer_alive'; peer: EntityName }
@@ -726,6 +740,33 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
     throw new RangeError(`a monitor runs at most ${forwardTidStride} services (${services.length} given)`);
   const serviceFor = (cmd: string[]) => serviceOf(services, cmd);
   const prefixesToSync = syncPrefixesFor(services as readonly LoadableService[]);
+  /** A service child's input: what it loaded from the store (context.boot.services) and its settings. */
+  const serviceInput = (context: MonitorContext, d: ServiceDefinition, slot: number) => ({
+    monitor: monitorView(context, 'none'),
+    versions: context.boot.services[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
+    loaded: context.boot.services[d.name]?.loaded ?? null,
+    ...(context.boot.services[d.name]?.sessions ? { sessions: context.boot.services[d.name]?.sessions } : {}),
+    forwardSlot: slot,
+    proposeIntervalMs: context.config.paxosProposeIntervalMs,
+    proposeGatherMs: context.config.paxosProposeGatherMs,
+    trimMin: context.config.paxosServiceTrimMin,
+    trimMax: context.config.paxosServiceTrimMax,
+    answersMax: context.config.monSessionAnswersMax,
+    deadlineMaxMs: context.config.monClientDeadlineMaxMs,
+    appliedPaxosVersion: context.paxos.lastCommitted,
+  });
+  /** Start the service children from `context` (see startServices). */
+  const spawnServices = (
+    enqueue: { spawnChild(src: never, options: never): void },
+    context: MonitorContext,
+  ) => {
+    for (const [slot, d] of services.entries()) {
+      const id = serviceId(d.name);
+      // Service children are built from the definitions given, so their `src` is not a literal
+      // type XState can check here.
+      enqueue.spawnChild(id as never, { id, systemId: id, input: serviceInput(context, d, slot) } as never);
+    }
+  };
   const unknownCommand = (cmd: string[]) =>
     `unknown command '${cmd.join(' ')}' (valid: mon dump|stat|getmap, config-key set|get|rm|exists|ls|dump, log, log last, health, status, quorum_status, mon_status)`;
   return setup({
@@ -904,6 +945,90 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         // chunk: until then this store is whole, its probe replies stay true, and an abandoned
         // sync leaves it as it was.
         enqueue.sendTo('io', effects(start.writes, start.messages));
+      }),
+      /**
+       * The PaxosService children (Ceph's paxos_service[]), one per service, each started from
+       * what the store held for it (context.boot.services): at start, and again after a store
+       * sync (reload).
+       */
+      startServices: enqueueActions(({ enqueue, context }) => spawnServices(enqueue, context)),
+      /**
+       * Monitor::sync_finish → init_paxos → bootstrap, from what the io actor read of the synced
+       * store (monitor.loaded). Ceph's init_paxos runs Paxos::init (the versions and proposal
+       * numbers, read again) and every PaxosService's init and refresh over the store as the sync
+       * left it, in the same Monitor. Here Paxos and the monitor's map are context, set from
+       * what was read; the services are actors started from what they loaded, so each is stopped
+       * and started again from its loaded state (paxmon's and an app's alike), under the same id
+       * and system id. The monitor's own actor, the io actor, the elector (its epoch and scores
+       * are not synced: it is told the new monmap) and the sync provider live on, as Ceph's
+       * Monitor and Elector do: whoever holds or inspects the actor keeps it.
+       *
+       * The services are spawned (startServices) rather than invoked in a compound state that a
+       * reentering transition would restart: that state would wrap probing … inQuorum, and every
+       * state path (stateIn({ inQuorum: … }), the tags' states, status names) would move under it.
+       *
+       * What Paxos keeps is what a bootstrap keeps: the lease and promise bookkeeping, which
+       * lives in memory only (their delayed events are still scheduled, and a promise given
+       * holds until it runs out). The requests the old services held (waiting to be readable or
+       * writeable, or forwarded to a leader and not answered yet) go to the new ones, as Ceph
+       * retries its waiting ops after a bootstrap (C_RetryMessage, resend_routed_requests).
+       */
+      reload: enqueueActions(({ enqueue, context, event, self }) => {
+        assertEvent(event, 'monitor.loaded');
+        const input = event.input;
+        const children = self.getSnapshot().children as Record<
+          string,
+          { getSnapshot(): unknown } | undefined
+        >;
+        const held = new Map<string, ServiceRequest[]>();
+        for (const d of services) {
+          const old = (children[serviceId(d.name)]?.getSnapshot() as { context?: ServiceContext } | undefined)
+            ?.context;
+          const requests = old
+            ? [...old.waitingForReadable, ...old.waitingForWriteable, ...old.routed.map((r) => r.request)]
+            : [];
+          if (requests.length) held.set(d.name, requests);
+          enqueue.stopChild(serviceId(d.name));
+        }
+        const rank = input.monmap.mons.findIndex((m) => m.name === context.name);
+        const stored = input.paxos;
+        const paxos: PaxosContext = {
+          ...context.paxos,
+          rank,
+          monmap: input.monmap,
+          firstCommitted: stored.firstCommitted,
+          lastCommitted: stored.lastCommitted,
+          acceptedPn: stored.acceptedPn,
+          lastPn: stored.lastPn,
+          uncommitted: stored.uncommitted,
+          status: {
+            firstCommitted: stored.firstCommitted,
+            lastCommitted: stored.lastCommitted,
+            readable: false,
+            writeable: false,
+          },
+        };
+        const next: MonitorContext = {
+          ...context,
+          rank,
+          monmap: input.monmap,
+          addr: input.monmap.mons.find((m) => m.name === context.name)?.addr ?? input.addr ?? context.addr,
+          hasEverJoined: context.hasEverJoined || input.hasEverJoined,
+          paxos,
+          appliedVersion: stored.lastCommitted,
+          boot: { ...context.boot, services: input.services ?? {} },
+          servicesWaiting: services.map((d) => d.name),
+          sync: null,
+          syncState: { decision: null, finishing: false, forceFull: input.inSync ?? false },
+          monmapNews: { ...context.monmapNews, pending: null },
+          lastBootstrapReason: `store synced from ${context.sync?.provider ?? 'a peer'}`,
+        };
+        enqueue.assign(next);
+        enqueue.sendTo('elector', { type: 'elector.monmap', monmap: next.monmap, rank });
+        spawnServices(enqueue, next);
+        const stamp = paxosStamp(next);
+        for (const [name, requests] of held)
+          enqueue.sendTo(serviceId(name), { type: 'service.requests', requests, paxos: stamp });
       }),
       /** Monitor::win_election / lose_election: remember that I have been in a quorum (monitor/joined). */
       joined: enqueueActions(({ enqueue, context }) => {
@@ -1196,33 +1321,11 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           timeoutMs: context.config.monSyncTimeoutMs,
         }),
       },
-      // Service children are built from the definitions given, so their `src` is not a literal
-      // type XState can check here.
-      ...(services.map((d, slot) => ({
-        id: serviceId(d.name),
-        systemId: serviceId(d.name),
-        src: serviceId(d.name),
-        input: ({ context }: { context: MonitorContext }) => ({
-          monitor: monitorView(context, 'none'),
-          versions: context.boot.services[d.name]?.versions ?? { firstCommitted: 0, lastCommitted: 0 },
-          loaded: context.boot.services[d.name]?.loaded ?? null,
-          ...(context.boot.services[d.name]?.sessions
-            ? { sessions: context.boot.services[d.name]?.sessions }
-            : {}),
-          forwardSlot: slot,
-          proposeIntervalMs: context.config.paxosProposeIntervalMs,
-          proposeGatherMs: context.config.paxosProposeGatherMs,
-          trimMin: context.config.paxosServiceTrimMin,
-          trimMax: context.config.paxosServiceTrimMax,
-          answersMax: context.config.monSessionAnswersMax,
-          deadlineMaxMs: context.config.monClientDeadlineMaxMs,
-          appliedPaxosVersion: context.paxos.lastCommitted,
-        }),
-      })) as never[]),
     ],
     // Monitor::tick every mon_tick_interval, on XState's clock (the simulator's in the simulator):
-    // the io actor answers with the wall-clock time (monitor.tick), and each tick schedules the next.
-    entry: 'scheduleTick',
+    // the io actor answers with the wall-clock time (monitor.tick), and each tick schedules the
+    // next. The services start here (startServices), beside the children invoked above.
+    entry: ['scheduleTick', 'startServices'],
     initial: 'probing',
     // Root transitions never use `reenter: true`: that would re-enter the root and restart its
     // children (elector, paxos, io), losing their state. A root transition to '.probing' already
@@ -1254,7 +1357,10 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           from: event.from,
           msg: event.msg,
           nowMs: event.receivedAt,
-          canProvide: !self.getSnapshot().matches('synchronizing') && !context.syncState.forceFull,
+          canProvide:
+            !self.getSnapshot().matches('synchronizing') &&
+            !self.getSnapshot().matches('reloading') &&
+            !context.syncState.forceFull,
           firstCommitted: context.paxos.firstCommitted,
         })),
       },
@@ -1621,7 +1727,7 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
         // Monitor::sync_start … sync_finish. Every message from the provider re-arms
         // mon_sync_timeout; a timeout or no_cookie sends the monitor back to bootstrap, which
         // probes again and may pick another provider. The last chunk is durable before the
-        // monitor reloads: the runtime restarts the actor tree over the synced store.
+        // monitor reloads what the synced store holds (reloading).
         entry: 'syncStart',
         initial: 'waiting',
         states: {
@@ -1697,9 +1803,21 @@ export function createMonitorMachine(services: ServiceDefinition[]) {
           },
         },
       },
-      // The store now holds the provider's copy: the runtime restarts the monitor over it
-      // (Ceph re-inits Paxos and bootstraps).
-      reloading: { type: 'final' },
+      // Monitor::sync_finish: the store now holds the provider's copy. init_paxos reads it again
+      // — here the io actor reads it (io.load → monitor.loaded) — and then bootstrap: the reload
+      // action sets Paxos, the monmap and the services from it, and the monitor probes again.
+      reloading: {
+        entry: sendTo('io', { type: 'io.load' } satisfies IoLoadEvent),
+        on: {
+          'monitor.loaded': { target: 'probing', actions: 'reload' },
+          // Ceph's sync_finish runs init_paxos and bootstrap in one go: nothing sends the monitor
+          // back to probing over what it knew before the sync while the store is being read.
+          'monitor.bootstrap': { actions: [] },
+          'paxos.bootstrap': { actions: [] },
+          'elector.reset_election': { actions: [] },
+          'monitor.adopt_monmap': { actions: [] },
+        },
+      },
       electing: {
         entry: { type: 'announce', params: { role: 'none' } },
         on: {

@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MonConfig } from '../machines/config.ts';
+import { monitorStateName } from '../machines/monitor.ts';
 import type { ServiceDefinition } from '../machines/paxos-service.ts';
 import { SimCluster } from '../sim/cluster.ts';
 import { Transaction } from '../storage/transaction.ts';
@@ -325,12 +326,30 @@ test("a full sync copies a custom service's history too: the synced monitor answ
   await c.runUntil(() => c.stableQuorum(2), 20_000);
   for (let i = 1; i <= 120; i += 1) assert.is((await client.call('a', ['counter', 'add', '1'])).r, 0);
   await c.start('c');
+  // The sync reloads inside the monitor's actor (reloading: io.load → monitor.loaded): the one
+  // the handle gave at start is the one that goes on, and its subscribers see it go on.
+  const actor = c.node('c').monitor?.actor;
+  const states: string[] = [];
+  actor?.subscribe((snapshot) => {
+    const state = monitorStateName(snapshot);
+    if (states.at(-1) !== state) states.push(state);
+  });
   const watch = watchSync(c, 'c');
   await c.runUntil(
     () => (watch.poll(), c.stableQuorum(3) && c.running().every((m) => m.isReadable())),
     60_000,
   );
   assert.equal(watch.kinds, ['full'], 'a full sync ran');
+  assert.ok(actor && c.node('c').monitor?.actor === actor, "mon.c's actor is the one it started with");
+  const reloaded = states.indexOf('reloading');
+  assert.ok(
+    reloaded > 0 && states[reloaded + 1] === 'probing',
+    `reloaded, then bootstrap: ${states.join(' → ')}`,
+  );
+  assert.ok(
+    states.slice(reloaded).some((s) => s === 'peon' || s === 'leader'),
+    `the subscriber saw mon.c in the quorum after the reload: ${states.join(' → ')}`,
+  );
   const versions = async (name: string) => c.node(name).store.getNumber('counter', 'last_committed');
   assert.is(await versions('c'), await versions('a'), "mon.c holds the counter's versions");
   assert.is((await client.call('c', ['counter', 'get'])).data, '120');
