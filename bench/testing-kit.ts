@@ -4,13 +4,16 @@
 //
 //   npm run bench:testing-kit -- [--seeds 100] [--seconds 120] [--monitors 3] [--jobs 2] [--first-seed 1]
 //
-// --jobs splits the seeds into that many contiguous ranges, each run by a child process of its own
-// (a service's hooks are functions: they cannot be handed to a worker, but a process can import
-// them again); the default is one per core, at most 2. CPU is every process's user + system time;
-// the machine's load average is printed with it, since others may share the cores. The seeds'
-// hashes are combined in seed order: the same options give the same hash with any --jobs.
+// --jobs runs the seeds in that many child processes (a service's hooks are functions: they cannot
+// be handed to a worker, but a process can import them again); the default is one per core, at
+// most 2. The parent hands each child its next seed as it finishes one, so a child that drew the
+// slower seeds does not leave the other core idle at the end (contiguous halves of the seeds
+// differed by up to a tenth). CPU is every process's user + system time; the machine's load
+// average is printed with it, since others may share the cores. The seeds' hashes are combined
+// in seed order: the same options give the same hash with any --jobs.
 import { spawn } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { counter } from '../examples/counter.ts';
@@ -64,16 +67,14 @@ interface SeedLine {
   invariant: string | undefined;
 }
 
-/** Run seeds [first, first + count) here; report each as a JSON line, then this process's CPU. */
-async function runHere(first: number, count: number, report: (line: SeedLine) => void): Promise<number> {
-  const cpu = process.cpuUsage();
+/** Run `seeds` here, in order; report each as it ends. */
+async function runHere(seeds: number[], report: (line: SeedLine) => void): Promise<void> {
   await simulateService({
     service: counter,
     model: counterModel(),
     operations: (random: Random) => (random.chance(0.5) ? get : add(random.int(1, 9))),
     finalReads: [get],
-    seeds: count,
-    firstSeed: first,
+    seeds,
     monitors,
     seconds,
     stopOnFailure: false,
@@ -87,13 +88,17 @@ async function runHere(first: number, count: number, report: (line: SeedLine) =>
         invariant: r.failure?.invariant,
       }),
   });
-  const used = process.cpuUsage(cpu);
-  return (used.user + used.system) / 1e6;
 }
 
 if (values.child) {
-  const cpuS = await runHere(firstSeed, seeds, (line) => console.log(JSON.stringify(line)));
-  console.log(JSON.stringify({ cpuS }));
+  // A seed per line on stdin, a JSON line per seed on stdout; at the end of stdin, this process's CPU.
+  const cpu = process.cpuUsage();
+  for await (const text of createInterface({ input: process.stdin })) {
+    if (text.trim() === '') continue;
+    await runHere([Number(text)], (line) => console.log(JSON.stringify(line)));
+  }
+  const used = process.cpuUsage(cpu);
+  console.log(JSON.stringify({ cpuS: (used.user + used.system) / 1e6 }));
 } else {
   const load = loadavg()[0] ?? 0;
   console.log(
@@ -103,14 +108,11 @@ if (values.child) {
   const lines: SeedLine[] = [];
   let cpuS = 0;
   const self = fileURLToPath(import.meta.url);
-  const ranges = Array.from({ length: jobs }, (_, j) => {
-    const from = Math.floor((j * seeds) / jobs);
-    const to = Math.floor(((j + 1) * seeds) / jobs);
-    return { first: firstSeed + from, count: to - from };
-  });
+  const queue = Array.from({ length: seeds }, (_, i) => firstSeed + i);
   await Promise.all(
-    ranges.map(
-      ({ first, count }) =>
+    Array.from(
+      { length: jobs },
+      (_, j) =>
         new Promise<void>((resolve, reject) => {
           const child = spawn(
             process.execPath,
@@ -119,17 +121,19 @@ if (values.child) {
               'tsx',
               self,
               '--child',
-              '--first-seed',
-              String(first),
-              '--seeds',
-              String(count),
               '--seconds',
               String(seconds),
               '--monitors',
               String(monitors),
             ],
-            { stdio: ['ignore', 'pipe', 'inherit'] },
+            { stdio: ['pipe', 'pipe', 'inherit'] },
           );
+          const next = () => {
+            const seed = queue.shift();
+            if (seed === undefined) child.stdin.end();
+            else child.stdin.write(`${seed}\n`);
+          };
+          next();
           let buffered = '';
           child.stdout.on('data', (chunk: Buffer) => {
             buffered += chunk.toString('utf8');
@@ -141,12 +145,15 @@ if (values.child) {
               if (!text.startsWith('{')) continue;
               const parsed = JSON.parse(text) as SeedLine | { cpuS: number };
               if ('cpuS' in parsed) cpuS += parsed.cpuS;
-              else lines.push(parsed);
+              else {
+                lines.push(parsed);
+                next();
+              }
             }
           });
           child.on('error', reject);
           child.on('close', (code) =>
-            code === 0 ? resolve() : reject(new Error(`seeds from ${first}: exit code ${code}`)),
+            code === 0 ? resolve() : reject(new Error(`child ${j + 1}: exit code ${code}`)),
           );
         }),
     ),
