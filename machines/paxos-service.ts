@@ -169,8 +169,11 @@ export interface ServiceInput {
 interface Routed {
   request: ServiceRequest;
   forwardTid: number;
-  /** The leader it was forwarded to: named in the answer's LeaderHint. */
-  leader: { name: string; addr: string };
+  /**
+   * The leader it was forwarded to, named in the answer's LeaderHint — for an update only (a
+   * read an unreadable peon forwarded must not send the client's reads to the leader).
+   */
+  leader?: { name: string; addr: string };
 }
 
 export interface ServiceContext {
@@ -326,10 +329,10 @@ function routeReplies(
     // The answer says where the request went (LeaderHint): the client may send the next ones
     // of that command straight to the leader. Not Ceph's: its MonClient stays with the monitor
     // it hunted to, and every update costs that monitor a forward and a route.
-    const prefix = prefixOf(routed.request.cmd);
+    const prefix = routed.leader && prefixOf(routed.request.cmd);
     step.io.replies.push({
       target: routed.request,
-      reply: prefix ? { ...route.reply, leader: { ...routed.leader, prefix } } : route.reply,
+      reply: routed.leader && prefix ? { ...route.reply, leader: { ...routed.leader, prefix } } : route.reply,
     });
     open.delete(route.tid);
   }
@@ -406,7 +409,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       // looks at a request; under a steady stream of writes that is most of the time. paxmon
       // hands the request to the leader at once instead: the leader runs the whole dispatch
       // (preprocess_query under its own lease, or prepare_update), so reads stay linearizable.
-      return forward(c, request, step);
+      // Whether it is an update (for the answer's LeaderHint only): preprocess_query's verdict on
+      // this monitor's state, which may be behind — the leader decides what it is, and a wrong
+      // guess costs the client no more than a forward.
+      const update = request.update === true || def.preprocessQuery(c.state, request, view(c)) === null;
+      return forward(c, request, step, update);
     }
     if (!readable(c)) {
       if (c.waitingForReadable.length >= c.settings.waitingMax) {
@@ -452,7 +459,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       step.io.replies.push({ target: request, reply: refused });
       return c;
     }
-    if (c.monitor.role !== 'leader') return forward(c, request, step);
+    if (c.monitor.role !== 'leader') return forward(c, request, step, true);
     if (!writeable(c)) {
       if (c.waitingForWriteable.length >= c.settings.waitingMax) {
         step.io.replies.push({
@@ -467,8 +474,8 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     return prepare(c, request, step);
   }
 
-  /** Monitor::forward_request_leader. */
-  function forward(c: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
+  /** Monitor::forward_request_leader; `update`: known to be one (its answer names the leader). */
+  function forward(c: ServiceContext, request: ServiceRequest, step: Step, update: boolean): ServiceContext {
     const leader = c.monitor.monmap.mons[c.monitor.leader];
     if (c.monitor.role !== 'peon' || !leader) {
       // Not in a quorum: wait for one (the request is resent once there is a leader).
@@ -494,7 +501,10 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     return {
       ...c,
       nextForwardTid: forwardTid + forwardTidStride,
-      routed: [...c.routed, { request, forwardTid, leader: { name: leader.name, addr: leader.addr } }],
+      routed: [
+        ...c.routed,
+        { request, forwardTid, ...(update ? { leader: { name: leader.name, addr: leader.addr } } : {}) },
+      ],
     };
   }
 
