@@ -17,7 +17,6 @@
 // `stepMs`, so events closer than that are handled together — then lets promise continuations
 // run and checks the invariants. Nothing is skipped: between two timers nothing can happen. No
 // real timer, no Date.now and no Math.random decides anything in a run.
-import type { AnyActorRef } from 'xstate';
 import type { MonitorHandle } from '../actors/monitor.ts';
 import type { MonConfig } from '../machines/config.ts';
 import { isReadable, type PaxosContext, paxosStateName } from '../machines/paxos.ts';
@@ -198,8 +197,6 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
   readonly #stalls = new Map<number, { from: EntityName; to: EntityName; delayMs: number }>();
   #faultId = 0;
   readonly #pauseToken = new Map<string, number>();
-  /** The actor tree of each monitor being watched (a store sync replaces it). */
-  readonly #observed = new Map<string, AnyActorRef>();
   #proposals = 0;
   #highestLastCommitted = 0;
   /** Detail of the message being sent right now, for the network's `send` line. */
@@ -367,7 +364,6 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
     this.checker.assertOk();
     for (const node of this.cluster.nodes) {
       if (!node.monitor) continue;
-      this.#ensureObserved(node.name);
       // Most steps commit nothing: no store to read, and no await (a promise per monitor per step).
       if (!this.checker.scanDue(node.name)) continue;
       // A store being rewritten by a sync is checked once it is whole again (after the reload).
@@ -512,21 +508,8 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
     this.clocks.get(name)?.clear();
   }
 
-  /**
-   * A monitor re-creates its actor tree over its store after a store sync (Ceph re-inits after
-   * sync_finish): watch the new one from the moment it exists, as a restart over the synced disk.
-   */
-  #ensureObserved(name: string): void {
-    const monitor = this.cluster.node(name).monitor;
-    if (monitor && monitor.actor !== this.#observed.get(name)) {
-      this.coverage.mark('monitor reloaded over a synced store');
-      this.#observe(name, monitor, 'reloaded after a store sync');
-    }
-  }
-
   #observe(name: string, monitor: MonitorHandle, how = 'started'): void {
     const actor = monitor.actor;
-    this.#observed.set(name, actor);
     const current = () =>
       this.#phase !== 'done' && monitor.actor === actor && this.cluster.node(name).monitor === monitor;
     const initial = paxosContext(monitor);
@@ -577,6 +560,9 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
         this.coverage.mark('election won with a partial quorum');
       }
       if (state === 'synchronizing') this.coverage.mark('monitor decided to sync');
+      // A full sync's end: the same actor reloads its state from the synced store (Ceph's
+      // sync_finish → init_paxos), then bootstraps.
+      if (state === 'reloading') this.coverage.mark('monitor reloaded over a synced store');
       this.#line(`mon.${name} ${line}`);
     };
     // A hook that throws (a service's, say) stops the monitor's actor tree: a failure of the run,
@@ -647,7 +633,6 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
     return {
       name: endpoint.name,
       send: (to, message, addr) => {
-        this.#ensureObserved(name);
         this.checker.onSend(name, to, message);
         this.#sending = summarize(message);
         try {
@@ -662,7 +647,6 @@ export class Simulation<Input = KvInput, Output = KvOutput> {
           onMessage: (from, message, session) =>
             run(() => {
               if (message.type === 'mon.command') {
-                this.#ensureObserved(name);
                 this.checker.onRequest(name, from, message.tid);
               }
               handlers.onMessage(from, message, session);
