@@ -56,20 +56,14 @@ export interface WorkloadOptions {
   readonly onClient?: (process: number, session: string) => void;
 }
 
-/** What the runner hands the workload process (chaos/workload-main.ts) on its stdin. */
-export interface WorkloadConfig {
-  readonly mons: { name: string; addr: string }[];
-  readonly fsid: string;
-  /** client.admin's key: on stdin, not on the command line where `ps` would show it. */
-  readonly key: string;
-  readonly clients: number;
-  readonly keys: number;
-  readonly rate: number;
-  readonly seed: number;
+/**
+ * What the runner hands the workload process (chaos/workload-main.ts) on its stdin: the workload's
+ * options that are data (client.admin's key among them: on stdin, not on the command line where
+ * `ps` would show it), and the runner's clock in place of `now`.
+ */
+export interface WorkloadConfig extends Omit<WorkloadOptions, 'now' | 'onOp' | 'onClient'> {
   /** The runner's clock origin, process.hrtime.bigint() as a decimal string. */
   readonly originNs: string;
-  readonly attemptTimeoutMs: number;
-  readonly timeoutMs: number;
   /** How long each key's final read is retried before it is given up. */
   readonly finalReadsBoundMs: number;
 }

@@ -9,17 +9,15 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { keySecret } from '../actors/keyring.ts';
-import { anyFsid, MonClient } from '../actors/mon-client.ts';
+import { MonClient } from '../actors/mon-client.ts';
 import { spawnMonitor } from '../cli/cluster.ts';
-import type { EntityName, Message } from '../transport/messages.ts';
-import { Messenger } from '../transport/messenger.ts';
 import {
   adminKey,
   alive,
   freePorts,
   paxmon,
   pollUntil,
+  rawClient,
   tempDir,
   upDetached,
   waitForQuorum,
@@ -44,30 +42,6 @@ test.after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A client with a name of its own choosing, sending raw mon.command frames (tid, deadline). */
-function rawClient(name: EntityName) {
-  const messenger = new Messenger({
-    name,
-    fsid: anyFsid,
-    reconnectMs: { initial: 20, max: 200 },
-    auth: { entity: 'client.admin', secret: keySecret(adminKey(dir)) },
-  });
-  const acks: { from: EntityName; tid: number; r: number; rs: string }[] = [];
-  messenger.setHandlers({
-    onMessage: (from: EntityName, message: Message) => {
-      if (message.type === 'mon.command_ack')
-        acks.push({ from, tid: message.tid, r: message.r, rs: message.rs });
-    },
-  });
-  return {
-    acks,
-    send(to: EntityName, addr: string, tid: number, cmd: string[], deadline: number) {
-      messenger.send(to, { type: 'mon.command', tid, cmd, deadline }, addr);
-    },
-    close: () => messenger.close(),
-  };
-}
-
 test('an update in flight at kill -9 of the leader applies once, even when a copy reaches it after it full-synced', async () => {
   const port = await freePorts(3);
   const up = await upDetached(dir, port, 3, setArgs);
@@ -82,7 +56,7 @@ test('an update in flight at kill -9 of the leader applies once, even when a cop
     timeoutMs: 20_000,
     key: adminKey(dir),
   });
-  const raw = rawClient('client.at-most-once');
+  const raw = rawClient(dir, 'client.at-most-once');
   try {
     // The update, sent to the leader, which is killed at once: it may or may not have committed.
     const deadline = Date.now() + 120_000;

@@ -8,16 +8,14 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { keySecret } from '../actors/keyring.ts';
-import { anyFsid, MonClient } from '../actors/mon-client.ts';
-import type { EntityName, LeaderHint, Message } from '../transport/messages.ts';
-import { Messenger } from '../transport/messenger.ts';
+import { MonClient } from '../actors/mon-client.ts';
 import {
   adminKey,
   alive,
   freePorts,
   paxmon,
   pollUntil,
+  rawClient,
   tempDir,
   upDetached,
   waitForQuorum,
@@ -42,22 +40,17 @@ test('a peon names the leader on a forwarded update; MonClient then sends update
   const peon = names.find((n) => n !== leader) as string;
 
   // The wire: a forwarded update's answer carries the hint; a read's, and the leader's own, do not.
-  const messenger = new Messenger({
-    name: 'client.leader-hint',
-    fsid: anyFsid,
-    reconnectMs: { initial: 20, max: 200 },
-    auth: { entity: 'client.admin', secret: keySecret(adminKey(dir)) },
-  });
-  const acks = new Map<number, { from: EntityName; r: number; leader?: LeaderHint }>();
-  messenger.setHandlers({
-    onMessage: (from: EntityName, message: Message) => {
-      if (message.type === 'mon.command_ack')
-        acks.set(message.tid, { from, r: message.r, ...(message.leader ? { leader: message.leader } : {}) });
-    },
-  });
+  const raw = rawClient(dir, 'client.leader-hint');
   const ask = (to: string, tid: number, cmd: string[]) => {
-    messenger.send(`mon.${to}`, { type: 'mon.command', tid, cmd, deadline: Date.now() + 30_000 }, addr(to));
-    return pollUntil(`the answer to ${cmd.join(' ')}`, 20_000, async () => acks.get(tid), { intervalMs: 20 });
+    raw.send(`mon.${to}`, addr(to), tid, cmd, Date.now() + 30_000);
+    return pollUntil(
+      `the answer to ${cmd.join(' ')}`,
+      20_000,
+      async () => raw.acks.find((a) => a.tid === tid),
+      {
+        intervalMs: 20,
+      },
+    );
   };
   try {
     const forwarded = await ask(peon, 1, ['config-key', 'set', 'hint/k', 'v1']);
@@ -70,7 +63,7 @@ test('a peon names the leader on a forwarded update; MonClient then sends update
     assert.is(direct.r, 0);
     assert.is(direct.leader, undefined, 'the leader forwards nothing');
   } finally {
-    await messenger.close();
+    await raw.close();
   }
 
   // MonClient, given only the peon's address: its first update is forwarded and names the leader.

@@ -6,9 +6,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKey } from '../../actors/keyring.ts';
+import { generateKey, keySecret } from '../../actors/keyring.ts';
+import { anyFsid } from '../../actors/mon-client.ts';
 import { spawnMonitor } from '../../cli/cluster.ts';
 import { parseKeyring } from '../../machines/keyring-text.ts';
+import type { EntityName, LeaderHint, Message } from '../../transport/messages.ts';
+import { Messenger } from '../../transport/messenger.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const cliMain = join(repoRoot, 'cli/main.ts');
@@ -80,6 +83,35 @@ export function adminKey(dir: string): string {
   );
   if (!entry) throw new Error(`${join(dir, 'keyring')} has no client.admin key`);
   return entry.key;
+}
+
+/**
+ * A client of the cluster in `dir` (client.admin's key) with a session name of its own choosing,
+ * sending raw `mon.command` frames — its own tid and deadline, to the monitor it names — and
+ * keeping every answer as it came (MonClient would retry, fail over and hide the hint).
+ */
+export function rawClient(dir: string, name: EntityName) {
+  const messenger = new Messenger({
+    name,
+    fsid: anyFsid,
+    reconnectMs: { initial: 20, max: 200 },
+    auth: { entity: 'client.admin', secret: keySecret(adminKey(dir)) },
+  });
+  const acks: { from: EntityName; tid: number; r: number; rs: string; leader?: LeaderHint }[] = [];
+  messenger.setHandlers({
+    onMessage: (from: EntityName, message: Message) => {
+      if (message.type !== 'mon.command_ack') return;
+      const { tid, r, rs, leader } = message;
+      acks.push({ from, tid, r, rs, ...(leader ? { leader } : {}) });
+    },
+  });
+  return {
+    acks,
+    send(to: EntityName, addr: string, tid: number, cmd: string[], deadline: number) {
+      messenger.send(to, { type: 'mon.command', tid, cmd, deadline }, addr);
+    },
+    close: () => messenger.close(),
+  };
 }
 
 /** A keyring file with a fresh client.admin key no cluster knows: for commands that must fail before or at the handshake. */
