@@ -775,9 +775,14 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
         .map((p) => [p.key, p.reply.r, p.reply.rs, p.target.deadline ?? 0]),
     );
     // paxos_propose_gather: the clients just answered are likely to send again at once.
+    // The requests that arrived during the round wait for writeable (Ceph's wait_for_writeable
+    // while proposing) and become pending with this step: they count toward the target too, or
+    // the round after this one would leave at once with them alone and rounds would stay half full.
     const answered = proposing.owed.length;
     const gatherTarget =
-      current.settings.proposeGatherMs > 0 && answered > 1 ? answered + current.pendingReplies.length : 0;
+      current.settings.proposeGatherMs > 0 && answered > 1
+        ? answered + current.pendingReplies.length + current.waitingForWriteable.length
+        : 0;
     let next: ServiceContext = { ...current, proposing: null, gatherTarget };
     if (def.onActive) next = { ...next, state: def.onActive(next.state, view(next)) };
     return next;

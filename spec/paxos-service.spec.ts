@@ -262,6 +262,40 @@ test('paxos_propose_gather: after a commit that answered several, wait for as ma
   h.stop();
 });
 
+test('paxos_propose_gather: requests that waited out the round count toward the target (rounds stay full)', () => {
+  // 64 writers in flight: half are answered by a commit while the other half waited out the
+  // round (wait_for_writeable while proposing). Counting only the answered made the next round
+  // leave at once with the waiting half, and rounds carried 32 for ever after.
+  const h = service('leader', 2);
+  h.send(applied(1, 0));
+  h.send(status(true, true));
+  for (let i = 1; i <= 2; i += 1) h.send({ type: 'service.request', request: request(i, 'add', '1') });
+  h.send(committed(2, [proposals(h)[0]?.id ?? '']));
+  h.send(applied(2, 1));
+  assert.is(proposals(h).length, 2, 'round 3 carries the second');
+  // Two more arrive while round 3 is in flight; it answers one (the first group of two).
+  h.send({ type: 'service.request', request: request(3, 'add', '1') });
+  h.send({ type: 'service.request', request: request(4, 'add', '1') });
+  h.send(committed(3, [proposals(h)[1]?.id ?? '']));
+  h.send(applied(3, 2));
+  assert.is(proposals(h).length, 3, 'one answered: the two waiting go at once');
+  // Round 4 answers two while two more wait: the next round waits for the answered two as well.
+  h.send({ type: 'service.request', request: request(5, 'add', '1') });
+  h.send({ type: 'service.request', request: request(6, 'add', '1') });
+  h.send(committed(4, [proposals(h)[2]?.id ?? '']));
+  h.send(applied(4, 4));
+  assert.is(proposals(h).length, 3, 'two waited, two answered: gathering for four');
+  h.send({ type: 'service.request', request: request(7, 'add', '1') });
+  assert.is(proposals(h).length, 3, 'three of four');
+  h.send({ type: 'service.request', request: request(8, 'add', '1') });
+  assert.is(proposals(h).length, 4, 'all four: proposed without waiting for the timer');
+  const last = proposals(h)[3];
+  assert.is(last?.replies.length, 4, 'one round for the four');
+  h.send(committed(5, [last?.id ?? '']));
+  assert.is(replies(h).length, 8, 'every request answered');
+  h.stop();
+});
+
 test('paxos_propose_gather: a lone client waits for nothing (a commit that answered one)', () => {
   const h = service('leader', 2);
   h.send(applied(1, 0));
