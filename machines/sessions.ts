@@ -176,8 +176,11 @@ export function applySessionOps(sessions: Sessions, prefix: string, ops: Applied
     const version = Number(suffix);
     if (!Number.isSafeInteger(version) || version <= 0) continue;
     changed = true;
-    if (op.op === 'put') addRecord(sessions, version, parseAnswered(op.value));
-    else removeRecord(sessions, version);
+    // The leader remembered this version's answers as it answered them (recordAnswers): a
+    // version's record never changes, so its copy from the store is not parsed a second time.
+    if (op.op === 'put') {
+      if (!sessions.records.has(version)) addRecord(sessions, version, parseAnswered(op.value));
+    } else removeRecord(sessions, version);
   }
   return changed;
 }
