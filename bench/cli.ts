@@ -26,19 +26,27 @@ const goalSeconds = 0.25;
 /** One command's bound: a hung command fails the bench instead of holding it. */
 const commandTimeoutMs = 30_000;
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '20' },
-    bin: { type: 'string', default: 'cli/bin.js' },
-    'no-build': { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
+const usage =
+  'npm run bench:cli -- [--runs N (20)] [--bin FILE (cli/bin.js)] [--no-build]\n' +
+  'median, min and max wall time of `paxmon quorum_status`, `config-key get`, `config-key set` against a local cluster\n';
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        runs: { type: 'string', default: '20' },
+        bin: { type: 'string', default: 'cli/bin.js' },
+        'no-build': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (error) {
+    // An unknown or malformed option: say which, without a stack.
+    process.stderr.write(`bench:cli: ${(error as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+})();
 if (values.help) {
-  process.stdout.write(
-    'npm run bench:cli -- [--runs N (20)] [--bin FILE (cli/bin.js)] [--no-build]\n' +
-      'median, min and max wall time of `paxmon quorum_status`, `config-key get`, `config-key set` against a local cluster\n',
-  );
+  process.stdout.write(usage);
   process.exit(0);
 }
 const runs = Number(values.runs);

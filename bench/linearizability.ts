@@ -15,12 +15,19 @@ import {
   porcupineDir,
   registerModel,
 } from '../sim/linearizability/index.ts';
+import { benchArgs } from './harness/args.ts';
 
 const LARGEST_BUDGET_MS = 5000;
 const ROUNDS_MAX = 100;
 const LARGEST = 'c50-ok.txt';
 
-const rounds = Math.min(ROUNDS_MAX, Math.max(1, Number(process.argv[2] ?? 3) || 3));
+const { positionals } = benchArgs(
+  'bench/linearizability.ts',
+  'node --import tsx bench/linearizability.ts [ROUNDS (3, at most 100)]\nthe checker over the porcupine histories, best of ROUNDS\n',
+  {},
+  1,
+);
+const rounds = Math.min(ROUNDS_MAX, Math.max(1, Number(positionals[0] ?? 3) || 3));
 const dir = porcupineDir();
 
 const parseStartMs = performance.now();

@@ -7,6 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RocksDBStore } from '../storage/rocksdb-store.ts';
 import { Transaction } from '../storage/transaction.ts';
+import { benchArgs } from './harness/args.ts';
+
+benchArgs(
+  'bench/storage.ts',
+  'node --import tsx bench/storage.ts\nsynced single-put applies of RocksDBStore, 1 writer then 64 concurrent (no options)\n',
+  {},
+);
 
 const phaseMs = 1500;
 const value = new Uint8Array(128).fill(0x61);

@@ -9,10 +9,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MonClient } from '../actors/mon-client.ts';
 import { clientCredentials } from '../cli/client-commands.ts';
+import { benchArgs } from './harness/args.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
-const mbArg = process.argv.indexOf('--mb');
-const targetMb = mbArg > 0 ? Number(process.argv[mbArg + 1]) : 100;
+const { values: args } = benchArgs(
+  'bench/sync.ts',
+  'node --import tsx bench/sync.ts [--mb 100]\na store of about MB MiB synced to a new monitor\n',
+  { mb: { type: 'string', default: '100' } },
+);
+const targetMb = Number(args.mb);
+if (!(targetMb > 0)) {
+  process.stderr.write(`bench/sync.ts: --mb ${args.mb}: not a positive number\n`);
+  process.exit(2);
+}
 const valueBytes = 60 * 1024;
 
 function paxmon(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -13,6 +13,13 @@ import { encodeFrame, splitFrames } from '../transport/frame.ts';
 import type { Message } from '../transport/messages.ts';
 import { Messenger, monEntity } from '../transport/messenger.ts';
 import { deriveSession, type SessionMode, sessionChannels } from '../transport/session-crypto.ts';
+import { benchArgs } from './harness/args.ts';
+
+benchArgs(
+  'bench/transport.ts',
+  'node --import tsx bench/transport.ts\nmessages per second over loopback TCP, per session mode (no options)\n',
+  {},
+);
 
 const fsid = '5f0c3b4e-9a43-4d1e-8c7b-2f6a1d9e0b11';
 const phaseMs = 2000;

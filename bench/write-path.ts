@@ -44,18 +44,42 @@ import {
 } from './harness/proc.ts';
 import { formatProfile, mainThreadProfile, summarise } from './harness/profile.ts';
 
-const { values: opts } = parseArgs({
-  options: {
-    writes: { type: 'string', default: '2000' },
-    json: { type: 'boolean', default: false },
-    events: { type: 'boolean', default: false },
-    /** Run the monitors under `node --cpu-prof` into DIR/NAME and print each one's top functions. */
-    'cpu-prof': { type: 'string' },
-  },
-});
+const usage = `usage: npm run bench:write-path -- [options]
+
+  --writes N        sequential writes per monitor measured (default 2000, at least 1)
+  --events          also print every event of one write, monitor by monitor
+  --json            print the figures as JSON instead of a table
+  --cpu-prof DIR    run the monitors under node --cpu-prof into DIR/NAME; print each one's top functions
+  --help            this text
+`;
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: {
+        writes: { type: 'string', default: '2000' },
+        json: { type: 'boolean', default: false },
+        events: { type: 'boolean', default: false },
+        /** Run the monitors under `node --cpu-prof` into DIR/NAME and print each one's top functions. */
+        'cpu-prof': { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (error) {
+    // An unknown or malformed option: say which, and how to ask for the list, without a stack.
+    process.stderr.write(`bench:write-path: ${(error as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+})();
+const opts = parsed.values;
+if (opts.help) {
+  process.stdout.write(usage);
+  process.exit(0);
+}
 const writes = Number(opts.writes);
-if (!Number.isInteger(writes) || writes < 1)
-  throw new Error(`--writes ${opts.writes}: not a positive integer`);
+if (!Number.isInteger(writes) || writes < 1) {
+  process.stderr.write(`bench:write-path: --writes ${opts.writes}: not a positive integer\n`);
+  process.exit(2);
+}
 /** Writes before the measured ones (not counted): the monitors' JIT warms up on them. */
 const warmupWrites = Math.min(500, Math.max(50, writes >> 2));
 /** How long each monitor's idle CPU is measured, before the writes. */
