@@ -167,14 +167,15 @@ test('the requester crashes mid-sync: its store is as it was, the restart discar
   const { c, client } = await cluster(34, smallChunks);
   await write(c, client, 10, 5, 'old');
   // restartBehind, with a look at c's store while it is down (a crash may lose its newest,
-  // unsynced commit: what the store holds then is what a sync must not take away).
+  // unsynced commit — here a round of up to 5 writes, as paxos_propose_gather fills rounds with
+  // every request in flight: what the store holds then is what a sync must not take away).
   await c.crash('c');
   const before = {
     kv: await keysOf(c, 'c', 'config-key'),
     lc: await c.node('c').store.getNumber('paxos', 'last_committed'),
     monmap: await c.node('c').store.getNumber('monmap', 'last_committed'),
   };
-  assert.ok(before.kv.length >= 8, `${before.kv.length} keys`);
+  assert.ok(before.kv.length >= 5, `${before.kv.length} keys`);
   await c.runUntil(() => c.stableQuorum(2), 20_000);
   await write(c, client, 400, 4);
   await c.start('c');
