@@ -18,7 +18,7 @@ import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './harness/args.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 /** The median goal of issue 17 §2, seconds. */
@@ -29,26 +29,11 @@ const commandTimeoutMs = 30_000;
 const usage =
   'npm run bench:cli -- [--runs N (20)] [--bin FILE (cli/bin.js)] [--no-build]\n' +
   'median, min and max wall time of `paxmon quorum_status`, `config-key get`, `config-key set` against a local cluster\n';
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        runs: { type: 'string', default: '20' },
-        bin: { type: 'string', default: 'cli/bin.js' },
-        'no-build': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (error) {
-    // An unknown or malformed option: say which, without a stack.
-    process.stderr.write(`bench:cli: ${(error as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-})();
-if (values.help) {
-  process.stdout.write(usage);
-  process.exit(0);
-}
+const { values } = benchArgs('bench:cli', usage, {
+  runs: { type: 'string', default: '20' },
+  bin: { type: 'string', default: 'cli/bin.js' },
+  'no-build': { type: 'boolean', default: false },
+});
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1 || runs > 1000) {
   process.stderr.write(`--runs ${values.runs}: a number of runs from 1 to 1000\n`);

@@ -15,7 +15,6 @@ import { spawn } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { counter } from '../examples/counter.ts';
 import { Trace } from '../sim/trace.ts';
 import {
@@ -27,33 +26,19 @@ import {
   type ServiceOperation,
   simulateService,
 } from '../testing/index.ts';
+import { benchArgs } from './harness/args.ts';
 
 const usage =
   'npm run bench:testing-kit -- [--seeds N (100)] [--seconds S (120)] [--monitors N (3)] [--jobs N] [--first-seed N (1)]\n' +
   'simulates the counter service over N seeds and prints the wall and CPU time the test kit took\n';
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        seeds: { type: 'string', default: '100' },
-        seconds: { type: 'string', default: '120' },
-        monitors: { type: 'string', default: '3' },
-        jobs: { type: 'string', default: String(Math.min(2, availableParallelism())) },
-        'first-seed': { type: 'string', default: '1' },
-        child: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (error) {
-    // An unknown or malformed option: say which, without a stack.
-    process.stderr.write(`bench:testing-kit: ${(error as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-})();
-if (values.help) {
-  process.stdout.write(usage);
-  process.exit(0);
-}
+const { values } = benchArgs('bench:testing-kit', usage, {
+  seeds: { type: 'string', default: '100' },
+  seconds: { type: 'string', default: '120' },
+  monitors: { type: 'string', default: '3' },
+  jobs: { type: 'string', default: String(Math.min(2, availableParallelism())) },
+  'first-seed': { type: 'string', default: '1' },
+  child: { type: 'boolean', default: false },
+});
 const seeds = Number(values.seeds);
 const seconds = Number(values.seconds);
 const monitors = Number(values.monitors);

@@ -24,13 +24,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { InspectionEvent } from 'xstate';
 import { newClusterKeyring } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
 import { mkfs, monitorCommand } from '../cli/cluster.ts';
 import { SimCluster } from '../sim/cluster.ts';
 import { simClient } from '../spec/support/sim-client.ts';
+import { benchArgs } from './harness/args.ts';
 import {
   cpuSecondsOf,
   freePorts,
@@ -52,29 +52,13 @@ const usage = `usage: npm run bench:write-path -- [options]
   --cpu-prof DIR    run the monitors under node --cpu-prof into DIR/NAME; print each one's top functions
   --help            this text
 `;
-const parsed = (() => {
-  try {
-    return parseArgs({
-      options: {
-        writes: { type: 'string', default: '2000' },
-        json: { type: 'boolean', default: false },
-        events: { type: 'boolean', default: false },
-        /** Run the monitors under `node --cpu-prof` into DIR/NAME and print each one's top functions. */
-        'cpu-prof': { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-    });
-  } catch (error) {
-    // An unknown or malformed option: say which, and how to ask for the list, without a stack.
-    process.stderr.write(`bench:write-path: ${(error as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-})();
-const opts = parsed.values;
-if (opts.help) {
-  process.stdout.write(usage);
-  process.exit(0);
-}
+const { values: opts } = benchArgs('bench:write-path', usage, {
+  writes: { type: 'string', default: '2000' },
+  json: { type: 'boolean', default: false },
+  events: { type: 'boolean', default: false },
+  /** Run the monitors under `node --cpu-prof` into DIR/NAME and print each one's top functions. */
+  'cpu-prof': { type: 'string' },
+});
 const writes = Number(opts.writes);
 if (!Number.isInteger(writes) || writes < 1) {
   process.stderr.write(`bench:write-path: --writes ${opts.writes}: not a positive integer\n`);

@@ -18,7 +18,8 @@ export function benchArgs<T extends Options>(
   try {
     parsed = parseArgs({
       options: { ...options, help: { type: 'boolean', short: 'h' } } as T,
-      allowPositionals: true,
+      // Positionals only where a bench takes some: elsewhere Node's own message names the stray one.
+      allowPositionals: positionals > 0,
     });
     if (parsed.positionals.length > positionals)
       throw new Error(`unexpected argument '${parsed.positionals[positionals]}'`);
