@@ -249,13 +249,13 @@ export class RocksDBStore implements Store {
     }
   }
 
-  /** Native iterators currently open (iterate() generators not yet finished or returned). */
   /** Gets asked in this turn of the event loop, read together (#flushGets). */
   #gets: PendingGet[] = [];
   /** Multi-gets under way, and who waits for them to end (close). */
   #reads = 0;
   #readsIdle: (() => void) | undefined;
 
+  /** Native iterators currently open (iterate() generators not yet finished or returned). */
   get openIteratorCount(): number {
     return this.#cursors.size;
   }
@@ -273,7 +273,8 @@ export class RocksDBStore implements Store {
    * multi-get: each native call is a hop to libuv's thread pool, and on a busy host the wake-up
    * of a pool thread costs the calling thread more than the read itself (64 reads in flight: one
    * hop per turn instead of one per read). A get still reads what every write applied before it
-   * was asked (writes resolve only once RocksDB applied them) and runs within the turn it was asked in.
+   * was asked (writes resolve only once RocksDB applied them), and it leaves for RocksDB before the
+   * event loop next waits for I/O (setImmediate).
    */
   get(prefix: string, key: string): Promise<Uint8Array | undefined> {
     try {
