@@ -1,7 +1,7 @@
 // Helpers for specs that run real paxmon processes: the CLI as a child process, free ports, and
 // bounded polling (a check repeated until it holds or a deadline passes — never a fixed sleep).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,8 +121,17 @@ export function strangerKeyring(): string {
   return file;
 }
 
+/** Temp dirs this spec process made: removed when it exits, pass or fail. */
+const madeDirs = new Set<string>();
+
 export function tempDir(label: string): string {
-  return mkdtempSync(join(tmpdir(), `paxmon-${label}-`));
+  const dir = mkdtempSync(join(tmpdir(), `paxmon-${label}-`));
+  if (madeDirs.size === 0)
+    process.on('exit', () => {
+      for (const made of madeDirs) rmSync(made, { recursive: true, force: true });
+    });
+  madeDirs.add(dir);
+  return dir;
 }
 
 /**
