@@ -31,11 +31,6 @@ export const sessionPrefix = 'mon_session';
 /** One remembered answer as a record stores it: [client#tid, r, rs, deadline]. */
 export type AnsweredRecord = [key: string, r: number, rs: string, deadlineMs: number];
 
-export interface Answer {
-  reply: CommandReplyData;
-  deadlineMs: number;
-}
-
 /**
  * One service's remembered answers. Mutated in place, and only here: every dispatch looks a
  * request up, so copying it per commit would cost a copy of the whole table per write (the bench
@@ -44,8 +39,14 @@ export interface Answer {
 export interface Sessions {
   /** The service's clock: the highest leader time committed (never goes back). */
   clockMs: number;
-  /** Committed answers by client#tid. */
-  answers: Map<string, Answer>;
+  /**
+   * Committed answers by client#tid. A monitor remembers every answer until its deadline (tens of
+   * thousands under load), so an entry is the reply alone, and replies without text are shared
+   * (`internReply`), and its key is a flat string (paxos-service's `requestKey`): 267 → 100 bytes of
+   * heap per answer (the bench's (e) has ~55,000 per monitor).
+   * A record's latest deadline is all that expiry needs (`records`).
+   */
+  answers: Map<string, CommandReplyData>;
   /** The versions whose record is in the store: version → the latest deadline in it, its keys. */
   records: Map<number, { deadlineMs: number; keys: string[] }>;
   /** Records by the second their latest deadline falls in (ceil), for expiry in deadline order. */
@@ -79,7 +80,7 @@ export function createSessions(boot?: SessionsBoot): Sessions {
 
 /** The remembered answer of an update already applied, if any. */
 export function answerOf(sessions: Sessions, key: string): CommandReplyData | undefined {
-  return sessions.answers.get(key)?.reply;
+  return sessions.answers.get(key);
 }
 
 /**
@@ -195,7 +196,7 @@ function addRecord(sessions: Sessions, version: number, answers: AnsweredRecord[
   let deadlineMs = 0;
   const keys: string[] = [];
   for (const [key, r, rs, deadline] of answers) {
-    sessions.answers.set(key, { reply: { r, rs }, deadlineMs: deadline });
+    sessions.answers.set(key, internReply(r, rs));
     keys.push(key);
     if (deadline > deadlineMs) deadlineMs = deadline;
   }
@@ -211,6 +212,20 @@ function addRecord(sessions: Sessions, version: number, answers: AnsweredRecord[
     seconds.splice(at, 0, second);
   }
   bucket.add(version);
+}
+
+/** Shared replies without text, by return code: most remembered answers are `{ r: 0, rs: '' }`. */
+const plainReplies = new Map<number, CommandReplyData>();
+
+/** A remembered reply; one without text is shared, frozen since every retry of its request gets it. */
+function internReply(r: number, rs: string): CommandReplyData {
+  if (rs !== '') return { r, rs };
+  let reply = plainReplies.get(r);
+  if (!reply) {
+    reply = Object.freeze({ r, rs });
+    if (plainReplies.size < 256) plainReplies.set(r, reply);
+  }
+  return reply;
 }
 
 function removeRecord(sessions: Sessions, version: number): void {
