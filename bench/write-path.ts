@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import type { InspectionEvent } from 'xstate';
 import { newClusterKeyring } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
-import { mkfs, monitorCommand } from '../cli/cluster.ts';
+import { mkfs, monitorCommand, monitorEnv } from '../cli/cluster.ts';
 import { SimCluster } from '../sim/cluster.ts';
 import { simClient } from '../spec/support/sim-client.ts';
 import { benchArgs } from './harness/args.ts';
@@ -183,7 +183,7 @@ async function startCluster(): Promise<ProcessCluster> {
       `mon.${m.name}`,
       process.execPath,
       [...profileFlags(m.name), ...monitorCommand(), 'mon', '--dir', monDir, '--log-file', log],
-      { cwd: root, logFile: log },
+      { cwd: root, logFile: log, env: monitorEnv() },
     );
     return { ...m, process: owned };
   });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { KeyringEntry } from '../actors/keyring.ts';
 import { buildMonMap, newClusterKeyring } from '../actors/mkfs.ts';
 import { MonClient } from '../actors/mon-client.ts';
-import { mkfs, monitorCommand } from '../cli/cluster.ts';
+import { mkfs, monitorCommand, monitorEnv } from '../cli/cluster.ts';
 import { createLab, type Lab, type LabHost } from '../spec/support/netns.ts';
 import { repoRoot } from '../spec/support/process.ts';
 import type { ElectionStrategy } from '../transport/messages.ts';
@@ -169,7 +169,7 @@ export class ChaosCluster {
       mon.logFile,
       ...(this.#options.set ?? []).flatMap((option) => ['--set', option]),
     ];
-    const env = mon.env ? { ...process.env, ...mon.env } : undefined;
+    const env = monitorEnv(mon.env ? { ...process.env, ...mon.env } : process.env);
     const child = this.#lab.spawn(mon.host, argv, mon.logFile, repoRoot, env);
     mon.child = child;
     mon.paused = false;

@@ -11,7 +11,7 @@ import { writeKeyring } from '../../actors/keyring.ts';
 import { newClusterKeyring } from '../../actors/mkfs.ts';
 import { MonClient } from '../../actors/mon-client.ts';
 import { clientCredentials } from '../../cli/client-commands.ts';
-import { mkfs, monitorNodeFlags } from '../../cli/cluster.ts';
+import { mkfs, monitorEnv, monitorNodeFlags } from '../../cli/cluster.ts';
 
 /** client.admin's key in a cluster directory (DIR/keyring, as paxmon up writes it). */
 const adminKeyOf = (dir: string) => clientCredentials({ dir }).key;
@@ -219,7 +219,7 @@ export const paxmonTarget: Target = {
             join(monDir, 'log'),
             ...sets,
           ],
-          { cwd: root, logFile: join(monDir, 'log') },
+          { cwd: root, logFile: join(monDir, 'log'), env: monitorEnv() },
         );
         return { name: m.name, addr: m.addr, process: process_ };
       });
