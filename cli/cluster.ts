@@ -233,10 +233,11 @@ export const monitorNodeFlags = ['--max-semi-space-size=2', '--max-old-space-siz
  * The environment of a monitor process: this one's, with glibc's malloc held to 2 arenas unless
  * MALLOC_ARENA_MAX is set already. glibc gives each thread that allocates its own arena (up to 8
  * per core), and a monitor's RocksDB work runs on libuv's 4 pool threads beside the main thread:
- * after 100,000 writes the arenas held ~10 MiB of freed memory per monitor (the bench's (e),
- * 4 alternating runs: largest member 112–120 MiB with glibc's default, 101–105 MiB with 2; the
- * writes' throughput the same). A common setting for Node with native libraries; set it to
- * whatever you like in the environment of `paxmon mon` (it is read when the process starts).
+ * after 100,000 writes the arenas held ~10 MiB of freed memory per monitor (largest member after
+ * the bench's (e): 112–124 MiB with glibc's default, 101–112 MiB with 2, eight alternating runs),
+ * and (b) was not slower (4.4–4.5k ops/s with 16 arenas, 6.0k with 2, two alternating runs of the
+ * paxmon-only bench). A common setting for Node with native libraries; set it to whatever you like
+ * in the environment of `paxmon mon` (it is read when the process starts).
  */
 export function monitorEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return env.MALLOC_ARENA_MAX ? env : { ...env, MALLOC_ARENA_MAX: '2' };
