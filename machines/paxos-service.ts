@@ -14,7 +14,7 @@
 // every committed version Paxos knows of (its update_from_paxos ran) — so what a service answers
 // from memory or from the store is never older than what the monitor has committed.
 import { enqueueActions, raise, setup } from 'xstate';
-import { limits, type MonMap, type MonRoute } from '../transport/messages.ts';
+import type { MonMap, MonRoute } from '../transport/messages.ts';
 import { type CommandDeclaration, commandPerm } from './caps.ts';
 import type {
   AppliedOp,
@@ -26,6 +26,7 @@ import type {
   StoreAppliedEvent,
   StoreOp,
 } from './effects.ts';
+import { limits } from './limits.ts';
 import {
   admit,
   answerOf,
