@@ -29,7 +29,7 @@ import { monStatus, quorumStatus } from '../machines/status.ts';
 import type { Store } from '../storage/store.ts';
 import type { CommandReply, EntityName, MonCommand, MonMap } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
-import { batchPerRead, ioLogic, performRead } from './io.ts';
+import { batchPerTurn, ioLogic, performRead, type Turn } from './io.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { loadMonitorState } from './monitor-state.ts';
 
@@ -65,6 +65,11 @@ export interface CreateMonitorOptions {
   keyring?: KeyringEntry[];
   /** Randomness for new keys (`auth get-or-create`): node's crypto, or the simulator's PRNG. */
   randomBytes?: (n: number) => Uint8Array;
+  /**
+   * How inputs read together are batched into one statechart step (actors/io.ts batchPerTurn):
+   * setImmediate by default (one event-loop turn); the simulator passes queueMicrotask.
+   */
+  turn?: Turn;
 }
 
 /** What the monitor knows of an entity (MonitorHandle.authEntity). */
@@ -244,9 +249,9 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     void handle.stop();
   };
 
-  const command = batchPerRead<ServiceRequest>((requests) => {
+  const command = batchPerTurn<ServiceRequest>((requests) => {
     if (!stopping) actor.send({ type: 'monitor.commands', requests, forwards: [] });
-  });
+  }, options.turn);
 
   const io = ioLogic({
     store: options.store,
@@ -303,6 +308,7 @@ export async function createMonitor(options: CreateMonitorOptions): Promise<Moni
     monmap: () => (actor as MonitorActor | undefined)?.getSnapshot()?.context.monmap as MonMap | undefined,
     track,
     now,
+    ...(options.turn ? { turn: options.turn } : {}),
     // After a store sync the statechart asks the io actor to read the store again (io.load).
     services,
   });

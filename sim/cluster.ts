@@ -168,6 +168,8 @@ export class SimCluster {
       ...(inspect ? { inspect } : {}),
       ...(this.#services.length ? { services: this.#services } : {}),
       randomBytes: (n) => Uint8Array.from({ length: n }, () => Math.floor(authRandom.next() * 256)),
+      // The network delivers inside the simulator's steps: batch per microtask checkpoint.
+      turn: queueMicrotask,
     });
     node.monitor = monitor;
     node.transport = transport;

@@ -60,6 +60,7 @@ async function recordElection(lineBytesMax?: number, extra: { values?: boolean; 
       clock: c.clock,
       now: () => c.clock.now(),
       keyring: c.keyring,
+      turn: queueMicrotask,
       inspect: (event) => {
         recorder.inspect(event);
         logContext.inspect(event);
