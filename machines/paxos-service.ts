@@ -394,12 +394,43 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   type Effects = Required<Pick<IoEffectsEvent, 'replies' | 'reads' | 'messages'>> & {
     proposals: { id: string; ops: StoreOp[]; replies: { target: ReplyTarget; reply: Reply }[] }[];
   };
-  type Step = { context: Partial<ServiceContext>; io: Effects; propose: boolean };
+  type Step = {
+    context: Partial<ServiceContext>;
+    io: Effects;
+    propose: boolean;
+    /**
+     * Contexts and lists this step made: no snapshot holds them yet, so the rest of the step may
+     * change them in place. A batch of n requests then costs n appends instead of n copies of a
+     * growing list and of the context (O(n²): under 64 writes in flight, 14% of a leader's
+     * allocation was `prepare`'s copies).
+     */
+    made: WeakSet<object>;
+  };
   const emptyStep = (): Step => ({
     context: {},
     io: { replies: [], reads: [], messages: [], proposals: [] } as Effects,
     propose: false,
+    made: new WeakSet(),
   });
+
+  /** `c`, to change in place: itself if this step made it, else a copy that this step made. */
+  function draft(c: ServiceContext, step: Step): ServiceContext {
+    if (step.made.has(c)) return c;
+    const copy = { ...c };
+    step.made.add(copy);
+    return copy;
+  }
+
+  /** `list` with `item` appended: in place if this step made the list, else in a copy. */
+  function appended<T>(list: T[], item: T, step: Step): T[] {
+    if (step.made.has(list)) {
+      list.push(item);
+      return list;
+    }
+    const copy = [...list, item];
+    step.made.add(copy);
+    return copy;
+  }
 
   const readable = isServiceReadable;
   const writeable = (c: ServiceContext) =>
@@ -448,7 +479,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       return c;
     }
     const owed = c.pendingReplies.find((p) => p.key === key);
-    if (owed) return { ...c, pendingReplies: [...c.pendingReplies, { ...owed, target: request }] };
+    if (owed) {
+      const d = draft(c, step);
+      d.pendingReplies = appended(c.pendingReplies, { ...owed, target: request }, step);
+      return d;
+    }
     const inFlight = c.proposing?.owed.find((p) => p.key === key);
     if (c.proposing && inFlight) {
       const proposing = {
@@ -522,12 +557,11 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
       return c;
     }
     step.propose = def.shouldPropose ? def.shouldPropose(c.state, result.pending) : true;
-    return {
-      ...c,
-      pending: result.pending,
-      havePending: true,
-      pendingReplies: [...c.pendingReplies, { target: request, reply: result.reply, key }],
-    };
+    const d = draft(c, step);
+    d.pending = result.pending;
+    d.havePending = true;
+    d.pendingReplies = appended(c.pendingReplies, { target: request, reply: result.reply, key }, step);
+    return d;
   }
 
   /** PaxosService::propose_pending: encode the pending change as the next version and hand it to paxos. */

@@ -17,7 +17,19 @@ export const configKeyKeyBytesMax = 4096;
 const keepVersions = 500;
 
 type Change = { op: 'set'; key: string; value: Uint8Array } | { op: 'rm'; key: string };
-export type ConfigKeyPending = Change[];
+/**
+ * The pending changes, newest first, as an immutable list: an append is one cell, and a snapshot
+ * holding an older list still sees it unchanged. (An array copied per request cost a leader
+ * O(n²) copies per proposal under 64 writes in flight: 6% of its allocation.)
+ */
+export type ConfigKeyPending = { readonly change: Change; readonly before: ConfigKeyPending } | null;
+
+/** The changes of a pending list, oldest first. */
+function changesOf(pending: ConfigKeyPending): Change[] {
+  const changes: Change[] = [];
+  for (let cell = pending; cell !== null; cell = cell.before) changes.push(cell.change);
+  return changes.reverse();
+}
 
 const einval = (rs: string): Reply => ({ r: -22, rs });
 const enoent = (key: string): Reply => ({ r: -2, rs: `key '${key}' doesn't exist` });
@@ -31,6 +43,8 @@ const usage =
  */
 export const replacementCharacter = '\uFFFD';
 
+const utf8 = new TextEncoder();
+
 const keyTooLong = (key: string | undefined): Reply | undefined => {
   if (key === undefined) return undefined;
   if (key.includes(replacementCharacter)) {
@@ -38,7 +52,9 @@ const keyTooLong = (key: string | undefined): Reply | undefined => {
       'key contains U+FFFD (bytes that are not UTF-8 decode to it): config-key keys must be valid UTF-8 without U+FFFD',
     );
   }
-  const bytes = new TextEncoder().encode(key).length;
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: a short key needs no encoding to be measured.
+  if (key.length * 3 <= configKeyKeyBytesMax) return undefined;
+  const bytes = utf8.encode(key).length;
   return bytes > configKeyKeyBytesMax
     ? einval(`key is ${bytes} bytes; config-key keys are limited to ${configKeyKeyBytesMax} bytes`)
     : undefined;
@@ -78,8 +94,8 @@ export function configKeyService(
     handles: (cmd) => cmd[0] === 'config-key',
     commands: configKeyCommands,
     init: () => null,
-    createInitial: () => [],
-    createPending: () => [],
+    createInitial: () => null,
+    createPending: () => null,
     preprocessQuery(_state, request: ServiceRequest): Preprocessed {
       const cmd = request.cmd;
       const key = cmd[2];
@@ -124,10 +140,10 @@ export function configKeyService(
       if (verb(cmd) === 'rm') {
         if (cmd.length !== 3) return { error: einval(usage) };
         // KVMonitor::prepare_command: "key deleted" whether or not it existed (rm is idempotent).
-        return { pending: [...pending, { op: 'rm', key }], reply: { r: 0, rs: 'key deleted' } };
+        return { pending: { change: { op: 'rm', key }, before: pending }, reply: { r: 0, rs: 'key deleted' } };
       }
       if (cmd.length > 4) return { error: einval(`${usage} (quote a value with spaces)`) };
-      const value = cmd.length === 4 ? new TextEncoder().encode(cmd[3]) : (request.inbuf ?? new Uint8Array());
+      const value = cmd.length === 4 ? utf8.encode(cmd[3]) : (request.inbuf ?? new Uint8Array());
       if (value.length > maxEntrySize) {
         return {
           error: {
@@ -136,10 +152,11 @@ export function configKeyService(
           },
         };
       }
-      return { pending: [...pending, { op: 'set', key, value }], reply: { r: 0, rs: `set ${key}` } };
+      return { pending: { change: { op: 'set', key, value }, before: pending }, reply: { r: 0, rs: `set ${key}` } };
     },
     encodePending(_state, pending, version) {
-      const ops: StoreOp[] = pending.map((c) =>
+      const changes = changesOf(pending);
+      const ops: StoreOp[] = changes.map((c) =>
         c.op === 'set'
           ? { op: 'put', prefix: configKeyDataPrefix, key: c.key, value: c.value }
           : { op: 'erase', prefix: configKeyDataPrefix, key: c.key },
@@ -149,7 +166,7 @@ export function configKeyService(
         op: 'put',
         prefix: 'kv',
         key: String(version),
-        value: JSON.stringify(pending.map((c) => [c.op, c.key])),
+        value: JSON.stringify(changes.map((c) => [c.op, c.key])),
       });
       return ops;
     },
