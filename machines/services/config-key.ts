@@ -140,7 +140,10 @@ export function configKeyService(
       if (verb(cmd) === 'rm') {
         if (cmd.length !== 3) return { error: einval(usage) };
         // KVMonitor::prepare_command: "key deleted" whether or not it existed (rm is idempotent).
-        return { pending: { change: { op: 'rm', key }, before: pending }, reply: { r: 0, rs: 'key deleted' } };
+        return {
+          pending: { change: { op: 'rm', key }, before: pending },
+          reply: { r: 0, rs: 'key deleted' },
+        };
       }
       if (cmd.length > 4) return { error: einval(`${usage} (quote a value with spaces)`) };
       const value = cmd.length === 4 ? utf8.encode(cmd[3]) : (request.inbuf ?? new Uint8Array());
@@ -152,7 +155,10 @@ export function configKeyService(
           },
         };
       }
-      return { pending: { change: { op: 'set', key, value }, before: pending }, reply: { r: 0, rs: `set ${key}` } };
+      return {
+        pending: { change: { op: 'set', key, value }, before: pending },
+        reply: { r: 0, rs: `set ${key}` },
+      };
     },
     encodePending(_state, pending, version) {
       const changes = changesOf(pending);
