@@ -200,7 +200,15 @@ test('the issue 13 attacks over TCP: probes, forged commits, joins and a forged 
       );
     }
     const started = Date.now();
-    await new Promise((r) => setTimeout(r, 50));
+    // The attackers vanish once what they sent has left (written to their sockets, or their
+    // handshake refused) — not after a fixed pause: on a loaded machine a handshake can take
+    // longer than one, and a message still queued at close is dropped, never sent.
+    const gone = (m: Messenger) => {
+      const s = m.stats();
+      return s.queued === 0 || s.refused > 0;
+    };
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && !attackers.every(gone); )
+      await new Promise((r) => setTimeout(r, 10));
     await Promise.all(attackers.map((m) => m.close()));
     attackers.length = 0;
 
