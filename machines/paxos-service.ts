@@ -33,6 +33,7 @@ import {
   applySessionOps,
   createSessions,
   recordAnswers,
+  requestKey,
   type Sessions,
   type SessionsBoot,
   sessionOps,
@@ -292,10 +293,6 @@ export function opsConcern(prefix: string, ops: readonly AppliedOp[]): boolean {
 
 /** paxos_stash_full_interval (Ceph's default 25). */
 const stashFullInterval = 25;
-// client#tid. `join` builds one flat string; a template literal builds a rope of three (V8's
-// ConsString, flattened beside it when hashed), and sessions.ts keeps one key per remembered
-// answer: 170 → 100 bytes of heap per answer.
-const requestKey = (r: Pick<ReplyTarget, 'client' | 'tid'>) => [r.client, r.tid].join('#');
 /** Forward tids step by this, one slot per service of a monitor (at most this many services). */
 export const forwardTidStride = 64;
 
@@ -472,12 +469,12 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
     }
     // An update. A retry of one already applied gets that application's answer; a retry of one
     // in the pending change or in flight gets its answer when it commits.
-    const key = requestKey(request);
-    const done = answerOf(c.sessions, key);
+    const done = answerOf(c.sessions, request.client, request.tid);
     if (done) {
       step.io.replies.push({ target: request, reply: done });
       return c;
     }
+    const key = requestKey(request.client, request.tid);
     const owed = c.pendingReplies.find((p) => p.key === key);
     if (owed) {
       const d = draft(c, step);
@@ -550,7 +547,7 @@ export function createPaxosService<State, Pending>(definition: ServiceDefinition
   /** prepare_update, then should_propose. */
   function prepare(c: ServiceContext, request: ServiceRequest, step: Step): ServiceContext {
     const pending = c.havePending ? c.pending : def.createPending(c.state);
-    const key = requestKey(request);
+    const key = requestKey(request.client, request.tid);
     const result = def.prepareUpdate(c.state, pending, request, view(c));
     if ('error' in result) {
       step.io.replies.push({ target: request, reply: result.error });
